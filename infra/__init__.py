@@ -1,0 +1,1 @@
+"""RabbitMQ as Celery's broker, from one stack definition per environment."""

@@ -1,0 +1,169 @@
+"""`python -m infra validate|render|plan|docs`: parse arguments, call the core, print, return an exit status."""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import asdict
+from enum import IntEnum
+from pathlib import Path
+
+from . import docs, plan as planning, render, secrets
+from .definition import Loaded, load_definition
+from .findings import format_finding
+from .table import table
+from .units import Duration, Size
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    ERROR = 1  # the command could not do its work (I/O, an unexpected failure)
+    INVALID = 2  # the definition has error findings; nothing was written
+    USAGE = 64  # the command line itself is wrong (EX_USAGE)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse exits 2, which here means "invalid definition"
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(ExitStatus.USAGE)
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--stack", metavar="ENV", help="stacks/base.yaml overlaid with stacks/ENV.yaml")
+    which.add_argument("--file", metavar="PATH", type=Path, help="one definition file, no overlay")
+    parser.add_argument("--overlay", metavar="PATH", type=Path, action="append", default=[],
+                        help="another file laid over the definition (repeatable, in order)")
+    parser.add_argument("--stacks-dir", metavar="DIR", type=Path, default=None, help=argparse.SUPPRESS)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = _Parser(prog="python -m infra", description="RabbitMQ + Celery stacks from one definition.")
+    commands = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    v = commands.add_parser("validate", help="check a definition; exit 2 on any error")
+    _add_source_arguments(v)
+    r = commands.add_parser("render", help="write rabbitmq.conf, enabled_plugins, definitions.json, celery.json")
+    _add_source_arguments(r)
+    r.add_argument("--out", metavar="DIR", type=Path, required=True)
+    r.add_argument("--secrets", metavar="PATH", type=Path,
+                   help="secrets file (default .secrets/<environment>.yaml, created 0600)")
+    r.add_argument("--target", choices=("container", "host"), default="container",
+                   help="container: listen on all interfaces inside the container, files in /etc/rabbitmq; "
+                        "host: listen on listeners.bind, files where --out is")
+    p = commands.add_parser("plan", help="show what the definition deploys")
+    _add_source_arguments(p)
+    p.add_argument("--json", action="store_true", help="the whole plan as JSON")
+    commands.add_parser("docs", help="print the definition's field reference (Markdown)")
+    return top
+
+
+def _load(args) -> Loaded:
+    kwargs = {"stacks_dir": args.stacks_dir} if args.stacks_dir else {}
+    return load_definition(stack=args.stack, file=args.file, overlays=tuple(args.overlay), **kwargs)
+
+
+def _report(findings) -> None:
+    for finding in findings:
+        print(format_finding(finding), file=sys.stderr)
+
+
+def _summary(loaded: Loaded) -> str:
+    errors = len(loaded.errors)
+    warnings = len(loaded.findings) - errors
+    return f"{' + '.join(loaded.files)}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+
+
+def cmd_validate(args) -> ExitStatus:
+    loaded = _load(args)
+    _report(loaded.findings)
+    print(_summary(loaded), file=sys.stderr)
+    return ExitStatus.OK if loaded.ok else ExitStatus.INVALID
+
+
+def cmd_render(args) -> ExitStatus:
+    loaded = _load(args)
+    _report(loaded.findings)
+    if not loaded.ok:
+        print(_summary(loaded) + "; nothing written", file=sys.stderr)
+        return ExitStatus.INVALID
+    layout = planning.NodeLayout(listen_on_bind=True, config_dir=str(args.out.resolve())) \
+        if args.target == "host" else planning.CONTAINER
+    the_plan = planning.build_plan(loaded.definition, layout)
+    secrets_path = args.secrets or secrets.SECRETS_DIR / f"{loaded.definition.environment}.yaml"
+    try:
+        known = secrets.read_secrets_file(secrets_path)
+    except (OSError, ValueError) as exc:
+        print(f"{secrets_path}: cannot read the secrets file: {exc}", file=sys.stderr)
+        return ExitStatus.ERROR
+    resolved = secrets.resolve(the_plan.secrets(), known, loaded.source)
+    if resolved.findings:
+        _report(resolved.findings)
+        print(f"{len(resolved.findings)} secret(s) missing; nothing written", file=sys.stderr)
+        return ExitStatus.INVALID
+    files = render.render_files(the_plan, resolved.values)
+    if resolved.generated:
+        secrets.write_secrets_file(secrets_path, {**known, **resolved.values})
+    written = render.write_files(files, args.out)
+    rows = [(str(path), f"{path.stat().st_size} B", oct(path.stat().st_mode & 0o777)) for path in written]
+    if resolved.generated:
+        rows.append((str(secrets_path), f"{len(resolved.generated)} generated", "0o600"))
+    print(table(("file", "size", "mode"), rows))
+    return ExitStatus.OK
+
+
+def _plan_json(the_plan: planning.Plan) -> dict:
+    data = asdict(the_plan)
+    data["workers"] = [dict(asdict(w), command=list(w.command)) for w in the_plan.workers]
+    return data
+
+
+_SHORT = {"message-ttl": ("ttl", lambda v: str(Duration(v))), "max-length": ("max", str),
+          "max-length-bytes": ("max", lambda v: str(Size(v))), "overflow": ("", str),
+          "dead-letter-routing-key": ("dlq", str), "delivery-limit": ("limit", str)}
+
+
+def _policy_summary(definition: dict) -> str:
+    parts = [f"{_SHORT[k][0]}={_SHORT[k][1](v)}" if _SHORT[k][0] else v
+             for k, v in definition.items() if k in _SHORT]
+    return " ".join(parts) or "-"
+
+
+def cmd_plan(args) -> ExitStatus:
+    loaded = _load(args)
+    _report(loaded.findings)
+    if not loaded.ok:
+        print(_summary(loaded), file=sys.stderr)
+        return ExitStatus.INVALID
+    the_plan = planning.build_plan(loaded.definition)
+    if args.json:
+        print(json.dumps(_plan_json(the_plan), indent=2))
+        return ExitStatus.OK
+    policies = {(p.vhost, p.pattern): p.definition for p in the_plan.topology.policies}
+    consumers = {q: w.name for w in the_plan.workers for q in w.queues}
+    rows = [(q.vhost, q.name, q.type, consumers.get(q.name, "-"),
+             _policy_summary(policies.get((q.vhost, f"^{re.escape(q.name)}$"), {})))
+            for q in the_plan.topology.queues]
+    print(table(("vhost", "queue", "type", "pool", "policy"), rows))
+    print()
+    print(table(("pool", "queues", "concurrency", "pool type", "prefetch"),
+                [(w.name, ",".join(w.queues), w.concurrency, w.pool, w.prefetch_multiplier)
+                 for w in the_plan.workers]))
+    t = the_plan.topology
+    print(f"\n{len(t.vhosts)} vhost(s), {len(t.users)} user(s), {len(t.exchanges)} exchange(s), "
+          f"{len(t.queues)} queue(s), {len(t.bindings)} binding(s), {len(t.policies)} polic(ies)")
+    return ExitStatus.OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "docs":
+        print(docs.reference(), end="")
+        return ExitStatus.OK
+    handler = {"validate": cmd_validate, "render": cmd_render, "plan": cmd_plan}[args.command]
+    try:
+        return handler(args)
+    except OSError as exc:
+        print(f"python -m infra {args.command}: {exc}", file=sys.stderr)
+        return ExitStatus.ERROR

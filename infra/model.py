@@ -1,0 +1,226 @@
+"""The stack definition as typed data: one dataclass per object, each field documented where it is declared.
+
+`build.py` turns loaded YAML into these classes (types, units, unknown keys); `validate.py` checks what
+spans several objects; `plan.py` turns a valid definition into what gets deployed. The README's field
+reference is generated from the `doc=` strings here (`python -m infra docs`), so they are the documentation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from .units import Duration, RateLimit, Size
+
+QueueType = Literal["quorum", "classic"]
+Overflow = Literal["drop-head", "reject-publish", "reject-publish-dlx"]
+ExchangeType = Literal["direct", "topic", "fanout", "headers"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical", "none"]
+LogTarget = Literal["console", "file"]
+UserTag = Literal["administrator", "monitoring", "management", "policymaker", "impersonator"]
+WorkerPoolType = Literal["prefork", "threads", "solo"]
+
+# Plugins shipped in the official rabbitmq:3.13 and 4.x images and in Debian's 3.10 package; an unknown
+# name would stop the node at boot, so the definition is checked against this list.
+KNOWN_PLUGINS = (
+    "rabbitmq_amqp1_0", "rabbitmq_auth_backend_cache", "rabbitmq_auth_backend_http",
+    "rabbitmq_auth_backend_ldap", "rabbitmq_auth_backend_oauth2", "rabbitmq_auth_mechanism_ssl",
+    "rabbitmq_consistent_hash_exchange", "rabbitmq_event_exchange", "rabbitmq_federation",
+    "rabbitmq_federation_management", "rabbitmq_jms_topic_exchange", "rabbitmq_management",
+    "rabbitmq_management_agent", "rabbitmq_mqtt", "rabbitmq_peer_discovery_aws",
+    "rabbitmq_peer_discovery_consul", "rabbitmq_peer_discovery_etcd", "rabbitmq_peer_discovery_k8s",
+    "rabbitmq_prometheus", "rabbitmq_random_exchange", "rabbitmq_recent_history_exchange",
+    "rabbitmq_sharding", "rabbitmq_shovel", "rabbitmq_shovel_management", "rabbitmq_stomp",
+    "rabbitmq_stream", "rabbitmq_stream_management", "rabbitmq_top", "rabbitmq_tracing",
+    "rabbitmq_trust_store", "rabbitmq_web_dispatch", "rabbitmq_web_mqtt", "rabbitmq_web_stomp",
+)
+
+
+def field(default=dataclasses.MISSING, *, doc: str, factory=dataclasses.MISSING):
+    """A model field: its default (or `factory` for lists and maps) and the sentence the README shows."""
+    return dataclasses.field(default=default, default_factory=factory, metadata={"doc": doc})
+
+
+class PositiveInt(int):
+    label = "integer ≥ 1"
+    expected = "a whole number of at least 1"
+
+    @classmethod
+    def parse(cls, raw: object) -> "PositiveInt":
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+            raise ValueError(f"expected {cls.expected}, got {raw!r}")
+        return cls(raw)
+
+
+class Port(int):
+    label = "port"
+    expected = "a TCP port from 1 to 65535"
+
+    @classmethod
+    def parse(cls, raw: object) -> "Port":
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 65535:
+            raise ValueError(f"expected {cls.expected}, got {raw!r}")
+        return cls(raw)
+
+
+class IPAddress(str):
+    label = "IP address"
+    expected = "an IP address such as 127.0.0.1 or 0.0.0.0"
+
+    @classmethod
+    def parse(cls, raw: object) -> "IPAddress":
+        try:
+            return cls(ipaddress.ip_address(raw))
+        except ValueError:
+            raise ValueError(f"expected {cls.expected}, got {raw!r}") from None
+
+    @property
+    def is_private_or_loopback(self) -> bool:
+        address = ipaddress.ip_address(self)
+        return address.is_loopback or (address.is_private and not address.is_unspecified)
+
+
+@dataclass(frozen=True)
+class Secret:
+    """Where a credential comes from; its value never appears in a definition."""
+
+    secret: str = field(doc="Stack config key holding the value: `pulumi config set --secret KEY` (for "
+                            "`render`: the key in the secrets file).")
+    generate: bool = field(False, doc="Generate a random value when the key is not set (Pulumi: "
+                                      "`RandomPassword`; `render`: kept in the 0600 secrets file).")
+
+
+@dataclass(frozen=True)
+class Log:
+    level: LogLevel = field("info", doc="Log level of every target.")
+    targets: list[LogTarget] = field(factory=lambda: ["console", "file"],
+                                     doc="Where the node logs: `console` (container output) and/or `file`.")
+    file: str = field("rabbit.log", doc="Log file name, under the node's log directory.")
+
+
+@dataclass(frozen=True)
+class Listeners:
+    bind: IPAddress = field(IPAddress("127.0.0.1"),
+                            doc="Host address the AMQP, management and Prometheus ports are reachable on: "
+                                "Docker publishes them there; a node on the host listens there.")
+    amqp: Port = field(Port(5672), doc="AMQP 0-9-1 port.")
+    management: Port = field(Port(15672), doc="Management UI and HTTP API port.")
+    prometheus: Port = field(Port(15692), doc="Prometheus metrics port (with `rabbitmq_prometheus`).")
+
+
+@dataclass(frozen=True)
+class Broker:
+    image: str = field("rabbitmq:3.13-management", doc="Broker container image.")
+    memory_high_watermark: float = field(0.6, doc="Fraction of RAM, in (0, 1], above which publishers "
+                                                  "are blocked (`vm_memory_high_watermark.relative`).")
+    disk_free_limit: Size = field(Size(2 * 10**9), doc="Free disk below which publishers are blocked "
+                                                       "(`disk_free_limit.absolute`).")
+    heartbeat: Duration = field(Duration(60_000), doc="AMQP heartbeat the server proposes; whole seconds.")
+    consumer_timeout: Duration = field(Duration(30 * 60_000),
+                                       doc="How long a delivery may stay unacknowledged before the broker "
+                                           "closes the channel; Celery time limits must stay below it.")
+    connection_max: Optional[PositiveInt] = field(None, doc="Most client connections; unset is unlimited.")
+    channel_max: PositiveInt = field(PositiveInt(2047), doc="Most channels per connection.")
+    log: Log = field(factory=Log, doc="Logging.")
+    listeners: Listeners = field(factory=Listeners, doc="Ports and the address they are reachable on.")
+    plugins: list[str] = field(factory=lambda: ["rabbitmq_management", "rabbitmq_prometheus"],
+                               doc="Enabled plugins; `rabbitmq_management` is required (the deployer "
+                                   "uses its API).")
+    admin_user: str = field("admin", doc="The user (with the `administrator` tag) the deployer acts as.")
+    public_management: bool = field(False, doc="Allow the management listener on a public address "
+                                               "outside dev (refused otherwise).")
+
+
+@dataclass(frozen=True)
+class Role:
+    """What a user may do in a vhost: three regular expressions over resource names (RabbitMQ's own)."""
+
+    configure: str = field("", doc="Regex of exchanges and queues the user may declare and delete; "
+                                   "empty is none.")
+    write: str = field("", doc="Regex of exchanges (and queues) the user may publish to or bind from.")
+    read: str = field("", doc="Regex of queues the user may consume from and exchanges it may bind to.")
+
+
+@dataclass(frozen=True)
+class User:
+    password: Secret = field(doc="The password's source: `{secret: KEY, generate: true}`.")
+    tags: list[UserTag] = field(factory=list, doc="Management tags, e.g. `administrator`, `monitoring`.")
+    permissions: dict[str, str] = field(factory=dict, doc="Vhost name → role name (from `roles`).")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    type: ExchangeType = field("topic", doc="Exchange type. Task exchanges are `topic`: Celery's native "
+                                            "delayed delivery on quorum queues requires it.")
+    durable: bool = field(True, doc="Survives a broker restart.")
+    auto_delete: bool = field(False, doc="Deleted when its last binding goes.")
+    internal: bool = field(False, doc="Only other exchanges may publish to it.")
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A durable queue. Everything but `type` is applied by one policy per queue, so it changes in place."""
+
+    type: QueueType = field("quorum", doc="`quorum` (replicated, Raft) or `classic`; the only queue argument.")
+    exchange: Optional[str] = field(None, doc="Exchange the queue is bound to; unset is the vhost's "
+                                              "`default_exchange`.")
+    routing_key: Optional[str] = field(None, doc="Binding and Celery routing key; unset is the queue name.")
+    ttl: Optional[Duration] = field(None, doc="Messages older than this are dead-lettered (`message-ttl`).")
+    max_length: Optional[PositiveInt] = field(None, doc="Most messages ready in the queue (`max-length`).")
+    max_length_bytes: Optional[Size] = field(None, doc="Most bytes of ready message bodies (`max-length-bytes`).")
+    overflow: Optional[Overflow] = field(None, doc="At a max length: `drop-head` dead-letters the oldest "
+                                                   "(the broker's default), `reject-publish` nacks the "
+                                                   "publisher, `reject-publish-dlx` (classic only) also "
+                                                   "dead-letters the rejected message.")
+    dead_letter: Optional[str] = field(None, doc="Queue of the same vhost that expired, dropped and rejected "
+                                                 "messages go to, through the vhost's dead-letter exchange.")
+    delivery_limit: Optional[PositiveInt] = field(None, doc="Quorum only: deliveries after which a message "
+                                                            "is dead-lettered instead of requeued.")
+    rate_limit: Optional[RateLimit] = field(None, doc="Celery rate limit of the tasks routed here, per "
+                                                      "worker process pool, e.g. `10/m`.")
+    parking: bool = field(False, doc="A queue that holds dead letters for inspection and replay; no worker "
+                                     "consumes it.")
+
+
+@dataclass(frozen=True)
+class Vhost:
+    description: str = field("", doc="Free text shown in the management UI.")
+    default_exchange: str = field("tasks", doc="Exchange queues bind to unless they name one.")
+    dead_letter_exchange: str = field("dlx", doc="Direct exchange the toolkit creates for `dead_letter`: "
+                                                 "each target queue is bound to it by its own name.")
+    exchanges: dict[str, Exchange] = field(factory=dict, doc="Exchanges by name.")
+    queues: dict[str, Queue] = field(factory=dict, doc="Queues by name.")
+
+
+@dataclass(frozen=True)
+class WorkerPool:
+    queues: list[str] = field(doc="Queues this pool consumes (`celery worker -Q`).")
+    concurrency: PositiveInt = field(PositiveInt(2), doc="Worker processes or threads.")
+    pool: WorkerPoolType = field("prefork", doc="Celery execution pool.")
+    prefetch_multiplier: PositiveInt = field(PositiveInt(1), doc="Messages reserved per process; 1 with "
+                                                                 "late acks, so a lost worker holds one.")
+
+
+@dataclass(frozen=True)
+class Celery:
+    vhost: str = field(doc="Vhost the Celery app uses; routes and pools name its queues.")
+    user: str = field(doc="User the Celery app connects as.")
+    default_queue: str = field("default", doc="Queue of tasks that have no route.")
+    routes: dict[str, str] = field(factory=dict, doc="Task name → queue name.")
+    workers: dict[str, WorkerPool] = field(factory=dict, doc="Worker pools by name.")
+
+
+@dataclass(frozen=True)
+class StackDefinition:
+    environment: str = field(doc="Environment name; `guest` and public management are dev-only.")
+    celery: Celery = field(doc="The Celery app's view of the broker.")
+    broker: Broker = field(factory=Broker, doc="The broker node.")
+    roles: dict[str, Role] = field(factory=dict, doc="Named permission sets users are given per vhost.")
+    users: dict[str, User] = field(factory=dict, doc="Users by name.")
+    vhosts: dict[str, Vhost] = field(factory=dict, doc="Virtual hosts by name, each with its exchanges "
+                                                       "and queues.")
+
+    @property
+    def is_dev(self) -> bool:
+        return self.environment == "dev"

@@ -1,0 +1,278 @@
+"""The plan: what a valid definition deploys, as plain data, before any file or resource exists.
+
+Pure functions only. The renderers (`render.py`) and the Pulumi program turn the same plan into files or
+resources, so what one declares is what the other writes.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .model import Secret, StackDefinition, Vhost
+
+POLICY_PRIORITY = 10  # above the 0 of hand-made catch-all policies, so ours is the one that applies
+
+
+@dataclass(frozen=True)
+class NodeLayout:
+    """Where the node runs. In a container it listens on every interface of its own network namespace
+    (Docker publishes the ports on `listeners.bind`); on a host it listens on `bind` itself."""
+
+    listen_on_bind: bool = False
+    config_dir: str = "/etc/rabbitmq"
+
+
+CONTAINER = NodeLayout()
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    image: str
+    listen_ip: str
+    publish_ip: str
+    amqp_port: int
+    management_port: int
+    prometheus_port: Optional[int]  # None when rabbitmq_prometheus is off
+    memory_high_watermark: float
+    disk_free_limit_bytes: int
+    heartbeat_s: int
+    consumer_timeout_ms: int
+    connection_max: Optional[int]
+    channel_max: int
+    log_level: str
+    log_console: bool
+    log_file: Optional[str]
+    plugins: tuple[str, ...]
+    definitions_path: str
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    name: str
+    password: Secret
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PermissionSpec:
+    user: str
+    vhost: str
+    configure: str
+    write: str
+    read: str
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    vhost: str
+    name: str
+    type: str
+    durable: bool = True
+    auto_delete: bool = False
+    internal: bool = False
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """Always durable; the queue type is its only argument (everything else is in its policy)."""
+
+    vhost: str
+    name: str
+    type: str
+
+    @property
+    def arguments(self) -> dict:
+        return {"x-queue-type": self.type}
+
+
+@dataclass(frozen=True)
+class BindingSpec:
+    vhost: str
+    source: str
+    destination: str
+    routing_key: str
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    vhost: str
+    name: str
+    pattern: str
+    definition: dict = field(hash=False)
+    apply_to: str = "queues"
+    priority: int = POLICY_PRIORITY
+
+
+@dataclass(frozen=True)
+class Topology:
+    vhosts: tuple[tuple[str, str], ...]  # (name, description)
+    users: tuple[UserSpec, ...]
+    permissions: tuple[PermissionSpec, ...]
+    exchanges: tuple[ExchangeSpec, ...]
+    queues: tuple[QueueSpec, ...]
+    bindings: tuple[BindingSpec, ...]
+    policies: tuple[PolicySpec, ...]
+
+
+@dataclass(frozen=True)
+class WorkerPoolSpec:
+    name: str
+    queues: tuple[str, ...]
+    concurrency: int
+    pool: str
+    prefetch_multiplier: int
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        """The seed's command line for this pool."""
+        return ("celery", "-A", "config", "worker", "-l", "info", "-Q", ",".join(self.queues),
+                "--concurrency", str(self.concurrency), "--pool", self.pool,
+                "--prefetch-multiplier", str(self.prefetch_multiplier), "-n", f"{self.name}@%h")
+
+
+@dataclass(frozen=True)
+class Plan:
+    environment: str
+    broker: BrokerConfig
+    topology: Topology
+    celery: dict  # the content of celery.json
+    workers: tuple[WorkerPoolSpec, ...]
+
+    def secrets(self) -> list[tuple[tuple, Secret]]:
+        """(definition key path, reference) of every credential the plan needs."""
+        return [(("users", u.name, "password"), u.password) for u in self.topology.users]
+
+
+def broker_config(d: StackDefinition, layout: NodeLayout) -> BrokerConfig:
+    b = d.broker
+    return BrokerConfig(
+        image=b.image,
+        listen_ip=str(b.listeners.bind) if layout.listen_on_bind else "0.0.0.0",
+        publish_ip=str(b.listeners.bind),
+        amqp_port=int(b.listeners.amqp),
+        management_port=int(b.listeners.management),
+        prometheus_port=int(b.listeners.prometheus) if "rabbitmq_prometheus" in b.plugins else None,
+        memory_high_watermark=b.memory_high_watermark,
+        disk_free_limit_bytes=int(b.disk_free_limit),
+        heartbeat_s=int(b.heartbeat) // 1000,
+        consumer_timeout_ms=int(b.consumer_timeout),
+        connection_max=None if b.connection_max is None else int(b.connection_max),
+        channel_max=int(b.channel_max),
+        log_level=b.log.level,
+        log_console="console" in b.log.targets,
+        log_file=b.log.file if "file" in b.log.targets else None,
+        plugins=tuple(b.plugins),
+        definitions_path=f"{layout.config_dir.rstrip('/')}/definitions.json",
+    )
+
+
+def queue_policy(vname: str, vhost: Vhost, qname: str) -> Optional[PolicySpec]:
+    """The one policy of a queue, with only the keys its type supports (validation refused the rest)."""
+    q = vhost.queues[qname]
+    definition: dict = {}
+    if q.ttl is not None:
+        definition["message-ttl"] = int(q.ttl)
+    if q.max_length is not None:
+        definition["max-length"] = int(q.max_length)
+    if q.max_length_bytes is not None:
+        definition["max-length-bytes"] = int(q.max_length_bytes)
+    if q.overflow is not None:
+        definition["overflow"] = q.overflow
+    if q.dead_letter is not None:
+        definition["dead-letter-exchange"] = vhost.dead_letter_exchange
+        definition["dead-letter-routing-key"] = q.dead_letter
+    if q.delivery_limit is not None:
+        definition["delivery-limit"] = int(q.delivery_limit)
+    if not definition:
+        return None
+    return PolicySpec(vname, f"queue.{qname}", f"^{re.escape(qname)}$", definition)
+
+
+def topology(d: StackDefinition) -> Topology:
+    exchanges, queues, bindings, policies = [], [], [], []
+    for vname in sorted(d.vhosts):
+        vhost = d.vhosts[vname]
+        for ename in sorted(vhost.exchanges):
+            e = vhost.exchanges[ename]
+            exchanges.append(ExchangeSpec(vname, ename, e.type, e.durable, e.auto_delete, e.internal))
+        targets = sorted({q.dead_letter for q in vhost.queues.values() if q.dead_letter})
+        if targets:
+            exchanges.append(ExchangeSpec(vname, vhost.dead_letter_exchange, "direct"))
+        for qname in sorted(vhost.queues):
+            q = vhost.queues[qname]
+            queues.append(QueueSpec(vname, qname, q.type))
+            bindings.append(BindingSpec(vname, q.exchange or vhost.default_exchange, qname,
+                                        q.routing_key or qname))
+            if qname in targets:
+                bindings.append(BindingSpec(vname, vhost.dead_letter_exchange, qname, qname))
+            policy = queue_policy(vname, vhost, qname)
+            if policy:
+                policies.append(policy)
+    users = tuple(UserSpec(name, u.password, tuple(u.tags)) for name, u in sorted(d.users.items()))
+    permissions = tuple(
+        PermissionSpec(name, vhost, d.roles[role].configure, d.roles[role].write, d.roles[role].read)
+        for name, u in sorted(d.users.items()) for vhost, role in sorted(u.permissions.items()))
+    return Topology(
+        vhosts=tuple((name, d.vhosts[name].description) for name in sorted(d.vhosts)),
+        users=users, permissions=permissions, exchanges=tuple(exchanges), queues=tuple(queues),
+        bindings=tuple(bindings), policies=tuple(policies))
+
+
+def _queue_declaration(vhost: Vhost, qname: str) -> dict:
+    """A queue as kombu must declare it: the broker's exact arguments, exchange and routing key."""
+    q = vhost.queues[qname]
+    exchange_name = q.exchange or vhost.default_exchange
+    exchange = vhost.exchanges[exchange_name]
+    return {
+        "name": qname,
+        "exchange": exchange_name,
+        "exchange_type": exchange.type,
+        "exchange_durable": exchange.durable,
+        "routing_key": q.routing_key or qname,
+        "durable": True,
+        "queue_arguments": {"x-queue-type": q.type},
+    }
+
+
+def celery_declarations(d: StackDefinition) -> dict:
+    """The content of celery.json: everything the Celery app declares, taken from the broker's plan."""
+    c = d.celery
+    vhost = d.vhosts[c.vhost]
+    task_queues = [n for n in vhost.queues if not vhost.queues[n].parking]
+    parking = [n for n in vhost.queues if vhost.queues[n].parking]
+    default = _queue_declaration(vhost, c.default_queue)
+    routes, annotations = {}, {}
+    for task in sorted(c.routes):
+        decl = _queue_declaration(vhost, c.routes[task])
+        routes[task] = {"queue": decl["name"], "exchange": decl["exchange"], "routing_key": decl["routing_key"]}
+        rate = vhost.queues[c.routes[task]].rate_limit
+        if rate is not None:
+            annotations[task] = {"rate_limit": str(rate)}
+    return {
+        "broker_vhost": c.vhost,
+        "broker_user": c.user,
+        "task_default_queue": c.default_queue,
+        "task_default_exchange": default["exchange"],
+        "task_default_exchange_type": default["exchange_type"],
+        "task_default_routing_key": default["routing_key"],
+        "task_queues": [_queue_declaration(vhost, n) for n in sorted(task_queues)],
+        "task_routes": routes,
+        "task_annotations": annotations,
+        "worker_pools": {
+            name: {"queues": list(p.queues), "concurrency": int(p.concurrency), "pool": p.pool,
+                   "prefetch_multiplier": int(p.prefetch_multiplier)}
+            for name, p in sorted(c.workers.items())},
+        "dead_letter": {
+            "exchange": vhost.dead_letter_exchange,
+            "routes": {n: q.dead_letter for n, q in sorted(vhost.queues.items()) if q.dead_letter},
+            "parking_queues": [_queue_declaration(vhost, n) for n in sorted(parking)],
+        },
+    }
+
+
+def build_plan(d: StackDefinition, layout: NodeLayout = CONTAINER) -> Plan:
+    """The whole plan of a definition that passed validation."""
+    workers = tuple(WorkerPoolSpec(name, tuple(p.queues), int(p.concurrency), p.pool, int(p.prefetch_multiplier))
+                    for name, p in sorted(d.celery.workers.items()))
+    return Plan(d.environment, broker_config(d, layout), topology(d), celery_declarations(d), workers)

@@ -1,0 +1,87 @@
+"""Renderers: the plan → the broker's files and celery.json. Mechanical; decisions live in `plan.py`."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jinja2
+
+from .plan import Plan, Topology
+from .secrets import hash_for
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+_jinja = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    undefined=jinja2.StrictUndefined,  # a missing value is an error, never an empty string
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+# Files every render writes, and their modes: definitions.json carries password hashes, so only its
+# owner reads it.
+FILES = {"rabbitmq.conf": 0o644, "enabled_plugins": 0o644, "definitions.json": 0o600, "celery.json": 0o644}
+
+
+def _json(data) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def rabbitmq_conf(plan: Plan) -> str:
+    return _jinja.get_template("rabbitmq.conf.j2").render(b=plan.broker, environment=plan.environment)
+
+
+def enabled_plugins(plan: Plan) -> str:
+    return _jinja.get_template("enabled_plugins.j2").render(b=plan.broker)
+
+
+def definitions(topology: Topology, passwords: dict[str, str]) -> dict:
+    """RabbitMQ's definitions format. `passwords` maps secret keys to values; only hashes are written."""
+    return {
+        "users": [{"name": u.name, "password_hash": hash_for(u.name, passwords[u.password.secret]),
+                   "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": list(u.tags)}
+                  for u in topology.users],
+        "vhosts": [{"name": name, "description": description} for name, description in topology.vhosts],
+        "permissions": [{"user": p.user, "vhost": p.vhost, "configure": p.configure, "write": p.write,
+                         "read": p.read} for p in topology.permissions],
+        "topic_permissions": [],
+        "parameters": [],
+        "global_parameters": [],
+        "policies": [{"vhost": p.vhost, "name": p.name, "pattern": p.pattern, "apply-to": p.apply_to,
+                      "priority": p.priority, "definition": p.definition} for p in topology.policies],
+        "queues": [{"name": q.name, "vhost": q.vhost, "durable": True, "auto_delete": False,
+                    "arguments": q.arguments} for q in topology.queues],
+        "exchanges": [{"name": e.name, "vhost": e.vhost, "type": e.type, "durable": e.durable,
+                       "auto_delete": e.auto_delete, "internal": e.internal, "arguments": {}}
+                      for e in topology.exchanges],
+        "bindings": [{"source": b.source, "vhost": b.vhost, "destination": b.destination,
+                      "destination_type": "queue", "routing_key": b.routing_key, "arguments": {}}
+                     for b in topology.bindings],
+    }
+
+
+def render_files(plan: Plan, passwords: dict[str, str]) -> dict[str, str]:
+    """File name → content, for every file in FILES. Same plan and passwords, same bytes."""
+    return {
+        "rabbitmq.conf": rabbitmq_conf(plan),
+        "enabled_plugins": enabled_plugins(plan),
+        "definitions.json": _json(definitions(plan.topology, passwords)),
+        "celery.json": _json(plan.celery),
+    }
+
+
+def write_files(files: dict[str, str], out: Path) -> list[Path]:
+    """Each file written whole (temp file, then rename) with its mode from FILES."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, content in files.items():
+        target = out / name
+        tmp = out / f".{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILES[name])
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        os.chmod(tmp, FILES[name])  # O_CREAT's mode is masked by the umask; the mode is part of the output
+        os.replace(tmp, target)
+        written.append(target)
+    return written

@@ -1,0 +1,92 @@
+"""Credentials for `render`: a 0600 secrets file per stack, generated values, and RabbitMQ password hashes.
+
+Under Pulumi the same keys come from stack config secrets or `RandomPassword` (the program's config
+module); here, for renders without Pulumi, they come from `.secrets/<env>.yaml`, which is git-ignored.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets as random_source
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .findings import Finding
+from .model import Secret
+from .sources import Source
+
+SECRETS_DIR = Path(".secrets")
+
+
+def password_hash(password: str, salt: bytes) -> str:
+    """RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt + sha256(salt + utf8 password))."""
+    digest = hashlib.sha256(salt + password.encode("utf-8")).digest()
+    return base64.b64encode(salt + digest).decode("ascii")
+
+
+def stable_salt(user: str, password: str) -> bytes:
+    """A 4-byte salt derived from the user and the password itself.
+
+    RabbitMQ salts with 4 random bytes; a random salt would make every render differ and every Pulumi
+    preview show the definitions changing. Keyed by the password, the salt is still unknown without it
+    and differs between users, so equal passwords do not give equal hashes.
+    """
+    return hmac.new(password.encode("utf-8"), b"rabbitmq-salt:" + user.encode("utf-8"), "sha256").digest()[:4]
+
+
+def hash_for(user: str, password: str) -> str:
+    return password_hash(password, stable_salt(user, password))
+
+
+def generate_password() -> str:
+    return random_source.token_urlsafe(24)
+
+
+@dataclass
+class Resolved:
+    values: dict[str, str]
+    findings: list[Finding]
+    generated: list[str]
+
+
+def resolve(wanted: list[tuple[tuple, Secret]], known: dict[str, str], source: Source) -> Resolved:
+    """Values for every secret the definition refers to: known ones, generated ones, or a finding."""
+    values, findings, generated = {}, [], []
+    for path, ref in wanted:
+        if ref.secret in values:
+            continue
+        if ref.secret in known:
+            values[ref.secret] = str(known[ref.secret])
+        elif ref.generate:
+            values[ref.secret] = generate_password()
+            generated.append(ref.secret)
+        else:
+            file, line = source.where(path)
+            findings.append(Finding(file, line, path,
+                                    f"secret {ref.secret!r} is not set: add it to the secrets file, or add "
+                                    f"`generate: true` (under Pulumi: pulumi config set --secret {ref.secret})"))
+    return Resolved(values, findings, generated)
+
+
+def read_secrets_file(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of secret key → value")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def write_secrets_file(path: Path, values: dict[str, str]) -> None:
+    """Written 0600 from the first byte: the file is created with that mode, never chmod-ed after."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("# Generated and kept by `python -m infra render`. Never commit this file.\n")
+        yaml.safe_dump(dict(sorted(values.items())), out, default_flow_style=False)
+    os.replace(tmp, path)

@@ -1,0 +1,184 @@
+"""Checks that span several objects: references between them, environment rules, queue-type support.
+
+`check(definition, source)` returns findings; it never raises and never prints.
+"""
+from __future__ import annotations
+
+import re
+
+from .build import suggest
+from .findings import Finding, Severity
+from .model import KNOWN_PLUGINS, StackDefinition
+from .sources import Source
+
+# Policy keys each queue type honours, by the model's field names (RabbitMQ 3.10 to 4.x).
+SUPPORTED = {
+    "quorum": {"ttl", "max_length", "max_length_bytes", "overflow", "dead_letter", "delivery_limit"},
+    "classic": {"ttl", "max_length", "max_length_bytes", "overflow", "dead_letter"},
+}
+OVERFLOW_SUPPORTED = {
+    "quorum": {"drop-head", "reject-publish"},
+    "classic": {"drop-head", "reject-publish", "reject-publish-dlx"},
+}
+
+
+class _Checker:
+    def __init__(self, definition: StackDefinition, source: Source):
+        self.d = definition
+        self.source = source
+        self.findings: list[Finding] = []
+
+    def report(self, path: tuple, message: str, severity: Severity = Severity.ERROR) -> None:
+        file, line = self.source.where(path)
+        self.findings.append(Finding(file, line, path, message, severity))
+
+    def run(self) -> list[Finding]:
+        self.nothing_to_check()
+        self.broker()
+        self.roles_and_users()
+        for name in self.d.vhosts:
+            self.vhost(name)
+        self.celery()
+        return self.findings
+
+    def nothing_to_check(self) -> None:
+        if not any(v.queues for v in self.d.vhosts.values()):
+            self.report(("vhosts",), "nothing to deploy: the definition declares no queue")
+
+    def broker(self) -> None:
+        b, at = self.d.broker, ("broker",)
+        if not 0 < b.memory_high_watermark <= 1:
+            self.report(at + ("memory_high_watermark",),
+                        f"expected a fraction of RAM in (0, 1], got {b.memory_high_watermark}")
+        if b.heartbeat % 1000:
+            self.report(at + ("heartbeat",), f"expected whole seconds, got {b.heartbeat}")
+        unknown = [(i, p) for i, p in enumerate(b.plugins) if p not in KNOWN_PLUGINS]
+        for i, plugin in unknown:
+            self.report(at + ("plugins", i), f"unknown plugin {plugin!r}{suggest(plugin, KNOWN_PLUGINS)}")
+        if "rabbitmq_management" not in b.plugins and not unknown:  # a typo of it is reported above
+            self.report(at + ("plugins",), "rabbitmq_management must be enabled: the deployer and the "
+                                           "health checks use its HTTP API")
+        if not b.log.targets:
+            self.report(at + ("log", "targets"), "expected at least one log target (console, file)")
+        by_port: dict[int, list[str]] = {}
+        for name in ("amqp", "management", "prometheus"):
+            by_port.setdefault(getattr(b.listeners, name), []).append(name)
+        for port, names in by_port.items():
+            if len(names) > 1:  # reported once, at the listener the file sets, if it sets one
+                set_here = [n for n in names if at + ("listeners", n) in self.source.locations] or names
+                self.report(at + ("listeners", set_here[-1]),
+                            f"port {port} is used by more than one listener: {', '.join(names)}")
+        if not (self.d.is_dev or b.public_management or b.listeners.bind.is_private_or_loopback):
+            self.report(at + ("listeners", "bind"),
+                        f"management would be reachable on public address {b.listeners.bind} in "
+                        f"{self.d.environment}: bind a loopback or private address, or set "
+                        f"broker.public_management: true")
+        admin = self.d.users.get(b.admin_user)
+        if admin is None:
+            self.report(at + ("admin_user",), f"no user {b.admin_user!r}{suggest(b.admin_user, self.d.users)}")
+        elif "administrator" not in admin.tags:
+            self.report(("users", b.admin_user, "tags"),
+                        f"the admin user {b.admin_user!r} needs the administrator tag")
+
+    def roles_and_users(self) -> None:
+        for name, role in self.d.roles.items():
+            for kind in ("configure", "write", "read"):
+                try:
+                    re.compile(getattr(role, kind))
+                except re.error as exc:
+                    self.report(("roles", name, kind), f"not a valid regular expression: {exc}")
+        for name, user in self.d.users.items():
+            if name == "guest" and not self.d.is_dev:
+                self.report(("users", name), f"the guest user is allowed only in dev, not in "
+                                             f"{self.d.environment}")
+            for vhost, role in user.permissions.items():
+                path = ("users", name, "permissions", vhost)
+                if vhost not in self.d.vhosts:
+                    self.report(path, f"no vhost {vhost!r}{suggest(vhost, self.d.vhosts)}")
+                if role not in self.d.roles:
+                    self.report(path, f"no role {role!r}{suggest(role, self.d.roles)}")
+
+    def vhost(self, vname: str) -> None:
+        vhost, at = self.d.vhosts[vname], ("vhosts", vname)
+        if vhost.dead_letter_exchange in vhost.exchanges:
+            self.report(at + ("exchanges", vhost.dead_letter_exchange),
+                        f"{vhost.dead_letter_exchange!r} is the vhost's dead-letter exchange, which the "
+                        f"toolkit declares itself: rename this exchange or set dead_letter_exchange")
+        for qname, queue in vhost.queues.items():
+            qat = at + ("queues", qname)
+            exchange = queue.exchange or vhost.default_exchange
+            if exchange not in vhost.exchanges:
+                self.report(qat + ("exchange",) if queue.exchange else qat,
+                            f"queue binds to exchange {exchange!r}, which vhost {vname!r} does not "
+                            f"declare{suggest(exchange, vhost.exchanges)}")
+            for key in sorted(SUPPORTED["quorum"] | SUPPORTED["classic"]):
+                if getattr(queue, key) is not None and key not in SUPPORTED[queue.type]:
+                    self.report(qat + (key,), f"{key} is not supported by {queue.type} queues")
+            if queue.overflow and queue.overflow not in OVERFLOW_SUPPORTED[queue.type]:
+                self.report(qat + ("overflow",), f"overflow {queue.overflow} is not supported by "
+                                                 f"{queue.type} queues; expected one of "
+                                                 f"{', '.join(sorted(OVERFLOW_SUPPORTED[queue.type]))}")
+            if queue.overflow and queue.max_length is None and queue.max_length_bytes is None:
+                self.report(qat + ("overflow",), "overflow has no effect without max_length or "
+                                                 "max_length_bytes", Severity.WARNING)
+            if queue.dead_letter is not None:
+                target = vhost.queues.get(queue.dead_letter)
+                if queue.dead_letter == qname:
+                    self.report(qat + ("dead_letter",), "a queue cannot dead-letter to itself")
+                elif target is None:
+                    self.report(qat + ("dead_letter",),
+                                f"no queue {queue.dead_letter!r} in vhost {vname!r}"
+                                f"{suggest(queue.dead_letter, vhost.queues)}")
+                elif not target.parking:
+                    self.report(qat + ("dead_letter",),
+                                f"dead letters go to {queue.dead_letter!r}, a queue workers consume: an "
+                                f"expired task would run anyway and a second failure would drop it; "
+                                f"prefer a queue marked parking: true", Severity.WARNING)
+
+    def celery(self) -> None:
+        c, at = self.d.celery, ("celery",)
+        vhost = self.d.vhosts.get(c.vhost)
+        if vhost is None:
+            self.report(at + ("vhost",), f"no vhost {c.vhost!r}{suggest(c.vhost, self.d.vhosts)}")
+            return
+        user = self.d.users.get(c.user)
+        if user is None:
+            self.report(at + ("user",), f"no user {c.user!r}{suggest(c.user, self.d.users)}")
+        elif c.vhost not in user.permissions:
+            self.report(at + ("user",), f"user {c.user!r} has no permissions on vhost {c.vhost!r}")
+        queues = vhost.queues
+
+        def known(path: tuple, qname: str) -> bool:
+            if qname not in queues:
+                self.report(path, f"no queue {qname!r} in vhost {c.vhost!r}{suggest(qname, queues)}")
+            return qname in queues
+
+        known(at + ("default_queue",), c.default_queue)
+        for task, qname in c.routes.items():
+            known(at + ("routes", task), qname)
+        consumed: set[str] = set()
+        for pname, pool in c.workers.items():
+            for i, qname in enumerate(pool.queues):
+                if known(at + ("workers", pname, "queues", i), qname):
+                    consumed.add(qname)
+                    if queues[qname].parking:
+                        self.report(at + ("workers", pname, "queues", i),
+                                    f"{qname!r} is a parking queue: no worker may consume it")
+        # Only the Celery vhost's consumers are known here; other vhosts serve other clients.
+        for qname, queue in queues.items():
+            qat = ("vhosts", c.vhost, "queues", qname)
+            if qname in consumed:
+                exchange = vhost.exchanges.get(queue.exchange or vhost.default_exchange)
+                if queue.type == "quorum" and exchange is not None and exchange.type != "topic":
+                    self.report(qat, "a Celery quorum queue must be bound to a topic exchange: Celery's "
+                                     "native delayed delivery (countdown, retries) requires it")
+            elif not queue.parking:
+                self.report(qat, "no worker pool consumes this queue: add it to a pool in "
+                                 "celery.workers, or mark it parking: true")
+            if queue.rate_limit is not None and qname not in c.routes.values():
+                self.report(qat + ("rate_limit",), "no task is routed to this queue in celery.routes, so "
+                                                   "the rate limit applies to nothing", Severity.WARNING)
+
+
+def check(definition: StackDefinition, source: Source) -> list[Finding]:
+    return _Checker(definition, source).run()

@@ -1,0 +1,196 @@
+"""A throwaway RabbitMQ node: Debian's rabbitmq-server on free loopback ports under a temp dir.
+
+The node reads the files `python -m infra render --target host` writes. It runs as user `rabbitmq` when
+the tests run as root (its data dirs are owned by that user), as the current user otherwise. Every wait
+is bounded; `kill()` is SIGKILL to the node's whole process group, for fault tests.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")  # the real scripts; /usr/sbin's wrappers reset HOME and logs
+BOOT_TIMEOUT_S = 90
+_counter = itertools.count()
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel hands out as free on 127.0.0.1, all held open until every one is picked."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+@dataclass(frozen=True)
+class Ports:
+    amqp: int
+    management: int
+    prometheus: int
+    dist: int
+
+    @classmethod
+    def pick(cls) -> "Ports":
+        return cls(*free_ports(4))
+
+    def overlay(self) -> str:
+        """A definition overlay that puts the node's listeners on these ports, on loopback."""
+        return ("broker:\n  listeners:\n    bind: 127.0.0.1\n"
+                f"    amqp: {self.amqp}\n    management: {self.management}\n    prometheus: {self.prometheus}\n")
+
+
+class BootFailed(RuntimeError):
+    pass
+
+
+class RabbitNode:
+    def __init__(self, config_dir: Path, ports: Ports, name: str | None = None):
+        """`config_dir` holds rabbitmq.conf, enabled_plugins and definitions.json, rendered with
+        `--target host --out config_dir` (so the conf points at config_dir/definitions.json)."""
+        self.ports = ports
+        self.name = name or f"t{os.getpid()}x{next(_counter)}@localhost"
+        self.base = Path(tempfile.mkdtemp(prefix="rabbit-node-"))
+        self.config_dir = config_dir
+        for sub in ("mnesia", "log", "home"):
+            (self.base / sub).mkdir()
+        (self.base / "rabbitmq-env.conf").write_text("")
+        self.process: subprocess.Popen | None = None
+        self._run_as = "rabbitmq" if os.geteuid() == 0 else None
+        self.base.chmod(0o755)
+        if self._run_as:
+            for path in (self.base, config_dir):
+                shutil.chown(path, self._run_as, self._run_as)
+                for child in path.rglob("*"):
+                    shutil.chown(child, self._run_as, self._run_as)
+
+    # -- environment -------------------------------------------------------------------------------
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "HOME": str(self.base / "home"),  # the Erlang cookie lives here, for the node and the CLI
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_CONFIG_FILE": str(self.config_dir / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.config_dir / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.base / "log"),
+            "RABBITMQ_CONF_ENV_FILE": str(self.base / "rabbitmq-env.conf"),
+            "RABBITMQ_DIST_PORT": str(self.ports.dist),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            # Erlang distribution (clustering, CLI tools) on loopback too, not on every interface.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
+
+    def _popen_kwargs(self) -> dict:
+        if not self._run_as:
+            return {}
+        account = pwd.getpwnam(self._run_as)
+        return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+    # -- life cycle --------------------------------------------------------------------------------
+    def start(self) -> "RabbitNode":
+        log = open(self.base / "log" / "console.out", "ab")
+        self.process = subprocess.Popen([str(RABBIT_BIN / "rabbitmq-server")], env=self.env, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True, **self._popen_kwargs())
+        log.close()
+        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        while not (port_open("127.0.0.1", self.ports.amqp) and port_open("127.0.0.1", self.ports.management)):
+            if self.process.poll() is not None or b"BOOT FAILED" in self.console_output():
+                raise BootFailed(f"node {self.name} did not boot:\n{self.console_output()[-4000:].decode()}")
+            if time.monotonic() > deadline:
+                raise BootFailed(f"node {self.name} not listening after {BOOT_TIMEOUT_S}s")
+            time.sleep(0.2)
+        self.ctl("rabbitmqctl", "await_startup", "--timeout", "60")
+        return self
+
+    def console_output(self) -> bytes:
+        path = self.base / "log" / "console.out"
+        return path.read_bytes() if path.exists() else b""
+
+    def ctl(self, tool: str, *args: str, check: bool = True, timeout: float = 90) -> str:
+        """Run rabbitmqctl / rabbitmq-diagnostics / rabbitmq-queues against this node."""
+        result = subprocess.run([str(RABBIT_BIN / tool), *args], env=self.env, capture_output=True, text=True,
+                                timeout=timeout, **self._popen_kwargs())
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{tool} {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+        return result.stdout
+
+    def stop(self) -> None:
+        """A clean shutdown, as `docker stop` gives the official image."""
+        if self.process and self.process.poll() is None:
+            self.ctl("rabbitmqctl", "shutdown", check=False)
+            self._reap(timeout=60)
+
+    def kill(self) -> None:
+        """SIGKILL to the node and every process it started: a crash, no chance to flush anything."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self._reap(timeout=30)
+
+    def _reap(self, timeout: float) -> None:
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while port_open("127.0.0.1", self.ports.amqp) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        try:
+            self.kill()
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+    # -- clients -----------------------------------------------------------------------------------
+    def api(self, user: str, password: str) -> "ManagementAPI":
+        return ManagementAPI(f"http://127.0.0.1:{self.ports.management}/api", user, password)
+
+
+class ManagementAPI:
+    def __init__(self, base: str, user: str, password: str):
+        self.base = base
+        self.session = requests.Session()
+        self.session.auth = (user, password)
+
+    def get(self, path: str, **params):
+        response = self.session.get(f"{self.base}/{path}", params=params, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def get_when(self, path: str, ready, timeout: float = 20.0, **params):
+        """GET until `ready(result)`: node statistics appear a few seconds after boot. Bounded."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.get(path, **params)
+            if ready(result) or time.monotonic() > deadline:
+                return result
+            time.sleep(0.25)
+
+    def status(self, path: str) -> int:
+        return self.session.get(f"{self.base}/{path}", timeout=30).status_code

@@ -1,0 +1,71 @@
+"""Render a definition for a throwaway node and boot it: the same core path as `python -m infra render`."""
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra import render
+from infra.definition import load_definition, require
+from infra.plan import NodeLayout, Plan, build_plan
+
+from .rabbit_node import Ports, RabbitNode
+
+# Fake credentials of the test stacks: every secret key the shipped and test definitions use.
+TEST_SECRETS = {
+    "rabbitmqAdminPassword": "admin-test-password",
+    "rabbitmqAppPassword": "app-test-password",
+    "rabbitmqMonitorPassword": "monitor-test-password",
+    "publisherPassword": "publisher-test-password",
+    "consumerPassword": "consumer-test-password",
+}
+
+
+@dataclass
+class Rendered:
+    plan: Plan
+    config_dir: Path
+    passwords: dict[str, str]
+
+    @property
+    def definitions(self) -> dict:
+        return json.loads((self.config_dir / "definitions.json").read_text())
+
+    @property
+    def celery(self) -> dict:
+        return json.loads((self.config_dir / "celery.json").read_text())
+
+    def password(self, user: str) -> str:
+        return self.passwords[next(u.password.secret for u in self.plan.topology.users if u.name == user)]
+
+
+def render_for_node(ports: Ports, *, stack: str | None = None, file: Path | None = None,
+                    passwords: dict[str, str] | None = None) -> Rendered:
+    """Render with an overlay that puts the listeners on `ports`, for a node on this host."""
+    work = Path(tempfile.mkdtemp(prefix="rendered-"))
+    work.chmod(0o755)
+    overlay = work / "ports.yaml"
+    overlay.write_text(ports.overlay())
+    definition = require(load_definition(stack=stack, file=file, overlays=(overlay,)))
+    config_dir = work / "etc"
+    plan = build_plan(definition, NodeLayout(listen_on_bind=True, config_dir=str(config_dir)))
+    passwords = dict(passwords or TEST_SECRETS)
+    for _, ref in plan.secrets():
+        passwords.setdefault(ref.secret, f"{ref.secret}-generated")
+    render.write_files(render.render_files(plan, passwords), config_dir)
+    return Rendered(plan, config_dir, passwords)
+
+
+@contextlib.contextmanager
+def booted(**source):
+    """(node, rendered) for a definition (`stack=` or `file=`), torn down afterwards."""
+    ports = Ports.pick()
+    rendered = render_for_node(ports, **source)
+    node = RabbitNode(rendered.config_dir, ports)
+    try:
+        node.start()
+        yield node, rendered
+    finally:
+        node.close()

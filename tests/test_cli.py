@@ -1,0 +1,50 @@
+"""The command line as users run it: `python -m infra ...` in a subprocess, exit codes, output."""
+import subprocess
+import sys
+from pathlib import Path
+
+from infra.readme import with_reference
+
+
+def infra(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "infra", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_validate_shipped_stack_exits_0():
+    result = infra("validate", "--stack", "prod")
+    assert result.returncode == 0, result.stderr
+    assert "stacks/base.yaml + stacks/prod.yaml: 0 errors, 0 warnings" in result.stderr
+
+
+def test_validate_broken_file_exits_2_with_file_line_and_key():
+    result = infra("validate", "--file", "tests/data/invalid/ttl-not-a-duration.yaml")
+    assert result.returncode == 2
+    assert result.stderr.startswith("tests/data/invalid/ttl-not-a-duration.yaml:14: "
+                                    "vhosts.main.queues.default.ttl: expected a duration such as 90s, 30m or 2h")
+
+
+def test_unknown_stack_exits_2_and_names_the_known_ones():
+    result = infra("validate", "--stack", "prd")
+    assert result.returncode == 2
+    assert "no stack 'prd': expected one of dev, prod, staging" in result.stderr
+
+
+def test_wrong_command_line_exits_64():
+    assert infra("validate").returncode == 64
+    assert infra("render", "--stack", "dev").returncode == 64  # --out is required
+    assert infra("frobnicate").returncode == 64
+
+
+def test_plan_prints_queues_and_pools(tmp_path):
+    result = infra("plan", "--stack", "dev")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["vhost", "queue", "type", "pool", "policy"]
+    assert any(line.split()[:4] == ["/", "player_sync", "quorum", "sync"] for line in lines)
+    assert "7 queue(s)" in result.stdout
+    assert infra("plan", "--stack", "dev", "--json").stdout.lstrip().startswith("{")
+
+
+def test_readme_field_reference_is_current():
+    readme = Path("README.md").read_text()
+    assert with_reference(readme) == readme, "run: .venv/bin/python -m infra.readme"
