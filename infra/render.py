@@ -61,14 +61,19 @@ def definitions(topology: Topology, passwords: dict[str, str]) -> dict:
     }
 
 
+def config_files(plan: Plan) -> dict[str, str]:
+    """The broker's files that hold no credential."""
+    return {"rabbitmq.conf": rabbitmq_conf(plan), "enabled_plugins": enabled_plugins(plan)}
+
+
+def definitions_json(plan: Plan, passwords: dict[str, str]) -> str:
+    return _json(definitions(plan.topology, passwords))
+
+
 def render_files(plan: Plan, passwords: dict[str, str]) -> dict[str, str]:
     """File name → content, for every file in FILES. Same plan and passwords, same bytes."""
-    return {
-        "rabbitmq.conf": rabbitmq_conf(plan),
-        "enabled_plugins": enabled_plugins(plan),
-        "definitions.json": _json(definitions(plan.topology, passwords)),
-        "celery.json": _json(plan.celery),
-    }
+    return {**config_files(plan), "definitions.json": definitions_json(plan, passwords),
+            "celery.json": _json(plan.celery)}
 
 
 def write_files(files: dict[str, str], out: Path) -> list[Path]:

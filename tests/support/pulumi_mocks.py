@@ -23,7 +23,10 @@ class Registered:
 
 class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        return f"{args.name}-id", dict(args.inputs)
+        state = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":  # what the provider would compute
+            state["result"] = f"{args.name}-generated-value"
+        return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         return {}

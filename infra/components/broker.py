@@ -1,0 +1,80 @@
+"""Broker: the RabbitMQ node as a Docker container, with its network, its data volume and its files.
+
+Children: `<name>-network`, `<name>-data` (a named volume that outlives the container), `<name>-image`
+and `<name>-container`, which gets the rendered rabbitmq.conf, enabled_plugins and definitions.json as
+uploads, is healthy before Pulumi moves on (`wait`), and is replaced delete-first because it is named.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import pulumi
+import pulumi_docker as docker
+
+from ..plan import BrokerConfig
+
+CONFIG_DIR = "/etc/rabbitmq"
+DATA_DIR = "/var/lib/rabbitmq"
+RABBITMQ_UID = "999"  # the rabbitmq user of the official images; definitions.json is readable by it alone
+HOSTNAME = "rabbitmq"  # fixed: the node is rabbit@rabbitmq in every container, so it finds its data again
+
+
+def uploads(files: Mapping[str, pulumi.Input[str]]) -> list[docker.ContainerUploadArgs]:
+    """The rendered files, where the official image reads them."""
+    private = {"definitions.json"}
+    return [docker.ContainerUploadArgs(file=f"{CONFIG_DIR}/{name}", content=content,
+                                       owner=RABBITMQ_UID, group=RABBITMQ_UID,
+                                       permissions="0600" if name in private else "0644")
+            for name, content in sorted(files.items())]
+
+
+def published_ports(b: BrokerConfig) -> list[docker.ContainerPortArgs]:
+    ports = [b.amqp_port, b.management_port] + ([b.prometheus_port] if b.prometheus_port else [])
+    return [docker.ContainerPortArgs(internal=p, external=p, ip=b.publish_ip) for p in ports]
+
+
+def healthcheck() -> docker.ContainerHealthcheckArgs:
+    # `ping` answers once the node is up; `wait` below holds the deployment until it does.
+    return docker.ContainerHealthcheckArgs(tests=["CMD", "rabbitmq-diagnostics", "-q", "ping"], interval="10s",
+                                           timeout="10s", retries=6, start_period="60s")
+
+
+def management_url(b: BrokerConfig) -> str:
+    host = "127.0.0.1" if b.publish_ip in ("0.0.0.0", "::") else b.publish_ip
+    return f"http://{host}:{b.management_port}"
+
+
+@dataclass
+class BrokerArgs:
+    config: BrokerConfig
+    files: Mapping[str, pulumi.Input[str]]  # rendered file name → content (definitions.json: a secret)
+    resource_prefix: str  # Docker object names: `<prefix>-rabbitmq`, `<prefix>-rabbitmq-data`, ...
+
+
+class Broker(pulumi.ComponentResource):
+    def __init__(self, name: str, args: BrokerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("rabbitmq-celery:broker:Broker", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = args.resource_prefix
+        self.network = docker.Network(f"{name}-network", name=f"{prefix}-net", opts=child)
+        self.volume = docker.Volume(f"{name}-data", name=f"{prefix}-rabbitmq-data",
+                                    opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
+        self.image = docker.RemoteImage(f"{name}-image", name=args.config.image, keep_locally=True, opts=child)
+        self.container = docker.Container(
+            f"{name}-container",
+            name=f"{prefix}-rabbitmq",
+            hostname=HOSTNAME,
+            image=self.image.image_id,
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.network.name, aliases=[HOSTNAME])],
+            volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIR)],
+            uploads=uploads(args.files),
+            ports=published_ports(args.config),
+            healthcheck=healthcheck(),
+            wait=True,
+            wait_timeout=180,
+            restart="unless-stopped",
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        self.management_url = management_url(args.config)
+        self.register_outputs({"container": self.container.name, "management_url": self.management_url})

@@ -1,0 +1,36 @@
+"""Stack config, read in this one module: the credentials `pulumi up` uses.
+
+Each secret key of the definition (`password: {secret: KEY}`) is read with `pulumi config get --secret`
+semantics; where it is not set and the definition says `generate: true`, a `RandomPassword` stands in.
+Either way the value is a secret Output everywhere it flows.
+"""
+from __future__ import annotations
+
+import pulumi
+import pulumi_random as random
+
+from .plan import Plan
+
+
+class MissingSecret(Exception):
+    pass
+
+
+def passwords(plan: Plan, config: pulumi.Config | None = None) -> dict[str, pulumi.Output[str]]:
+    config = config or pulumi.Config()
+    values: dict[str, pulumi.Output[str]] = {}
+    missing = []
+    for _, ref in plan.secrets():
+        if ref.secret in values:
+            continue
+        value = config.get_secret(ref.secret)
+        if value is None and ref.generate:
+            value = random.RandomPassword(f"secret-{ref.secret}", length=32, special=False).result
+        if value is None:
+            missing.append(ref.secret)
+            continue
+        values[ref.secret] = pulumi.Output.secret(value)
+    if missing:
+        raise MissingSecret("not set in the stack config: " + ", ".join(missing) + " (pulumi config set --secret "
+                            + missing[0] + " ...)")
+    return values
