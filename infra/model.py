@@ -42,26 +42,26 @@ def field(default=dataclasses.MISSING, *, doc: str, factory=dataclasses.MISSING)
     return dataclasses.field(default=default, default_factory=factory, metadata={"doc": doc})
 
 
-class PositiveInt(int):
+class _BoundedInt(int):
+    low, high = 1, None
+    label = expected = ""
+
+    @classmethod
+    def parse(cls, raw: object):
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < cls.low or (cls.high and raw > cls.high):
+            raise ValueError(f"expected {cls.expected}, got {raw!r}")
+        return cls(raw)
+
+
+class PositiveInt(_BoundedInt):
     label = "integer ≥ 1"
     expected = "a whole number of at least 1"
 
-    @classmethod
-    def parse(cls, raw: object) -> "PositiveInt":
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-            raise ValueError(f"expected {cls.expected}, got {raw!r}")
-        return cls(raw)
 
-
-class Port(int):
+class Port(_BoundedInt):
+    high = 65535
     label = "port"
     expected = "a TCP port from 1 to 65535"
-
-    @classmethod
-    def parse(cls, raw: object) -> "Port":
-        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 65535:
-            raise ValueError(f"expected {cls.expected}, got {raw!r}")
-        return cls(raw)
 
 
 class IPAddress(str):

@@ -20,54 +20,47 @@ _SIZE_BYTES = {
 _RATE = re.compile(r"^\d+(\.\d+)?(/[smh])?$")
 
 
-class Duration(int):
+class _Quantity(int):
+    """A whole number written with a unit; subclasses name their pattern, unit table and wording."""
+
+    pattern: re.Pattern
+    units: dict[str, int]
+    print_units: tuple[str, ...]
+    smallest: str
+    label = expected = ""
+
+    @classmethod
+    def parse(cls, raw: object):
+        match = cls.pattern.match(raw) if isinstance(raw, str) else None
+        if not match:
+            raise ValueError(f"expected {cls.expected}, got {raw!r}")
+        value = int(match.group(1)) * cls.units[match.group(2)]
+        if value <= 0:
+            raise ValueError(f"expected a positive {cls.label}, got {raw!r}")
+        return cls(value)
+
+    def __str__(self) -> str:
+        """In the largest unit that divides it: 2h, 90s, 2GB."""
+        for unit in self.print_units:
+            if self % self.units[unit] == 0:
+                return f"{self // self.units[unit]}{unit}"
+        return f"{int(self)}{self.smallest}"
+
+
+class Duration(_Quantity):
     """A duration in milliseconds, written `500ms`, `90s`, `30m`, `2h` or `1d`."""
 
+    pattern, units, print_units, smallest = _DURATION, _DURATION_MS, ("d", "h", "m", "s"), "ms"
     label = "duration"
     expected = "a duration such as 90s, 30m or 2h"
 
-    @classmethod
-    def parse(cls, raw: object) -> "Duration":
-        match = _DURATION.match(raw) if isinstance(raw, str) else None
-        if not match:
-            raise ValueError(f"expected {cls.expected}, got {raw!r}")
-        value = int(match.group(1)) * _DURATION_MS[match.group(2)]
-        if value <= 0:
-            raise ValueError(f"expected a positive duration, got {raw!r}")
-        return cls(value)
 
-    @property
-    def seconds(self) -> float:
-        return self / 1000
-
-    def __str__(self) -> str:
-        for unit in ("d", "h", "m", "s"):
-            if self % _DURATION_MS[unit] == 0:
-                return f"{self // _DURATION_MS[unit]}{unit}"
-        return f"{int(self)}ms"
-
-
-class Size(int):
+class Size(_Quantity):
     """A size in bytes, written `512MB`, `2GB` (powers of 1000) or `512MiB`, `2GiB` (powers of 1024)."""
 
+    pattern, units, print_units, smallest = _SIZE, _SIZE_BYTES, ("TB", "GB", "MB", "kB"), "B"
     label = "size"
     expected = "a size such as 512MB or 2GB"
-
-    @classmethod
-    def parse(cls, raw: object) -> "Size":
-        match = _SIZE.match(raw) if isinstance(raw, str) else None
-        if not match:
-            raise ValueError(f"expected {cls.expected}, got {raw!r}")
-        value = int(match.group(1)) * _SIZE_BYTES[match.group(2)]
-        if value <= 0:
-            raise ValueError(f"expected a positive size, got {raw!r}")
-        return cls(value)
-
-    def __str__(self) -> str:
-        for unit in ("TB", "GB", "MB", "kB"):
-            if self % _SIZE_BYTES[unit] == 0:
-                return f"{self // _SIZE_BYTES[unit]}{unit}"
-        return f"{int(self)}B"
 
 
 class RateLimit(str):
