@@ -100,9 +100,11 @@ class Builder:
             return self.error(path, f"expected a mapping of names, got {raw!r}")
         out = {}
         for name, value in raw.items():
-            if not name or name.startswith("amq."):
-                self.error(path + (name,), f"{name!r} is not a usable name (empty, or `amq.` which the "
-                                           f"broker reserves)")
+            problem = ("a name cannot be empty" if not name else
+                       f"{name!r}: names starting with `amq.` are the broker's" if name.startswith("amq.") else
+                       "a name is at most 255 bytes" if len(name.encode("utf-8")) > 255 else None)
+            if problem:
+                self.error(path + (name,), problem)
                 continue
             out[name] = self.build(value_type, value, path + (name,))
         return _INVALID if _INVALID in out.values() or len(out) != len(raw) else out

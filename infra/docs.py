@@ -44,7 +44,8 @@ def reference() -> str:
         lines = [f"#### {cls.__name__} ({where})", "", "| key | type | default | meaning |", "|---|---|---|---|"]
         for spec in dataclasses.fields(cls):
             tp = hints(cls)[spec.name]
-            lines.append(f"| `{spec.name}` | {type_name(tp)} | {_default(spec)} | {spec.metadata['doc']} |")
+            cells = (f"`{spec.name}`", type_name(tp), _default(spec), spec.metadata["doc"])
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
             nested = _nested(tp)
             if nested:
                 todo.append((f"`{spec.name}`", nested))

@@ -75,10 +75,14 @@ def resolve(wanted: list[tuple[tuple, Secret]], known: dict[str, str], source: S
 def read_secrets_file(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of secret key → value")
-    return {str(k): str(v) for k, v in data.items()}
+        raise ValueError("expected a mapping of secret key → value")
+    # An empty value is an unset key (the finding says so), never the password "None".
+    return {str(k): str(v) for k, v in data.items() if v is not None and str(v) != ""}
 
 
 def write_secrets_file(path: Path, values: dict[str, str]) -> None:

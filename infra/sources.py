@@ -56,22 +56,36 @@ def _to_data(loader: yaml.SafeLoader, node: yaml.Node, file: str, path: tuple, l
     """Turn a composed YAML node into plain data, recording where each key path sits."""
     locations.setdefault(path, (file, node.start_mark.line + 1))
     if isinstance(node, yaml.MappingNode):
+        explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+        loader.flatten_mapping(node)  # YAML merge keys (`<<: *defaults`) become ordinary keys, first
+        merged = len(node.value) - explicit  # ... which the file's own keys may override
         out: dict = {}
-        for key_node, value_node in node.value:
+        explicit_keys: set = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str):
                 # YAML reads `yes:` as True and `1:` as 1: names must be strings, so say so.
                 raise _error(file, key_node.start_mark.line + 1, path,
                              f"key {key!r} must be a string (quote it)")
-            if key in out:
+            if key in out and key in explicit_keys:
                 raise _error(file, key_node.start_mark.line + 1, path + (key,),
                              f"duplicate key {key!r} (first at line {locations[path + (key,)][1]})")
+            if index >= merged:
+                explicit_keys.add(key)
+            if key in out:  # a merged value overridden here: its lines go with it
+                _drop_locations(locations, path + (key,))
             locations[path + (key,)] = (file, key_node.start_mark.line + 1)
             out[key] = _to_data(loader, value_node, file, path + (key,), locations)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_data(loader, item, file, path + (i,), locations) for i, item in enumerate(node.value)]
     return loader.construct_object(node)
+
+
+def _yaml_error(name: str, exc: yaml.YAMLError) -> DefinitionError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = mark.line + 1 if mark else 1
+    return _error(name, line, (), f"not valid YAML: {getattr(exc, 'problem', None) or exc}")
 
 
 def load_file(path: str | FsPath) -> Source:
@@ -81,25 +95,24 @@ def load_file(path: str | FsPath) -> Source:
         text = FsPath(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise _error(name, 1, (), f"cannot read the file: {exc.strerror or exc}") from None
-    loader = yaml.SafeLoader(text)
+    except UnicodeDecodeError as exc:
+        raise _error(name, 1, (), f"not UTF-8 text: byte {exc.start} cannot be decoded") from None
     try:
-        node = loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise _error(name, line, (), f"not valid YAML: {exc.problem or exc}") from None
-    if node is None:
-        raise _error(name, 1, (), "the file is empty: a definition must say at least its environment")
-    if not isinstance(node, yaml.MappingNode):
-        raise _error(name, node.start_mark.line + 1, (), "expected a mapping at the top of the file")
-    locations: dict = {}
-    try:
-        data = _to_data(loader, node, name, (), locations)
-    except yaml.MarkedYAMLError as exc:  # e.g. a timestamp that is not a date
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
-        raise _error(name, line, (), f"not valid YAML: {exc.problem or exc}") from None
-    finally:
-        loader.dispose()
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                raise _error(name, 1, (), "the file is empty: a definition must say at least its environment")
+            if not isinstance(node, yaml.MappingNode):
+                raise _error(name, node.start_mark.line + 1, (), "expected a mapping at the top of the file")
+            locations: dict = {}
+            data = _to_data(loader, node, name, (), locations)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:  # syntax, control characters, a timestamp that is not a date, ...
+        raise _yaml_error(name, exc) from None
+    except RecursionError:
+        raise _error(name, 1, (), "nested too deeply (a recursive alias?)") from None
     return Source(data, locations, (name,))
 
 
@@ -127,6 +140,7 @@ def merge(base: Source, overlay: Source) -> Source:
     """`overlay` laid over `base` by the rules in this module's docstring. Neither input is changed."""
     data = copy.deepcopy(base.data)
     locations = dict(base.locations)
+    locations[()] = overlay.locations[()]  # a missing top-level key is the last file's to add
     _merge_into(data, overlay.data, (), locations, overlay.locations)
     return Source(data, locations, base.files + overlay.files)
 

@@ -22,6 +22,11 @@ OVERFLOW_SUPPORTED = {
 }
 
 
+ENVIRONMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+FILE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+MAX_TTL_MS = 2**32 - 1  # RabbitMQ refuses a larger message-ttl
+
+
 class _Checker:
     def __init__(self, definition: StackDefinition, source: Source):
         self.d = definition
@@ -46,7 +51,13 @@ class _Checker:
             self.report(("vhosts",), "nothing to deploy: the definition declares no queue")
 
     def broker(self) -> None:
+        if not ENVIRONMENT_NAME.match(self.d.environment):
+            self.report(("environment",), f"expected lower-case letters, digits and dashes, got "
+                                          f"{self.d.environment!r}")
         b, at = self.d.broker, ("broker",)
+        if not FILE_NAME.match(b.log.file):
+            self.report(at + ("log", "file"), f"expected a plain file name (letters, digits, . _ -), got "
+                                              f"{b.log.file!r}")
         if not 0 < b.memory_high_watermark <= 1:
             self.report(at + ("memory_high_watermark",),
                         f"expected a fraction of RAM in (0, 1], got {b.memory_high_watermark}")
@@ -61,7 +72,8 @@ class _Checker:
         if not b.log.targets:
             self.report(at + ("log", "targets"), "expected at least one log target (console, file)")
         by_port: dict[int, list[str]] = {}
-        for name in ("amqp", "management", "prometheus"):
+        listeners = ("amqp", "management") + (("prometheus",) if "rabbitmq_prometheus" in b.plugins else ())
+        for name in listeners:
             by_port.setdefault(getattr(b.listeners, name), []).append(name)
         for port, names in by_port.items():
             if len(names) > 1:  # reported once, at the listener the file sets, if it sets one
@@ -100,12 +112,22 @@ class _Checker:
 
     def vhost(self, vname: str) -> None:
         vhost, at = self.d.vhosts[vname], ("vhosts", vname)
+        for key in ("default_exchange", "dead_letter_exchange"):
+            name = getattr(vhost, key)
+            if not name or name.startswith("amq."):
+                self.report(at + (key,), f"{name!r} is not a usable exchange name (empty is the default "
+                                         f"exchange, `amq.` is the broker's)")
         if vhost.dead_letter_exchange in vhost.exchanges:
             self.report(at + ("exchanges", vhost.dead_letter_exchange),
                         f"{vhost.dead_letter_exchange!r} is the vhost's dead-letter exchange, which the "
                         f"toolkit declares itself: rename this exchange or set dead_letter_exchange")
         for qname, queue in vhost.queues.items():
             qat = at + ("queues", qname)
+            if "," in qname:
+                self.report(qat, "a queue name cannot hold a comma: `celery worker -Q` splits on it")
+            if queue.ttl is not None and queue.ttl > MAX_TTL_MS:
+                self.report(qat + ("ttl",), f"RabbitMQ's message TTL is at most {MAX_TTL_MS} ms (about 49 "
+                                            f"days), got {queue.ttl}")
             exchange = queue.exchange or vhost.default_exchange
             if exchange not in vhost.exchanges:
                 self.report(qat + ("exchange",) if queue.exchange else qat,
@@ -153,9 +175,13 @@ class _Checker:
                 self.report(path, f"no queue {qname!r} in vhost {c.vhost!r}{suggest(qname, queues)}")
             return qname in queues
 
-        known(at + ("default_queue",), c.default_queue)
+        def task_queue(path: tuple, qname: str) -> None:
+            if known(path, qname) and queues[qname].parking:
+                self.report(path, f"{qname!r} is a parking queue: no task may be sent to it")
+
+        task_queue(at + ("default_queue",), c.default_queue)
         for task, qname in c.routes.items():
-            known(at + ("routes", task), qname)
+            task_queue(at + ("routes", task), qname)
         consumed: set[str] = set()
         for pname, pool in c.workers.items():
             for i, qname in enumerate(pool.queues):
@@ -165,19 +191,61 @@ class _Checker:
                         self.report(at + ("workers", pname, "queues", i),
                                     f"{qname!r} is a parking queue: no worker may consume it")
         # Only the Celery vhost's consumers are known here; other vhosts serve other clients.
+        routing_keys = self._routing_keys(vhost)
         for qname, queue in queues.items():
             qat = ("vhosts", c.vhost, "queues", qname)
             if qname in consumed:
-                exchange = vhost.exchanges.get(queue.exchange or vhost.default_exchange)
-                if queue.type == "quorum" and exchange is not None and exchange.type != "topic":
-                    self.report(qat, "a Celery quorum queue must be bound to a topic exchange: Celery's "
-                                     "native delayed delivery (countdown, retries) requires it")
+                self.celery_queue(vhost, qname, qat, routing_keys)
             elif not queue.parking:
                 self.report(qat, "no worker pool consumes this queue: add it to a pool in "
                                  "celery.workers, or mark it parking: true")
             if queue.rate_limit is not None and qname not in c.routes.values():
                 self.report(qat + ("rate_limit",), "no task is routed to this queue in celery.routes, so "
                                                    "the rate limit applies to nothing", Severity.WARNING)
+
+
+    def celery_queue(self, vhost, qname: str, qat: tuple, routing_keys: dict) -> None:
+        """A queue Celery declares and publishes to: its exchange and routing key must let exactly this
+        queue receive its tasks, also through Celery's delayed-delivery bindings (`#.<routing key>`)."""
+        queue = vhost.queues[qname]
+        exchange = vhost.exchanges.get(queue.exchange or vhost.default_exchange)
+        if exchange is None:
+            return
+        if exchange.type not in ("topic", "direct") or exchange.internal or exchange.auto_delete or not exchange.durable:
+            self.report(qat, "a Celery queue must be bound to a durable, non-internal, non-auto-delete topic or "
+                             "direct exchange: Celery publishes to it and declares it that way")
+        elif queue.type == "quorum" and exchange.type != "topic":
+            self.report(qat, "a Celery quorum queue must be bound to a topic exchange: Celery's "
+                             "native delayed delivery (countdown, retries) requires it")
+        key = queue.routing_key or qname
+        if "*" in key or "#" in key:
+            self.report(qat + ("routing_key",), f"routing key {key!r} has a wildcard: tasks for other queues "
+                                                f"would land here too")
+        exchange_name = queue.exchange or vhost.default_exchange
+        for other_name, other_key in routing_keys.get(exchange_name, {}).get(key, []):
+            if other_name == qname:
+                continue
+            if other_key == key:
+                self.report(qat + ("routing_key",), f"routing key {key!r} is also {other_name!r}'s: each task "
+                                                    f"would go to both queues and run twice")
+            else:
+                self.report(qat + ("routing_key",), f"{other_name!r}'s routing key {other_key!r} ends with "
+                                                    f"'.{key}': Celery's delayed-delivery binding `#.{key}` "
+                                                    f"would copy its delayed tasks here")
+
+    def _routing_keys(self, vhost) -> dict:
+        """exchange → key or dot-suffix of a key → [(queue, its key)], for the non-parking queues: a lookup
+        per queue instead of a comparison with every other queue."""
+        index: dict = {}
+        for name, q in vhost.queues.items():
+            if q.parking:
+                continue
+            key = q.routing_key or name
+            parts = key.split(".")
+            for start in range(len(parts)):
+                index.setdefault(q.exchange or vhost.default_exchange, {}).setdefault(
+                    ".".join(parts[start:]), []).append((name, key))
+        return index
 
 
 def check(definition: StackDefinition, source: Source) -> list[Finding]:

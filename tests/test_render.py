@@ -88,3 +88,17 @@ def test_render_refuses_a_missing_secret_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert ("tests/data/valid/behaviour.yaml:9: users.admin.password: secret 'rabbitmqAdminPassword' is not set"
             in err)
+
+
+@pytest.mark.parametrize("content, expected_code, message", [
+    ("rabbitmqAdminPassword: [unclosed\n", 1, "cannot read the secrets file: not valid YAML"),
+    ("rabbitmqAdminPassword:\npublisherPassword: p\nconsumerPassword: c\n", 2,
+     "secret 'rabbitmqAdminPassword' is not set"),  # empty is unset, never the password "None"
+])
+def test_bad_secrets_files_are_reported(tmp_path, capsys, content, expected_code, message):
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text(content)
+    code = main(["render", "--file", "tests/data/valid/behaviour.yaml", "--out", str(tmp_path / "out"),
+                 "--secrets", str(secrets)])
+    assert code == expected_code and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

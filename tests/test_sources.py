@@ -66,3 +66,25 @@ def test_malformed_files(tmp_path, text, line, message):
 def test_unreadable_file(tmp_path):
     with pytest.raises(DefinitionError, match="cannot read the file"):
         load_file(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"a: \xff\xfe\n", "not UTF-8 text"),
+    (b"a: \x07bell\n", "not valid YAML"),
+    (b"a: &x [*x]\n", "nested too deeply"),  # a recursive alias
+])
+def test_hostile_files_are_findings_not_tracebacks(tmp_path, content, message):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    with pytest.raises(DefinitionError, match=message):
+        load_file(path)
+
+
+def test_yaml_merge_keys_are_read(tmp_path):
+    source = load_file(write(tmp_path, "m.yaml", "base: &q {type: quorum, ttl: 2h}\nqueue: {<<: *q, ttl: 1h}\n"))
+    assert source.data["queue"] == {"type": "quorum", "ttl": "1h"}
+
+
+def test_a_key_missing_after_the_overlay_points_at_the_last_file(tmp_path):
+    merged = merge(load_file(write(tmp_path, "base.yaml", "a: 1\n")), load_file(write(tmp_path, "env.yaml", "b: 2\n")))
+    assert merged.where(("environment",)) == (str(tmp_path / "env.yaml"), 1)
