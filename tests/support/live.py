@@ -1,6 +1,8 @@
 """A broker's live topology and the rendered definitions, put in one comparable shape."""
 from __future__ import annotations
 
+import re
+
 
 def _ours(exchange_name: str) -> bool:
     return exchange_name != "" and not exchange_name.startswith("amq.")
@@ -22,13 +24,8 @@ def expected_topology(definitions: dict) -> dict:
         # the policy that applies to each queue, and what it sets
         "effective": {(p["vhost"], q["name"]): (p["name"], p["definition"])
                       for q in d["queues"] for p in d["policies"]
-                      if p["vhost"] == q["vhost"] and p["pattern"] == f"^{_escape(q['name'])}$"},
+                      if p["vhost"] == q["vhost"] and p["pattern"] == f"^{re.escape(q['name'])}$"},
     }
-
-
-def _escape(name: str) -> str:
-    import re
-    return re.escape(name)
 
 
 def live_topology(api) -> dict:
