@@ -145,6 +145,11 @@ class _Checker:
                                                  "max_length_bytes", Severity.WARNING)
             if queue.dead_letter is not None:
                 target = vhost.queues.get(queue.dead_letter)
+                if queue.dead_letter.isdigit():
+                    # The Pulumi provider turns every all-digit policy value into a number.
+                    self.report(qat + ("dead_letter",), f"a dead-letter queue name cannot be all digits "
+                                                        f"({queue.dead_letter!r}): the deployed policy would "
+                                                        f"carry a number instead of the name")
                 if queue.dead_letter == qname:
                     self.report(qat + ("dead_letter",), "a queue cannot dead-letter to itself")
                 elif target is None:
