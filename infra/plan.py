@@ -114,6 +114,10 @@ class Topology:
     bindings: tuple[BindingSpec, ...]
     policies: tuple[PolicySpec, ...]
 
+    def password_key(self, user: str) -> str:
+        """The secret key that holds `user`'s password."""
+        return next(u.password.secret for u in self.users if u.name == user)
+
 
 @dataclass(frozen=True)
 class WorkerPoolSpec:

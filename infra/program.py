@@ -8,7 +8,7 @@ import pulumi
 import pulumi_rabbitmq as rabbitmq
 
 from . import render
-from .components.broker import Broker, BrokerArgs
+from .components.broker import Broker, BrokerArgs, client_host
 from .components.topology import Topology, TopologyArgs
 from .definition import load_definition, require
 from .plan import build_plan
@@ -28,22 +28,20 @@ def main() -> None:
     definition = require(load_definition(stack=stack))
     plan = build_plan(definition)
     passwords = stack_passwords(plan)
-    admin = next(u for u in plan.topology.users if u.name == definition.broker.admin_user)
+    admin = definition.broker.admin_user
 
     broker = Broker("broker", BrokerArgs(plan.broker, broker_files(plan, passwords),
                                          resource_prefix=f"{pulumi.get_project()}-{stack}"))
-    provider = rabbitmq.Provider("broker-api", endpoint=broker.management_url, username=admin.name,
-                                 password=passwords[admin.password.secret],
+    provider = rabbitmq.Provider("broker-api", endpoint=broker.management_url, username=admin,
+                                 password=passwords[plan.topology.password_key(admin)],
                                  opts=pulumi.ResourceOptions(depends_on=[broker.container]))
     Topology("topology", TopologyArgs(plan.topology, passwords, provider,
                                       protect_queues=definition.environment == "prod", depends_on=[broker]))
 
     celery_user = plan.celery["broker_user"]
-    celery_secret = next(u.password.secret for u in plan.topology.users if u.name == celery_user)
     vhost = plan.celery["broker_vhost"].replace("/", "%2F")
-    host = broker.management_url.split("//")[1].rsplit(":", 1)[0]
     pulumi.export("management_url", broker.management_url)
     pulumi.export("amqp_url", pulumi.Output.secret(pulumi.Output.concat(
-        "amqp://", celery_user, ":", passwords[celery_secret], "@", host, ":", str(plan.broker.amqp_port), "/",
-        vhost)))
+        "amqp://", celery_user, ":", passwords[plan.topology.password_key(celery_user)], "@",
+        client_host(plan.broker), ":", str(plan.broker.amqp_port), "/", vhost)))
     pulumi.export("worker_pools", {w.name: list(w.queues) for w in plan.workers})

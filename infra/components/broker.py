@@ -40,9 +40,13 @@ def healthcheck() -> docker.ContainerHealthcheckArgs:
                                            timeout="10s", retries=6, start_period="60s")
 
 
+def client_host(b: BrokerConfig) -> str:
+    """Where a client on the Docker host reaches the published ports."""
+    return "127.0.0.1" if b.publish_ip in ("0.0.0.0", "::") else b.publish_ip
+
+
 def management_url(b: BrokerConfig) -> str:
-    host = "127.0.0.1" if b.publish_ip in ("0.0.0.0", "::") else b.publish_ip
-    return f"http://{host}:{b.management_port}"
+    return f"http://{client_host(b)}:{b.management_port}"
 
 
 @dataclass

@@ -38,7 +38,7 @@ class Rendered:
         return json.loads((self.config_dir / "celery.json").read_text())
 
     def password(self, user: str) -> str:
-        return self.passwords[next(u.password.secret for u in self.plan.topology.users if u.name == user)]
+        return self.passwords[self.plan.topology.password_key(user)]
 
 
 def render_for_node(ports: Ports, *, stack: str | None = None, file: Path | None = None,
