@@ -240,7 +240,8 @@ def _queue_declaration(vhost: Vhost, qname: str) -> dict:
 
 
 def celery_declarations(d: StackDefinition) -> dict:
-    """The content of celery.json: everything the Celery app declares, taken from the broker's plan."""
+    """The content of celery.json: everything the Celery app declares, taken from the broker's plan, and
+    the broker limits its own settings must respect (heartbeat, consumer timeout)."""
     c = d.celery
     vhost = d.vhosts[c.vhost]
     task_queues = [n for n in vhost.queues if not vhost.queues[n].parking]
@@ -256,6 +257,8 @@ def celery_declarations(d: StackDefinition) -> dict:
     return {
         "broker_vhost": c.vhost,
         "broker_user": c.user,
+        "broker_heartbeat_s": int(d.broker.heartbeat) // 1000,
+        "broker_consumer_timeout_ms": int(d.broker.consumer_timeout),
         "task_default_queue": c.default_queue,
         "task_default_exchange": default["exchange"],
         "task_default_exchange_type": default["exchange_type"],

@@ -71,6 +71,7 @@ def test_celery_json_declares_the_brokers_arguments_and_routes():
         "queue": "player_sync", "exchange": "tasks", "routing_key": "player_sync"}
     assert celery["task_annotations"]["players.tasks.sync_player_data"] == {"rate_limit": "10/m"}
     assert celery["worker_pools"]["matches"]["queues"] == ["match_processing", "timeline_processing"]
+    assert (celery["broker_heartbeat_s"], celery["broker_consumer_timeout_ms"]) == (60, 30 * 60 * 1000)
 
 
 def test_worker_command_is_the_seeds():
