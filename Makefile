@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test validate render plan deploy golden docs clean rabbitmq-server
+.PHONY: test validate render plan deploy preview golden docs clean rabbitmq-server
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -34,10 +34,13 @@ plan: $(VENV)/.installed
 render: $(VENV)/.installed
 	$(PY) -m infra render --stack $(STACK) --out build/$(STACK)
 
-## make deploy STACK=env: validate and render; `pulumi up` arrives with the Pulumi program (issue 3)
-deploy: render
-	@echo "Rendered build/$(STACK). The Pulumi program that runs 'pulumi up' is not in this version yet." >&2
-	@exit 1
+## make deploy STACK=env: validate, then `pulumi up` on the local file backend (.pulumi-state/);
+## needs PULUMI_CONFIG_PASSPHRASE. make preview STACK=env: `pulumi preview --diff` instead.
+deploy: $(VENV)/.installed
+	$(PY) -m infra deploy --stack $(STACK)
+
+preview: $(VENV)/.installed
+	$(PY) -m infra deploy --stack $(STACK) --preview
 
 ## make golden: rewrite tests/golden after an intended change to rendering (review the diff)
 golden: $(VENV)/.installed

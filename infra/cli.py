@@ -5,12 +5,11 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import asdict
 from enum import IntEnum
 from pathlib import Path
 
-from . import docs, plan as planning, render, secrets
-from .definition import Loaded, load_definition
+from . import docs, plan as planning, preview, render, secrets
+from .definition import STACKS_DIR, Loaded, load_definition
 from .findings import format_finding
 from .table import table
 from .units import Duration, Size
@@ -52,9 +51,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--target", choices=("container", "host"), default="container",
                    help="container: listen on all interfaces inside the container, files in /etc/rabbitmq; "
                         "host: listen on listeners.bind, files where --out is")
-    p = commands.add_parser("plan", help="show what the definition deploys")
+    p = commands.add_parser("plan", help="the resources `pulumi up` would create: the Pulumi program run "
+                                         "under mocks, offline (no Pulumi CLI, credentials or Docker)")
     _add_source_arguments(p)
-    p.add_argument("--json", action="store_true", help="the whole plan as JSON")
+    p.add_argument("--json", action="store_true", help="the resources, their inputs and the outputs as JSON")
+    d = commands.add_parser("deploy", help="validate, then `pulumi up` the stack on a local file backend")
+    d.add_argument("--stack", metavar="ENV", required=True, help="the stack: stacks/base.yaml + stacks/ENV.yaml")
+    d.add_argument("--preview", action="store_true", help="`pulumi preview --diff` instead of `up`")
     commands.add_parser("docs", help="print the definition's field reference (Markdown)")
     return top
 
@@ -113,12 +116,6 @@ def cmd_render(args) -> ExitStatus:
     return ExitStatus.OK
 
 
-def _plan_json(the_plan: planning.Plan) -> dict:
-    data = asdict(the_plan)
-    data["workers"] = [dict(asdict(w), command=list(w.command)) for w in the_plan.workers]
-    return data
-
-
 _SHORT = {"message-ttl": ("ttl", lambda v: str(Duration(v))), "max-length": ("max", str),
           "max-length-bytes": ("max", lambda v: str(Size(v))), "overflow": ("", str),
           "dead-letter-routing-key": ("dlq", str), "delivery-limit": ("limit", str)}
@@ -136,10 +133,16 @@ def cmd_plan(args) -> ExitStatus:
     if not loaded.ok:
         print(_summary(loaded), file=sys.stderr)
         return ExitStatus.INVALID
-    the_plan = planning.build_plan(loaded.definition)
+    stack = args.stack or loaded.definition.environment
+    result = preview.preview(loaded.definition, stack, args.stacks_dir or STACKS_DIR)
+    for note in result.notes:
+        print(f"warning: {note}", file=sys.stderr)
     if args.json:
-        print(json.dumps(_plan_json(the_plan), indent=2))
+        print(json.dumps(preview.as_json(result), indent=2))
         return ExitStatus.OK
+    print(preview.tree(result))
+    print()
+    the_plan = planning.build_plan(loaded.definition)
     policies = {(p.vhost, p.pattern): p.definition for p in the_plan.topology.policies}
     consumers = {q: w.name for w in the_plan.workers for q in w.queues}
     rows = [(q.vhost, q.name, q.type, consumers.get(q.name, "-"),
@@ -151,8 +154,29 @@ def cmd_plan(args) -> ExitStatus:
                 [(w.name, ",".join(w.queues), w.concurrency, w.pool, w.prefetch_multiplier)
                  for w in the_plan.workers]))
     t = the_plan.topology
-    print(f"\n{len(t.vhosts)} vhost(s), {len(t.users)} user(s), {len(t.exchanges)} exchange(s), "
-          f"{len(t.queues)} queue(s), {len(t.bindings)} binding(s), {len(t.policies)} polic(ies)")
+    print(f"\n{len(result.resources)} resources: {len(t.vhosts)} vhost(s), {len(t.users)} user(s), "
+          f"{len(t.exchanges)} exchange(s), {len(t.queues)} queue(s), {len(t.bindings)} binding(s), "
+          f"{len(t.policies)} polic(ies), {len(the_plan.services)} container(s) of the app")
+    return ExitStatus.OK
+
+
+def cmd_deploy(args) -> ExitStatus:
+    from pulumi.automation import CommandError
+
+    from . import deploy
+    loaded = load_definition(stack=args.stack)
+    _report(loaded.findings)
+    if not loaded.ok:
+        print(_summary(loaded) + "; nothing deployed", file=sys.stderr)
+        return ExitStatus.INVALID
+    try:
+        deploy.up(args.stack, preview_only=args.preview)
+    except deploy.DeployError as exc:
+        print(f"python -m infra deploy: {exc}", file=sys.stderr)
+        return ExitStatus.ERROR
+    except CommandError:  # pulumi's own output has been streamed above
+        print("python -m infra deploy: pulumi failed; its output is above", file=sys.stderr)
+        return ExitStatus.ERROR
     return ExitStatus.OK
 
 
@@ -161,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "docs":
         print(docs.reference(), end="")
         return ExitStatus.OK
-    handler = {"validate": cmd_validate, "render": cmd_render, "plan": cmd_plan}[args.command]
+    handler = {"validate": cmd_validate, "render": cmd_render, "plan": cmd_plan,
+               "deploy": cmd_deploy}[args.command]
     try:
         return handler(args)
     except OSError as exc:

@@ -212,6 +212,35 @@ class Celery:
 
 
 @dataclass(frozen=True)
+class Web:
+    port: Port = field(Port(8000), doc="Host port the Django web service is published on, at `listeners.bind`.")
+    concurrency: PositiveInt = field(PositiveInt(2), doc="Gunicorn worker processes.")
+    allowed_hosts: list[str] = field(factory=lambda: ["localhost", "127.0.0.1"],
+                                     doc="Django `ALLOWED_HOSTS`: the host names the site answers to.")
+
+
+@dataclass(frozen=True)
+class App:
+    """The Django web, Celery worker and beat services: one image, run with different commands."""
+
+    image: str = field("rabbitmq-celery-app", doc="App image. With `build`: a repository name (no tag), "
+                                                  "tagged with a digest of the build context; without: an "
+                                                  "image to pull, e.g. `registry.example.com/app:1.4`.")
+    build: Optional[str] = field("app", doc="Directory holding the `Dockerfile`, relative to the project "
+                                            "root; unset (`~`) pulls `image` instead of building it.")
+    base_image: str = field("python:3.11-slim", doc="The Dockerfile's `BASE_IMAGE` build argument.")
+    settings_module: str = field("config.settings.production", doc="`DJANGO_SETTINGS_MODULE` of every "
+                                                                   "service.")
+    secret_key: Secret = field(Secret("djangoSecretKey", generate=True), doc="Django `SECRET_KEY`.")
+    riot_api_key: Optional[Secret] = field(None, doc="Riot API key (`RIOT_API_KEY`); never generated: "
+                                                     "`pulumi config set --secret KEY`.")
+    riot_api_base_url: str = field("https://{routing}.api.riotgames.com",
+                                   doc="`RIOT_API_BASE_URL`; `{routing}` becomes the regional route.")
+    web: Web = field(factory=Web, doc="The web service.")
+    beat: bool = field(True, doc="Run Celery beat (the periodic recovery and maintenance tasks).")
+
+
+@dataclass(frozen=True)
 class StackDefinition:
     environment: str = field(doc="Environment name; `guest` and public management are dev-only.")
     celery: Celery = field(doc="The Celery app's view of the broker.")
@@ -220,6 +249,7 @@ class StackDefinition:
     users: dict[str, User] = field(factory=dict, doc="Users by name.")
     vhosts: dict[str, Vhost] = field(factory=dict, doc="Virtual hosts by name, each with its exchanges "
                                                        "and queues.")
+    app: App = field(factory=App, doc="The app's services: Django web, a Celery worker per pool, beat.")
 
     @property
     def is_dev(self) -> bool:

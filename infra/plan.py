@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .model import Secret, StackDefinition, Vhost
+from .services import ServiceSpec, app_secrets, service_specs
 
 POLICY_PRIORITY = 10  # above the 0 of hand-made catch-all policies, so ours is the one that applies
 
@@ -142,10 +143,16 @@ class Plan:
     topology: Topology
     celery: dict  # the content of celery.json
     workers: tuple[WorkerPoolSpec, ...]
+    services: tuple[ServiceSpec, ...] = ()
+    app_secret_refs: tuple[tuple[tuple, Secret], ...] = ()
 
     def secrets(self) -> list[tuple[tuple, Secret]]:
-        """(definition key path, reference) of every credential the plan needs."""
+        """(definition key path, reference) of every credential the broker's files need."""
         return [(("users", u.name, "password"), u.password) for u in self.topology.users]
+
+    def all_secrets(self) -> list[tuple[tuple, Secret]]:
+        """The broker's credentials and the app's (Django secret key, Riot API key)."""
+        return self.secrets() + list(self.app_secret_refs)
 
 
 def broker_config(d: StackDefinition, layout: NodeLayout) -> BrokerConfig:
@@ -282,4 +289,6 @@ def build_plan(d: StackDefinition, layout: NodeLayout = CONTAINER) -> Plan:
     """The whole plan of a definition that passed validation."""
     workers = tuple(WorkerPoolSpec(name, tuple(p.queues), int(p.concurrency), p.pool, int(p.prefetch_multiplier))
                     for name, p in sorted(d.celery.workers.items()))
-    return Plan(d.environment, broker_config(d, layout), topology(d), celery_declarations(d), workers)
+    broker = broker_config(d, layout)
+    return Plan(d.environment, broker, topology(d), celery_declarations(d), workers,
+                service_specs(d, workers, broker.publish_ip, broker.amqp_port), tuple(app_secrets(d)))

@@ -1,18 +1,27 @@
-"""The Pulumi program: the stack's definition → plan → Broker and Topology components, and the outputs.
+"""The Pulumi program: the stack's definition → plan → Broker, Topology and Services components, and the
+stack outputs.
 
 `pulumi up` runs it through the root `__main__.py`; the tests run it under mocks.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import pulumi
 import pulumi_rabbitmq as rabbitmq
 
 from . import render
 from .components.broker import Broker, BrokerArgs, client_host
+from .components.services import Services, ServicesArgs
 from .components.topology import Topology, TopologyArgs
 from .definition import load_definition, require
+from .model import StackDefinition
 from .plan import build_plan
+from .services import SecretEnv, broker_url_template
 from .stack_config import passwords as stack_passwords
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def broker_files(plan, passwords: dict) -> dict[str, pulumi.Input[str]]:
@@ -23,25 +32,32 @@ def broker_files(plan, passwords: dict) -> dict[str, pulumi.Input[str]]:
     return {**render.config_files(plan), "definitions.json": pulumi.Output.secret(definitions)}
 
 
-def main() -> None:
+def main(definition: StackDefinition | None = None) -> None:
+    """`pulumi up`'s entry point; `python -m infra plan` passes the definition it has already loaded."""
     stack = pulumi.get_stack()
-    definition = require(load_definition(stack=stack))
+    definition = definition or require(load_definition(stack=stack))
     plan = build_plan(definition)
     passwords = stack_passwords(plan)
     admin = definition.broker.admin_user
 
-    broker = Broker("broker", BrokerArgs(plan.broker, broker_files(plan, passwords),
-                                         resource_prefix=f"{pulumi.get_project()}-{stack}"))
+    prefix = f"{pulumi.get_project()}-{stack}"
+    broker = Broker("broker", BrokerArgs(plan.broker, broker_files(plan, passwords), resource_prefix=prefix))
     provider = rabbitmq.Provider("broker-api", endpoint=broker.management_url, username=admin,
                                  password=passwords[plan.topology.password_key(admin)],
                                  opts=pulumi.ResourceOptions(depends_on=[broker.container]))
-    Topology("topology", TopologyArgs(plan.topology, passwords, provider,
-                                      protect_queues=definition.environment == "prod", depends_on=[broker]))
+    topology = Topology("topology", TopologyArgs(plan.topology, passwords, provider,
+                                                 protect_queues=definition.environment == "prod",
+                                                 depends_on=[broker]))
+    services = Services("app", ServicesArgs(
+        definition.app, plan.services, render.celery_json(plan), passwords, broker.network.name,
+        resource_prefix=prefix, project_root=PROJECT_ROOT, depends_on=[topology]))
 
+    # The same URL the containers use, with the host's view of the published port.
     celery_user = plan.celery["broker_user"]
-    vhost = plan.celery["broker_vhost"].replace("/", "%2F")
+    celery_url = SecretEnv(plan.topology.password_key(celery_user), url_quoted=True, template=broker_url_template(
+        celery_user, plan.celery["broker_vhost"], client_host(plan.broker), plan.broker.amqp_port))
     pulumi.export("management_url", broker.management_url)
-    pulumi.export("amqp_url", pulumi.Output.secret(pulumi.Output.concat(
-        "amqp://", celery_user, ":", passwords[plan.topology.password_key(celery_user)], "@",
-        client_host(plan.broker), ":", str(plan.broker.amqp_port), "/", vhost)))
+    pulumi.export("amqp_url", pulumi.Output.secret(passwords[celery_url.key].apply(celery_url.fill)))
+    pulumi.export("web_url", f"http://{client_host(plan.broker)}:{definition.app.web.port}")
     pulumi.export("worker_pools", {w.name: list(w.queues) for w in plan.workers})
+    pulumi.export("containers", {n: c.name for n, c in services.containers.items()})

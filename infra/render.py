@@ -70,10 +70,14 @@ def definitions_json(plan: Plan, passwords: dict[str, str]) -> str:
     return _json(definitions(plan.topology, passwords))
 
 
+def celery_json(plan: Plan) -> str:
+    return _json(plan.celery)
+
+
 def render_files(plan: Plan, passwords: dict[str, str]) -> dict[str, str]:
     """File name → content, for every file in FILES. Same plan and passwords, same bytes."""
     return {**config_files(plan), "definitions.json": definitions_json(plan, passwords),
-            "celery.json": _json(plan.celery)}
+            "celery.json": celery_json(plan)}
 
 
 def write_files(files: dict[str, str], out: Path) -> list[Path]:

@@ -1,7 +1,8 @@
 """Stack config, read in this one module: the credentials `pulumi up` uses.
 
-Each secret key of the definition (`password: {secret: KEY}`) is read with `pulumi config get --secret`
-semantics; where it is not set and the definition says `generate: true`, a `RandomPassword` stands in.
+Each secret key of the definition (`{secret: KEY}`: the broker users' passwords, the Django secret key,
+the Riot API key) is read with `pulumi config get --secret` semantics; where it is not set and the
+definition says `generate: true`, a `RandomPassword` stands in.
 Either way the value is a secret Output everywhere it flows.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ def passwords(plan: Plan, config: pulumi.Config | None = None) -> dict[str, pulu
     config = config or pulumi.Config()
     values: dict[str, pulumi.Output[str]] = {}
     missing = []
-    for _, ref in plan.secrets():
+    for _, ref in plan.all_secrets():
         if ref.secret in values:
             continue
         value = config.get_secret(ref.secret)

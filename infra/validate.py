@@ -24,6 +24,8 @@ OVERFLOW_SUPPORTED = {
 
 ENVIRONMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 FILE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+# Docker's repository grammar ([registry[:port]/]path), without a :tag or @digest
+IMAGE_REPOSITORY = re.compile(r"^([a-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+((\.|_|__|-+|/)[a-z0-9]+)*$")
 MAX_TTL_MS = 2**32 - 1  # RabbitMQ refuses a larger message-ttl
 
 
@@ -44,6 +46,7 @@ class _Checker:
         for name in self.d.vhosts:
             self.vhost(name)
         self.celery()
+        self.app()
         return self.findings
 
     def nothing_to_check(self) -> None:
@@ -71,15 +74,17 @@ class _Checker:
                                            "health checks use its HTTP API")
         if not b.log.targets:
             self.report(at + ("log", "targets"), "expected at least one log target (console, file)")
-        by_port: dict[int, list[str]] = {}
+        # Docker publishes the broker's listeners and the web port on the same host address.
+        by_port: dict[int, list[tuple]] = {}
         listeners = ("amqp", "management") + (("prometheus",) if "rabbitmq_prometheus" in b.plugins else ())
         for name in listeners:
-            by_port.setdefault(getattr(b.listeners, name), []).append(name)
-        for port, names in by_port.items():
-            if len(names) > 1:  # reported once, at the listener the file sets, if it sets one
-                set_here = [n for n in names if at + ("listeners", n) in self.source.locations] or names
-                self.report(at + ("listeners", set_here[-1]),
-                            f"port {port} is used by more than one listener: {', '.join(names)}")
+            by_port.setdefault(getattr(b.listeners, name), []).append(at + ("listeners", name))
+        by_port.setdefault(self.d.app.web.port, []).append(("app", "web", "port"))
+        for port, paths in by_port.items():
+            if len(paths) > 1:  # reported once, at the one the file sets, if it sets one
+                set_here = [p for p in paths if p in self.source.locations] or paths
+                self.report(set_here[-1], f"port {port} is used by more than one listener: "
+                                          f"{', '.join(p[-1] if p[0] == 'broker' else 'web' for p in paths)}")
         if not (self.d.is_dev or b.public_management or b.listeners.bind.is_private_or_loopback):
             self.report(at + ("listeners", "bind"),
                         f"management would be reachable on public address {b.listeners.bind} in "
@@ -237,6 +242,21 @@ class _Checker:
                 self.report(qat + ("routing_key",), f"{other_name!r}'s routing key {other_key!r} ends with "
                                                     f"'.{key}': Celery's delayed-delivery binding `#.{key}` "
                                                     f"would copy its delayed tasks here")
+
+    def app(self) -> None:
+        a, at = self.d.app, ("app",)
+        if a.build is not None and not IMAGE_REPOSITORY.match(a.image):
+            self.report(at + ("image",), f"with `build`, expected a repository name without tag or digest "
+                                         f"(the build tags it), got {a.image!r}")
+        if a.build is not None and (a.build.startswith("/") or ".." in a.build.split("/")):
+            self.report(at + ("build",), f"expected a directory inside the project, got {a.build!r}")
+        if "{routing}" not in a.riot_api_base_url:
+            self.report(at + ("riot_api_base_url",), "expected a URL template holding `{routing}`, e.g. "
+                                                     "https://{routing}.api.riotgames.com")
+        if not a.web.allowed_hosts:
+            self.report(at + ("web", "allowed_hosts"), "expected at least one host name")
+        if not re.match(r"^[A-Za-z_][\w.]*$", a.settings_module):
+            self.report(at + ("settings_module",), f"expected a dotted module path, got {a.settings_module!r}")
 
     def _routing_keys(self, vhost) -> dict:
         """exchange → key or dot-suffix of a key → [(queue, its key)], for the non-parking queues: a lookup

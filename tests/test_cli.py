@@ -35,16 +35,6 @@ def test_wrong_command_line_exits_64():
     assert infra("frobnicate").returncode == 64
 
 
-def test_plan_prints_queues_and_pools(tmp_path):
-    result = infra("plan", "--stack", "dev")
-    assert result.returncode == 0
-    lines = result.stdout.splitlines()
-    assert lines[0].split() == ["vhost", "queue", "type", "pool", "policy"]
-    assert any(line.split()[:4] == ["/", "player_sync", "quorum", "sync"] for line in lines)
-    assert "7 queue(s)" in result.stdout
-    assert infra("plan", "--stack", "dev", "--json").stdout.lstrip().startswith("{")
-
-
 def test_readme_field_reference_is_current():
     readme = Path("README.md").read_text()
     assert with_reference(readme) == readme, "run: .venv/bin/python -m infra.readme"

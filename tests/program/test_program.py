@@ -11,7 +11,7 @@ from infra import program, render
 from infra.definition import load_definition, require
 from infra.plan import build_plan
 from infra.stack_config import MissingSecret
-from tests.support.pulumi_mocks import run
+from infra.preview import run
 from tests.support.stacks import TEST_SECRETS
 
 PROJECT = "rabbitmq-celery"
@@ -74,10 +74,11 @@ def test_topology_provider_uses_the_admin_secret_after_the_container():
 
 
 def test_unset_secrets_are_generated_as_random_passwords():
+    with_config({"riotApiKey": TEST_SECRETS["riotApiKey"]})  # the one secret that is never generated
     monitor, _ = run(program.main, stack="dev")
     generated = {r.name for r in monitor.of_type("random:index/randomPassword:RandomPassword")}
     assert generated == {"secret-rabbitmqAdminPassword", "secret-rabbitmqAppPassword",
-                         "secret-rabbitmqMonitorPassword"}
+                         "secret-rabbitmqMonitorPassword", "secret-djangoSecretKey"}
     assert all(is_secret(u.inputs["password"]) for u in monitor.of_type("rabbitmq:index/user:User"))
 
 
@@ -104,3 +105,50 @@ def test_no_plaintext_credential_in_any_registered_input():
             return value
         visible = json.dumps(strip(r.inputs), default=str)
         assert not any(s in visible for s in TEST_SECRETS.values()), (r.name, plain[:200])
+
+
+def expected_graph(plan, stack: str) -> set[tuple[str, str, str]]:
+    """(type, name, parent) of every resource the definition asks for, and nothing else."""
+    from infra.components.topology import slug
+    t = plan.topology
+    rmq = "rabbitmq:index/"
+    graph = {
+        ("rabbitmq-celery:broker:Broker", "broker", ""),
+        ("docker:index/network:Network", "broker-network", "broker"),
+        ("docker:index/volume:Volume", "broker-data", "broker"),
+        ("docker:index/remoteImage:RemoteImage", "broker-image", "broker"),
+        ("docker:index/container:Container", "broker-container", "broker"),
+        ("pulumi:providers:rabbitmq", "broker-api", ""),
+        ("rabbitmq-celery:broker:Topology", "topology", ""),
+        ("rabbitmq-celery:app:Services", "app", ""),
+        ("docker:index/image:Image", "app-image", "app"),
+        ("docker:index/volume:Volume", "app-data", "app"),
+    }
+    graph |= {("random:index/randomPassword:RandomPassword", f"secret-{ref.secret}", "")
+              for _, ref in plan.all_secrets() if ref.generate and ref.secret not in TEST_SECRETS}
+    graph |= {(f"{rmq}vHost:VHost", f"topology-vhost-{slug(v)}", "topology") for v, _ in t.vhosts}
+    graph |= {(f"{rmq}user:User", f"topology-user-{slug(u.name)}", "topology") for u in t.users}
+    graph |= {(f"{rmq}permissions:Permissions", f"topology-permissions-{slug(p.user, p.vhost)}", "topology")
+              for p in t.permissions}
+    graph |= {(f"{rmq}exchange:Exchange", f"topology-exchange-{slug(e.vhost, e.name)}", "topology")
+              for e in t.exchanges}
+    graph |= {(f"{rmq}queue:Queue", f"topology-queue-{slug(q.vhost, q.name)}", "topology") for q in t.queues}
+    graph |= {(f"{rmq}binding:Binding", f"topology-binding-{slug(b.vhost, b.source, b.destination, b.routing_key)}",
+               "topology") for b in t.bindings}
+    graph |= {(f"{rmq}policy:Policy", f"topology-policy-{slug(p.vhost, p.name)}", "topology") for p in t.policies}
+    graph |= {("docker:index/container:Container", f"app-{s.name}", "app") for s in plan.services}
+    return graph
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_the_resource_graph_is_exactly_what_the_definition_asks_for(stack):
+    with_config(TEST_SECRETS)
+    monitor, _ = run(program.main, stack=stack)
+    plan = build_plan(require(load_definition(stack=stack)))
+    registered = [(r.type, r.name, r.parent_name) for r in monitor.registered]
+    assert len(registered) == len(set(registered)), "a resource registered twice"
+    assert set(registered) == expected_graph(plan, stack)
+    # every queue of the definition, once, protected in prod only
+    queues = monitor.of_type("rabbitmq:index/queue:Queue")
+    assert sorted(q.inputs["name"] for q in queues) == sorted(q.name for q in plan.topology.queues)
+    assert all(q.request.protect == (stack == "prod") for q in queues)

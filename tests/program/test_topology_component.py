@@ -14,7 +14,7 @@ from infra.components.topology import Topology, TopologyArgs
 from infra.definition import load_definition, require
 from infra.plan import build_plan
 from tests.support import stackgen
-from tests.support.pulumi_mocks import run
+from infra.preview import run
 from tests.support.stacks import TEST_SECRETS
 
 

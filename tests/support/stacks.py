@@ -20,6 +20,8 @@ TEST_SECRETS = {
     "rabbitmqMonitorPassword": "monitor-test-password",
     "publisherPassword": "publisher-test-password",
     "consumerPassword": "consumer-test-password",
+    "djangoSecretKey": "django-test-secret-key",
+    "riotApiKey": "RGAPI-test-key",
 }
 
 

@@ -1,0 +1,105 @@
+"""Services: the app's containers — Django web, one Celery worker per pool, beat — from the plan's specs.
+
+Children: `<name>-image` (built from the definition's `app.build` directory, or pulled), `<name>-data` (the
+volume the services share: SQLite database, beat schedule) and `<name>-<service>` per `ServiceSpec`.
+Each container gets the rendered celery.json as an upload, its secrets (broker URL, Django secret key,
+Riot API key) as secret env values, and the same restart policy and health check style as the broker.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from ..model import App
+from ..services import CELERY_JSON, DATA_DIR, ServiceSpec
+
+IGNORED_IN_CONTEXT = {"__pycache__", ".venv", "db.sqlite3", ".pytest_cache", ".git"}
+
+
+def context_digest(context: Path) -> str:
+    """A digest of the build context's files (names and bytes): the image tag, so that a changed app
+    gives a new image name and the containers are replaced, and an unchanged one gives no diff."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        relative = path.relative_to(context)
+        if IGNORED_IN_CONTEXT & set(relative.parts) or path.suffix == ".pyc":
+            continue
+        digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def env_list(spec: ServiceSpec, secrets: Mapping[str, pulumi.Input[str]]) -> pulumi.Output:
+    """`NAME=value` entries; the whole list is secret because some entries are."""
+    keys = [s.key for _, s in spec.secret_env]
+    return pulumi.Output.secret(pulumi.Output.all(*(secrets[k] for k in keys)).apply(lambda values: [
+        *(f"{name}={value}" for name, value in spec.env),
+        *(f"{name}={template.fill(value)}" for (name, template), value in zip(spec.secret_env, values))]))
+
+
+def healthcheck(spec: ServiceSpec) -> docker.ContainerHealthcheckArgs:
+    return docker.ContainerHealthcheckArgs(tests=list(spec.healthcheck), interval="30s", timeout="15s",
+                                           retries=3, start_period="60s")
+
+
+@dataclass
+class ServicesArgs:
+    app: App
+    specs: Sequence[ServiceSpec]
+    celery_json: str  # the rendered file, uploaded into every container
+    secrets: Mapping[str, pulumi.Input[str]]  # secret key → value
+    network: pulumi.Input[str]  # the broker's network name
+    resource_prefix: str
+    project_root: Path
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+def app_image(name: str, app: App, project_root: Path, opts: pulumi.ResourceOptions):
+    if app.build is None:
+        image = docker.RemoteImage(name, name=app.image, keep_locally=True, opts=opts)
+        return image, image.image_id
+    context = project_root / app.build
+    image = docker.Image(name, image_name=f"{app.image}:{context_digest(context)}", skip_push=True,
+                         build=docker.DockerBuildArgs(context=str(context), dockerfile=str(context / "Dockerfile"),
+                                                      args={"BASE_IMAGE": app.base_image}),
+                         opts=opts)
+    return image, image.image_name
+
+
+class Services(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ServicesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("rabbitmq-celery:app:Services", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = args.resource_prefix
+        self.image, image_ref = app_image(f"{name}-image", args.app, args.project_root, child)
+        self.volume = docker.Volume(f"{name}-data", name=f"{prefix}-app-data",
+                                    opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
+        self.containers: dict[str, docker.Container] = {}
+        for spec in args.specs:
+            self.containers[spec.name] = docker.Container(
+                f"{name}-{spec.name}",
+                name=f"{prefix}-{spec.name}",
+                hostname=spec.hostname,
+                image=image_ref,
+                command=list(spec.command),
+                envs=env_list(spec, args.secrets),
+                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network, aliases=[spec.name])],
+                volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIR)],
+                uploads=[docker.ContainerUploadArgs(file=CELERY_JSON, content=args.celery_json,
+                                                    permissions="0644")],
+                ports=[docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip)
+                       for p in spec.ports],
+                healthcheck=healthcheck(spec),
+                stop_timeout=spec.stop_timeout_s,
+                destroy_grace_seconds=spec.stop_timeout_s,
+                restart="unless-stopped",
+                wait=spec.role == "web",  # `pulumi up` ends when the site answers /healthz
+                wait_timeout=180,
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True,
+                                            depends_on=list(args.depends_on)),
+            )
+        self.register_outputs({"containers": {n: c.name for n, c in self.containers.items()}})

@@ -1,0 +1,129 @@
+"""The app's services as plain data: the Django web, one Celery worker per pool, and beat.
+
+Pure, like `plan.py`: the Pulumi Services component (and the compose file) run these specs as they are.
+Secret environment values are templates over a secret key, filled in by the adapter, so the plan itself
+never holds a credential.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+from urllib.parse import quote
+
+from .model import Secret, StackDefinition
+
+APP_DIR = "/app"  # the Dockerfile's WORKDIR: `celery -A config ...` runs from there
+CONFIG_DIR = "/etc/app"
+CELERY_JSON = f"{CONFIG_DIR}/celery.json"
+DATA_DIR = "/var/lib/app"  # a named volume shared by the services: the SQLite database, beat's schedule
+WEB_PORT = 8000  # inside the container; published on listeners.bind at app.web.port
+WORKER_STOP_TIMEOUT_S = 60  # warm shutdown: running tasks finish (late acks requeue the rest anyway)
+BROKER_HOST = "rabbitmq"  # the broker container's alias on the stack's network
+
+
+@dataclass(frozen=True)
+class SecretEnv:
+    """An environment value made from one secret: `template` with `{secret}` in it."""
+
+    key: str  # the secret's stack config key
+    template: str = "{secret}"
+    url_quoted: bool = False  # a password inside a URL is percent-encoded, whatever characters it has
+
+    def fill(self, value: str) -> str:
+        return self.template.format(secret=quote(value, safe="") if self.url_quoted else value)
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    internal: int
+    external: int
+    ip: str
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str  # web, worker-<pool>, beat: the container is `<prefix>-<name>`
+    role: str  # web | worker | beat
+    command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]  # plain values, sorted by name
+    secret_env: tuple[tuple[str, SecretEnv], ...]
+    healthcheck: tuple[str, ...]  # Docker's `test`, CMD form
+    ports: tuple[PortSpec, ...] = ()
+    stop_timeout_s: int = 10
+
+    @property
+    def hostname(self) -> str:
+        return self.name
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        return tuple(sorted([n for n, _ in self.env] + [n for n, _ in self.secret_env]))
+
+
+def broker_url_template(user: str, vhost: str, host: str, port: int) -> str:
+    """An AMQP URL with `{secret}` where the password goes; user and vhost percent-encoded ('/' is %2F)."""
+    return f"amqp://{quote(user, safe='')}:{{secret}}@{host}:{port}/{quote(vhost, safe='')}"
+
+
+def broker_url(d: StackDefinition, amqp_port: int) -> SecretEnv:
+    """The Celery user's URL to the broker container, over the stack's network."""
+    return SecretEnv(d.users[d.celery.user].password.secret,
+                     broker_url_template(d.celery.user, d.celery.vhost, BROKER_HOST, amqp_port), url_quoted=True)
+
+
+def app_secrets(d: StackDefinition) -> list[tuple[tuple, Secret]]:
+    """(definition key path, reference) of the app's own credentials."""
+    refs = [(("app", "secret_key"), d.app.secret_key)]
+    if d.app.riot_api_key is not None:
+        refs.append((("app", "riot_api_key"), d.app.riot_api_key))
+    return refs
+
+
+def _common_env(d: StackDefinition, amqp_port: int) -> tuple[dict, dict]:
+    a = d.app
+    env = {
+        "DJANGO_SETTINGS_MODULE": a.settings_module,
+        "DJANGO_ALLOWED_HOSTS": ",".join(a.web.allowed_hosts),
+        "DATABASE_URL": f"sqlite:///{DATA_DIR}/db.sqlite3",
+        "CELERY_TOPOLOGY_FILE": CELERY_JSON,
+        "RIOT_API_BASE_URL": a.riot_api_base_url,
+    }
+    secret_env = {"CELERY_BROKER_URL": broker_url(d, amqp_port),
+                  "DJANGO_SECRET_KEY": SecretEnv(a.secret_key.secret)}
+    if a.riot_api_key is not None:
+        secret_env["RIOT_API_KEY"] = SecretEnv(a.riot_api_key.secret)
+    return env, secret_env
+
+
+def _spec(name: str, role: str, command: tuple, env: dict, secret_env: dict, healthcheck: tuple,
+          **kwargs) -> ServiceSpec:
+    return ServiceSpec(name, role, command, tuple(sorted(env.items())), tuple(sorted(secret_env.items())),
+                       healthcheck, **kwargs)
+
+
+def service_specs(d: StackDefinition, workers, publish_ip: str, amqp_port: int) -> tuple[ServiceSpec, ...]:
+    """web, a worker per pool (the plan's `WorkerPoolSpec`s), and beat when enabled."""
+    env, secret_env = _common_env(d, amqp_port)
+    web = d.app.web
+    specs = [_spec("web", "web", ("bin/web",),
+                   {**env, "WEB_PORT": str(WEB_PORT), "WEB_CONCURRENCY": str(int(web.concurrency))},
+                   secret_env, ("CMD", "bin/healthcheck"),
+                   ports=(PortSpec(WEB_PORT, int(web.port), publish_ip),))]
+    for w in workers:
+        name = f"worker-{w.name}"
+        # `inspect ping` asks this very worker, by name, to answer through the broker.
+        specs.append(_spec(name, "worker", w.command, env, secret_env,
+                           ("CMD", "celery", "-A", "config", "inspect", "ping", "-d", f"{w.name}@{name}",
+                            "--timeout", "10"),
+                           stop_timeout_s=WORKER_STOP_TIMEOUT_S))
+    if d.app.beat:
+        specs.append(_spec("beat", "beat", ("celery", "-A", "config", "beat", "-l", "info", "--schedule",
+                                            f"{DATA_DIR}/celerybeat-schedule"),
+                           # beat writes its schedule file at least every 3 minutes (beat_sync_every)
+                           env, secret_env, ("CMD-SHELL", f"find {DATA_DIR} -maxdepth 1 -name "
+                                                          f"'celerybeat-schedule*' -mmin -10 | grep -q .")))
+    return tuple(specs)
+
+
+def find(specs, name: str) -> Optional[ServiceSpec]:
+    return next((s for s in specs if s.name == name), None)

@@ -1,0 +1,136 @@
+"""The Services component under mocks: web, a worker per pool and beat, exactly as the plan specifies them."""
+from __future__ import annotations
+
+import json
+from urllib.parse import unquote
+
+import pytest
+
+from infra import program, render
+from infra.components.services import context_digest
+from infra.definition import load_definition, require
+from infra.plan import build_plan
+from infra.services import CELERY_JSON, DATA_DIR, SecretEnv
+from tests.program.test_program import PROJECT, is_secret, unwrap, with_config
+from infra.preview import run
+from tests.support.stacks import TEST_SECRETS
+
+CONTAINER = "docker:index/container:Container"
+
+
+def containers_as_specs(monitor) -> dict:
+    """The captured app containers, in the plan's terms: name → (command, env, ports, healthcheck)."""
+    found = {}
+    for r in monitor.of_type(CONTAINER):
+        if r.parent_name != "app":
+            continue
+        inputs = r.inputs
+        assert is_secret(inputs["envs"]), r.name  # some values are credentials, so the list is secret
+        env = dict(e.split("=", 1) for e in unwrap(inputs["envs"]))
+        found[r.name.removeprefix("app-")] = {
+            "command": tuple(inputs["command"]),
+            "env": env,
+            "ports": {(p["internal"], p["external"], p["ip"]) for p in inputs.get("ports", [])},
+            "healthcheck": tuple(inputs["healthcheck"]["tests"]),
+            "hostname": inputs["hostname"],
+            "stop_timeout": inputs["stopTimeout"],
+        }
+    return found
+
+
+def specs_as_expected(plan) -> dict:
+    return {s.name: {
+        "command": s.command,
+        "env": {**dict(s.env), **{n: t.fill(TEST_SECRETS[t.key]) for n, t in s.secret_env}},
+        "ports": {(p.internal, p.external, p.ip) for p in s.ports},
+        "healthcheck": s.healthcheck,
+        "hostname": s.hostname,
+        "stop_timeout": s.stop_timeout_s,
+    } for s in plan.services}
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_captured_containers_equal_the_plans_service_specs(stack):
+    with_config(TEST_SECRETS)
+    monitor, _ = run(program.main, stack=stack)
+    plan = build_plan(require(load_definition(stack=stack)))
+    assert containers_as_specs(monitor) == specs_as_expected(plan)
+    assert {s.name for s in plan.services} == {"web", "beat", *(f"worker-{w.name}" for w in plan.workers)}
+
+
+def test_every_worker_runs_the_seeds_command_for_its_pool():
+    with_config(TEST_SECRETS)
+    monitor, _ = run(program.main, stack="prod")
+    plan = build_plan(require(load_definition(stack="prod")))
+    for pool in plan.workers:
+        command = monitor.named(f"app-worker-{pool.name}").inputs["command"]
+        assert command[:4] == ["celery", "-A", "config", "worker"]
+        assert command[command.index("-Q") + 1] == ",".join(pool.queues)
+        assert command[command.index("--concurrency") + 1] == str(pool.concurrency)
+
+
+def test_containers_share_the_network_volume_image_and_celery_json():
+    with_config(TEST_SECRETS)
+    monitor, _ = run(program.main, stack="dev")
+    plan = build_plan(require(load_definition(stack="dev")))
+    image = monitor.named("app-image")
+    tag = context_digest(program.PROJECT_ROOT / "app")
+    assert image.inputs["imageName"] == f"rabbitmq-celery-app:{tag}" and image.inputs["skipPush"] is True
+    assert image.inputs["build"]["args"] == {"BASE_IMAGE": "python:3.11-slim"}
+    assert image.inputs["build"]["context"] == str(program.PROJECT_ROOT / "app")
+    assert monitor.named("app-data").request.retainOnDelete
+    topology = monitor.named("topology")
+    topology_children = {r.urn for r in monitor.registered if r.parent == topology.urn}
+    for r in monitor.of_type(CONTAINER):
+        if r.parent_name != "app":
+            continue
+        inputs = r.inputs
+        assert inputs["image"] == f"rabbitmq-celery-app:{tag}"
+        assert inputs["networksAdvanced"][0]["name"] == f"{PROJECT}-dev-net"
+        assert inputs["volumes"] == [{"containerPath": DATA_DIR, "volumeName": f"{PROJECT}-dev-app-data"}]
+        (upload,) = inputs["uploads"]
+        assert upload["file"] == CELERY_JSON and upload["content"] == render.celery_json(plan)
+        assert inputs["restart"] == "unless-stopped" and r.request.deleteBeforeReplace
+        # depending on the component is depending on all its children: users and queues exist before any client
+        assert topology_children <= set(r.request.dependencies), r.name
+    assert monitor.named("app-web").inputs["wait"] is True
+
+
+def test_broker_url_reaches_the_broker_container_with_the_app_password():
+    with_config(TEST_SECRETS)
+    monitor, _ = run(program.main, stack="dev")
+    env = dict(e.split("=", 1) for e in unwrap(monitor.named("app-worker-sync").inputs["envs"]))
+    assert env["CELERY_BROKER_URL"] == f"amqp://app:{TEST_SECRETS['rabbitmqAppPassword']}@rabbitmq:5672/%2F"
+    assert env["DJANGO_SECRET_KEY"] == TEST_SECRETS["djangoSecretKey"]
+    assert env["RIOT_API_KEY"] == TEST_SECRETS["riotApiKey"]
+    assert env["CELERY_TOPOLOGY_FILE"] == CELERY_JSON
+    assert env["DJANGO_SETTINGS_MODULE"] == "config.settings.production"
+
+
+def test_a_password_with_url_characters_is_percent_encoded_in_the_broker_url():
+    url = SecretEnv("k", "amqp://app:{secret}@rabbitmq:5672/%2F", url_quoted=True).fill("p@ss:w/rd%?#")
+    password = url.split("://app:", 1)[1].rsplit("@rabbitmq", 1)[0]
+    assert "@" not in password and "/" not in password and unquote(password) == "p@ss:w/rd%?#"
+
+
+def test_stack_outputs_keep_the_amqp_url_secret():
+    with_config(TEST_SECRETS)
+    monitor, _ = run(program.main, stack="dev")
+    outputs = monitor.outputs
+    assert is_secret(outputs["amqp_url"])
+    assert unwrap(outputs["amqp_url"]) == f"amqp://app:{TEST_SECRETS['rabbitmqAppPassword']}@127.0.0.1:5672/%2F"
+    plain = {k: v for k, v in outputs.items() if k != "amqp_url"}
+    assert plain["web_url"] == "http://127.0.0.1:8000" and plain["management_url"] == "http://127.0.0.1:15672"
+    assert plain["worker_pools"]["matches"] == ["match_processing", "timeline_processing"]
+    assert not any(s in json.dumps(plain) for s in TEST_SECRETS.values())
+
+
+def test_context_digest_follows_the_files_and_ignores_caches(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "manage.py").write_text("print(1)\n")
+    first = context_digest(tmp_path)
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "manage.cpython-311.pyc").write_bytes(b"\0")
+    assert context_digest(tmp_path) == first
+    (tmp_path / "manage.py").write_text("print(2)\n")
+    assert context_digest(tmp_path) != first

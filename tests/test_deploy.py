@@ -1,0 +1,65 @@
+"""`python -m infra deploy` where it cannot run `pulumi up`: a clear message and exit 1, never a traceback,
+and nothing written. The CLI download is sent to a closed port on loopback, so no test reaches the internet."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import yaml
+
+from infra import deploy
+from tests.support.rabbit_node import free_ports
+
+PROJECT_STACKS = ("dev", "staging", "prod")
+
+
+def run_deploy(*args: str, **env: str) -> subprocess.CompletedProcess:
+    (closed,) = free_ports(1)
+    base = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"),
+            "https_proxy": f"http://127.0.0.1:{closed}", "HTTPS_PROXY": f"http://127.0.0.1:{closed}",
+            "no_proxy": "", "NO_PROXY": ""}
+    return subprocess.run([sys.executable, "-m", "infra", "deploy", *args], capture_output=True, text=True,
+                          env={**base, **env}, timeout=120, cwd=deploy.PROJECT_ROOT)
+
+
+def test_without_a_passphrase_it_says_what_to_set_and_writes_nothing():
+    result = run_deploy("--stack", "dev")
+    assert result.returncode == 1, result.stderr
+    assert "Set PULUMI_CONFIG_PASSPHRASE" in result.stderr and "Traceback" not in result.stderr
+    assert not (deploy.PROJECT_ROOT / ".pulumi-state").exists()
+
+
+def test_without_a_cli_and_no_download_it_says_what_to_install(tmp_path):
+    result = run_deploy("--stack", "dev", PULUMI_CONFIG_PASSPHRASE="test-passphrase",
+                        PULUMI_BACKEND_URL=f"file://{tmp_path / 'state'}")
+    assert result.returncode == 1, result.stderr
+    assert "The Pulumi CLI is not on PATH" in result.stderr
+    assert f"Install the Pulumi CLI v{deploy.PULUMI_VERSION}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "state").exists()  # the backend is not touched before a CLI is found
+
+
+def test_an_invalid_definition_stops_before_pulumi():
+    result = run_deploy("--stack", "no-such-stack", PULUMI_CONFIG_PASSPHRASE="test-passphrase")
+    assert result.returncode == 2, result.stderr
+    assert "no-such-stack" in result.stderr and "nothing deployed" in result.stderr
+
+
+def test_pinned_cli_version_is_the_sdks():
+    pinned = [l for l in (deploy.PROJECT_ROOT / "requirements.txt").read_text().splitlines()
+              if l.startswith("pulumi==")]
+    assert pinned == [f"pulumi=={deploy.PULUMI_VERSION}"]
+
+
+def test_stack_config_files_hold_no_plaintext_secret():
+    """stacks/Pulumi.<env>.yaml: one per environment; any secret key in them must be `secure:`."""
+    from infra.definition import load_definition, require
+    from infra.plan import build_plan
+    for stack in PROJECT_STACKS:
+        path = deploy.PROJECT_ROOT / "stacks" / f"Pulumi.{stack}.yaml"
+        config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+        secret_keys = {ref.secret for _, ref in build_plan(require(load_definition(stack=stack))).all_secrets()}
+        for key, value in config.items():
+            if key.split(":", 1)[-1] in secret_keys:
+                assert isinstance(value, dict) and set(value) == {"secure"}, (path, key)
