@@ -155,7 +155,8 @@ class Exchange:
                                             "delayed delivery on quorum queues requires it.")
     durable: bool = field(True, doc="Survives a broker restart.")
     auto_delete: bool = field(False, doc="Deleted when its last binding goes.")
-    internal: bool = field(False, doc="Only other exchanges may publish to it.")
+    internal: bool = field(False, doc="Only other exchanges may publish to it. Refused for now: "
+                                      "pulumi-rabbitmq cannot create internal exchanges.")
 
 
 @dataclass(frozen=True)

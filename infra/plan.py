@@ -46,6 +46,7 @@ class BrokerConfig:
     log_file: Optional[str]
     plugins: tuple[str, ...]
     definitions_path: str
+    admin_user: str  # the user the deployer acts as
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,12 @@ class Topology:
         """The secret key that holds `user`'s password."""
         return next(u.password.secret for u in self.users if u.name == user)
 
+    def only_user(self, name: str) -> "Topology":
+        """This topology reduced to one user and nothing else: what a broker managed through its API
+        needs at boot (the admin the deployer logs in as)."""
+        return Topology(vhosts=(), users=tuple(u for u in self.users if u.name == name), permissions=(),
+                        exchanges=(), queues=(), bindings=(), policies=())
+
 
 @dataclass(frozen=True)
 class WorkerPoolSpec:
@@ -175,6 +182,7 @@ def broker_config(d: StackDefinition, layout: NodeLayout) -> BrokerConfig:
         log_file=b.log.file if "file" in b.log.targets else None,
         plugins=tuple(b.plugins),
         definitions_path=f"{layout.config_dir.rstrip('/')}/definitions.json",
+        admin_user=b.admin_user,
     )
 
 

@@ -25,10 +25,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def broker_files(plan, passwords: dict) -> dict[str, pulumi.Input[str]]:
-    """The broker's files; definitions.json is computed from the secret passwords and stays secret."""
-    keys = sorted(passwords)
-    definitions = pulumi.Output.all(*(passwords[k] for k in keys)).apply(
-        lambda values: render.definitions_json(plan, dict(zip(keys, values))))
+    """The broker's files. definitions.json holds the admin user alone (the Topology component manages
+    the rest through the API); it is computed from the secret password and stays secret."""
+    admin_key = plan.topology.password_key(plan.broker.admin_user)
+    definitions = passwords[admin_key].apply(lambda value: render.boot_definitions_json(plan, {admin_key: value}))
     return {**render.config_files(plan), "definitions.json": pulumi.Output.secret(definitions)}
 
 
@@ -45,7 +45,7 @@ def main(definition: StackDefinition | None = None) -> None:
     provider = rabbitmq.Provider("broker-api", endpoint=broker.management_url, username=admin,
                                  password=passwords[plan.topology.password_key(admin)],
                                  opts=pulumi.ResourceOptions(depends_on=[broker.container]))
-    topology = Topology("topology", TopologyArgs(plan.topology, passwords, provider,
+    topology = Topology("topology", TopologyArgs(plan.topology, passwords, provider, admin_user=admin,
                                                  protect_queues=definition.environment == "prod",
                                                  depends_on=[broker]))
     services = Services("app", ServicesArgs(

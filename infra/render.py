@@ -70,6 +70,14 @@ def definitions_json(plan: Plan, passwords: dict[str, str]) -> str:
     return _json(definitions(plan.topology, passwords))
 
 
+def boot_definitions_json(plan: Plan, passwords: dict[str, str]) -> str:
+    """definitions.json for a broker whose topology Pulumi manages through the management API: the admin
+    user alone. Everything else lives in the data volume, so a topology change never touches the container
+    (a changed upload would replace it)."""
+    return _json(definitions(plan.topology.only_user(plan.broker.admin_user), {
+        k: v for k, v in passwords.items() if k == plan.topology.password_key(plan.broker.admin_user)}))
+
+
 def celery_json(plan: Plan) -> str:
     return _json(plan.celery)
 

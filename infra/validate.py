@@ -126,6 +126,11 @@ class _Checker:
             self.report(at + ("exchanges", vhost.dead_letter_exchange),
                         f"{vhost.dead_letter_exchange!r} is the vhost's dead-letter exchange, which the "
                         f"toolkit declares itself: rename this exchange or set dead_letter_exchange")
+        for ename, exchange in vhost.exchanges.items():
+            if exchange.internal:  # render could write it, but `pulumi up` would create a public exchange
+                self.report(at + ("exchanges", ename, "internal"),
+                            "internal exchanges cannot be deployed: pulumi-rabbitmq's Exchange has no "
+                            "`internal` setting, so the broker would get a public exchange instead")
         for qname, queue in vhost.queues.items():
             qat = at + ("queues", qname)
             if "," in qname:

@@ -39,6 +39,7 @@ class TopologyArgs:
     topology: TopologyPlan
     passwords: Mapping[str, pulumi.Input[str]]  # secret key → value (a secret Output)
     provider: rabbitmq.Provider
+    admin_user: str = ""  # the provider's user: its permissions come first in each vhost
     protect_queues: bool = False  # prod: a durable queue is never deleted by an `up`
     depends_on: list = field(default_factory=list)
 
@@ -56,32 +57,37 @@ class Topology(pulumi.ComponentResource):
             u.name: rabbitmq.User(f"{name}-user-{slug(u.name)}", name=u.name, tags=list(u.tags),
                                   password=pulumi.Output.secret(args.passwords[u.password.secret]), opts=child)
             for u in t.users}
-        self.permissions = [
-            rabbitmq.Permissions(
+        self.permissions = {
+            (p.user, p.vhost): rabbitmq.Permissions(
                 f"{name}-permissions-{slug(p.user, p.vhost)}", user=self.users[p.user].name,
                 vhost=self.vhosts[p.vhost].name,
                 permissions=rabbitmq.PermissionsPermissionsArgs(configure=p.configure, write=p.write, read=p.read),
                 opts=child)
-            for p in t.permissions]
+            for p in t.permissions}
+        # The provider declares queues, exchanges, bindings and policies as the admin, who may do so in a
+        # vhost only once its permissions there exist: the broker boots knowing the admin user alone.
+        def in_vhost(vhost: str) -> pulumi.ResourceOptions:
+            admin = self.permissions.get((args.admin_user, vhost))
+            return pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[admin] if admin else []))
         self.exchanges = {
             (e.vhost, e.name): rabbitmq.Exchange(
                 f"{name}-exchange-{slug(e.vhost, e.name)}", name=e.name, vhost=self.vhosts[e.vhost].name,
                 settings=rabbitmq.ExchangeSettingsArgs(type=e.type, durable=e.durable, auto_delete=e.auto_delete),
-                opts=child)
+                opts=in_vhost(e.vhost))
             for e in t.exchanges}
-        queue_opts = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=args.protect_queues))
         self.queues = {
-            (q.vhost, q.name): rabbitmq.Queue(f"{name}-queue-{slug(q.vhost, q.name)}", name=q.name,
-                                              vhost=self.vhosts[q.vhost].name, settings=queue_settings(q),
-                                              opts=queue_opts)
+            (q.vhost, q.name): rabbitmq.Queue(
+                f"{name}-queue-{slug(q.vhost, q.name)}", name=q.name, vhost=self.vhosts[q.vhost].name,
+                settings=queue_settings(q),
+                opts=pulumi.ResourceOptions.merge(in_vhost(q.vhost), pulumi.ResourceOptions(protect=args.protect_queues)))
             for q in t.queues}
-        self.bindings = [self._binding(name, b, child) for b in t.bindings]
+        self.bindings = [self._binding(name, b, in_vhost(b.vhost)) for b in t.bindings]
         self.policies = [
             rabbitmq.Policy(f"{name}-policy-{slug(p.vhost, p.name)}", name=p.name, vhost=self.vhosts[p.vhost].name,
                             policy=rabbitmq.PolicyPolicyArgs(pattern=p.pattern, priority=p.priority,
                                                              apply_to=p.apply_to,
                                                              definition=policy_definition_inputs(p)),
-                            opts=child)
+                            opts=in_vhost(p.vhost))
             for p in t.policies]
         self.register_outputs({"vhosts": list(self.vhosts), "queues": [q for _, q in self.queues]})
 

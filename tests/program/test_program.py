@@ -51,8 +51,14 @@ def test_broker_container_gets_the_rendered_files_and_waits_healthy(stack):
     assert is_secret(inputs["uploads"])
     uploads = {u["file"]: u for u in unwrap(inputs["uploads"])}
     expected = render.render_files(plan, TEST_SECRETS)
-    for name in ("rabbitmq.conf", "enabled_plugins", "definitions.json"):
+    for name in ("rabbitmq.conf", "enabled_plugins"):
         assert unwrap(uploads[f"/etc/rabbitmq/{name}"]["content"]) == expected[name], name
+    # the broker boots knowing its admin alone; the Topology component creates the rest through the API
+    boot = json.loads(unwrap(uploads["/etc/rabbitmq/definitions.json"]["content"]))
+    assert [u["name"] for u in boot["users"]] == ["admin"] and "administrator" in boot["users"][0]["tags"]
+    assert not any(boot[k] for k in ("vhosts", "permissions", "queues", "exchanges", "bindings", "policies"))
+    assert unwrap(uploads["/etc/rabbitmq/definitions.json"]["content"]) == render.boot_definitions_json(
+        plan, TEST_SECRETS)
     assert uploads["/etc/rabbitmq/definitions.json"]["permissions"] == "0600"
     ports = {(p["internal"], p["external"], p["ip"]) for p in inputs["ports"]}
     b = plan.broker
@@ -152,3 +158,34 @@ def test_the_resource_graph_is_exactly_what_the_definition_asks_for(stack):
     queues = monitor.of_type("rabbitmq:index/queue:Queue")
     assert sorted(q.inputs["name"] for q in queues) == sorted(q.name for q in plan.topology.queues)
     assert all(q.request.protect == (stack == "prod") for q in queues)
+
+
+def test_a_topology_change_leaves_the_broker_container_as_it_was(tmp_path):
+    """A TTL, a new queue or a new user changes no input of the broker container, so `pulumi up` updates the
+    topology through the API and never replaces the node."""
+    import shutil
+    stacks = tmp_path / "stacks"
+    shutil.copytree("stacks", stacks)
+    with_config(TEST_SECRETS)
+
+    def container_inputs():
+        definition = require(load_definition(stack="dev", stacks_dir=stacks))
+        monitor, _ = run(lambda: program.main(definition), stack="dev")
+        return monitor.named("broker-container").inputs, monitor.of_type("rabbitmq:index/policy:Policy")
+
+    before, policies_before = container_inputs()
+    (stacks / "dev.yaml").write_text((stacks / "dev.yaml").read_text() + """
+vhosts:
+  "/":
+    queues:
+      player_sync: {ttl: 1h}
+      extra: {type: quorum, parking: true}
+users:
+  reader:
+    password: {secret: rabbitmqAppPassword}
+    permissions: {"/": celery_app}
+""")
+    after, policies_after = container_inputs()
+    assert after == before
+    ttl = {p.inputs["name"]: p.inputs["policy"]["definition"].get("message-ttl") for p in policies_after}
+    assert ttl["queue.player_sync"] == str(3600 * 1000)
