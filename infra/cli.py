@@ -19,6 +19,7 @@ class ExitStatus(IntEnum):
     OK = 0
     ERROR = 1  # the command could not do its work (I/O, an unexpected failure)
     INVALID = 2  # the definition has error findings; nothing was written
+    DATA_LOSS = 3  # `diff`: a change deletes queued messages, and --allow-data-loss was not given
     USAGE = 64  # the command line itself is wrong (EX_USAGE)
 
 
@@ -55,6 +56,14 @@ def parser() -> argparse.ArgumentParser:
                                          "under mocks, offline (no Pulumi CLI, credentials or Docker)")
     _add_source_arguments(p)
     p.add_argument("--json", action="store_true", help="the resources, their inputs and the outputs as JSON")
+    f = commands.add_parser("diff", help="classify the changes since a git ref: in place, restart, data loss; "
+                                         "exit 3 on data loss")
+    f.add_argument("--stack", metavar="ENV", required=True)
+    f.add_argument("--base", metavar="GIT_REF", required=True, help="e.g. origin/main, HEAD~1, a tag")
+    f.add_argument("--format", choices=("text", "markdown"), default="text",
+                   help="markdown: for a pull-request comment")
+    f.add_argument("--allow-data-loss", action="store_true", help="exit 0 even when a change loses messages")
+    f.add_argument("--stacks-dir", metavar="DIR", type=Path, default=None, help=argparse.SUPPRESS)
     d = commands.add_parser("deploy", help="validate, then `pulumi up` the stack on a local file backend")
     d.add_argument("--stack", metavar="ENV", required=True, help="the stack: stacks/base.yaml + stacks/ENV.yaml")
     d.add_argument("--preview", action="store_true", help="`pulumi preview --diff` instead of `up`")
@@ -160,6 +169,36 @@ def cmd_plan(args) -> ExitStatus:
     return ExitStatus.OK
 
 
+def cmd_diff(args) -> ExitStatus:
+    from . import changes, diff_report, gitref
+    stacks_dir = args.stacks_dir or STACKS_DIR
+    head = _load(argparse.Namespace(stack=args.stack, file=None, overlay=[], stacks_dir=args.stacks_dir))
+    _report(head.findings)
+    if not head.ok:
+        print(_summary(head) + "; nothing compared", file=sys.stderr)
+        return ExitStatus.INVALID
+    try:
+        at_ref = gitref.definition_at(args.base, args.stack, stacks_dir)
+    except gitref.GitError as exc:
+        print(f"python -m infra diff: cannot read {args.base!r}: {exc}", file=sys.stderr)
+        return ExitStatus.ERROR
+    base_plan = None
+    if at_ref is not None:
+        base, copy_dir = at_ref
+        if not base.ok:
+            for finding in base.findings:
+                print(f"{args.base}: " + format_finding(finding).replace(copy_dir + "/", "stacks/"), file=sys.stderr)
+            print(f"the definition at {args.base} is invalid; nothing compared", file=sys.stderr)
+            return ExitStatus.INVALID
+        base_plan = planning.build_plan(base.definition)
+    head_plan = planning.build_plan(head.definition)
+    found = changes.classify(base_plan, head_plan)
+    report = diff_report.markdown if args.format == "markdown" else diff_report.text
+    print(report(args.stack, args.base, found, changes.rendered_diffs(base_plan, head_plan), args.allow_data_loss))
+    lost = any(c.impact is changes.Impact.DATA_LOSS for c in found)
+    return ExitStatus.DATA_LOSS if lost and not args.allow_data_loss else ExitStatus.OK
+
+
 def cmd_deploy(args) -> ExitStatus:
     from pulumi.automation import CommandError
 
@@ -186,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         print(docs.reference(), end="")
         return ExitStatus.OK
     handler = {"validate": cmd_validate, "render": cmd_render, "plan": cmd_plan,
-               "deploy": cmd_deploy}[args.command]
+               "diff": cmd_diff, "deploy": cmd_deploy}[args.command]
     try:
         return handler(args)
     except OSError as exc:

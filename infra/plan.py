@@ -281,10 +281,6 @@ def celery_declarations(d: StackDefinition) -> dict:
         "task_queues": [_queue_declaration(vhost, n) for n in sorted(task_queues)],
         "task_routes": routes,
         "task_annotations": annotations,
-        "worker_pools": {
-            name: {"queues": list(p.queues), "concurrency": int(p.concurrency), "pool": p.pool,
-                   "prefetch_multiplier": int(p.prefetch_multiplier)}
-            for name, p in sorted(c.workers.items())},
         "dead_letter": {
             "exchange": vhost.dead_letter_exchange,
             "routes": {n: q.dead_letter for n, q in sorted(vhost.queues.items()) if q.dead_letter},
