@@ -43,7 +43,7 @@ def test_least_privilege_and_pull_requests_only():
 def test_every_stack_is_classified_and_previewed():
     preview = workflow()["jobs"]["pulumi-preview"]
     assert sorted(preview["strategy"]["matrix"]["stack"]) == STACKS
-    (loop,) = [s["run"] for s in steps("classify") if "infra diff" in s.get("run", "")]
+    (loop,) = [s["run"] for s in steps("classify") if "-m infra diff" in s.get("run", "")]
     (stacks,) = re.findall(r"for stack in ([\w ]+); do", loop)
     assert sorted(stacks.split()) == STACKS
 
