@@ -20,6 +20,7 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical", "none"]
 LogTarget = Literal["console", "file"]
 UserTag = Literal["administrator", "monitoring", "management", "policymaker", "impersonator"]
 WorkerPoolType = Literal["prefork", "threads", "solo"]
+DatabaseKind = Literal["postgres", "url", "sqlite"]
 
 # Plugins shipped in the official rabbitmq:3.13 and 4.x images and in Debian's 3.10 package; an unknown
 # name would stop the node at boot, so the definition is checked against this list.
@@ -221,6 +222,21 @@ class Web:
 
 
 @dataclass(frozen=True)
+class Database:
+    """Where the app keeps its data: a PostgreSQL container of the stack, an external server, or SQLite."""
+
+    kind: DatabaseKind = field("postgres", doc="`postgres`: a container with a named volume; `url`: an "
+                                               "external database; `sqlite`: a file in the app's volume "
+                                               "(dev only).")
+    image: str = field("postgres:16", doc="`postgres`: the server image.")
+    name: str = field("app", doc="`postgres`: database name.")
+    user: str = field("app", doc="`postgres`: the app's database user.")
+    password: Secret = field(Secret("postgresPassword", generate=True), doc="`postgres`: that user's password.")
+    url: Optional[Secret] = field(None, doc="`url`: the secret holding the whole `DATABASE_URL`, e.g. "
+                                            "`postgres://user:pass@db.example.com:5432/app`.")
+
+
+@dataclass(frozen=True)
 class App:
     """The Django web, Celery worker and beat services: one image, run with different commands."""
 
@@ -238,6 +254,7 @@ class App:
     riot_api_base_url: str = field("https://{routing}.api.riotgames.com",
                                    doc="`RIOT_API_BASE_URL`; `{routing}` becomes the regional route.")
     web: Web = field(factory=Web, doc="The web service.")
+    database: Database = field(factory=Database, doc="The app's database.")
     beat: bool = field(True, doc="Run Celery beat (the periodic recovery and maintenance tasks).")
 
 

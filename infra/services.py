@@ -1,4 +1,4 @@
-"""The app's services as plain data: the Django web, one Celery worker per pool, and beat.
+"""The app's services as plain data: the Django web, one Celery worker per pool, beat, and PostgreSQL.
 
 Pure, like `plan.py`: the Pulumi Services component (and the compose file) run these specs as they are.
 Secret environment values are templates over a secret key, filled in by the adapter, so the plan itself
@@ -19,6 +19,8 @@ DATA_DIR = "/var/lib/app"  # a named volume shared by the services: the SQLite d
 WEB_PORT = 8000  # inside the container; published on listeners.bind at app.web.port
 WORKER_STOP_TIMEOUT_S = 60  # warm shutdown: running tasks finish (late acks requeue the rest anyway)
 BROKER_HOST = "rabbitmq"  # the broker container's alias on the stack's network
+DATABASE_HOST = "postgres"  # the database container's alias
+POSTGRES_DATA = "/var/lib/postgresql/data"
 
 
 @dataclass(frozen=True)
@@ -42,18 +44,24 @@ class PortSpec:
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    name: str  # web, worker-<pool>, beat: the container is `<prefix>-<name>`
-    role: str  # web | worker | beat
-    command: tuple[str, ...]
+    name: str  # web, worker-<pool>, beat, postgres: the container is `<prefix>-<name>`
+    role: str  # web | worker | beat | database
+    command: tuple[str, ...]  # empty: the image's own
     env: tuple[tuple[str, str], ...]  # plain values, sorted by name
     secret_env: tuple[tuple[str, SecretEnv], ...]
     healthcheck: tuple[str, ...]  # Docker's `test`, CMD form
     ports: tuple[PortSpec, ...] = ()
     stop_timeout_s: int = 10
+    image: Optional[str] = None  # None: the app image (and the container gets celery.json)
+    volume: tuple[str, str] = ("data", DATA_DIR)  # (volume key: Docker volume `<prefix>-app-<key>`, mount path)
 
     @property
     def hostname(self) -> str:
         return self.name
+
+    @property
+    def runs_app(self) -> bool:
+        return self.image is None
 
     @property
     def env_names(self) -> tuple[str, ...]:
@@ -76,23 +84,49 @@ def app_secrets(d: StackDefinition) -> list[tuple[tuple, Secret]]:
     refs = [(("app", "secret_key"), d.app.secret_key)]
     if d.app.riot_api_key is not None:
         refs.append((("app", "riot_api_key"), d.app.riot_api_key))
+    db = d.app.database
+    if db.kind == "postgres":
+        refs.append((("app", "database", "password"), db.password))
+    elif db.kind == "url":
+        refs.append((("app", "database", "url"), db.url))
     return refs
+
+
+def database_url(d: StackDefinition) -> tuple[dict, dict]:
+    """DATABASE_URL as a plain value (SQLite) or a secret one (({}, {"DATABASE_URL": ...}))."""
+    db = d.app.database
+    if db.kind == "sqlite":
+        return {"DATABASE_URL": f"sqlite:///{DATA_DIR}/db.sqlite3"}, {}
+    if db.kind == "url":
+        return {}, {"DATABASE_URL": SecretEnv(db.url.secret)}
+    return {}, {"DATABASE_URL": SecretEnv(db.password.secret, f"postgres://{db.user}:{{secret}}@{DATABASE_HOST}:5432/"
+                                                             f"{db.name}", url_quoted=True)}
 
 
 def _common_env(d: StackDefinition, amqp_port: int) -> tuple[dict, dict]:
     a = d.app
+    db_env, db_secret_env = database_url(d)
     env = {
         "DJANGO_SETTINGS_MODULE": a.settings_module,
         "DJANGO_ALLOWED_HOSTS": ",".join(a.web.allowed_hosts),
-        "DATABASE_URL": f"sqlite:///{DATA_DIR}/db.sqlite3",
         "CELERY_TOPOLOGY_FILE": CELERY_JSON,
         "RIOT_API_BASE_URL": a.riot_api_base_url,
+        **db_env,
     }
     secret_env = {"CELERY_BROKER_URL": broker_url(d, amqp_port),
-                  "DJANGO_SECRET_KEY": SecretEnv(a.secret_key.secret)}
+                  "DJANGO_SECRET_KEY": SecretEnv(a.secret_key.secret), **db_secret_env}
     if a.riot_api_key is not None:
         secret_env["RIOT_API_KEY"] = SecretEnv(a.riot_api_key.secret)
     return env, secret_env
+
+
+def postgres_spec(d: StackDefinition) -> ServiceSpec:
+    """The official image's contract: POSTGRES_DB/USER/PASSWORD create the database on first boot."""
+    db = d.app.database
+    return _spec("postgres", "database", (), {"POSTGRES_DB": db.name, "POSTGRES_USER": db.user},
+                 {"POSTGRES_PASSWORD": SecretEnv(db.password.secret)},
+                 ("CMD", "pg_isready", "-U", db.user, "-d", db.name), stop_timeout_s=60, image=db.image,
+                 volume=("postgres-data", POSTGRES_DATA))
 
 
 def _spec(name: str, role: str, command: tuple, env: dict, secret_env: dict, healthcheck: tuple,
@@ -102,10 +136,12 @@ def _spec(name: str, role: str, command: tuple, env: dict, secret_env: dict, hea
 
 
 def service_specs(d: StackDefinition, workers, publish_ip: str, amqp_port: int) -> tuple[ServiceSpec, ...]:
-    """web, a worker per pool (the plan's `WorkerPoolSpec`s), and beat when enabled."""
+    """postgres when the stack runs its own, web, a worker per pool (the plan's `WorkerPoolSpec`s), and beat
+    when enabled."""
     env, secret_env = _common_env(d, amqp_port)
     web = d.app.web
-    specs = [_spec("web", "web", ("bin/web",),
+    specs = [postgres_spec(d)] if d.app.database.kind == "postgres" else []
+    specs += [_spec("web", "web", ("bin/web",),
                    {**env, "WEB_PORT": str(WEB_PORT), "WEB_CONCURRENCY": str(int(web.concurrency))},
                    secret_env, ("CMD", "bin/healthcheck"),
                    ports=(PortSpec(WEB_PORT, int(web.port), publish_ip),))]

@@ -260,6 +260,17 @@ class _Checker:
                                                      "https://{routing}.api.riotgames.com")
         if not a.web.allowed_hosts:
             self.report(at + ("web", "allowed_hosts"), "expected at least one host name")
+        db, dat = a.database, at + ("database",)
+        if db.kind == "sqlite" and not self.d.is_dev:
+            self.report(dat + ("kind",), f"SQLite is for dev only (one file, one host); use postgres or url in "
+                                         f"{self.d.environment}")
+        if db.kind == "url" and db.url is None:
+            self.report(dat + ("url",), "kind url needs `url: {secret: KEY}`, the secret holding DATABASE_URL")
+        if db.kind != "url" and db.url is not None:
+            self.report(dat + ("url",), f"`url` is read only with kind url, not {db.kind}")
+        for key in ("name", "user"):
+            if not re.match(r"^[a-z_][a-z0-9_]*$", getattr(db, key)):
+                self.report(dat + (key,), f"expected lower-case letters, digits and _, got {getattr(db, key)!r}")
         if not re.match(r"^[A-Za-z_][\w.]*$", a.settings_module):
             self.report(at + ("settings_module",), f"expected a dotted module path, got {a.settings_module!r}")
 

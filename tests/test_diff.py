@@ -103,9 +103,8 @@ def test_unchanged_and_unknown_ref(repo):
 
 
 def test_a_stack_new_since_the_ref_is_created_in_place(repo):
-    shutil.copy(repo / "stacks" / "dev.yaml", repo / "stacks" / "qa.yaml")
-    (repo / "stacks" / "qa.yaml").write_text((repo / "stacks" / "qa.yaml").read_text().replace(
-        "environment: dev", "environment: qa"))
+    (repo / "stacks" / "qa.yaml").write_text((repo / "stacks" / "staging.yaml").read_text().replace(
+        "environment: staging", "environment: qa"))
     result = infra("diff", "--stack", "qa", "--base", "HEAD", "--stacks-dir", str(repo / "stacks"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "new: every resource is created" in result.stdout

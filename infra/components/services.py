@@ -1,7 +1,9 @@
-"""Services: the app's containers — Django web, one Celery worker per pool, beat — from the plan's specs.
+"""Services: the app's containers — Django web, one Celery worker per pool, beat — and PostgreSQL, from the
+plan's specs.
 
-Children: `<name>-image` (built from the definition's `app.build` directory, or pulled), `<name>-data` (the
-volume the services share: SQLite database, beat schedule) and `<name>-<service>` per `ServiceSpec`.
+Children: `<name>-image` (built from the definition's `app.build` directory, or pulled), `<name>-image-<x>`
+(other images: PostgreSQL), `<name>-<volume>` (`data`: the app's files, beat's schedule, a dev SQLite
+database; `postgres-data`), and `<name>-<service>` per `ServiceSpec`.
 Each container gets the rendered celery.json as an upload, its secrets (broker URL, Django secret key,
 Riot API key) as secret env values, and the same restart policy and health check style as the broker.
 """
@@ -16,7 +18,8 @@ import pulumi
 import pulumi_docker as docker
 
 from ..model import App
-from ..services import CELERY_JSON, DATA_DIR, ServiceSpec
+from ..services import CELERY_JSON, ServiceSpec
+from .topology import slug
 
 IGNORED_IN_CONTEXT = {"__pycache__", ".venv", "db.sqlite3", ".pytest_cache", ".git"}
 
@@ -75,31 +78,38 @@ class Services(pulumi.ComponentResource):
         super().__init__("rabbitmq-celery:app:Services", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         prefix = args.resource_prefix
-        self.image, image_ref = app_image(f"{name}-image", args.app, args.project_root, child)
-        self.volume = docker.Volume(f"{name}-data", name=f"{prefix}-app-data",
-                                    opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
+        self.image, app_image_ref = app_image(f"{name}-image", args.app, args.project_root, child)
+        kept = pulumi.ResourceOptions(parent=self, retain_on_delete=True)  # data outlives the stack's containers
+        self.volumes = {key: docker.Volume(f"{name}-{key}", name=f"{prefix}-{name}-{key}", opts=kept)
+                        for key in sorted({s.volume[0] for s in args.specs})}
+        other_images = {image: docker.RemoteImage(f"{name}-image-{slug(image)}", name=image, keep_locally=True,
+                                                  opts=child)
+                        for image in sorted({s.image for s in args.specs if s.image})}
         self.containers: dict[str, docker.Container] = {}
         for spec in args.specs:
+            depends = list(args.depends_on)
+            if spec.runs_app and "postgres" in self.containers:  # migrations need the database up
+                depends.append(self.containers["postgres"])
             self.containers[spec.name] = docker.Container(
                 f"{name}-{spec.name}",
                 name=f"{prefix}-{spec.name}",
                 hostname=spec.hostname,
-                image=image_ref,
-                command=list(spec.command),
+                image=app_image_ref if spec.runs_app else other_images[spec.image].image_id,
+                command=list(spec.command) or None,
                 envs=env_list(spec, args.secrets),
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network, aliases=[spec.name])],
-                volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIR)],
+                volumes=[docker.ContainerVolumeArgs(volume_name=self.volumes[spec.volume[0]].name,
+                                                    container_path=spec.volume[1])],
                 uploads=[docker.ContainerUploadArgs(file=CELERY_JSON, content=args.celery_json,
-                                                    permissions="0644")],
+                                                    permissions="0644")] if spec.runs_app else None,
                 ports=[docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip)
                        for p in spec.ports],
                 healthcheck=healthcheck(spec),
                 stop_timeout=spec.stop_timeout_s,
                 destroy_grace_seconds=spec.stop_timeout_s,
                 restart="unless-stopped",
-                wait=spec.role == "web",  # `pulumi up` ends when the site answers /healthz
+                wait=spec.role in ("web", "database"),  # the site answers /healthz; the app may migrate
                 wait_timeout=180,
-                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True,
-                                            depends_on=list(args.depends_on)),
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=depends),
             )
         self.register_outputs({"containers": {n: c.name for n, c in self.containers.items()}})

@@ -130,6 +130,9 @@ def expected_graph(plan, stack: str) -> set[tuple[str, str, str]]:
         ("docker:index/image:Image", "app-image", "app"),
         ("docker:index/volume:Volume", "app-data", "app"),
     }
+    if any(s.name == "postgres" for s in plan.services):
+        graph |= {("docker:index/volume:Volume", "app-postgres-data", "app"),
+                  ("docker:index/remoteImage:RemoteImage", "app-image-postgres-16", "app")}
     graph |= {("random:index/randomPassword:RandomPassword", f"secret-{ref.secret}", "")
               for _, ref in plan.all_secrets() if ref.generate and ref.secret not in TEST_SECRETS}
     graph |= {(f"{rmq}vHost:VHost", f"topology-vhost-{slug(v)}", "topology") for v, _ in t.vhosts}

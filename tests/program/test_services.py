@@ -28,7 +28,7 @@ def containers_as_specs(monitor) -> dict:
         assert is_secret(inputs["envs"]), r.name  # some values are credentials, so the list is secret
         env = dict(e.split("=", 1) for e in unwrap(inputs["envs"]))
         found[r.name.removeprefix("app-")] = {
-            "command": tuple(inputs["command"]),
+            "command": tuple(inputs.get("command", ())),
             "env": env,
             "ports": {(p["internal"], p["external"], p["ip"]) for p in inputs.get("ports", [])},
             "healthcheck": tuple(inputs["healthcheck"]["tests"]),
@@ -55,7 +55,8 @@ def test_captured_containers_equal_the_plans_service_specs(stack):
     monitor, _ = run(program.main, stack=stack)
     plan = build_plan(require(load_definition(stack=stack)))
     assert containers_as_specs(monitor) == specs_as_expected(plan)
-    assert {s.name for s in plan.services} == {"web", "beat", *(f"worker-{w.name}" for w in plan.workers)}
+    database = {"postgres"} if stack != "dev" else set()  # dev keeps SQLite in the app's volume
+    assert {s.name for s in plan.services} == {"web", "beat", *(f"worker-{w.name}" for w in plan.workers)} | database
 
 
 def test_every_worker_runs_the_seeds_command_for_its_pool():
@@ -134,3 +135,20 @@ def test_context_digest_follows_the_files_and_ignores_caches(tmp_path):
     assert context_digest(tmp_path) == first
     (tmp_path / "manage.py").write_text("print(2)\n")
     assert context_digest(tmp_path) != first
+
+
+def test_postgres_runs_with_its_own_volume_and_the_app_reaches_it_with_a_secret_url():
+    with_config(TEST_SECRETS | {"postgresPassword": "pg/pass@word"})
+    monitor, _ = run(program.main, stack="prod")
+    postgres = monitor.named("app-postgres").inputs
+    assert postgres["volumes"] == [{"containerPath": "/var/lib/postgresql/data",
+                                    "volumeName": f"{PROJECT}-prod-app-postgres-data"}]
+    assert "uploads" not in postgres and "command" not in postgres  # the official image's own entry point
+    env = dict(e.split("=", 1) for e in unwrap(postgres["envs"]))
+    assert env == {"POSTGRES_DB": "app", "POSTGRES_USER": "app", "POSTGRES_PASSWORD": "pg/pass@word"}
+    assert postgres["healthcheck"]["tests"] == ["CMD", "pg_isready", "-U", "app", "-d", "app"]
+    web = monitor.named("app-web")
+    web_env = dict(e.split("=", 1) for e in unwrap(web.inputs["envs"]))
+    assert web_env["DATABASE_URL"] == "postgres://app:pg%2Fpass%40word@postgres:5432/app"
+    assert monitor.named("app-postgres").urn in web.request.dependencies
+    assert monitor.named("app-postgres-data").request.retainOnDelete

@@ -22,6 +22,7 @@ TEST_SECRETS = {
     "consumerPassword": "consumer-test-password",
     "djangoSecretKey": "django-test-secret-key",
     "riotApiKey": "RGAPI-test-key",
+    "postgresPassword": "postgres-test-password",
 }
 
 
