@@ -18,7 +18,10 @@ CELERY_JSON = f"{CONFIG_DIR}/celery.json"
 DATA_DIR = "/var/lib/app"  # a named volume shared by the services: the SQLite database, beat's schedule
 WEB_PORT = 8000  # inside the container; published on listeners.bind at app.web.port
 WORKER_STOP_TIMEOUT_S = 60  # warm shutdown: running tasks finish (late acks requeue the rest anyway)
-BROKER_HOST = "rabbitmq"  # the broker container's alias on the stack's network
+BROKER_HOST = "rabbitmq"  # the broker container's hostname and alias: the node is rabbit@rabbitmq in every
+                          # replacement of the container, so it finds its data again
+BROKER_CONFIG_DIR = "/etc/rabbitmq"  # where the official image reads its files
+BROKER_DATA_DIR = "/var/lib/rabbitmq"
 DATABASE_HOST = "postgres"  # the database container's alias
 POSTGRES_DATA = "/var/lib/postgresql/data"
 

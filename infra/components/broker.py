@@ -13,11 +13,9 @@ import pulumi
 import pulumi_docker as docker
 
 from ..plan import BrokerConfig
+from ..services import BROKER_CONFIG_DIR as CONFIG_DIR, BROKER_DATA_DIR as DATA_DIR, BROKER_HOST as HOSTNAME
 
-CONFIG_DIR = "/etc/rabbitmq"
-DATA_DIR = "/var/lib/rabbitmq"
 RABBITMQ_UID = "999"  # the rabbitmq user of the official images; definitions.json is readable by it alone
-HOSTNAME = "rabbitmq"  # fixed: the node is rabbit@rabbitmq in every container, so it finds its data again
 
 
 def uploads(files: Mapping[str, pulumi.Input[str]]) -> list[docker.ContainerUploadArgs]:

@@ -9,7 +9,6 @@ Riot API key) as secret env values, and the same restart policy and health check
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -17,24 +16,10 @@ from typing import Mapping, Sequence
 import pulumi
 import pulumi_docker as docker
 
+from ..images import app_image_name, build_context
 from ..model import App
 from ..services import CELERY_JSON, ServiceSpec
 from .topology import slug
-
-IGNORED_IN_CONTEXT = {"__pycache__", ".venv", "db.sqlite3", ".pytest_cache", ".git"}
-
-
-def context_digest(context: Path) -> str:
-    """A digest of the build context's files (names and bytes): the image tag, so that a changed app
-    gives a new image name and the containers are replaced, and an unchanged one gives no diff."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in context.rglob("*") if p.is_file()):
-        relative = path.relative_to(context)
-        if IGNORED_IN_CONTEXT & set(relative.parts) or path.suffix == ".pyc":
-            continue
-        digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
-
 
 def env_list(spec: ServiceSpec, secrets: Mapping[str, pulumi.Input[str]]) -> pulumi.Output:
     """`NAME=value` entries; the whole list is secret because some entries are."""
@@ -62,11 +47,11 @@ class ServicesArgs:
 
 
 def app_image(name: str, app: App, project_root: Path, opts: pulumi.ResourceOptions):
-    if app.build is None:
+    context = build_context(app, project_root)
+    if context is None:
         image = docker.RemoteImage(name, name=app.image, keep_locally=True, opts=opts)
         return image, image.image_id
-    context = project_root / app.build
-    image = docker.Image(name, image_name=f"{app.image}:{context_digest(context)}", skip_push=True,
+    image = docker.Image(name, image_name=app_image_name(app, project_root), skip_push=True,
                          build=docker.DockerBuildArgs(context=str(context), dockerfile=str(context / "Dockerfile"),
                                                       args={"BASE_IMAGE": app.base_image}),
                          opts=opts)

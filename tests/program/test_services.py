@@ -7,7 +7,7 @@ from urllib.parse import unquote
 import pytest
 
 from infra import program, render
-from infra.components.services import context_digest
+from infra.images import context_digest
 from infra.definition import load_definition, require
 from infra.plan import build_plan
 from infra.services import CELERY_JSON, DATA_DIR, SecretEnv

@@ -1,0 +1,99 @@
+"""The stack as a docker-compose file: the same plan and service specs the Pulumi program runs, for laptops
+without Pulumi (the seed's `docker-compose up -d`).
+
+Pure: `compose_file(plan, ...)` returns the document and `env_files(plan, secrets)` the contents of the
+0600 env files that carry every credential, so the compose file itself holds none. Differences from the
+Pulumi program, each forced by compose: the broker loads the *full* definitions.json at boot (nothing
+else would create the topology), and files are bind-mounted from the render directory instead of uploaded.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .plan import Plan
+from .services import BROKER_CONFIG_DIR, BROKER_DATA_DIR, BROKER_HOST, CELERY_JSON, ServiceSpec
+
+COMPOSE_FILE = "docker-compose.yml"
+# Root inside the container can read the 0600 file whatever its owner on the host; the node's own user
+# gets a private copy. Then the image's usual entry point.
+BROKER_ENTRYPOINT = ("install -o rabbitmq -g rabbitmq -m 0600 /run/secrets/definitions.json "
+                     f"{BROKER_CONFIG_DIR}/definitions.json && exec docker-entrypoint.sh rabbitmq-server")
+
+
+def env_file_name(spec: ServiceSpec) -> str:
+    return "app.env" if spec.runs_app else f"{spec.name}.env"
+
+
+def env_files(plan: Plan, secrets: dict[str, str]) -> dict[str, str]:
+    """File name → `NAME=value` lines: each service's secret environment (one file for the app's services,
+    which share theirs; one per other service, which gets only its own)."""
+    files: dict[str, str] = {}
+    for spec in plan.services:
+        lines = "".join(f"{name}={template.fill(secrets[template.key])}\n" for name, template in spec.secret_env)
+        files[env_file_name(spec)] = lines
+    return files
+
+
+def _healthcheck(test: tuple[str, ...], interval: str, timeout: str, retries: int, start_period: str) -> dict:
+    return {"test": list(test), "interval": interval, "timeout": timeout, "retries": retries,
+            "start_period": start_period}
+
+
+def broker_service(plan: Plan) -> dict:
+    b = plan.broker
+    ports = [b.amqp_port, b.management_port] + ([b.prometheus_port] if b.prometheus_port else [])
+    return {
+        "image": b.image,
+        "hostname": BROKER_HOST,
+        "entrypoint": ["sh", "-c", BROKER_ENTRYPOINT],
+        "volumes": [f"rabbitmq-data:{BROKER_DATA_DIR}",
+                    f"./rabbitmq.conf:{BROKER_CONFIG_DIR}/rabbitmq.conf:ro",
+                    f"./enabled_plugins:{BROKER_CONFIG_DIR}/enabled_plugins:ro",
+                    "./definitions.json:/run/secrets/definitions.json:ro"],
+        "ports": [f"{b.publish_ip}:{p}:{p}" for p in ports],
+        "healthcheck": _healthcheck(("CMD", "rabbitmq-diagnostics", "-q", "ping"), "10s", "10s", 6, "60s"),
+        "restart": "unless-stopped",
+        "networks": {"stack": {"aliases": [BROKER_HOST]}},
+    }
+
+
+def app_service(spec: ServiceSpec, app_image: str, build: dict | None, databases: list[str]) -> dict:
+    service: dict = {"image": app_image if spec.runs_app else spec.image}
+    if spec.runs_app and build:
+        service["build"] = build
+    service["hostname"] = spec.hostname
+    if spec.command:
+        service["command"] = list(spec.command)
+    if spec.env:
+        service["environment"] = dict(spec.env)
+    if spec.secret_env:
+        service["env_file"] = [f"./{env_file_name(spec)}"]
+    volume_key, path = spec.volume
+    service["volumes"] = [f"{volume_key}:{path}"] + ([f"./celery.json:{CELERY_JSON}:ro"] if spec.runs_app else [])
+    if spec.ports:
+        service["ports"] = [f"{p.ip}:{p.external}:{p.internal}" for p in spec.ports]
+    service["healthcheck"] = _healthcheck(spec.healthcheck, "30s", "15s", 3, "60s")
+    service["stop_grace_period"] = f"{spec.stop_timeout_s}s"
+    service["restart"] = "unless-stopped"
+    if spec.runs_app:
+        service["depends_on"] = {name: {"condition": "service_healthy"} for name in ["rabbitmq", *databases]}
+    service["networks"] = {"stack": {"aliases": [spec.name]}}
+    return service
+
+
+def compose_file(plan: Plan, app_image: str, build_context: Path | None, base_image: str) -> dict:
+    """The compose document. `app_image` is the tag the Pulumi program would give the app image."""
+    build = {"context": str(build_context), "args": {"BASE_IMAGE": base_image}} if build_context else None
+    databases = [s.name for s in plan.services if s.role == "database"]
+    services = {"rabbitmq": broker_service(plan)}
+    services.update({s.name: app_service(s, app_image, build, databases) for s in plan.services})
+    volumes = {"rabbitmq-data": {}} | {s.volume[0]: {} for s in plan.services}
+    return {"services": services, "volumes": volumes, "networks": {"stack": {}}}
+
+
+def compose_yaml(document: dict) -> str:
+    header = ("# Rendered by `python -m infra render --compose` from stacks/*.yaml: edit the stack definition.\n"
+              "# Secrets are in the 0600 *.env files beside this one; never commit them.\n")
+    return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=120)
