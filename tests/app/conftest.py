@@ -60,3 +60,11 @@ def settings_override():
     yield apply
     for o in reversed(active):
         o.disable()
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """item.rep_call: whether the test body failed (fixtures print the processes' logs then)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
