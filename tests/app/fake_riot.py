@@ -114,6 +114,9 @@ class FakeRiot:
         """callback(path) runs before the answer to each matching request."""
         self._hooks.append((re.compile(pattern), callback))
 
+    def clear_hooks(self) -> None:
+        self._hooks.clear()
+
     def seen(self, pattern: str) -> list[Request]:
         with self._lock:
             return [r for r in self.requests if re.search(pattern, r.path)]
