@@ -229,7 +229,7 @@ class Deployment:
 
     def client_app(self) -> Celery:
         """A Celery client configured as the app is, from the same celery.json, for sending tasks."""
-        app = Celery("reliability-client", broker=self.broker_url)
+        app = Celery("reliability-client", broker=self.broker_url, set_as_current=False)
         app.conf.update(celery_settings(self.rendered.celery))
         app.conf.broker_transport_options = {"confirm_publish": True}
         return app
