@@ -8,7 +8,7 @@ import pika
 import pytest
 from celery import Celery
 
-from tests.support.celery_topology import celery_settings
+from config.topology import celery_settings  # the app's own reading of celery.json
 from tests.support.rabbit_node import port_open
 from tests.support.live import expected_topology, live_topology
 from tests.support.stacks import booted

@@ -1,0 +1,67 @@
+"""The base of every task: retries with growing, jittered delays that honour Retry-After, and a record of
+each attempt (TaskAttempt)."""
+from __future__ import annotations
+
+import logging
+import math
+import random
+
+from celery import Task
+from django.db import OperationalError
+
+from riot import RiotRateLimited, RiotTransientError
+
+log = logging.getLogger(__name__)
+
+# What is worth retrying: the Riot API's 429/5xx/timeouts, and a database briefly locked or unreachable.
+TRANSIENT_ERRORS = (RiotTransientError, OperationalError)
+
+# The seed's retry settings: exponential backoff (1 s, 2 s, 4 s, ... at most 600 s) with jitter, 3 retries.
+RETRY_OPTIONS = {
+    "autoretry_for": TRANSIENT_ERRORS,
+    "max_retries": 3,
+    "retry_backoff": True,
+    "retry_backoff_max": 600,
+    "retry_jitter": False,  # replaced by the additive jitter of AppTask.retry, see there
+}
+
+
+def backoff_delay(retries: int, factor: int = 1, maximum: int = 600, rng: random.Random = random) -> int:
+    """Whole seconds before retry number `retries + 1`: factor·2^retries, plus up to half of it again.
+
+    Celery's own (full) jitter draws from [0, backoff] and can come back sooner than the previous attempt;
+    adding the jitter on top keeps every delay longer than the one before while still spreading retries.
+    Whole seconds: native delayed delivery (quorum queues) counts in seconds.
+    """
+    base = min(maximum, factor * 2 ** retries)
+    return max(1, min(maximum, base + rng.randint(0, base // 2)))
+
+
+class AppTask(Task):
+    abstract = True
+
+    def retry(self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None, max_retries=None,
+              **options):
+        if eta is None and countdown is not None:  # an automatic retry: our backoff, at least Retry-After
+            factor = int(max(1.0, float(self.retry_backoff or 1)))
+            countdown = backoff_delay(self.request.retries, factor, int(self.retry_backoff_max or 600))
+            if isinstance(exc, RiotRateLimited):
+                countdown = max(countdown, math.ceil(exc.retry_after))
+            log.info("%s[%s] retry %d in %ss: %s", self.name, self.request.id, self.request.retries + 1, countdown,
+                     exc)
+        return super().retry(args=args, kwargs=kwargs, exc=exc, throw=throw, eta=eta, countdown=countdown,
+                             max_retries=max_retries, **options)
+
+    def before_start(self, task_id, args, kwargs):
+        if self.request.is_eager:
+            return
+        from players.models import TaskAttempt
+
+        delivery = self.request.delivery_info or {}
+        try:
+            TaskAttempt.objects.create(
+                task_id=task_id, task_name=self.name, queue=delivery.get("routing_key") or "",
+                retries=self.request.retries, redelivered=bool(delivery.get("redelivered")),
+                argsrepr=repr(list(args) + [f"{k}={v!r}" for k, v in (kwargs or {}).items()])[:300])
+        except Exception:  # the record is for operators: never fail the task over it
+            log.exception("could not record the attempt of %s[%s]", self.name, task_id)

@@ -1,0 +1,193 @@
+"""A fake Riot API on 127.0.0.1, serving tests/app/fixtures in account-v1 and match-v5's shapes.
+
+URLs are the real paths under a routing prefix: RIOT_API_BASE_URL=http://127.0.0.1:PORT/{routing}.
+The test scripts failures per path pattern: `fail(pattern, (500,), (429, {"Retry-After": "3"}))` answers the
+next two matching requests so, then the fixtures again; `fail_always(pattern, 503)` until `recover(pattern)`;
+`slow(pattern, seconds)`; `on_request(pattern, callback)`. Every request is logged with its time.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+ROUTINGS = {"americas", "asia", "europe", "sea"}
+
+
+def fixture(name: str):
+    return json.loads((FIXTURES / name).read_text())
+
+
+@dataclass(frozen=True)
+class Request:
+    at: float  # time.monotonic()
+    routing: str
+    path: str
+    status: int
+
+
+class FakeRiot:
+    def __init__(self):
+        self.players: dict[tuple[str, str], dict] = {}  # (game name lower, tag lower) → account
+        self.match_ids: dict[str, list[str]] = {}  # puuid → ids
+        self.requests: list[Request] = []
+        self._scripts: list[tuple[re.Pattern, list]] = []  # scripted answers, consumed in order
+        self._always: dict[str, int] = {}
+        self._slow: dict[str, float] = {}
+        self._hooks: list[tuple[re.Pattern, callable]] = []
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    # -- life cycle --------------------------------------------------------------------------------
+    def start(self) -> "FakeRiot":
+        self.thread.start()
+        return self
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/{{routing}}"
+
+    # -- content -----------------------------------------------------------------------------------
+    def add_player(self, game_name: str, tag_line: str, puuid: str, match_ids: list[str]) -> None:
+        account = fixture("account.json")
+        account.update(puuid=puuid, gameName=game_name, tagLine=tag_line)
+        self.players[(game_name.lower(), tag_line.lower())] = account
+        self.match_ids[puuid] = list(match_ids)
+
+    def _owner(self, match_id: str) -> str | None:
+        return next((puuid for puuid, ids in self.match_ids.items() if match_id in ids), None)
+
+    def match(self, match_id: str) -> dict | None:
+        owner = self._owner(match_id)
+        if owner is None:
+            return None
+        data = fixture("match.json")
+        number = int(match_id.split("_")[1])
+        data["metadata"]["matchId"] = match_id
+        data["metadata"]["participants"][0] = owner
+        data["info"]["participants"][0]["puuid"] = owner
+        data["info"]["gameId"] = number
+        data["info"]["platformId"] = match_id.split("_")[0]
+        data["info"]["gameCreation"] = int(time.time() * 1000) - 3_600_000  # recent: not purged
+        return data
+
+    def timeline(self, match_id: str) -> dict | None:
+        owner = self._owner(match_id)
+        if owner is None:
+            return None
+        data = fixture("timeline.json")
+        data["metadata"]["matchId"] = match_id
+        data["metadata"]["participants"][0] = owner
+        data["info"]["participants"][0]["puuid"] = owner
+        data["info"]["gameId"] = int(match_id.split("_")[1])
+        return data
+
+    # -- control -----------------------------------------------------------------------------------
+    def fail(self, pattern: str, *answers) -> None:
+        """The next len(answers) requests matching `pattern` get these (status, [headers]) answers."""
+        with self._lock:
+            self._scripts.append((re.compile(pattern), [a if isinstance(a, tuple) else (a,) for a in answers]))
+
+    def fail_always(self, pattern: str, status: int) -> None:
+        self._always[pattern] = status
+
+    def recover(self, pattern: str) -> None:
+        self._always.pop(pattern, None)
+
+    def slow(self, pattern: str, seconds: float) -> None:
+        self._slow[pattern] = seconds
+
+    def on_request(self, pattern: str, callback) -> None:
+        """callback(path) runs before the answer to each matching request."""
+        self._hooks.append((re.compile(pattern), callback))
+
+    def clear_hooks(self) -> None:
+        self._hooks.clear()
+
+    def seen(self, pattern: str) -> list[Request]:
+        with self._lock:
+            return [r for r in self.requests if re.search(pattern, r.path)]
+
+    # -- serving -----------------------------------------------------------------------------------
+    def _answer(self, routing: str, path: str, query: str) -> tuple[int, dict, object]:
+        for rx, hook in list(self._hooks):
+            if rx.search(path):
+                hook(path)
+        for pattern, seconds in list(self._slow.items()):
+            if re.search(pattern, path):
+                time.sleep(seconds)
+        with self._lock:
+            for rx, answers in self._scripts:
+                if rx.search(path) and answers:
+                    answer = answers.pop(0)
+                    return answer[0], (answer[1] if len(answer) > 1 else {}), {"status": {"status_code": answer[0]}}
+        for pattern, status in list(self._always.items()):
+            if re.search(pattern, path):
+                return status, {}, {"status": {"message": "Service unavailable", "status_code": status}}
+        if routing not in ROUTINGS:
+            return 404, {}, {"status": {"message": "Unknown routing", "status_code": 404}}
+        m = re.fullmatch(r"/riot/account/v1/accounts/by-riot-id/([^/]+)/([^/]+)", path)
+        if m:
+            account = self.players.get((unquote(m.group(1)).lower(), unquote(m.group(2)).lower()))
+            return (200, {}, account) if account else (404, {}, {"status": {"message": "Data not found",
+                                                                              "status_code": 404}})
+        m = re.fullmatch(r"/lol/match/v5/matches/by-puuid/([^/]+)/ids", path)
+        if m:
+            count = int(re.search(r"count=(\d+)", query).group(1)) if "count=" in query else 20
+            return 200, {}, self.match_ids.get(unquote(m.group(1)), [])[:count]
+        m = re.fullmatch(r"/lol/match/v5/matches/([A-Z0-9]+_\d+)(/timeline)?", path)
+        if m:
+            data = self.timeline(m.group(1)) if m.group(2) else self.match(m.group(1))
+            return (200, {}, data) if data else (404, {}, {"status": {"message": "Data not found", "status_code": 404}})
+        return 404, {}, {"status": {"message": "Not found", "status_code": 404}}
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                url = urlsplit(self.path)
+                routing, _, rest = url.path.lstrip("/").partition("/")
+                path = "/" + rest
+                arrived = time.monotonic()
+                try:
+                    status, headers, body = fake._answer(routing, path, url.query)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                with fake._lock:
+                    fake.requests.append(Request(arrived, routing, path, status))
+                payload = json.dumps(body).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json;charset=utf-8")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.send_header("X-App-Rate-Limit", "20:1,100:120")
+                    self.send_header("X-App-Rate-Limit-Count", "1:1,1:120")
+                    self.send_header("X-Method-Rate-Limit", "2000:10")
+                    self.send_header("X-Method-Rate-Limit-Count", "1:10")
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
