@@ -15,7 +15,7 @@ from .model import Secret, StackDefinition
 APP_DIR = "/app"  # the Dockerfile's WORKDIR: `celery -A config ...` runs from there
 CONFIG_DIR = "/etc/app"
 CELERY_JSON = f"{CONFIG_DIR}/celery.json"
-DATA_DIR = "/var/lib/app"  # a named volume shared by the services: the SQLite database, beat's schedule
+DATA_DIR = "/data"  # the app image's data volume (DJANGO_DATA_DIR): dev SQLite database, beat's schedule
 WEB_PORT = 8000  # inside the container; published on listeners.bind at app.web.port
 WORKER_STOP_TIMEOUT_S = 60  # warm shutdown: running tasks finish (late acks requeue the rest anyway)
 BROKER_HOST = "rabbitmq"  # the broker container's hostname and alias: the node is rabbit@rabbitmq in every
