@@ -11,6 +11,7 @@ from pathlib import Path
 from . import docs, plan as planning, preview, render, secrets
 from .definition import STACKS_DIR, Loaded, load_definition
 from .findings import format_finding
+from .images import MissingBuildContext, app_image_name, build_context
 from .table import table
 from .units import Duration, Size
 
@@ -52,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--target", choices=("container", "host"), default="container",
                    help="container: listen on all interfaces inside the container, files in /etc/rabbitmq; "
                         "host: listen on listeners.bind, files where --out is")
+    r.add_argument("--compose", action="store_true",
+                   help="also docker-compose.yml and its 0600 env files: the whole stack for docker-compose")
     p = commands.add_parser("plan", help="the resources `pulumi up` would create: the Pulumi program run "
                                          "under mocks, offline (no Pulumi CLI, credentials or Docker)")
     _add_source_arguments(p)
@@ -94,12 +97,24 @@ def cmd_validate(args) -> ExitStatus:
     return ExitStatus.OK if loaded.ok else ExitStatus.INVALID
 
 
+def _compose_files(definition, the_plan: planning.Plan, values: dict[str, str]) -> dict[str, str]:
+    from . import compose
+    from .deploy import PROJECT_ROOT
+    document = compose.compose_file(the_plan, app_image_name(definition.app, PROJECT_ROOT),
+                                    build_context(definition.app, PROJECT_ROOT), definition.app.base_image)
+    return {compose.COMPOSE_FILE: compose.compose_yaml(document), **compose.env_files(the_plan, values)}
+
+
 def cmd_render(args) -> ExitStatus:
     loaded = _load(args)
     _report(loaded.findings)
     if not loaded.ok:
         print(_summary(loaded) + "; nothing written", file=sys.stderr)
         return ExitStatus.INVALID
+    if args.compose and args.target == "host":
+        print("python -m infra render: --compose runs the broker in a container; drop --target host",
+              file=sys.stderr)
+        return ExitStatus.USAGE
     layout = planning.NodeLayout(listen_on_bind=True, config_dir=str(args.out.resolve())) \
         if args.target == "host" else planning.CONTAINER
     the_plan = planning.build_plan(loaded.definition, layout)
@@ -109,12 +124,19 @@ def cmd_render(args) -> ExitStatus:
     except (OSError, ValueError) as exc:
         print(f"{secrets_path}: cannot read the secrets file: {exc}", file=sys.stderr)
         return ExitStatus.ERROR
-    resolved = secrets.resolve(the_plan.secrets(), known, loaded.source)
+    wanted = the_plan.all_secrets() if args.compose else the_plan.secrets()
+    resolved = secrets.resolve(wanted, known, loaded.source)
     if resolved.findings:
         _report(resolved.findings)
         print(f"{len(resolved.findings)} secret(s) missing; nothing written", file=sys.stderr)
         return ExitStatus.INVALID
     files = render.render_files(the_plan, resolved.values)
+    if args.compose:
+        try:
+            files.update(_compose_files(loaded.definition, the_plan, resolved.values))
+        except MissingBuildContext as exc:
+            print(f"python -m infra render: {exc}", file=sys.stderr)
+            return ExitStatus.INVALID
     if resolved.generated:
         secrets.write_secrets_file(secrets_path, {**known, **resolved.values})
     written = render.write_files(files, args.out)

@@ -93,7 +93,12 @@ def compose_file(plan: Plan, app_image: str, build_context: Path | None, base_im
     return {"services": services, "volumes": volumes, "networks": {"stack": {}}}
 
 
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data) -> bool:  # every service spelled out, no &anchors
+        return True
+
+
 def compose_yaml(document: dict) -> str:
     header = ("# Rendered by `python -m infra render --compose` from stacks/*.yaml: edit the stack definition.\n"
               "# Secrets are in the 0600 *.env files beside this one; never commit them.\n")
-    return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=120)
+    return header + yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)

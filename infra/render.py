@@ -21,7 +21,13 @@ _jinja = jinja2.Environment(
 
 # Files every render writes, and their modes: definitions.json carries password hashes, so only its
 # owner reads it.
-FILES = {"rabbitmq.conf": 0o644, "enabled_plugins": 0o644, "definitions.json": 0o600, "celery.json": 0o644}
+FILES = {"rabbitmq.conf": 0o644, "enabled_plugins": 0o644, "definitions.json": 0o600, "celery.json": 0o644,
+         "docker-compose.yml": 0o644}
+ENV_FILE_MODE = 0o600  # `render --compose`: the *.env files hold the services' credentials
+
+
+def file_mode(name: str) -> int:
+    return ENV_FILE_MODE if name.endswith(".env") else FILES[name]
 
 
 def _json(data) -> str:
@@ -89,16 +95,16 @@ def render_files(plan: Plan, passwords: dict[str, str]) -> dict[str, str]:
 
 
 def write_files(files: dict[str, str], out: Path) -> list[Path]:
-    """Each file written whole (temp file, then rename) with its mode from FILES."""
+    """Each file written whole (temp file, then rename) with its mode from FILES (env files: 0600)."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, content in files.items():
         target = out / name
         tmp = out / f".{name}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILES[name])
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file_mode(name))
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(content)
-        os.chmod(tmp, FILES[name])  # O_CREAT's mode is masked by the umask; the mode is part of the output
+        os.chmod(tmp, file_mode(name))  # O_CREAT's mode is masked by the umask; the mode is part of the output
         os.replace(tmp, target)
         written.append(target)
     return written

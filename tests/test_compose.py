@@ -1,0 +1,92 @@
+"""`render --compose`: the docker-compose file runs the same containers as the Pulumi program, and every
+credential is in a 0600 env file beside it, never in the compose file."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from infra import program
+from infra.definition import load_definition, require
+from infra.plan import build_plan
+from infra.preview import run
+from tests.program.test_program import unwrap, with_config
+from tests.support.stacks import TEST_SECRETS
+
+
+def render_compose(tmp_path, stack: str) -> tuple[dict, dict]:
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text(yaml.safe_dump(TEST_SECRETS))
+    secrets.chmod(0o600)
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "infra", "render", "--stack", stack, "--out", str(out),
+                             "--compose", "--secrets", str(secrets)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    files = {p.name: p for p in out.iterdir()}
+    return yaml.safe_load(files["docker-compose.yml"].read_text()), files
+
+
+def pulumi_containers(stack: str) -> dict:
+    with_config(TEST_SECRETS)
+    try:
+        monitor, _ = run(program.main, stack=stack)
+    finally:
+        with_config({})
+    return {r.name: r.inputs for r in monitor.of_type("docker:index/container:Container")}
+
+
+def mount_paths(volumes: list[str]) -> set[str]:
+    return {v.split(":")[1] for v in volumes}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_compose_services_equal_the_pulumi_containers(tmp_path, stack):
+    compose, files = render_compose(tmp_path, stack)
+    containers = pulumi_containers(stack)
+    plan = build_plan(require(load_definition(stack=stack)))
+    assert set(compose["services"]) == {"rabbitmq"} | {s.name for s in plan.services}
+    for spec in plan.services:
+        service, container = compose["services"][spec.name], containers[f"app-{spec.name}"]
+        assert service["image"] == (container["image"] if spec.runs_app else spec.image)
+        assert service.get("command", []) == container.get("command", [])
+        env_file = (tmp_path / "out" / service["env_file"][0].removeprefix("./")).read_text()
+        compose_env = set(service.get("environment", {})) | {line.split("=", 1)[0] for line in env_file.splitlines()}
+        assert compose_env == {e.split("=", 1)[0] for e in unwrap(container["envs"])}, spec.name
+        pulumi_files = {u["file"] for u in container.get("uploads", [])}
+        assert mount_paths(service["volumes"]) == {v["containerPath"] for v in container["volumes"]} | pulumi_files
+        assert service.get("ports", []) == [f"{p['ip']}:{int(p['external'])}:{int(p['internal'])}" for p in container.get("ports", [])]
+        assert service["healthcheck"]["test"] == container["healthcheck"]["tests"]
+        assert service["hostname"] == container["hostname"]
+    broker, container = compose["services"]["rabbitmq"], containers["broker-container"]
+    assert broker["ports"] == [f"{p['ip']}:{int(p['external'])}:{int(p['internal'])}" for p in container["ports"]]
+    assert broker["healthcheck"]["test"] == container["healthcheck"]["tests"]
+    assert mount_paths(broker["volumes"]) - {"/run/secrets/definitions.json"} | {"/etc/rabbitmq/definitions.json"} == \
+        {v["containerPath"] for v in container["volumes"]} | {u["file"] for u in unwrap(container["uploads"])}
+
+
+def test_credentials_live_in_0600_env_files_only(tmp_path):
+    compose, files = render_compose(tmp_path, "prod")
+    text = files["docker-compose.yml"].read_text()
+    assert not any(value in text for value in TEST_SECRETS.values())
+    assert "&id" not in text and "*id" not in text  # no YAML aliases: each service reads on its own
+    assert {name for name in files if name.endswith(".env")} == {"app.env", "postgres.env"}
+    for name in ("app.env", "postgres.env", "definitions.json"):
+        assert files[name].stat().st_mode & 0o777 == 0o600, name
+    app_env = dict(line.split("=", 1) for line in files["app.env"].read_text().splitlines())
+    assert app_env["CELERY_BROKER_URL"] == f"amqp://app:{TEST_SECRETS['rabbitmqAppPassword']}@rabbitmq:5672/%2F"
+    assert app_env["DATABASE_URL"] == f"postgres://app:{TEST_SECRETS['postgresPassword']}@postgres:5432/app"
+    assert files["postgres.env"].read_text() == f"POSTGRES_PASSWORD={TEST_SECRETS['postgresPassword']}\n"
+    # the app's services wait for a healthy broker and database; ports only on loopback
+    assert compose["services"]["worker-sync"]["depends_on"] == {
+        "rabbitmq": {"condition": "service_healthy"}, "postgres": {"condition": "service_healthy"}}
+    ports = [p for s in compose["services"].values() for p in s.get("ports", [])]
+    assert ports and all(p.startswith("127.0.0.1:") for p in ports)
+
+
+def test_compose_with_a_host_target_is_a_usage_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "infra", "render", "--stack", "dev", "--out", str(tmp_path),
+                             "--compose", "--target", "host"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 64 and "--compose" in result.stderr
+    assert list(tmp_path.iterdir()) == []
