@@ -21,13 +21,14 @@ _jinja = jinja2.Environment(
 
 # Files every render writes, and their modes: definitions.json carries password hashes, so only its
 # owner reads it.
-FILES = {"rabbitmq.conf": 0o644, "enabled_plugins": 0o644, "definitions.json": 0o600, "celery.json": 0o644,
-         "docker-compose.yml": 0o644}
-ENV_FILE_MODE = 0o600  # `render --compose`: the *.env files hold the services' credentials
+FILES = {"rabbitmq.conf": 0o644, "enabled_plugins": 0o644, "definitions.json": 0o600, "celery.json": 0o644}
+# `render --compose` adds these: the *.env files hold the services' credentials.
+COMPOSE_FILES = {"docker-compose.yml": 0o644}
+ENV_FILE_MODE = 0o600
 
 
 def file_mode(name: str) -> int:
-    return ENV_FILE_MODE if name.endswith(".env") else FILES[name]
+    return ENV_FILE_MODE if name.endswith(".env") else {**FILES, **COMPOSE_FILES}[name]
 
 
 def _json(data) -> str:
