@@ -26,7 +26,7 @@ def test_validate_broken_file_exits_2_with_file_line_and_key():
 def test_unknown_stack_exits_2_and_names_the_known_ones():
     result = infra("validate", "--stack", "prd")
     assert result.returncode == 2
-    assert "no stack 'prd': expected one of dev, prod, staging" in result.stderr
+    assert "no stack 'prd': expected one of dev, local, prod, staging" in result.stderr
 
 
 def test_wrong_command_line_exits_64():

@@ -11,7 +11,7 @@ import yaml
 from infra import deploy
 from tests.support.rabbit_node import free_ports
 
-PROJECT_STACKS = ("dev", "staging", "prod")
+PROJECT_STACKS = ("dev", "staging", "prod", "local")
 
 
 def run_deploy(*args: str, **env: str) -> subprocess.CompletedProcess:
