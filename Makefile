@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test validate render plan deploy preview golden docs clean rabbitmq-server
+.PHONY: test validate render plan deploy preview golden docs clean rabbitmq-server docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -20,9 +20,32 @@ rabbitmq-server:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends rabbitmq-server; }
 
+# Debian's Docker engine, docker-compose and debootstrap, for the local images and the end-to-end tests;
+# the engine is started when none answers.
+docker:
+	@command -v dockerd >/dev/null && command -v docker-compose >/dev/null && command -v debootstrap >/dev/null || { \
+	  echo "Installing Debian's docker.io, docker-compose and debootstrap"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    docker.io docker-compose debootstrap iptables; }
+	@$(SUDO) scripts/start-docker
+
+## make images: the local stack's images, built here (skipped when current)
+images: $(VENV)/.installed docker
+	$(SUDO) $(PY) scripts/build-local-images
+
 ## make test: install what the tests need, then run the whole suite
-test: $(VENV)/.installed rabbitmq-server
+test: $(VENV)/.installed rabbitmq-server images
 	$(PY) -m pytest
+
+## make local STACK=local: images, render with --compose, up, wait until healthy, print the URLs.
+## make local-down [VOLUMES=1]: stop it, keeping the data volumes unless VOLUMES=1.
+LOCAL_STACK = $(if $(filter command line environment,$(origin STACK)),$(STACK),local)
+local: images
+	$(PY) -m infra.localstack up --stack $(LOCAL_STACK)
+
+local-down:
+	$(PY) -m infra.localstack down --stack $(LOCAL_STACK) $(if $(VOLUMES),--volumes)
 
 ## make validate|plan|render STACK=env
 validate: $(VENV)/.installed
