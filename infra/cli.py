@@ -165,7 +165,11 @@ def cmd_plan(args) -> ExitStatus:
         print(_summary(loaded), file=sys.stderr)
         return ExitStatus.INVALID
     stack = args.stack or loaded.definition.environment
-    result = preview.preview(loaded.definition, stack, args.stacks_dir or STACKS_DIR)
+    try:
+        result = preview.preview(loaded.definition, stack, args.stacks_dir or STACKS_DIR)
+    except MissingBuildContext as exc:
+        print(f"python -m infra plan: {exc}", file=sys.stderr)
+        return ExitStatus.INVALID
     for note in result.notes:
         print(f"warning: {note}", file=sys.stderr)
     if args.json:

@@ -63,3 +63,12 @@ def test_secrets_set_in_the_stack_config_are_not_generated(tmp_path):
 def test_plan_of_an_invalid_definition_exits_2_and_runs_nothing():
     result = infra("plan", "--file", "tests/data/invalid/ttl-not-a-duration.yaml")
     assert result.returncode == 2 and result.stdout == ""
+
+
+def test_plan_without_the_apps_dockerfile_says_so(tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("app: {build: no-such-dir}\n")
+    result = infra("plan", "--stack", "dev", "--overlay", str(overlay))
+    assert result.returncode == 2, result.stderr
+    assert "app.build: " in result.stderr and "no-such-dir/Dockerfile does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
