@@ -102,7 +102,7 @@ class LocalStack:
                 raise RuntimeError(f"definitions import answered {response.status}")
 
     def down(self, volumes: bool = False) -> None:
-        self.compose("down", *(["--volumes"] if volumes else []), "--remove-orphans", timeout=300)
+        self.compose("down", *(["--volumes"] if volumes else []), "--remove-orphans", timeout=300, check=False)
 
 
 def urls(stack: str) -> list[tuple[str, str]]:

@@ -34,7 +34,8 @@ class Request:
 
 
 class FakeRiot:
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        """On loopback and a free port for the tests; tests/e2e runs it in a container on 0.0.0.0:8080."""
         self.players: dict[tuple[str, str], dict] = {}  # (game name lower, tag lower) → account
         self.match_ids: dict[str, list[str]] = {}  # puuid → ids
         self.requests: list[Request] = []
@@ -43,7 +44,7 @@ class FakeRiot:
         self._slow: dict[str, float] = {}
         self._hooks: list[tuple[re.Pattern, callable]] = []
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = ThreadingHTTPServer((host, port), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 

@@ -48,3 +48,21 @@ def live_topology(api) -> dict:
         "effective": {(q["vhost"], q["name"]): (q["policy"], q["effective_policy_definition"])
                       for q in queues if q.get("policy")},
     }
+
+
+# What Celery declares by itself on a broker its workers use: remote-control (pidbox) and event queues and
+# exchanges, and native delayed delivery's exchanges and levelled queues (Celery 5.5+ on quorum queues).
+CELERYS_OWN = re.compile(r"(\.celery\.pidbox$|^celery\.pidbox$|^reply\.celery\.pidbox$|^celeryev(\.|$)|^celery_delayed)")
+
+
+def without_celerys_own(topology: dict) -> dict:
+    """A live topology less the objects Celery creates for itself, which no definition lists."""
+    own = lambda name: bool(CELERYS_OWN.search(name))  # noqa: E731
+    return {
+        **topology,
+        "exchanges": {k: v for k, v in topology["exchanges"].items() if not own(k[1])},
+        "queues": {k: v for k, v in topology["queues"].items() if not own(k[1])},
+        # and delayed delivery binds each task queue to its exchange with `#.<routing key>`
+        "bindings": {b for b in topology["bindings"] if not (own(b[1]) or own(b[2]) or b[4].startswith("#."))},
+        "effective": {k: v for k, v in topology["effective"].items() if not own(k[1])},
+    }
