@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test validate render plan deploy preview golden docs clean rabbitmq-server docker images local local-down
+.PHONY: bench-local test validate render plan deploy preview golden docs clean rabbitmq-server docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -43,6 +43,10 @@ test: $(VENV)/.installed rabbitmq-server images
 LOCAL_STACK = $(if $(filter command line environment,$(origin STACK)),$(STACK),local)
 local: images
 	$(PY) -m infra.localstack up --stack $(LOCAL_STACK)
+
+## make bench-local: cold and warm times of the local stack (bench/RESULTS.md)
+bench-local: images
+	$(PY) bench/local_stack.py
 
 local-down:
 	$(PY) -m infra.localstack down --stack $(LOCAL_STACK) $(if $(VOLUMES),--volumes)

@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from tests.e2e.conftest import PLAYERS, docker, wait_for
+from tests.e2e.harness import PLAYERS, docker, wait_for
 from tests.support.live import expected_topology, live_topology, without_celerys_own
 
 pytestmark = pytest.mark.e2e

@@ -1,0 +1,72 @@
+"""Cold and warm times of the local stack (issue 5): image build, stack up to healthy, a full sync.
+
+    make bench-local            # or: .venv/bin/python bench/local_stack.py [--matches N] [--runs R]
+
+Cold build: every image rebuilt (`scripts/build-local-images --force`, debootstrap included); warm: all
+current. Cold up: from nothing (new volumes) to every container healthy; warm up: `down` keeping the
+volumes, then up again. Sync: POST a player with N matches (the fake Riot API answering at once) until
+the job is complete, median of R runs, cold (first after a cold up) and warm. Prints a Markdown table for
+bench/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.harness import running_stack  # noqa: E402
+
+
+def build(force: bool) -> float:
+    started = time.monotonic()
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "build-local-images"), *(["--force"] if force else [])],
+                   check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def sync_seconds(stack, player: dict) -> float:
+    started = time.monotonic()
+    job = stack.wait_job(stack.sync(player), timeout=600)
+    assert job["status"] == "complete" and job["matches_processed"] == len(player["match_ids"]), job
+    return time.monotonic() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--matches", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    players = [{"game_name": f"Bench{r}", "tag_line": "EUW", "puuid": f"puuid-bench-{r}",
+                "match_ids": [f"EUW1_9{r:02d}{i:04d}" for i in range(args.matches)]} for r in range(args.runs + 1)]
+    rows = [("image build, cold (all rebuilt)", f"{build(force=True):.0f} s"),
+            ("image build, warm (all current)", f"{build(force=False):.1f} s")]
+    with running_stack(players, {}, project=f"rcbench{os.getpid()}") as stack:
+        rows.append(("stack up to healthy, cold (new volumes)", f"{stack.up_seconds:.0f} s"))
+        rows.append((f"sync of {args.matches} matches, first", f"{sync_seconds(stack, players[0]):.1f} s"))
+        warm = [sync_seconds(stack, p) for p in players[1:]]
+        rows.append((f"sync of {args.matches} matches, warm (median of {len(warm)})",
+                     f"{statistics.median(warm):.1f} s (min {min(warm):.1f}, max {max(warm):.1f})"))
+        stack.local.down()
+        started = time.monotonic()
+        stack.local.up()
+        stack.local.wait_healthy(progress=lambda line: None)
+        rows.append(("stack up to healthy, warm (volumes kept)", f"{time.monotonic() - started:.0f} s"))
+    print(f"Machine: {os.cpu_count()} cores, {platform.platform()}, Docker "
+          f"{subprocess.run(['docker', 'version', '-f', '{{.Server.Version}}'], capture_output=True, text=True).stdout.strip()}")
+    print("\n| measure | time |\n| --- | --- |")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

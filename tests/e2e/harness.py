@@ -1,0 +1,162 @@
+"""The `local` stack on the real Docker engine, for tests/e2e and bench/: images from
+scripts/build-local-images, the compose file `render --compose` writes, a fake Riot API container on the
+stack's own network. The runner talks only to the 127.0.0.1 ports the stack publishes; the containers talk
+only to each other."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+import yaml
+
+from infra.definition import load_definition, require
+from infra.images import app_image_name
+from infra.localstack import LocalStack
+from tests.support.rabbit_node import ManagementAPI, free_ports
+from tests.support.stacks import TEST_SECRETS
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYERS = [  # every match id is unique across players: the fake serves the fixture under each id
+    {"game_name": "Flow", "tag_line": "EUW", "puuid": "puuid-e2e-flow", "match_ids": [f"EUW1_1{i:03d}" for i in range(6)]},
+    {"game_name": "Crash", "tag_line": "EUW", "puuid": "puuid-e2e-crash", "match_ids": [f"EUW1_2{i:03d}" for i in range(8)]},
+    {"game_name": "Kill", "tag_line": "EUW", "puuid": "puuid-e2e-kill", "match_ids": [f"EUW1_3{i:03d}" for i in range(8)]},
+    {"game_name": "Restart", "tag_line": "EUW", "puuid": "puuid-e2e-restart", "match_ids": [f"EUW1_4{i:03d}" for i in range(8)]},
+]
+
+
+def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode:
+        raise RuntimeError(f"docker {' '.join(args)}: {result.stderr}")
+    return result.stdout.strip()
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class E2EStack:
+    local: LocalStack
+    work: Path
+    ports: dict
+    secrets: dict
+    fake_riot: str  # the fake Riot API's container
+    up_seconds: float = 0.0  # from nothing to every service healthy
+
+    @property
+    def project(self) -> str:
+        return self.local.project
+
+    def container(self, service: str) -> str:
+        return self.local.container(service)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports['web']}{path}"
+
+    @property
+    def management(self) -> ManagementAPI:
+        return ManagementAPI(f"http://127.0.0.1:{self.ports['management']}/api", "admin",
+                             self.secrets["rabbitmqAdminPassword"])
+
+    def sync(self, player: dict) -> str:
+        response = requests.post(self.url("/api/players/sync"), timeout=30, json={
+            "game_name": player["game_name"], "tag_line": player["tag_line"], "region": "euw1"})
+        assert response.status_code == 202, response.text
+        return response.json()["job_id"]
+
+    def job(self, job_id: str) -> dict:
+        return requests.get(self.url(f"/api/jobs/{job_id}"), timeout=30).json()
+
+    def wait_job(self, job_id: str, timeout: float = 240) -> dict:
+        def done():
+            try:
+                job = self.job(job_id)
+            except requests.RequestException:  # the web may be reconnecting to a restarting broker
+                return None
+            return job if job["status"] in ("complete", "failed") else None
+        return wait_for(done, timeout, f"job {job_id} settled")
+
+    def sql(self, query: str) -> list[str]:
+        out = docker("exec", self.container("postgres"), "psql", "-U", "app", "-d", "app", "-tAc", query)
+        return out.splitlines()
+
+    def count(self, table: str, where: str = "") -> int:
+        return int(self.sql(f"SELECT COUNT(*) FROM {table} {where}")[0])
+
+
+class ImagesMissing(Exception):
+    pass
+
+
+def require_images(stack: str) -> None:
+    definition = require(load_definition(stack=stack))
+    images = [definition.broker.image, definition.app.database.image, definition.app.base_image,
+              app_image_name(definition.app, REPO)]
+    missing = [i for i in images if subprocess.run(["docker", "image", "inspect", i], capture_output=True).returncode]
+    if missing:  # fail loudly: a skipped end-to-end test proves nothing
+        raise ImagesMissing(f"local images missing ({', '.join(missing)}): run `make images` (make test does)")
+
+
+@contextlib.contextmanager
+def running_stack(players: list[dict], slow: dict[str, float], project: str):
+    """The local stack up and healthy, with a fake Riot API serving `players`; everything removed after."""
+    require_images("local")
+    amqp, management, prometheus, web = free_ports(4)
+    ports = {"amqp": amqp, "management": management, "prometheus": prometheus, "web": web}
+    work = Path(tempfile.mkdtemp(prefix="e2e-"))
+    work.chmod(0o755)
+    overlay = work / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({
+        "broker": {"listeners": {"bind": "127.0.0.1", "amqp": amqp, "management": management,
+                                 "prometheus": prometheus}},
+        "app": {"web": {"port": web}, "riot_api_base_url": "http://fake-riot:8080/{routing}"},
+        # no pacing of the match queues: a batch here is a few seconds, not 20 timelines a minute
+        "vhosts": {"/": {"queues": {"match_processing": {"rate_limit": None},
+                                    "timeline_processing": {"rate_limit": None}}}},
+    }))
+    secrets_file = work / "secrets.yaml"
+    secrets_file.write_text(yaml.safe_dump({"riotApiKey": TEST_SECRETS["riotApiKey"]}))
+    secrets_file.chmod(0o600)
+    riot_config = work / "riot" / "config.json"
+    riot_config.parent.mkdir()
+    riot_config.write_text(json.dumps({"players": players, "slow": slow}))
+    riot_config.parent.chmod(0o755)
+    riot_config.chmod(0o644)
+    local = LocalStack("local", work / "out", project, secrets=secrets_file, overlays=(overlay,))
+    fake = f"{project}-fake-riot"
+    try:
+        local.render()
+        secrets = yaml.safe_load(secrets_file.read_text())
+        local.up("rabbitmq", "postgres")  # creates the stack's network
+        app_image = app_image_name(require(load_definition(stack="local")).app, REPO)
+        docker("run", "-d", "--name", fake, "--network", f"{project}_stack", "--network-alias", "fake-riot",
+               "-v", f"{REPO / 'tests' / 'app'}:/fake:ro", "-v", f"{REPO / 'tests' / 'e2e'}:/e2e:ro",
+               "-v", f"{riot_config.parent}:/e2e-config:ro", app_image,
+               "python", "/e2e/fake_riot_container.py", "/e2e-config/config.json")
+        started = time.monotonic()
+        local.up()
+        local.wait_healthy(progress=lambda line: print(f"[e2e up] {line}", flush=True))
+        local.apply_topology()
+        yield E2EStack(local, work, ports, secrets, fake, time.monotonic() - started)
+    finally:
+        if os.environ.get("E2E_KEEP_LOGS"):
+            print(local.compose("logs", "--no-color", "--tail=80", check=False).stdout)
+        docker("rm", "-f", fake, check=False)
+        local.down(volumes=True)
+        shutil.rmtree(work, ignore_errors=True)
