@@ -95,7 +95,8 @@ def celery_topology(path: str) -> dict:
     try:
         declarations = topology.load(path)
     except (OSError, ValueError) as exc:
-        raise ImproperlyConfigured(f"CELERY_TOPOLOGY_FILE {path}: {exc}") from exc
+        raise ImproperlyConfigured(f"CELERY_TOPOLOGY_FILE {path}: {exc} (render it: python -m infra render "
+                                   f"--stack dev --out build/dev)") from exc
     return {f"CELERY_{key.upper()}": value for key, value in topology.celery_settings(declarations).items()}
 
 
