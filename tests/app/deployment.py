@@ -132,7 +132,7 @@ class Deployment:
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(workdir), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
             "DJANGO_SETTINGS_MODULE": "config.settings.production",
-            "DJANGO_SECRET_KEY": "reliability-tests-only", "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DJANGO_SECRET_KEY": "reliability-tests-only", "DJANGO_ALLOWED_HOSTS": "web.test,127.0.0.1",
             "DJANGO_DATA_DIR": str(workdir), "DATABASE_URL": f"sqlite:///{self.db_path}",
             "CELERY_BROKER_URL": self.broker_url, "CELERY_TOPOLOGY_FILE": str(rendered.config_dir / "celery.json"),
             "RIOT_API_KEY": "RGAPI-test", "RIOT_API_BASE_URL": riot.base_url,
