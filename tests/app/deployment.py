@@ -253,6 +253,7 @@ def deploy(riot):
         finally:
             node.close()
             shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(rendered.config_dir.parent, ignore_errors=True)  # the rendered files
 
     try:
         node.start()
