@@ -47,6 +47,11 @@ def celery_settings(declarations: dict) -> dict:
         "task_default_routing_key": declarations["task_default_routing_key"],
         "task_create_missing_queues": False,  # a queue that is not in celery.json is a bug, not a queue
     }
+    if any(d["queue_arguments"].get("x-queue-type") == "quorum" for d in declarations["task_queues"]):
+        # Quorum queues: Celery detects them and uses per-consumer prefetch (they refuse global QoS), and
+        # sends countdowns and retries through native delayed delivery, whose own queues are quorum too.
+        settings["worker_detect_quorum_queues"] = True
+        settings["broker_native_delayed_delivery_queue_type"] = "quorum"
     if "broker_heartbeat_s" in declarations:
         # The broker proposes its heartbeat and the lower of the two wins; asking for the same value keeps
         # a dead connection detected within 2 heartbeats on both sides.

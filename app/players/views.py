@@ -14,6 +14,10 @@ from riot.client import PLATFORM_REGIONS
 
 log = logging.getLogger(__name__)
 
+# A request waits at most a few seconds for the broker (the workers' policy rides out a restart, ~40 s,
+# longer than gunicorn's 30 s worker timeout); then the client gets a 503 and may try again.
+WEB_PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 1, "interval_max": 2}
+
 # Riot IDs: a game name of 3-16 characters and a tag line of 3-5 letters or digits.
 GAME_NAME = re.compile(r"^[^\x00-\x1f#/\\?]{3,16}$")
 TAG_LINE = re.compile(r"^[0-9A-Za-z]{3,5}$")
@@ -55,7 +59,8 @@ def sync_player(request):
     from players.tasks import sync_player_data
 
     try:
-        sync_player_data.delay(game_name, tag_line, region, job_id=str(job.pk))
+        sync_player_data.apply_async((game_name, tag_line, region), {"job_id": str(job.pk)},
+                                     retry_policy=WEB_PUBLISH_RETRY_POLICY)
     except Exception as exc:  # broker down or the queue full (publisher confirm refused): say so, keep no job
         log.exception("could not enqueue the sync of job %s", job.pk)
         job.delete()

@@ -21,11 +21,8 @@ import requests
 from celery import Celery
 
 from config.topology import celery_settings
-from infra import render
-from infra.definition import load_definition, require
-from infra.plan import NodeLayout, build_plan
 from tests.support.rabbit_node import Ports, RabbitNode, free_ports
-from tests.support.stacks import TEST_SECRETS, Rendered
+from tests.support.stacks import Rendered, render_for_node
 
 REPO = Path(__file__).resolve().parents[2]
 APP_DIR = REPO / "app"
@@ -61,16 +58,7 @@ class TunedNode(RabbitNode):
 
 
 def render_for_tests(ports: Ports) -> Rendered:
-    work = Path(tempfile.mkdtemp(prefix="rendered-app-"))
-    work.chmod(0o755)
-    ports_overlay = work / "ports.yaml"
-    ports_overlay.write_text(ports.overlay())
-    definition = require(load_definition(stack="dev", overlays=(ports_overlay, OVERLAY)))
-    config_dir = work / "etc"
-    plan = build_plan(definition, NodeLayout(listen_on_bind=True, config_dir=str(config_dir)))
-    passwords = dict(TEST_SECRETS)
-    render.write_files(render.render_files(plan, passwords), config_dir)
-    return Rendered(plan, config_dir, passwords)
+    return render_for_node(ports, stack="dev", overlays=(OVERLAY,))
 
 
 def celery_argv(command: tuple[str, ...]) -> list[str]:
@@ -144,7 +132,7 @@ class Deployment:
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(workdir), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
             "DJANGO_SETTINGS_MODULE": "config.settings.production",
-            "DJANGO_SECRET_KEY": "reliability-tests-only", "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DJANGO_SECRET_KEY": "reliability-tests-only", "DJANGO_ALLOWED_HOSTS": "web.test,127.0.0.1",
             "DJANGO_DATA_DIR": str(workdir), "DATABASE_URL": f"sqlite:///{self.db_path}",
             "CELERY_BROKER_URL": self.broker_url, "CELERY_TOPOLOGY_FILE": str(rendered.config_dir / "celery.json"),
             "RIOT_API_KEY": "RGAPI-test", "RIOT_API_BASE_URL": riot.base_url,
@@ -173,15 +161,18 @@ class Deployment:
         return next(w for w in self.rendered.plan.workers if w.name == name)
 
     def start_worker(self, pool: str) -> Process:
-        worker = Process(celery_argv(self.pool(pool).command), self.env, self._log(f"worker-{pool}"))
-        self.processes.append(worker)
+        return self.start_celery(self.pool(pool).command, f"worker-{pool}", " ready.")
+
+    def start_celery(self, command, name: str, ready: str) -> Process:
+        """A celery command from app/, running once `ready` is in its output."""
+        process = Process(celery_argv(tuple(command)), self.env, self._log(name))
+        self.processes.append(process)
         try:
-            wait_for(lambda: not worker.alive() or " ready." in worker.output(), 90, f"worker {pool} ready",
-                     interval=0.2)
+            wait_for(lambda: not process.alive() or ready in process.output(), 90, f"{name} ready", interval=0.2)
         except WaitTimeout:
-            raise WaitTimeout(f"worker {pool} not ready:\n{worker.output()[-3000:]}") from None
-        assert worker.alive(), worker.output()[-3000:]
-        return worker
+            raise WaitTimeout(f"{name} not ready:\n{process.output()[-3000:]}") from None
+        assert process.alive(), process.output()[-3000:]
+        return process
 
     def manage(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "manage.py", *args], cwd=APP_DIR, env=self.env, capture_output=True,
@@ -262,6 +253,7 @@ def deploy(riot):
         finally:
             node.close()
             shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(rendered.config_dir.parent, ignore_errors=True)  # the rendered files
 
     try:
         node.start()

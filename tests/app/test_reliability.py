@@ -98,6 +98,18 @@ def test_whole_flow_stores_everything_and_each_task_runs_on_its_queue(app, riot)
     assert app.healthcheck() == 0
 
 
+def test_the_seeds_commands_run_from_app(app, riot):
+    """`celery -A config worker -l info -Q player_sync` and `celery -A config beat -l info`, as the seed has them."""
+    riot.add_player("Seed", "EUW", "puuid-seed", [])
+    app.start_celery(("celery", "-A", "config", "worker", "-l", "info", "-Q", "player_sync"), "seed-worker",
+                     " ready.")
+    job = app.wait_job(app.sync("Seed", "EUW", "euw1"), 30, matches_found=0)
+    assert job["status"] == "complete"
+    beat = app.start_celery(("celery", "-A", "config", "beat", "-l", "info"), "beat", "beat: Starting...")
+    wait_for(lambda: list(app.workdir.glob("celerybeat-schedule*")), 15, "beat's schedule in DJANGO_DATA_DIR")
+    assert beat.alive() and "ERROR" not in beat.output()
+
+
 def test_worker_loss_mid_batch_loses_nothing_and_duplicates_nothing(app, riot):
     ids = match_ids("2", 8)
     riot.add_player("Loss", "EUW", "puuid-loss", ids)

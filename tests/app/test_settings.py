@@ -97,3 +97,13 @@ def test_every_shipped_stack_gives_valid_settings(stack):
     assert settings_["task_time_limit"] * 1000 < declarations["broker_consumer_timeout_ms"]
     assert topology.dead_letter_queue(declarations)["name"] == "dead_letters"
     assert topology.queue_declaration(declarations, "match_processing")["routing_key"] == "match_processing"
+
+
+def test_quorum_settings_follow_the_queue_type():
+    declarations = json.loads((GOLDEN / "dev" / "celery.json").read_text())
+    quorum = topology.celery_settings(declarations)
+    assert quorum["worker_detect_quorum_queues"] is True
+    assert quorum["broker_native_delayed_delivery_queue_type"] == "quorum"
+    for queue in declarations["task_queues"]:
+        queue["queue_arguments"] = {"x-queue-type": "classic"}
+    assert "broker_native_delayed_delivery_queue_type" not in topology.celery_settings(declarations)

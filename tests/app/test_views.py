@@ -66,7 +66,7 @@ def test_unknown_job_and_player_are_404(client):
 
 
 def test_a_refused_publish_is_a_503_and_leaves_no_job(client):
-    with mock.patch("players.tasks.sync_player_data.delay", side_effect=OSError("refused")):
+    with mock.patch("players.tasks.sync_player_data.apply_async", side_effect=OSError("refused")):
         response = post_sync(client, {"game_name": "Chovy", "tag_line": "KR1", "region": "kr"})
     assert response.status_code == 503
     assert SyncJob.objects.count() == 0

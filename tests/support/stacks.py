@@ -45,13 +45,13 @@ class Rendered:
 
 
 def render_for_node(ports: Ports, *, stack: str | None = None, file: Path | None = None,
-                    passwords: dict[str, str] | None = None) -> Rendered:
-    """Render with an overlay that puts the listeners on `ports`, for a node on this host."""
+                    passwords: dict[str, str] | None = None, overlays: tuple = ()) -> Rendered:
+    """Render with an overlay that puts the listeners on `ports` (then `overlays`), for a node on this host."""
     work = Path(tempfile.mkdtemp(prefix="rendered-"))
     work.chmod(0o755)
     overlay = work / "ports.yaml"
     overlay.write_text(ports.overlay())
-    definition = require(load_definition(stack=stack, file=file, overlays=(overlay,)))
+    definition = require(load_definition(stack=stack, file=file, overlays=(overlay, *overlays)))
     config_dir = work / "etc"
     plan = build_plan(definition, NodeLayout(listen_on_bind=True, config_dir=str(config_dir)))
     passwords = dict(passwords or TEST_SECRETS)

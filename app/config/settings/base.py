@@ -95,7 +95,8 @@ def celery_topology(path: str) -> dict:
     try:
         declarations = topology.load(path)
     except (OSError, ValueError) as exc:
-        raise ImproperlyConfigured(f"CELERY_TOPOLOGY_FILE {path}: {exc}") from exc
+        raise ImproperlyConfigured(f"CELERY_TOPOLOGY_FILE {path}: {exc} (render it: python -m infra render "
+                                   f"--stack dev --out build/dev)") from exc
     return {f"CELERY_{key.upper()}": value for key, value in topology.celery_settings(declarations).items()}
 
 
@@ -118,11 +119,8 @@ CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"  # written to disk: survives a 
 # Retry a publish through a broker restart (about 40 s) instead of Celery's default of under a second.
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 10, "interval_start": 0, "interval_step": 1, "interval_max": 5}
-# Quorum queues: no global QoS (Celery detects the queue type and uses per-consumer prefetch), and
-# countdowns/retries go through native delayed delivery, whose own queues are quorum queues too and
-# route back over the topic exchange the queues are bound to.
-CELERY_WORKER_DETECT_QUORUM_QUEUES = True
-CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE = "quorum"
+# Quorum-queue settings (per-consumer prefetch, native delayed delivery on quorum queues routed back over
+# the topic exchange) are set from celery.json where its queues are quorum: config/topology.py.
 # On connection loss, unacked deliveries go back to the queue anyway: stop the running copies instead of
 # letting them finish next to the redelivered ones.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
