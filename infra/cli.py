@@ -55,6 +55,8 @@ def parser() -> argparse.ArgumentParser:
                         "host: listen on listeners.bind, files where --out is")
     r.add_argument("--compose", action="store_true",
                    help="also docker-compose.yml and its 0600 env files: the whole stack for docker-compose")
+    r.add_argument("--monitoring", action="store_true",
+                   help="also prometheus.yml, alerts.yml and dashboard.json (Grafana) for this stack")
     p = commands.add_parser("plan", help="the resources `pulumi up` would create: the Pulumi program run "
                                          "under mocks, offline (no Pulumi CLI, credentials or Docker)")
     _add_source_arguments(p)
@@ -111,6 +113,10 @@ def cmd_render(args) -> ExitStatus:
     if not loaded.ok:
         print(_summary(loaded) + "; nothing written", file=sys.stderr)
         return ExitStatus.INVALID
+    if args.monitoring and "rabbitmq_prometheus" not in loaded.definition.broker.plugins:
+        print("python -m infra render: --monitoring scrapes the rabbitmq_prometheus plugin; add it to "
+              "broker.plugins", file=sys.stderr)
+        return ExitStatus.INVALID
     if args.compose and args.target == "host":
         print("python -m infra render: --compose runs the broker in a container; drop --target host",
               file=sys.stderr)
@@ -137,6 +143,9 @@ def cmd_render(args) -> ExitStatus:
         except MissingBuildContext as exc:
             print(f"python -m infra render: {exc}", file=sys.stderr)
             return ExitStatus.INVALID
+    if args.monitoring:
+        from . import monitoring
+        files.update(monitoring.monitoring_files(loaded.definition, the_plan))
     if resolved.generated:
         secrets.write_secrets_file(secrets_path, {**known, **resolved.values})
     written = render.write_files(files, args.out)
