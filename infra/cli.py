@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from enum import IntEnum
@@ -21,6 +22,7 @@ class ExitStatus(IntEnum):
     ERROR = 1  # the command could not do its work (I/O, an unexpected failure)
     INVALID = 2  # the definition has error findings; nothing was written
     DATA_LOSS = 3  # `diff`: a change deletes queued messages, and --allow-data-loss was not given
+    DRIFT = 4  # `verify`: the live broker differs from the definition
     USAGE = 64  # the command line itself is wrong (EX_USAGE)
 
 
@@ -72,6 +74,15 @@ def parser() -> argparse.ArgumentParser:
     d = commands.add_parser("deploy", help="validate, then `pulumi up` the stack on a local file backend")
     d.add_argument("--stack", metavar="ENV", required=True, help="the stack: stacks/base.yaml + stacks/ENV.yaml")
     d.add_argument("--preview", action="store_true", help="`pulumi preview --diff` instead of `up`")
+    y = commands.add_parser("verify", help="compare a live broker with the definition; exit 4 on drift")
+    _add_source_arguments(y)
+    y.add_argument("--management-url", metavar="URL", required=True, help="e.g. http://127.0.0.1:15672")
+    y.add_argument("--user", metavar="U", help="management user (default: broker.admin_user); its password "
+                                               "from $RABBITMQ_PASSWORD, else from the secrets file")
+    y.add_argument("--secrets", metavar="PATH", type=Path,
+                   help="secrets file (default .secrets/<environment>.yaml): users' passwords are checked "
+                        "against the broker's hashes")
+    y.add_argument("--json", action="store_true", help="the findings as JSON")
     commands.add_parser("docs", help="print the definition's field reference (Markdown)")
     return top
 
@@ -254,13 +265,54 @@ def cmd_deploy(args) -> ExitStatus:
     return ExitStatus.OK
 
 
+def cmd_verify(args) -> ExitStatus:
+    from . import broker_api, drift
+    loaded = _load(args)
+    _report(loaded.findings)
+    if not loaded.ok:
+        print(_summary(loaded) + "; nothing compared", file=sys.stderr)
+        return ExitStatus.INVALID
+    topology = planning.build_plan(loaded.definition).topology
+    secrets_path = args.secrets or secrets.SECRETS_DIR / f"{loaded.definition.environment}.yaml"
+    try:
+        known = secrets.read_secrets_file(secrets_path)
+    except (OSError, ValueError) as exc:
+        print(f"{secrets_path}: cannot read the secrets file: {exc}", file=sys.stderr)
+        return ExitStatus.ERROR
+    passwords = {u.name: known[u.password.secret] for u in topology.users if u.password.secret in known}
+    user = args.user or loaded.definition.broker.admin_user
+    password = os.environ.get("RABBITMQ_PASSWORD") or passwords.get(user)
+    if password is None:
+        print(f"python -m infra verify: no password for {user!r}: set RABBITMQ_PASSWORD or pass --secrets",
+              file=sys.stderr)
+        return ExitStatus.USAGE
+    try:
+        live = broker_api.read_snapshot(args.management_url, user, password)
+    except broker_api.BrokerAPIError as exc:
+        print(f"python -m infra verify: {exc}", file=sys.stderr)
+        return ExitStatus.ERROR
+    found = drift.compare(drift.expected_snapshot(topology), live, passwords)
+    unchecked = sorted(u.name for u in topology.users if u.name not in passwords)
+    if args.json:
+        print(json.dumps({"in_sync": not found, "drift": [d.as_dict() for d in found],
+                          "passwords_not_checked": unchecked}, indent=2))
+    else:
+        if found:
+            print(table(("kind", "object", "drift", "detail"), [(d.kind, d.name, d.state, d.detail) for d in found]))
+        print(f"{len(found)} difference(s) between {' + '.join(loaded.files)} and {args.management_url}",
+              file=sys.stderr)
+        if unchecked:
+            print(f"passwords not checked (not in {secrets_path}): {', '.join(unchecked)}", file=sys.stderr)
+    return ExitStatus.DRIFT if found else ExitStatus.OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "docs":
         print(docs.reference(), end="")
         return ExitStatus.OK
     handler = {"validate": cmd_validate, "render": cmd_render, "plan": cmd_plan,
-               "diff": cmd_diff, "deploy": cmd_deploy}[args.command]
+               "diff": cmd_diff, "deploy": cmd_deploy, "verify": cmd_verify}[args.command]
     try:
         return handler(args)
     except OSError as exc:
