@@ -118,6 +118,16 @@ def _compose_files(definition, the_plan: planning.Plan, values: dict[str, str]) 
     return {compose.COMPOSE_FILE: compose.compose_yaml(document), **compose.env_files(the_plan, values)}
 
 
+def _known_secrets(args, environment: str) -> tuple[Path, dict[str, str] | None]:
+    """`--secrets` or `.secrets/<environment>.yaml`, and its values (None, reported, when unreadable)."""
+    path = args.secrets or secrets.SECRETS_DIR / f"{environment}.yaml"
+    try:
+        return path, secrets.read_secrets_file(path)
+    except (OSError, ValueError) as exc:
+        print(f"{path}: cannot read the secrets file: {exc}", file=sys.stderr)
+        return path, None
+
+
 def cmd_render(args) -> ExitStatus:
     loaded = _load(args)
     _report(loaded.findings)
@@ -135,11 +145,8 @@ def cmd_render(args) -> ExitStatus:
     layout = planning.NodeLayout(listen_on_bind=True, config_dir=str(args.out.resolve())) \
         if args.target == "host" else planning.CONTAINER
     the_plan = planning.build_plan(loaded.definition, layout)
-    secrets_path = args.secrets or secrets.SECRETS_DIR / f"{loaded.definition.environment}.yaml"
-    try:
-        known = secrets.read_secrets_file(secrets_path)
-    except (OSError, ValueError) as exc:
-        print(f"{secrets_path}: cannot read the secrets file: {exc}", file=sys.stderr)
+    secrets_path, known = _known_secrets(args, loaded.definition.environment)
+    if known is None:
         return ExitStatus.ERROR
     wanted = the_plan.all_secrets() if args.compose else the_plan.secrets()
     resolved = secrets.resolve(wanted, known, loaded.source)
@@ -273,11 +280,8 @@ def cmd_verify(args) -> ExitStatus:
         print(_summary(loaded) + "; nothing compared", file=sys.stderr)
         return ExitStatus.INVALID
     topology = planning.build_plan(loaded.definition).topology
-    secrets_path = args.secrets or secrets.SECRETS_DIR / f"{loaded.definition.environment}.yaml"
-    try:
-        known = secrets.read_secrets_file(secrets_path)
-    except (OSError, ValueError) as exc:
-        print(f"{secrets_path}: cannot read the secrets file: {exc}", file=sys.stderr)
+    secrets_path, known = _known_secrets(args, loaded.definition.environment)
+    if known is None:
         return ExitStatus.ERROR
     passwords = {u.name: known[u.password.secret] for u in topology.users if u.password.secret in known}
     user = args.user or loaded.definition.broker.admin_user

@@ -107,3 +107,17 @@ def test_password_matches_reads_the_salt_and_algorithm_from_the_live_hash():
     assert not password_matches("s3cret!", hash_for("u", "s3cret"), "rabbit_password_hashing_sha256")
     assert not password_matches("pw", "not base64!", "rabbit_password_hashing_sha256")
     assert not password_matches("pw", "", "rabbit_password_hashing_sha256")
+
+
+def test_verify_without_a_password_is_a_usage_error_and_an_unreachable_broker_exit_1(tmp_path, capsys, monkeypatch):
+    from infra.cli import ExitStatus, main
+    from tests.support.rabbit_node import free_ports
+    monkeypatch.delenv("RABBITMQ_PASSWORD", raising=False)
+    url = f"http://127.0.0.1:{free_ports(1)[0]}"  # nothing listens there
+    args = ["verify", "--stack", "dev", "--management-url", url, "--secrets", str(tmp_path / "none.yaml")]
+    assert main(args) == ExitStatus.USAGE
+    assert "set RABBITMQ_PASSWORD" in capsys.readouterr().err
+    monkeypatch.setenv("RABBITMQ_PASSWORD", "unused-password")
+    assert main(args) == ExitStatus.ERROR
+    err = capsys.readouterr().err
+    assert "cannot reach" in err and "unused-password" not in err
