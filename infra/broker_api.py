@@ -37,7 +37,8 @@ def read_snapshot(url: str, user: str, password: str, timeout: float = 30) -> Sn
         return response.json()
 
     return Snapshot(
-        vhosts={v["name"] for v in get("vhosts", columns="name")},
+        vhosts={v["name"]: {"description": v.get("description") or ""}
+                for v in get("vhosts", columns="name,description")},
         users={u["name"]: (_tags(u["tags"]), u.get("password_hash", ""), u.get("hashing_algorithm", ""))
                for u in get("users")},
         permissions={(p["user"], p["vhost"]): {k: p[k] for k in ("configure", "write", "read")}

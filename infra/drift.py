@@ -29,7 +29,7 @@ CELERY_QUEUES = re.compile(r"^(.+\.celery\.pidbox|.+\.reply\.celery\.pidbox|cele
 class Snapshot:
     """One broker topology. Keys identify an object; values are what is compared."""
 
-    vhosts: set = field(default_factory=set)
+    vhosts: dict = field(default_factory=dict)  # name → {description}
     users: dict = field(default_factory=dict)  # name → (sorted tags, password_hash, hashing_algorithm)
     permissions: dict = field(default_factory=dict)  # (user, vhost) → {configure, write, read}
     exchanges: dict = field(default_factory=dict)  # (vhost, name) → {type, durable, auto_delete, internal, arguments}
@@ -52,7 +52,7 @@ class Drift:
 def expected_snapshot(topology: Topology) -> Snapshot:
     """The plan's topology; users' password hashes are not known here (see `compare`'s `passwords`)."""
     return Snapshot(
-        vhosts={name for name, _ in topology.vhosts},
+        vhosts={name: {"description": description} for name, description in topology.vhosts},
         users={u.name: (tuple(sorted(u.tags)), None, None) for u in topology.users},
         permissions={(p.user, p.vhost): {"configure": p.configure, "write": p.write, "read": p.read}
                      for p in topology.permissions},
@@ -148,7 +148,7 @@ def compare(expected: Snapshot, live: Snapshot, passwords: dict[str, str] | None
     """Every difference between the plan and the broker. `passwords` (user → plaintext, from the secrets)
     checks each live user's hash; a user without a known password has only its tags compared."""
     passwords = passwords or {}
-    found = _compare_map("vhost", {v: None for v in expected.vhosts}, {v: None for v in live.vhosts}, expected)
+    found = _compare_map("vhost", expected.vhosts, live.vhosts, expected)
     for user in sorted(set(expected.users) - set(live.users)):
         found.append(Drift("user", user, "missing"))
     for user in sorted(set(live.users) - set(expected.users)):

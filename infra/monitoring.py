@@ -163,7 +163,8 @@ def dashboard(d: StackDefinition) -> dict:
 
 
 def monitoring_files(d: StackDefinition, plan: Plan) -> dict[str, str]:
-    """File name → content, for every file in render.MONITORING_FILES. No credential: the prometheus endpoint needs none."""
+    """File name → content, for every file in render.MONITORING_FILES. No credential: the prometheus
+    endpoint takes none."""
     dump = lambda data: yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=120)
     return {"prometheus.yml": dump(prometheus_config(d, plan)), "alerts.yml": dump(alert_rules(d)),
             "dashboard.json": json.dumps(dashboard(d), indent=2) + "\n"}

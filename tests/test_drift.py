@@ -66,7 +66,8 @@ def test_each_kind_of_difference_is_named(expected):
     del live.queues[("/", "recovery")]
     live.queues[("/", "hand_made")] = {"durable": True, "auto_delete": False, "arguments": {}}
     live.queues[("/", "default")] = {**live.queues[("/", "default")], "arguments": {"x-queue-type": "classic"}}
-    live.vhosts.add("staging")
+    live.vhosts["staging"] = {"description": ""}
+    live.vhosts["/"] = {"description": "edited in the UI"}
     live.users["monitor"] = (("management",), live.users["monitor"][1], live.users["monitor"][2])
     live.users["intruder"] = ((), hash_for("intruder", "x"), "rabbit_password_hashing_sha256")
     live.permissions[("app", "/")] = {"configure": "", "write": ".*", "read": ".*"}
@@ -77,6 +78,7 @@ def test_each_kind_of_difference_is_named(expected):
     del live.policies[("/", "queue.maintenance")]
     assert compare(expected, live, PASSWORDS) == [
         Drift("vhost", "staging", "extra"),
+        Drift("vhost", "/", "different", "description: 'League of Legends stats tasks' → 'edited in the UI'"),
         Drift("user", "intruder", "extra"),
         Drift("user", "monitor", "different", "tags: ['monitoring'] → ['management']"),
         Drift("permission", "app @ /", "different", "configure: '.*' → ''"),

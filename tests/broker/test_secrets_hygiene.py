@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets as random_source
 import subprocess
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -49,10 +50,11 @@ def renders(tmp_path_factory):
     for stack in SHIPPED:
         secrets_file = work / f"{stack}.secrets.yaml"
         # Leave one key out so `render` generates it too: generated values are scanned for as well.
-        secrets_file.write_text(yaml.safe_dump({k: v for k, v in TEST_SECRETS.items() if k != "rabbitmqMonitorPassword"}))
+        given = {k: v for k, v in TEST_SECRETS.items() if k != "rabbitmqMonitorPassword"}
+        secrets_file.write_text(yaml.safe_dump(given))
         for extra in ([], ["--compose", "--monitoring"]):
             out = work / f"{stack}{'-compose' if extra else ''}"
-            result = subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "infra", "render", "--stack", stack,
+            result = subprocess.run([sys.executable, "-m", "infra", "render", "--stack", stack,
                                      "--out", str(out), "--secrets", str(secrets_file), *extra],
                                     cwd=ROOT, capture_output=True, timeout=120)
             assert result.returncode == ExitStatus.OK, result.stderr.decode()
