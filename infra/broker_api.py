@@ -18,6 +18,13 @@ def _tags(raw) -> tuple[str, ...]:
     return tuple(sorted(raw if isinstance(raw, list) else filter(None, str(raw).split(","))))
 
 
+def _reason(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("reason", "")) or "wrong user or password"
+    except ValueError:
+        return "wrong user or password"
+
+
 def read_snapshot(url: str, user: str, password: str, timeout: float = 30) -> Snapshot:
     """Every vhost, user, permission, exchange, queue, binding and policy the broker holds."""
     session = requests.Session()
@@ -30,8 +37,10 @@ def read_snapshot(url: str, user: str, password: str, timeout: float = 30) -> Sn
         except requests.RequestException as exc:
             raise BrokerAPIError(f"cannot reach {base}: {exc.__class__.__name__}") from None
         if response.status_code == 401:
-            raise BrokerAPIError(f"{base}: user {user!r} was refused (401): wrong password, or no "
-                                 f"management tag")
+            # The broker says why: bad credentials, or (for /users, /permissions) "Not administrator user".
+            reason = _reason(response)
+            hint = "; verify needs a user with the administrator tag" if "administrator" in reason else ""
+            raise BrokerAPIError(f"{base}/{path}: user {user!r} was refused (401): {reason}{hint}")
         if response.status_code != 200:
             raise BrokerAPIError(f"{base}/{path}: HTTP {response.status_code}")
         return response.json()

@@ -7,10 +7,12 @@ import hashlib
 
 import pytest
 
+from infra.cli import ExitStatus, main
 from infra.definition import load_definition, require
 from infra.drift import Drift, compare, expected_snapshot, is_celerys, password_matches
 from infra.plan import build_plan
 from infra.secrets import hash_for
+from tests.support.rabbit_node import free_ports
 from tests.support.stacks import TEST_SECRETS
 
 PASSWORDS = {"admin": TEST_SECRETS["rabbitmqAdminPassword"], "app": TEST_SECRETS["rabbitmqAppPassword"],
@@ -112,8 +114,6 @@ def test_password_matches_reads_the_salt_and_algorithm_from_the_live_hash():
 
 
 def test_verify_without_a_password_is_a_usage_error_and_an_unreachable_broker_exit_1(tmp_path, capsys, monkeypatch):
-    from infra.cli import ExitStatus, main
-    from tests.support.rabbit_node import free_ports
     monkeypatch.delenv("RABBITMQ_PASSWORD", raising=False)
     url = f"http://127.0.0.1:{free_ports(1)[0]}"  # nothing listens there
     args = ["verify", "--stack", "dev", "--management-url", url, "--secrets", str(tmp_path / "none.yaml")]

@@ -138,6 +138,16 @@ def test_hand_made_changes_are_each_reported_exactly(node, secrets_file, capsys)
     assert "changed-by-hand" not in table and "intruder-password" not in table
 
 
+def test_a_user_without_the_administrator_tag_is_told_what_it_lacks(node, secrets_file, capsys, monkeypatch):
+    monkeypatch.setenv("RABBITMQ_PASSWORD", node[1].password("app"))  # app: no management tag at all
+    status, _, err = _verify(node, secrets_file, capsys, "--user", "app")
+    assert status == ExitStatus.ERROR and "refused (401)" in err
+    # monitor (tag `monitoring`) logs in, but may not list users: the message says which tag is needed.
+    monkeypatch.setenv("RABBITMQ_PASSWORD", "changed-by-hand")  # its password since the drift test
+    status, _, err = _verify(node, secrets_file, capsys, "--user", "monitor")
+    assert status == ExitStatus.ERROR and "administrator tag" in err, err
+
+
 def test_refused_credentials_exit_1_without_echoing_the_password(node, secrets_file, capsys, monkeypatch):
     monkeypatch.setenv("RABBITMQ_PASSWORD", "not-the-admin-password")
     status, out, err = _verify(node, secrets_file, capsys)
