@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench-local test validate render plan deploy preview golden docs clean rabbitmq-server docker images local local-down
+.PHONY: bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -19,6 +19,14 @@ rabbitmq-server:
 	  echo "Installing Debian's rabbitmq-server for the broker tests"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends rabbitmq-server; }
+
+# Debian's prometheus (2.42): promtool checks the rendered monitoring files, and the server scrapes a test
+# node (the package's own service is not used).
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  echo "Installing Debian's prometheus for the monitoring tests"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
 
 # Debian's Docker engine, docker-compose and debootstrap, for the local images and the end-to-end tests;
 # the engine is started when none answers.
@@ -35,7 +43,7 @@ images: $(VENV)/.installed docker
 	$(SUDO) $(PY) scripts/build-local-images
 
 ## make test: install what the tests need, then run the whole suite
-test: $(VENV)/.installed rabbitmq-server images
+test: $(VENV)/.installed rabbitmq-server prometheus images
 	$(PY) -m pytest
 
 ## make local STACK=local: images, render with --compose, up, wait until healthy, print the URLs.

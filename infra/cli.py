@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from enum import IntEnum
@@ -21,6 +22,7 @@ class ExitStatus(IntEnum):
     ERROR = 1  # the command could not do its work (I/O, an unexpected failure)
     INVALID = 2  # the definition has error findings; nothing was written
     DATA_LOSS = 3  # `diff`: a change deletes queued messages, and --allow-data-loss was not given
+    DRIFT = 4  # `verify`: the live broker differs from the definition
     USAGE = 64  # the command line itself is wrong (EX_USAGE)
 
 
@@ -55,6 +57,8 @@ def parser() -> argparse.ArgumentParser:
                         "host: listen on listeners.bind, files where --out is")
     r.add_argument("--compose", action="store_true",
                    help="also docker-compose.yml and its 0600 env files: the whole stack for docker-compose")
+    r.add_argument("--monitoring", action="store_true",
+                   help="also prometheus.yml, alerts.yml and dashboard.json (Grafana) for this stack")
     p = commands.add_parser("plan", help="the resources `pulumi up` would create: the Pulumi program run "
                                          "under mocks, offline (no Pulumi CLI, credentials or Docker)")
     _add_source_arguments(p)
@@ -70,6 +74,15 @@ def parser() -> argparse.ArgumentParser:
     d = commands.add_parser("deploy", help="validate, then `pulumi up` the stack on a local file backend")
     d.add_argument("--stack", metavar="ENV", required=True, help="the stack: stacks/base.yaml + stacks/ENV.yaml")
     d.add_argument("--preview", action="store_true", help="`pulumi preview --diff` instead of `up`")
+    y = commands.add_parser("verify", help="compare a live broker with the definition; exit 4 on drift")
+    _add_source_arguments(y)
+    y.add_argument("--management-url", metavar="URL", required=True, help="e.g. http://127.0.0.1:15672")
+    y.add_argument("--user", metavar="U", help="management user (default: broker.admin_user); its password "
+                                               "from $RABBITMQ_PASSWORD, else from the secrets file")
+    y.add_argument("--secrets", metavar="PATH", type=Path,
+                   help="secrets file (default .secrets/<environment>.yaml): users' passwords are checked "
+                        "against the broker's hashes")
+    y.add_argument("--json", action="store_true", help="the findings as JSON")
     commands.add_parser("docs", help="print the definition's field reference (Markdown)")
     return top
 
@@ -105,11 +118,25 @@ def _compose_files(definition, the_plan: planning.Plan, values: dict[str, str]) 
     return {compose.COMPOSE_FILE: compose.compose_yaml(document), **compose.env_files(the_plan, values)}
 
 
+def _known_secrets(args, environment: str) -> tuple[Path, dict[str, str] | None]:
+    """`--secrets` or `.secrets/<environment>.yaml`, and its values (None, reported, when unreadable)."""
+    path = args.secrets or secrets.SECRETS_DIR / f"{environment}.yaml"
+    try:
+        return path, secrets.read_secrets_file(path)
+    except (OSError, ValueError) as exc:
+        print(f"{path}: cannot read the secrets file: {exc}", file=sys.stderr)
+        return path, None
+
+
 def cmd_render(args) -> ExitStatus:
     loaded = _load(args)
     _report(loaded.findings)
     if not loaded.ok:
         print(_summary(loaded) + "; nothing written", file=sys.stderr)
+        return ExitStatus.INVALID
+    if args.monitoring and "rabbitmq_prometheus" not in loaded.definition.broker.plugins:
+        print("python -m infra render: --monitoring scrapes the rabbitmq_prometheus plugin; add it to "
+              "broker.plugins", file=sys.stderr)
         return ExitStatus.INVALID
     if args.compose and args.target == "host":
         print("python -m infra render: --compose runs the broker in a container; drop --target host",
@@ -118,11 +145,8 @@ def cmd_render(args) -> ExitStatus:
     layout = planning.NodeLayout(listen_on_bind=True, config_dir=str(args.out.resolve())) \
         if args.target == "host" else planning.CONTAINER
     the_plan = planning.build_plan(loaded.definition, layout)
-    secrets_path = args.secrets or secrets.SECRETS_DIR / f"{loaded.definition.environment}.yaml"
-    try:
-        known = secrets.read_secrets_file(secrets_path)
-    except (OSError, ValueError) as exc:
-        print(f"{secrets_path}: cannot read the secrets file: {exc}", file=sys.stderr)
+    secrets_path, known = _known_secrets(args, loaded.definition.environment)
+    if known is None:
         return ExitStatus.ERROR
     wanted = the_plan.all_secrets() if args.compose else the_plan.secrets()
     resolved = secrets.resolve(wanted, known, loaded.source)
@@ -137,6 +161,9 @@ def cmd_render(args) -> ExitStatus:
         except MissingBuildContext as exc:
             print(f"python -m infra render: {exc}", file=sys.stderr)
             return ExitStatus.INVALID
+    if args.monitoring:
+        from . import monitoring
+        files.update(monitoring.monitoring_files(loaded.definition, the_plan))
     if resolved.generated:
         secrets.write_secrets_file(secrets_path, {**known, **resolved.values})
     written = render.write_files(files, args.out)
@@ -245,13 +272,51 @@ def cmd_deploy(args) -> ExitStatus:
     return ExitStatus.OK
 
 
+def cmd_verify(args) -> ExitStatus:
+    from . import broker_api, drift
+    loaded = _load(args)
+    _report(loaded.findings)
+    if not loaded.ok:
+        print(_summary(loaded) + "; nothing compared", file=sys.stderr)
+        return ExitStatus.INVALID
+    topology = planning.build_plan(loaded.definition).topology
+    secrets_path, known = _known_secrets(args, loaded.definition.environment)
+    if known is None:
+        return ExitStatus.ERROR
+    passwords = {u.name: known[u.password.secret] for u in topology.users if u.password.secret in known}
+    user = args.user or loaded.definition.broker.admin_user
+    password = os.environ.get("RABBITMQ_PASSWORD") or passwords.get(user)
+    if password is None:
+        print(f"python -m infra verify: no password for {user!r}: set RABBITMQ_PASSWORD or pass --secrets",
+              file=sys.stderr)
+        return ExitStatus.USAGE
+    try:
+        live = broker_api.read_snapshot(args.management_url, user, password)
+    except broker_api.BrokerAPIError as exc:
+        print(f"python -m infra verify: {exc}", file=sys.stderr)
+        return ExitStatus.ERROR
+    found = drift.compare(drift.expected_snapshot(topology), live, passwords)
+    unchecked = sorted(u.name for u in topology.users if u.name not in passwords)
+    if args.json:
+        print(json.dumps({"in_sync": not found, "drift": [d.as_dict() for d in found],
+                          "passwords_not_checked": unchecked}, indent=2))
+    else:
+        if found:
+            print(table(("kind", "object", "drift", "detail"), [(d.kind, d.name, d.state, d.detail) for d in found]))
+        print(f"{len(found)} difference(s) between {' + '.join(loaded.files)} and {args.management_url}",
+              file=sys.stderr)
+        if unchecked:
+            print(f"passwords not checked (not in {secrets_path}): {', '.join(unchecked)}", file=sys.stderr)
+    return ExitStatus.DRIFT if found else ExitStatus.OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "docs":
         print(docs.reference(), end="")
         return ExitStatus.OK
     handler = {"validate": cmd_validate, "render": cmd_render, "plan": cmd_plan,
-               "diff": cmd_diff, "deploy": cmd_deploy}[args.command]
+               "diff": cmd_diff, "deploy": cmd_deploy, "verify": cmd_verify}[args.command]
     try:
         return handler(args)
     except OSError as exc:

@@ -259,6 +259,28 @@ class App:
 
 
 @dataclass(frozen=True)
+class Monitoring:
+    """Prometheus scrape settings and alert thresholds (`render --monitoring`)."""
+
+    scrape_interval: Duration = field(Duration(15_000), doc="How often Prometheus scrapes the broker.")
+    queue_backlog: PositiveInt = field(PositiveInt(1000), doc="Ready messages above which a queue with no "
+                                                              "`max_length` alerts (`RabbitMQQueueBacklog`).")
+    backlog_ratio: float = field(0.8, doc="For a queue with a `max_length`: the fraction of it, in (0, 1], "
+                                          "above which it alerts, before publishers are refused.")
+    queue_backlogs: dict[str, PositiveInt] = field(factory=dict, doc="Queue name → its own backlog "
+                                                                     "threshold, over the two above.")
+    backlog_for: Duration = field(Duration(10 * 60_000), doc="How long a backlog lasts before it alerts.")
+    no_consumer_for: Duration = field(Duration(5 * 60_000), doc="How long a queue a worker pool consumes "
+                                                                "may have no consumer.")
+    dead_letters_window: Duration = field(Duration(15 * 60_000), doc="A parking queue that grew within this "
+                                                                     "window alerts.")
+    unacked_stuck_for: Duration = field(Duration(15 * 60_000), doc="Unacknowledged messages whose count has "
+                                                                   "not moved for this long alert; keep it "
+                                                                   "below `broker.consumer_timeout`.")
+    node_down_for: Duration = field(Duration(60_000), doc="How long a failing scrape lasts before it alerts.")
+
+
+@dataclass(frozen=True)
 class StackDefinition:
     environment: str = field(doc="Environment name; `guest` and public management are dev-only.")
     celery: Celery = field(doc="The Celery app's view of the broker.")
@@ -268,6 +290,8 @@ class StackDefinition:
     vhosts: dict[str, Vhost] = field(factory=dict, doc="Virtual hosts by name, each with its exchanges "
                                                        "and queues.")
     app: App = field(factory=App, doc="The app's services: Django web, a Celery worker per pool, beat.")
+    monitoring: Monitoring = field(factory=Monitoring, doc="Prometheus scrape settings and alert "
+                                                           "thresholds (`render --monitoring`).")
 
     @property
     def is_dev(self) -> bool:

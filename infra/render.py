@@ -27,8 +27,12 @@ COMPOSE_FILES = {"docker-compose.yml": 0o644}
 ENV_FILE_MODE = 0o600
 
 
+# `render --monitoring` adds these (no credential: the prometheus endpoint takes none).
+MONITORING_FILES = {"prometheus.yml": 0o644, "alerts.yml": 0o644, "dashboard.json": 0o644}
+
+
 def file_mode(name: str) -> int:
-    return ENV_FILE_MODE if name.endswith(".env") else {**FILES, **COMPOSE_FILES}[name]
+    return ENV_FILE_MODE if name.endswith(".env") else {**FILES, **COMPOSE_FILES, **MONITORING_FILES}[name]
 
 
 def _json(data) -> str:

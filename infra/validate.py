@@ -47,6 +47,7 @@ class _Checker:
             self.vhost(name)
         self.celery()
         self.app()
+        self.monitoring()
         return self.findings
 
     def nothing_to_check(self) -> None:
@@ -273,6 +274,20 @@ class _Checker:
                 self.report(dat + (key,), f"expected lower-case letters, digits and _, got {getattr(db, key)!r}")
         if not re.match(r"^[A-Za-z_][\w.]*$", a.settings_module):
             self.report(at + ("settings_module",), f"expected a dotted module path, got {a.settings_module!r}")
+
+    def monitoring(self) -> None:
+        m, at = self.d.monitoring, ("monitoring",)
+        if not 0 < m.backlog_ratio <= 1:
+            self.report(at + ("backlog_ratio",), f"expected a fraction in (0, 1], got {m.backlog_ratio}")
+        declared = {q for v in self.d.vhosts.values() for q in v.queues}
+        for qname in m.queue_backlogs:
+            if qname not in declared:
+                self.report(at + ("queue_backlogs", qname), f"no queue {qname!r} is declared"
+                                                            f"{suggest(qname, declared)}")
+        if m.unacked_stuck_for >= self.d.broker.consumer_timeout:
+            # The broker closes the channel at consumer_timeout and requeues: the count moves, no alert.
+            self.report(at + ("unacked_stuck_for",), "at or above broker.consumer_timeout, this alert can "
+                                                     "never fire", Severity.WARNING)
 
     def _routing_keys(self, vhost) -> dict:
         """exchange → key or dot-suffix of a key → [(queue, its key)], for the non-parking queues: a lookup

@@ -1,0 +1,143 @@
+"""No plaintext credential anywhere it should not be: tracked files, rendered files, `plan --json`, command
+output, and a real node's logs after right and wrong logins. A control shows the scan does find one.
+
+The credentials are the test stacks' (TEST_SECRETS) and every value `render` generated into its secrets
+file. They are looked for as written and percent-encoded (as in an AMQP URL).
+"""
+from __future__ import annotations
+
+import secrets as random_source
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pika
+import pytest
+import requests
+import yaml
+
+from infra.cli import ExitStatus, main
+from tests.support.stacks import TEST_SECRETS, booted
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ["dev", "staging", "prod", "local"]
+# The one tracked file allowed to hold the test stacks' fake credentials: it defines them.
+FIXTURE = "tests/support/stacks.py"
+
+
+def forms(credential: str) -> set[bytes]:
+    return {credential.encode(), urllib.parse.quote(credential, safe="").encode()}
+
+
+def scan(texts: dict[str, bytes], credentials: dict[str, str]) -> set[tuple[str, str]]:
+    """(where, secret key) for every credential found in any text."""
+    return {(where, key) for where, text in texts.items() for key, value in credentials.items()
+            if any(form in text for form in forms(value))}
+
+
+def read_tree(directory: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def renders(tmp_path_factory):
+    """Every shipped stack rendered with and without --compose (and --monitoring), with the command output:
+    (texts to scan, credential-carrying files, credentials including generated ones)."""
+    work = tmp_path_factory.mktemp("renders")
+    texts, carriers, credentials = {}, {}, dict(TEST_SECRETS)
+    for stack in SHIPPED:
+        secrets_file = work / f"{stack}.secrets.yaml"
+        # Leave one key out so `render` generates it too: generated values are scanned for as well.
+        given = {k: v for k, v in TEST_SECRETS.items() if k != "rabbitmqMonitorPassword"}
+        secrets_file.write_text(yaml.safe_dump(given))
+        for extra in ([], ["--compose", "--monitoring"]):
+            out = work / f"{stack}{'-compose' if extra else ''}"
+            result = subprocess.run([sys.executable, "-m", "infra", "render", "--stack", stack,
+                                     "--out", str(out), "--secrets", str(secrets_file), *extra],
+                                    cwd=ROOT, capture_output=True, timeout=120)
+            assert result.returncode == ExitStatus.OK, result.stderr.decode()
+            texts[f"render {stack} {extra} output"] = result.stdout + result.stderr
+            for path, content in read_tree(out).items():
+                # The compose env files are where the services' credentials belong: 0600, looked at apart.
+                (carriers if path.endswith(".env") else texts)[path] = content
+        generated = yaml.safe_load(secrets_file.read_text())
+        credentials.update({f"{stack}:{k}": v for k, v in generated.items() if v not in TEST_SECRETS.values()})
+        assert secrets_file.stat().st_mode & 0o777 == 0o600
+    return texts, carriers, credentials
+
+
+def test_no_tracked_file_holds_a_credential_but_the_fixture_that_defines_them(renders):
+    _, _, credentials = renders
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True,
+                             timeout=60).stdout.decode().split("\0")
+    files = {name: (ROOT / name).read_bytes() for name in tracked if name and (ROOT / name).is_file()}
+    assert len(files) > 100 and FIXTURE in files
+    found = scan(files, credentials)
+    assert {where for where, _ in found} == {FIXTURE}
+    generated = {k: v for k, v in credentials.items() if k not in TEST_SECRETS}
+    assert generated and scan(files, generated) == set()  # not even in the fixture
+
+
+def test_no_rendered_file_or_render_output_holds_a_credential(renders):
+    texts, carriers, credentials = renders
+    assert sum(path.endswith("definitions.json") for path in texts) == 2 * len(SHIPPED)
+    assert sum(path.endswith("docker-compose.yml") for path in texts) == len(SHIPPED)
+    assert scan(texts, credentials) == set()
+    for path in carriers:
+        assert Path(path).stat().st_mode & 0o777 == 0o600, path
+
+
+def test_the_scan_finds_credentials_where_they_are(renders, tmp_path):
+    """The control: the compose env files do carry the broker password (percent-encoded in the URL), and a
+    credential planted in a rendered file, a log line or a tracked-file copy is found."""
+    _, carriers, credentials = renders
+    assert ("rabbitmqAppPassword" in {key for _, key in scan(carriers, credentials)})
+    planted = random_source.token_urlsafe(18) + "/+"
+    texts = {"conf": b"listeners.tcp.default = 5672\n", "log": b"2026-01-01 [info] accepted\n"}
+    assert scan(texts, {"planted": planted}) == set()
+    texts["log"] += f"login with {urllib.parse.quote(planted, safe='')}\n".encode()
+    texts["conf"] += planted.encode()
+    assert scan(texts, {"planted": planted}) == {("log", "planted"), ("conf", "planted")}
+
+
+def test_plan_json_holds_no_credential(capsys):
+    for stack in SHIPPED:
+        assert main(["plan", "--stack", stack, "--json"]) == ExitStatus.OK
+        out = capsys.readouterr()
+        assert '"resources"' in out.out
+        assert scan({f"plan {stack}": (out.out + out.err).encode()}, TEST_SECRETS) == set()
+
+
+def test_a_nodes_logs_hold_no_credential_after_logins_and_failed_logins(tmp_path, capsys, monkeypatch):
+    with booted(stack="dev") as (node, rendered):  # dev logs at debug level: the most it ever writes
+        for user in rendered.plan.topology.users:
+            password = rendered.password(user.name)
+            for attempt in (password, password + "-wrong"):  # a wrong one embeds the right one
+                params = pika.ConnectionParameters("127.0.0.1", node.ports.amqp, "/",
+                                                   pika.PlainCredentials(user.name, attempt), connection_attempts=1)
+                try:
+                    pika.BlockingConnection(params).close()
+                except pika.exceptions.AMQPError:
+                    pass
+                requests.get(f"http://127.0.0.1:{node.ports.management}/api/whoami", auth=(user.name, attempt),
+                             timeout=30)
+        secrets_file = tmp_path / "dev.yaml"
+        secrets_file.write_text(yaml.safe_dump(rendered.passwords))
+        monkeypatch.setenv("RABBITMQ_PASSWORD", rendered.password("admin"))
+        assert main(["verify", "--stack", "dev", "--management-url", f"http://127.0.0.1:{node.ports.management}",
+                     "--secrets", str(secrets_file)]) == ExitStatus.OK
+        out = capsys.readouterr()
+        # The node's logger writes in order: once this line is in the file, every login before it is too.
+        node.ctl("rabbitmqctl", "eval", 'logger:info("hygiene probe").')
+        deadline = time.monotonic() + 20
+        while b"hygiene probe" not in b"".join((logs := read_tree(node.base / "log")).values()):
+            assert time.monotonic() < deadline, "the node's log never showed the probe line"
+            time.sleep(0.2)
+        everything = b"".join(logs.values())
+        for user in rendered.plan.topology.users:  # the failed logins were logged, by name only
+            assert f"PLAIN login refused: user '{user.name}'".encode() in everything
+            assert f"HTTP access denied: user '{user.name}'".encode() in everything
+        credentials = dict(rendered.passwords)
+        assert scan({**logs, "verify output": (out.out + out.err).encode()}, credentials) == set()
