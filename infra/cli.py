@@ -103,6 +103,15 @@ def _summary(loaded: Loaded) -> str:
     return f"{' + '.join(loaded.files)}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
 
 
+def _valid(loaded: Loaded, nothing: str):
+    """`loaded` with its findings printed, or None after saying `nothing` happened (it has errors)."""
+    _report(loaded.findings)
+    if not loaded.ok:
+        print(f"{_summary(loaded)}; {nothing}", file=sys.stderr)
+        return None
+    return loaded
+
+
 def cmd_validate(args) -> ExitStatus:
     loaded = _load(args)
     _report(loaded.findings)
@@ -129,10 +138,8 @@ def _known_secrets(args, environment: str) -> tuple[Path, dict[str, str] | None]
 
 
 def cmd_render(args) -> ExitStatus:
-    loaded = _load(args)
-    _report(loaded.findings)
-    if not loaded.ok:
-        print(_summary(loaded) + "; nothing written", file=sys.stderr)
+    loaded = _valid(_load(args), "nothing written")
+    if loaded is None:
         return ExitStatus.INVALID
     if args.monitoring and "rabbitmq_prometheus" not in loaded.definition.broker.plugins:
         print("python -m infra render: --monitoring scrapes the rabbitmq_prometheus plugin; add it to "
@@ -186,10 +193,8 @@ def _policy_summary(definition: dict) -> str:
 
 
 def cmd_plan(args) -> ExitStatus:
-    loaded = _load(args)
-    _report(loaded.findings)
-    if not loaded.ok:
-        print(_summary(loaded), file=sys.stderr)
+    loaded = _valid(_load(args), "nothing planned")
+    if loaded is None:
         return ExitStatus.INVALID
     stack = args.stack or loaded.definition.environment
     try:
@@ -225,10 +230,9 @@ def cmd_plan(args) -> ExitStatus:
 def cmd_diff(args) -> ExitStatus:
     from . import changes, diff_report, gitref
     stacks_dir = args.stacks_dir or STACKS_DIR
-    head = _load(argparse.Namespace(stack=args.stack, file=None, overlay=[], stacks_dir=args.stacks_dir))
-    _report(head.findings)
-    if not head.ok:
-        print(_summary(head) + "; nothing compared", file=sys.stderr)
+    head = _valid(_load(argparse.Namespace(stack=args.stack, file=None, overlay=[], stacks_dir=args.stacks_dir)),
+                  "nothing compared")
+    if head is None:
         return ExitStatus.INVALID
     try:
         at_ref = gitref.definition_at(args.base, args.stack, stacks_dir)
@@ -256,10 +260,7 @@ def cmd_deploy(args) -> ExitStatus:
     from pulumi.automation import CommandError
 
     from . import deploy
-    loaded = load_definition(stack=args.stack)
-    _report(loaded.findings)
-    if not loaded.ok:
-        print(_summary(loaded) + "; nothing deployed", file=sys.stderr)
+    if _valid(load_definition(stack=args.stack), "nothing deployed") is None:
         return ExitStatus.INVALID
     try:
         deploy.up(args.stack, preview_only=args.preview)
@@ -274,10 +275,8 @@ def cmd_deploy(args) -> ExitStatus:
 
 def cmd_verify(args) -> ExitStatus:
     from . import broker_api, drift
-    loaded = _load(args)
-    _report(loaded.findings)
-    if not loaded.ok:
-        print(_summary(loaded) + "; nothing compared", file=sys.stderr)
+    loaded = _valid(_load(args), "nothing compared")
+    if loaded is None:
         return ExitStatus.INVALID
     topology = planning.build_plan(loaded.definition).topology
     secrets_path, known = _known_secrets(args, loaded.definition.environment)

@@ -1,5 +1,4 @@
 """The pure plan: one policy per queue with only the keys its type supports, dead-letter wiring, celery.json."""
-from pathlib import Path
 
 import pytest
 

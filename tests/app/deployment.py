@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,27 +22,12 @@ from celery import Celery
 from config.topology import celery_settings
 from tests.support.rabbit_node import Ports, RabbitNode, free_ports
 from tests.support.stacks import Rendered, render_for_node
+from tests.support.waiting import WaitTimeout, wait_for  # noqa: F401 (the tests import them from here)
 
 REPO = Path(__file__).resolve().parents[2]
 APP_DIR = REPO / "app"
 OVERLAY = Path(__file__).resolve().parent / "data" / "reliability.yaml"
 VENV_BIN = Path(sys.executable).parent
-
-
-class WaitTimeout(AssertionError):
-    pass
-
-
-def wait_for(condition, timeout: float, what: str, interval: float = 0.25):
-    """condition() until truthy, for at most `timeout` seconds; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise WaitTimeout(f"not within {timeout}s: {what}")
-        time.sleep(interval)
 
 
 class TunedNode(RabbitNode):

@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pika
@@ -20,6 +19,7 @@ import yaml
 from infra.cli import ExitStatus, main
 from tests.support.rabbit_node import free_ports
 from tests.support.stacks import TEST_SECRETS, booted
+from tests.support.waiting import wait_for
 
 WAIT_S = 45
 METRIC = re.compile(r"\b(rabbitmq_[a-z0-9_]+)\b")
@@ -44,17 +44,6 @@ def stack():
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _until(probe, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.5)
-
-
 def _scrape(job: dict) -> str:
     target = job["static_configs"][0]["targets"][0]
     response = requests.get(f"http://{target}{job['metrics_path']}", params=job.get("params", {}), timeout=30)
@@ -77,8 +66,8 @@ def test_every_metric_the_alert_rules_use_is_exposed_with_per_queue_series(stack
     queues = {(q.vhost, q.name) for q in rendered.plan.topology.queues}
     # Per-queue series appear with the node's first statistics emission after boot.
     wanted = {f'rabbitmq_detailed_queue_messages_ready{{vhost="{v}",queue="{q}"}}' for v, q in queues}
-    series = _until(lambda: (s := set().union(*(_series(_scrape(j)) for j in jobs))) >= wanted and s,
-                    "per-queue series for every queue of the stack")
+    series = wait_for(lambda: (s := set().union(*(_series(_scrape(j)) for j in jobs))) >= wanted and s,
+                      WAIT_S, "per-queue series for every queue of the stack", interval=0.5)
     names = {s.split("{")[0] for s in series}
     used = {name for rule in _rules(out) for name in METRIC.findall(rule["expr"])}
     assert used and used <= names, used - names
@@ -98,7 +87,7 @@ def prometheus(stack, tmp_path):
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        _until(lambda: _get(base, "/-/ready") is not None, "prometheus ready")
+        wait_for(lambda: _get(base, "/-/ready") is not None, WAIT_S, "prometheus ready", interval=0.5)
         yield base
     finally:
         process.terminate()
@@ -124,12 +113,14 @@ def test_a_real_prometheus_scrapes_the_node_loads_the_rules_and_they_fire(stack,
     def up():
         return {r["metric"]["job"]: r["value"][1]
                 for r in _get(prometheus, "/api/v1/query", query="up")["data"]["result"]}
-    _until(lambda: up() == {"rabbitmq": "1", "rabbitmq-queues": "1"}, "both jobs scraped and up")
+    wait_for(lambda: up() == {"rabbitmq": "1", "rabbitmq-queues": "1"}, WAIT_S, "both jobs scraped and up",
+             interval=0.5)
 
     def rules():
         groups = _get(prometheus, "/api/v1/rules")["data"]["groups"]
         return [r for g in groups for r in g["rules"]]
-    _until(lambda: (rs := rules()) and all(r["health"] == "ok" for r in rs), "every rule evaluated, no error")
+    wait_for(lambda: (rs := rules()) and all(r["health"] == "ok" for r in rs), WAIT_S,
+             "every rule evaluated, no error", interval=0.5)
     assert len(rules()) == len(_rules(out))
 
     # Two tasks waiting in `recovery` (threshold 1) and no worker anywhere: both rules hold on real data.
@@ -142,8 +133,8 @@ def test_a_real_prometheus_scrapes_the_node_loads_the_rules_and_they_fire(stack,
     def firing():
         alerts = _get(prometheus, "/api/v1/alerts")["data"]["alerts"]
         return {(a["labels"]["alertname"], a["labels"].get("queue")) for a in alerts if a["state"] == "pending"}
-    seen = _until(lambda: (s := firing()) >= {("RabbitMQQueueBacklog", "recovery"),
+    seen = wait_for(lambda: (s := firing()) >= {("RabbitMQQueueBacklog", "recovery"),
                                               ("RabbitMQNoConsumer", "player_sync")} and s,
-                  "backlog and no-consumer alerts pending")
+                    WAIT_S, "backlog and no-consumer alerts pending", interval=0.5)
     assert ("RabbitMQQueueBacklog", "player_sync") not in seen  # empty queue, threshold 800
     assert not {a for a in seen if a[0] in ("RabbitMQDown", "RabbitMQMemoryAlarm", "RabbitMQDiskAlarm")}

@@ -22,6 +22,7 @@ from infra.images import app_image_name
 from infra.localstack import LocalStack
 from tests.support.rabbit_node import ManagementAPI, free_ports
 from tests.support.stacks import TEST_SECRETS
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYERS = [  # every match id is unique across players: the fake serves the fixture under each id
@@ -37,17 +38,6 @@ def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
     if check and result.returncode:
         raise RuntimeError(f"docker {' '.join(args)}: {result.stderr}")
     return result.stdout.strip()
-
-
-def wait_for(condition, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -90,7 +80,7 @@ class E2EStack:
             except requests.RequestException:  # the web may be reconnecting to a restarting broker
                 return None
             return job if job["status"] in ("complete", "failed") else None
-        return wait_for(done, timeout, f"job {job_id} settled")
+        return wait_for(done, timeout, f"job {job_id} settled", interval=1.0)
 
     def sql(self, query: str) -> list[str]:
         out = docker("exec", self.container("postgres"), "psql", "-U", "app", "-d", "app", "-tAc", query)

@@ -10,7 +10,8 @@ import signal
 
 import pytest
 
-from tests.e2e.harness import PLAYERS, docker, wait_for
+from tests.e2e.harness import PLAYERS, docker
+from tests.support.waiting import wait_for
 from tests.support.live import expected_topology, live_topology, without_celerys_own
 
 pytestmark = pytest.mark.e2e
@@ -97,7 +98,7 @@ def test_a_crashed_worker_is_restarted_by_its_policy_and_its_tasks_complete_once
     mid_batch(stack, job_id)
     os.kill(int(docker("inspect", "-f", "{{.State.Pid}}", worker)), signal.SIGKILL)
     wait_for(lambda: int(docker("inspect", "-f", "{{.RestartCount}}", worker)) > restarts, 60,
-             "the restart policy restarting the worker")
+             "the restart policy restarting the worker", interval=1.0)
     assert_complete_once(stack, job_id, p)
 
 
@@ -124,7 +125,7 @@ def test_a_ttl_change_applies_in_place_and_data_survives_down_and_up(e2e_stack):
     stack.local.up()
     stack.local.apply_topology()
     policy = wait_for(lambda: (lambda q: q if q.get("effective_policy_definition", {}).get("message-ttl") == 3600000
-                               else None)(stack.management.get("queues/%2F/player_sync")), 30, "the new TTL in effect")
+                               else None)(stack.management.get("queues/%2F/player_sync")), 30, "the new TTL in effect", interval=1.0)
     assert policy["policy"] == "queue.player_sync"
     assert docker("inspect", "-f", "{{.Id}} {{.State.StartedAt}}", broker) == started  # not replaced, not restarted
 
