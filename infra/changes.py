@@ -67,9 +67,12 @@ def broker_changes(base: Plan, head: Plan) -> list[Change]:
         restart.append(f"image {base.broker.image} → {head.broker.image}")
     if base.broker.publish_ip != head.broker.publish_ip:
         restart.append(f"published on {base.broker.publish_ip} → {head.broker.publish_ip}")
-    admin = lambda p: (p.broker.admin_user, p.topology.password_key(p.broker.admin_user))  # noqa: E731
+    # the admin-only definitions.json the container boots with (name, tags, password key)
+    admin = lambda p: p.topology.only_user(p.broker.admin_user).users  # noqa: E731
     if admin(base) != admin(head):
-        restart.append(f"boot admin {'/'.join(admin(base))} → {'/'.join(admin(head))}")
+        (a,), (b,) = admin(base), admin(head)
+        restart.append(f"boot admin {a.name} [{', '.join(a.tags)}] {a.password.secret} → "
+                       f"{b.name} [{', '.join(b.tags)}] {b.password.secret}")
     if not restart:
         return []
     return [Change(Impact.RESTART, "broker", "; ".join(restart) + ": the container is replaced, connections "
@@ -155,16 +158,21 @@ def _keyed_changes(kind: str, old: dict, new: dict, describe) -> list[Change]:
 def topology_changes(base: Plan, head: Plan) -> list[Change]:
     t0, t1 = base.topology, head.topology
     changes = _keyed_changes("vhost", dict(t0.vhosts), dict(t1.vhosts), lambda d: repr(d))
-    changes = [c for c in changes if c.what != "removed"]  # a removed vhost is reported with its queues
+    with_queues = {q.vhost for q in t0.queues}  # removing those is reported as data loss, with each queue
+    changes = [c for c in changes if not (c.what == "removed" and c.subject.removeprefix("vhost ") in with_queues)]
     changes += _keyed_changes("user", {u.name: u for u in t0.users}, {u.name: u for u in t1.users},
                               lambda u: f"tags [{', '.join(u.tags)}] password {u.password.secret}")
     changes += _keyed_changes("permissions", {(p.user, p.vhost): p for p in t0.permissions},
                               {(p.user, p.vhost): p for p in t1.permissions},
                               lambda p: f"configure {p.configure!r} write {p.write!r} read {p.read!r}")
-    changes += _keyed_changes("exchange", {(e.vhost, e.name): e for e in t0.exchanges},
-                              {(e.vhost, e.name): e for e in t1.exchanges},
-                              lambda e: f"{e.type}{'' if e.durable else ' transient'}"
-                                        f"{' auto-delete' if e.auto_delete else ''}")
+    changes += [
+        # the provider cannot update an exchange: it deletes and re-creates it, with its bindings
+        Change(c.impact, c.subject, c.what, ("publishes to it fail until it and its bindings are re-created",))
+        if "→" in c.what else c
+        for c in _keyed_changes("exchange", {(e.vhost, e.name): e for e in t0.exchanges},
+                                {(e.vhost, e.name): e for e in t1.exchanges},
+                                lambda e: f"{e.type}{'' if e.durable else ' transient'}"
+                                          f"{' auto-delete' if e.auto_delete else ''}")]
     changes += _keyed_changes("binding", {(b.vhost, f"{b.source}→{b.destination}:{b.routing_key}"): b
                                           for b in t0.bindings},
                               {(b.vhost, f"{b.source}→{b.destination}:{b.routing_key}"): b for b in t1.bindings},
@@ -192,12 +200,16 @@ def service_changes(base: Plan, head: Plan) -> list[Change]:
                       if dict(a.secret_env).get(k) != dict(b.secret_env).get(k)]
         if a.ports != b.ports:
             parts.append("ports " + ", ".join(f"{p.ip}:{p.external}" for p in b.ports))
-        if celery_changed:
+        parts += [f"{label} {getattr(a, field)} → {getattr(b, field)}" for field, label in
+                  (("image", "image"), ("healthcheck", "health check"), ("stop_timeout_s", "stop timeout"),
+                   ("volume", "volume")) if getattr(a, field) != getattr(b, field)]
+        if celery_changed and b.runs_app:
             parts.append("celery.json")
         if parts:
+            how = ("warm shutdown; unacknowledged tasks are redelivered" if b.runs_app else
+                   "its clients reconnect; its data stays in its volume")
             changes.append(Change(Impact.IN_PLACE, f"service {name}",
-                                  "; ".join(parts) + ": the container is re-created (warm shutdown; "
-                                  "unacknowledged tasks are redelivered)"))
+                                  "; ".join(parts) + f": the container is re-created ({how})"))
     return changes
 
 

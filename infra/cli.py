@@ -1,4 +1,5 @@
-"""`python -m infra validate|render|plan|docs`: parse arguments, call the core, print, return an exit status."""
+"""`python -m infra validate|render|plan|diff|deploy|verify|docs`: parse arguments, call the core, print,
+return an exit status."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 from enum import IntEnum
 from pathlib import Path
 
@@ -119,10 +121,11 @@ def cmd_validate(args) -> ExitStatus:
     return ExitStatus.OK if loaded.ok else ExitStatus.INVALID
 
 
-def _compose_files(definition, the_plan: planning.Plan, values: dict[str, str]) -> dict[str, str]:
+def _compose_files(definition, the_plan: planning.Plan, values: dict[str, str],
+                   rendered: dict[str, str]) -> dict[str, str]:
     from . import compose
     from .deploy import PROJECT_ROOT
-    document = compose.compose_file(the_plan, app_image_name(definition.app, PROJECT_ROOT),
+    document = compose.compose_file(the_plan, rendered, app_image_name(definition.app, PROJECT_ROOT),
                                     build_context(definition.app, PROJECT_ROOT), definition.app.base_image)
     return {compose.COMPOSE_FILE: compose.compose_yaml(document), **compose.env_files(the_plan, values)}
 
@@ -164,7 +167,7 @@ def cmd_render(args) -> ExitStatus:
     files = render.render_files(the_plan, resolved.values)
     if args.compose:
         try:
-            files.update(_compose_files(loaded.definition, the_plan, resolved.values))
+            files.update(_compose_files(loaded.definition, the_plan, resolved.values, files))
         except MissingBuildContext as exc:
             print(f"python -m infra render: {exc}", file=sys.stderr)
             return ExitStatus.INVALID
@@ -234,20 +237,18 @@ def cmd_diff(args) -> ExitStatus:
                   "nothing compared")
     if head is None:
         return ExitStatus.INVALID
-    try:
-        at_ref = gitref.definition_at(args.base, args.stack, stacks_dir)
-    except gitref.GitError as exc:
-        print(f"python -m infra diff: cannot read {args.base!r}: {exc}", file=sys.stderr)
-        return ExitStatus.ERROR
-    base_plan = None
-    if at_ref is not None:
-        base, copy_dir = at_ref
-        if not base.ok:
+    with tempfile.TemporaryDirectory(prefix="stacks-at-ref-") as copy_dir:
+        try:
+            base = gitref.definition_at(args.base, args.stack, stacks_dir, Path(copy_dir))
+        except gitref.GitError as exc:
+            print(f"python -m infra diff: cannot read {args.base!r}: {exc}", file=sys.stderr)
+            return ExitStatus.ERROR
+        if base is not None and not base.ok:
             for finding in base.findings:
                 print(f"{args.base}: " + format_finding(finding).replace(copy_dir + "/", "stacks/"), file=sys.stderr)
             print(f"the definition at {args.base} is invalid; nothing compared", file=sys.stderr)
             return ExitStatus.INVALID
-        base_plan = planning.build_plan(base.definition)
+    base_plan = None if base is None else planning.build_plan(base.definition)
     head_plan = planning.build_plan(head.definition)
     found = changes.classify(base_plan, head_plan)
     report = diff_report.markdown if args.format == "markdown" else diff_report.text

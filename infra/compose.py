@@ -8,6 +8,7 @@ else would create the topology), and files are bind-mounted from the render dire
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import yaml
@@ -31,9 +32,17 @@ def env_files(plan: Plan, secrets: dict[str, str]) -> dict[str, str]:
     which share theirs; one per other service, which gets only its own)."""
     files: dict[str, str] = {}
     for spec in plan.services:
-        lines = "".join(f"{name}={template.fill(secrets[template.key])}\n" for name, template in spec.secret_env)
-        files[env_file_name(spec)] = lines
+        if env_file_name(spec) not in files:  # the app's services share one file: their secrets are the same
+            files[env_file_name(spec)] = "".join(f"{name}={template.fill(secrets[template.key])}\n"
+                                                 for name, template in spec.secret_env)
     return files
+
+
+def config_label(*contents: str) -> dict:
+    """A digest of the files a service mounts, as a label: docker-compose re-creates a service whose
+    configuration changed, but does not look inside bind-mounted files, so a changed file must show here."""
+    digest = hashlib.sha256("\0".join(contents).encode()).hexdigest()[:16]
+    return {"org.rabbitmq-celery.config-digest": digest}
 
 
 def _healthcheck(test: tuple[str, ...], interval: str, timeout: str, retries: int, start_period: str) -> dict:
@@ -41,7 +50,9 @@ def _healthcheck(test: tuple[str, ...], interval: str, timeout: str, retries: in
             "start_period": start_period}
 
 
-def broker_service(plan: Plan) -> dict:
+def broker_service(plan: Plan, mounted: dict[str, str]) -> dict:
+    """`mounted`: the rendered files by name. definitions.json is left out of the label: the topology is
+    applied to the running broker (`make local`), a changed TTL must not restart it."""
     b = plan.broker
     ports = [b.amqp_port, b.management_port] + ([b.prometheus_port] if b.prometheus_port else [])
     return {
@@ -55,11 +66,13 @@ def broker_service(plan: Plan) -> dict:
         "ports": [f"{b.publish_ip}:{p}:{p}" for p in ports],
         "healthcheck": _healthcheck(("CMD", "rabbitmq-diagnostics", "-q", "ping"), "10s", "10s", 6, "60s"),
         "restart": "unless-stopped",
+        "labels": config_label(mounted["rabbitmq.conf"], mounted["enabled_plugins"]),
         "networks": {"stack": {"aliases": [BROKER_HOST]}},
     }
 
 
-def app_service(spec: ServiceSpec, app_image: str, build: dict | None, databases: list[str]) -> dict:
+def app_service(spec: ServiceSpec, app_image: str, build: dict | None, databases: list[str],
+                celery_json: str) -> dict:
     service: dict = {"image": app_image if spec.runs_app else spec.image}
     if spec.runs_app and build:
         service["build"] = build
@@ -79,16 +92,20 @@ def app_service(spec: ServiceSpec, app_image: str, build: dict | None, databases
     service["restart"] = "unless-stopped"
     if spec.runs_app:
         service["depends_on"] = {name: {"condition": "service_healthy"} for name in ["rabbitmq", *databases]}
+        service["labels"] = config_label(celery_json)
     service["networks"] = {"stack": {"aliases": [spec.name]}}
     return service
 
 
-def compose_file(plan: Plan, app_image: str, build_context: Path | None, base_image: str) -> dict:
-    """The compose document. `app_image` is the tag the Pulumi program would give the app image."""
+def compose_file(plan: Plan, mounted: dict[str, str], app_image: str, build_context: Path | None,
+                 base_image: str) -> dict:
+    """The compose document. `mounted`: the rendered files by name; `app_image`: the tag the Pulumi program
+    would give the app image."""
     build = {"context": str(build_context), "args": {"BASE_IMAGE": base_image}} if build_context else None
     databases = [s.name for s in plan.services if s.role == "database"]
-    services = {"rabbitmq": broker_service(plan)}
-    services.update({s.name: app_service(s, app_image, build, databases) for s in plan.services})
+    services = {"rabbitmq": broker_service(plan, mounted)}
+    services.update({s.name: app_service(s, app_image, build, databases, mounted["celery.json"])
+                     for s in plan.services})
     volumes = {"rabbitmq-data": {}} | {s.volume[0]: {} for s in plan.services}
     return {"services": services, "volumes": volumes, "networks": {"stack": {}}}
 

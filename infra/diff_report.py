@@ -9,6 +9,12 @@ from .table import table
 MARK = {Impact.DATA_LOSS: "🛑 data loss", Impact.RESTART: "🔁 restart", Impact.IN_PLACE: "✅ in place"}
 
 
+# Both plans come from this working tree's code: what a change of code (templates/, infra/, app/) does is
+# not in the comparison, so the report says so.
+CODE_NOTE = ("Both definitions are read with this working tree's code; a change to the code itself "
+             "(templates/, infra/, the app image) is not compared here: see pulumi preview.")
+
+
 def _summary(changes: list[Change], allow_data_loss: bool) -> str:
     if not changes:
         return "No change."
@@ -31,7 +37,7 @@ def text(stack: str, base: str, changes: list[Change], diffs: dict[str, str], al
     if diffs:
         lines += ["", "Rendered files: " + ", ".join(diffs)]
         lines += [d.rstrip("\n") for d in diffs.values()]
-    lines += ["", _summary(changes, allow_data_loss)]
+    lines += ["", _summary(changes, allow_data_loss), CODE_NOTE]
     return "\n".join(lines)
 
 
@@ -40,7 +46,8 @@ def _cell(value: str) -> str:
 
 
 def markdown(stack: str, base: str, changes: list[Change], diffs: dict[str, str], allow_data_loss: bool) -> str:
-    lines = [f"### Stack `{stack}`: changes since `{base}`", "", _summary(changes, allow_data_loss), ""]
+    lines = [f"### Stack `{stack}`: changes since `{base}`", "", _summary(changes, allow_data_loss), "",
+             f"<sub>{CODE_NOTE}</sub>", ""]
     if changes:
         lines += ["| impact | object | change |", "| --- | --- | --- |"]
         lines += [f"| {MARK[c.impact]} | `{_cell(c.subject)}` | {_cell(c.what)} |" for c in changes]

@@ -3,7 +3,6 @@ loaded like the working tree's. The only module that runs git."""
 from __future__ import annotations
 
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -24,9 +23,10 @@ def _git(directory: Path, *args: str) -> str:
     return result.stdout
 
 
-def definition_at(ref: str, stack: str, stacks_dir: Path) -> Optional[tuple[Loaded, str]]:
-    """(the loaded definition, a label such as `origin/main:stacks/`) at `ref`; None when the stack did not
-    exist there. Raises GitError when `ref` is not a commit of the repository holding `stacks_dir`."""
+def definition_at(ref: str, stack: str, stacks_dir: Path, copy: Path) -> Optional[Loaded]:
+    """The definition as it was at `ref`, its files copied into the directory `copy` (the caller's, and the
+    caller removes it); None when the stack did not exist there. Raises GitError when `ref` is not a commit
+    of the repository holding `stacks_dir`."""
     _git(stacks_dir, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     prefix = _git(stacks_dir, "rev-parse", "--show-prefix").strip()
     top = Path(_git(stacks_dir, "rev-parse", "--show-toplevel").strip())  # ls-tree filters by the cwd
@@ -36,8 +36,7 @@ def definition_at(ref: str, stack: str, stacks_dir: Path) -> Optional[tuple[Load
         return None  # the stacks directory did not exist at ref
     if f"{stack}.yaml" not in names:
         return None
-    copy = Path(tempfile.mkdtemp(prefix="stacks-at-ref-"))
     for name in names:
         if name.endswith(".yaml"):
             (copy / name).write_text(_git(top, "show", f"{ref}:{prefix}{name}"))
-    return load_definition(stack=stack, stacks_dir=copy), str(copy)
+    return load_definition(stack=stack, stacks_dir=copy)

@@ -3,12 +3,27 @@ new tag (and its containers are replaced) and an unchanged one gets none. Used b
 the compose file alike."""
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 from pathlib import Path
 
 from .model import App
 
-IGNORED_IN_CONTEXT = {"__pycache__", ".venv", "db.sqlite3", ".pytest_cache", ".git"}
+
+
+def ignore_patterns(context: Path) -> list[str]:
+    """The context's .dockerignore: what `docker build` leaves out is what the digest leaves out."""
+    path = context / ".dockerignore"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [line.strip().removeprefix("/") for line in lines if line.strip() and not line.startswith("#")]
+
+
+def ignored(relative: Path, patterns: list[str]) -> bool:
+    """Docker's rule, for the patterns used here: a pattern matches the path or one of its parents
+    (`**/` matches any depth, including none)."""
+    candidates = [Path(*relative.parts[:i]).as_posix() for i in range(1, len(relative.parts) + 1)]
+    return any(fnmatch.fnmatchcase(c, p) or (p.startswith("**/") and fnmatch.fnmatchcase(c.rsplit("/", 1)[-1], p[3:]))
+               for p in patterns for c in candidates)
 
 
 class MissingBuildContext(Exception):
@@ -16,11 +31,12 @@ class MissingBuildContext(Exception):
 
 
 def context_digest(context: Path) -> str:
-    """A digest of the build context's files (names and bytes), caches and local databases left out."""
+    """A digest of the build context's files (names and bytes), less what its .dockerignore leaves out."""
+    patterns = ignore_patterns(context)
     digest = hashlib.sha256()
     for path in sorted(p for p in context.rglob("*") if p.is_file()):
         relative = path.relative_to(context)
-        if IGNORED_IN_CONTEXT & set(relative.parts) or path.suffix == ".pyc":
+        if ignored(relative, patterns) and relative != Path("Dockerfile"):  # the build reads it anyway
             continue
         digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]

@@ -25,6 +25,7 @@ from .compose import COMPOSE_FILE
 from .definition import load_definition, require
 from .plan import build_plan
 from .secrets import SECRETS_DIR, read_secrets_file
+from .services import client_host
 
 HEALTH_TIMEOUT_S = 300
 
@@ -94,7 +95,7 @@ class LocalStack:
         admin = plan.broker.admin_user
         auth = base64.b64encode(f"{admin}:{known[plan.topology.password_key(admin)]}".encode()).decode()
         request = urllib.request.Request(
-            f"http://{plan.broker.publish_ip}:{plan.broker.management_port}/api/definitions",
+            f"http://{client_host(plan.broker.publish_ip)}:{plan.broker.management_port}/api/definitions",
             data=(self.out / "definitions.json").read_bytes(), method="POST",
             headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"})
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -108,7 +109,7 @@ class LocalStack:
 def urls(stack: str) -> list[tuple[str, str]]:
     definition = require(load_definition(stack=stack))
     plan = build_plan(definition)
-    host = plan.broker.publish_ip
+    host = client_host(plan.broker.publish_ip)
     return [("web", f"http://{host}:{definition.app.web.port}/healthz"),
             ("management", f"http://{host}:{plan.broker.management_port}"),
             ("amqp", f"amqp://{host}:{plan.broker.amqp_port}")]

@@ -170,7 +170,7 @@ def preview(definition, stack: str, stacks_dir: Path, project: str = "rabbitmq-c
                          f"stop; run `pulumi config set --secret {ref.secret} ...`")
             config[ref.secret] = PLACEHOLDER
     pulumi.runtime.set_all_config({f"{project}:{k}": v for k, v in config.items()},
-                                  secret_keys=[f"{project}:{k}" for k in (secure | set(config) - set(plain))])
+                                  secret_keys=[f"{project}:{k}" for k in set(config) - set(plain)])
     try:
         monitor, _ = run(lambda: program.main(definition), stack=stack, project=project)
     finally:

@@ -11,13 +11,13 @@ import pulumi
 import pulumi_rabbitmq as rabbitmq
 
 from . import render
-from .components.broker import Broker, BrokerArgs, client_host
+from .components.broker import Broker, BrokerArgs
 from .components.services import Services, ServicesArgs
 from .components.topology import Topology, TopologyArgs
 from .definition import load_definition, require
 from .model import StackDefinition
 from .plan import build_plan
-from .services import SecretEnv, broker_url_template
+from .services import broker_url, client_host
 from .stack_config import passwords as stack_passwords
 
 
@@ -53,11 +53,9 @@ def main(definition: StackDefinition | None = None) -> None:
         resource_prefix=prefix, project_root=PROJECT_ROOT, depends_on=[topology]))
 
     # The same URL the containers use, with the host's view of the published port.
-    celery_user = plan.celery["broker_user"]
-    celery_url = SecretEnv(plan.topology.password_key(celery_user), url_quoted=True, template=broker_url_template(
-        celery_user, plan.celery["broker_vhost"], client_host(plan.broker), plan.broker.amqp_port))
+    celery_url = broker_url(definition, plan.broker.amqp_port, host=client_host(plan.broker.publish_ip))
     pulumi.export("management_url", broker.management_url)
     pulumi.export("amqp_url", pulumi.Output.secret(passwords[celery_url.key].apply(celery_url.fill)))
-    pulumi.export("web_url", f"http://{client_host(plan.broker)}:{definition.app.web.port}")
+    pulumi.export("web_url", f"http://{client_host(plan.broker.publish_ip)}:{definition.app.web.port}")
     pulumi.export("worker_pools", {w.name: list(w.queues) for w in plan.workers})
     pulumi.export("containers", {n: c.name for n, c in services.containers.items()})

@@ -66,9 +66,6 @@ class ServiceSpec:
     def runs_app(self) -> bool:
         return self.image is None
 
-    @property
-    def env_names(self) -> tuple[str, ...]:
-        return tuple(sorted([n for n, _ in self.env] + [n for n, _ in self.secret_env]))
 
 
 def broker_url_template(user: str, vhost: str, host: str, port: int) -> str:
@@ -76,10 +73,15 @@ def broker_url_template(user: str, vhost: str, host: str, port: int) -> str:
     return f"amqp://{quote(user, safe='')}:{{secret}}@{host}:{port}/{quote(vhost, safe='')}"
 
 
-def broker_url(d: StackDefinition, amqp_port: int) -> SecretEnv:
-    """The Celery user's URL to the broker container, over the stack's network."""
+def client_host(publish_ip: str) -> str:
+    """Where a client on the Docker host reaches ports published on `publish_ip`."""
+    return "127.0.0.1" if publish_ip in ("0.0.0.0", "::") else publish_ip
+
+
+def broker_url(d: StackDefinition, amqp_port: int, host: str = BROKER_HOST) -> SecretEnv:
+    """The Celery user's URL to the broker: from the containers over the stack's network by default."""
     return SecretEnv(d.users[d.celery.user].password.secret,
-                     broker_url_template(d.celery.user, d.celery.vhost, BROKER_HOST, amqp_port), url_quoted=True)
+                     broker_url_template(d.celery.user, d.celery.vhost, host, amqp_port), url_quoted=True)
 
 
 def app_secrets(d: StackDefinition) -> list[tuple[tuple, Secret]]:
@@ -163,6 +165,3 @@ def service_specs(d: StackDefinition, workers, publish_ip: str, amqp_port: int) 
                                                           f"'celerybeat-schedule*' -mmin -10 | grep -q .")))
     return tuple(specs)
 
-
-def find(specs, name: str) -> Optional[ServiceSpec]:
-    return next((s for s in specs if s.name == name), None)

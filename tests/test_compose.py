@@ -90,3 +90,25 @@ def test_compose_with_a_host_target_is_a_usage_error(tmp_path):
                              "--compose", "--target", "host"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 64 and "--compose" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_changed_mounted_file_changes_only_its_services_label():
+    """docker-compose does not look inside bind-mounted files: the config digest label makes `up` re-create
+    exactly the services whose files changed."""
+    from infra import compose, render
+    plan = build_plan(require(load_definition(stack="staging")))
+    files = render.render_files(plan, TEST_SECRETS)
+    label = "org.rabbitmq-celery.config-digest"
+
+    def labels(mounted):
+        doc = compose.compose_file(plan, mounted, "app:tag", None, "base")
+        return {name: s.get("labels", {}).get(label) for name, s in doc["services"].items()}
+
+    before = labels(files)
+    after_celery = labels({**files, "celery.json": files["celery.json"] + " "})
+    assert {n for n in before if before[n] != after_celery[n]} == {"web", "beat", "worker-sync", "worker-matches",
+                                                                   "worker-background"}
+    after_conf = labels({**files, "rabbitmq.conf": files["rabbitmq.conf"] + "\n"})
+    assert {n for n in before if before[n] != after_conf[n]} == {"rabbitmq"}
+    after_definitions = labels({**files, "definitions.json": "{}"})
+    assert after_definitions == before  # the topology is applied in place, not by re-creating the broker

@@ -14,6 +14,7 @@ import pulumi_docker as docker
 
 from ..plan import BrokerConfig
 from ..services import BROKER_CONFIG_DIR as CONFIG_DIR, BROKER_DATA_DIR as DATA_DIR, BROKER_HOST as HOSTNAME
+from ..services import client_host
 
 RABBITMQ_UID = "999"  # the rabbitmq user of the official images; definitions.json is readable by it alone
 
@@ -38,13 +39,8 @@ def healthcheck() -> docker.ContainerHealthcheckArgs:
                                            timeout="10s", retries=6, start_period="60s")
 
 
-def client_host(b: BrokerConfig) -> str:
-    """Where a client on the Docker host reaches the published ports."""
-    return "127.0.0.1" if b.publish_ip in ("0.0.0.0", "::") else b.publish_ip
-
-
 def management_url(b: BrokerConfig) -> str:
-    return f"http://{client_host(b)}:{b.management_port}"
+    return f"http://{client_host(b.publish_ip)}:{b.management_port}"
 
 
 @dataclass

@@ -126,15 +126,23 @@ def test_stack_outputs_keep_the_amqp_url_secret():
     assert not any(s in json.dumps(plain) for s in TEST_SECRETS.values())
 
 
-def test_context_digest_follows_the_files_and_ignores_caches(tmp_path):
+def test_context_digest_follows_the_files_docker_builds_from(tmp_path):
+    """What .dockerignore leaves out (caches, local databases, beat's schedule) does not change the tag; the
+    app's files and the Dockerfile (ignored as context, read by the build) do."""
+    (tmp_path / ".dockerignore").write_text("**/__pycache__\n*.sqlite3\ncelerybeat-schedule*\nDockerfile\n")
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     (tmp_path / "manage.py").write_text("print(1)\n")
     first = context_digest(tmp_path)
-    (tmp_path / "__pycache__").mkdir()
-    (tmp_path / "__pycache__" / "manage.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / "players" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "players" / "__pycache__" / "models.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / "db.sqlite3").write_bytes(b"\0")
+    (tmp_path / "celerybeat-schedule").write_bytes(b"\0")
     assert context_digest(tmp_path) == first
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nUSER app\n")
+    second = context_digest(tmp_path)
+    assert second != first
     (tmp_path / "manage.py").write_text("print(2)\n")
-    assert context_digest(tmp_path) != first
+    assert context_digest(tmp_path) != second
 
 
 def test_postgres_runs_with_its_own_volume_and_the_app_reaches_it_with_a_secret_url():
