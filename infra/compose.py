@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 
 from .plan import Plan
-from .services import BROKER_CONFIG_DIR, BROKER_DATA_DIR, BROKER_HOST, CELERY_JSON, ServiceSpec
+from .services import (BROKER_CONFIG_DIR, BROKER_DATA_DIR, BROKER_HEALTHCHECK, BROKER_HOST, CELERY_JSON,
+                       HealthCheck, ServiceSpec, broker_ports)
 
 COMPOSE_FILE = "docker-compose.yml"
 # Root inside the container can read the 0600 file whatever its owner on the host; the node's own user
@@ -45,16 +46,15 @@ def config_label(*contents: str) -> dict:
     return {"org.rabbitmq-celery.config-digest": digest}
 
 
-def _healthcheck(test: tuple[str, ...], interval: str, timeout: str, retries: int, start_period: str) -> dict:
-    return {"test": list(test), "interval": interval, "timeout": timeout, "retries": retries,
-            "start_period": start_period}
+def _healthcheck(check: HealthCheck) -> dict:
+    return {"test": list(check.test), "interval": check.interval, "timeout": check.timeout,
+            "retries": check.retries, "start_period": check.start_period}
 
 
 def broker_service(plan: Plan, mounted: dict[str, str]) -> dict:
     """`mounted`: the rendered files by name. definitions.json is left out of the label: the topology is
     applied to the running broker (`make local`), a changed TTL must not restart it."""
     b = plan.broker
-    ports = [b.amqp_port, b.management_port] + ([b.prometheus_port] if b.prometheus_port else [])
     return {
         "image": b.image,
         "hostname": BROKER_HOST,
@@ -63,8 +63,8 @@ def broker_service(plan: Plan, mounted: dict[str, str]) -> dict:
                     f"./rabbitmq.conf:{BROKER_CONFIG_DIR}/rabbitmq.conf:ro",
                     f"./enabled_plugins:{BROKER_CONFIG_DIR}/enabled_plugins:ro",
                     "./definitions.json:/run/secrets/definitions.json:ro"],
-        "ports": [f"{b.publish_ip}:{p}:{p}" for p in ports],
-        "healthcheck": _healthcheck(("CMD", "rabbitmq-diagnostics", "-q", "ping"), "10s", "10s", 6, "60s"),
+        "ports": [f"{b.publish_ip}:{p}:{p}" for p in broker_ports(b)],
+        "healthcheck": _healthcheck(BROKER_HEALTHCHECK),
         "restart": "unless-stopped",
         "labels": config_label(mounted["rabbitmq.conf"], mounted["enabled_plugins"]),
         "networks": {"stack": {"aliases": [BROKER_HOST]}},
@@ -87,7 +87,7 @@ def app_service(spec: ServiceSpec, app_image: str, build: dict | None, databases
     service["volumes"] = [f"{volume_key}:{path}"] + ([f"./celery.json:{CELERY_JSON}:ro"] if spec.runs_app else [])
     if spec.ports:
         service["ports"] = [f"{p.ip}:{p.external}:{p.internal}" for p in spec.ports]
-    service["healthcheck"] = _healthcheck(spec.healthcheck, "30s", "15s", 3, "60s")
+    service["healthcheck"] = _healthcheck(HealthCheck(spec.healthcheck))
     service["stop_grace_period"] = f"{spec.stop_timeout_s}s"
     service["restart"] = "unless-stopped"
     if spec.runs_app:

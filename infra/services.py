@@ -27,6 +27,27 @@ POSTGRES_DATA = "/var/lib/postgresql/data"
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    """Docker's health check of a container, the same under Pulumi and compose."""
+
+    test: tuple[str, ...]  # CMD or CMD-SHELL form
+    interval: str = "30s"
+    timeout: str = "15s"
+    retries: int = 3
+    start_period: str = "60s"
+
+
+# `ping` answers once the node is up; Pulumi's `wait` and compose's `service_healthy` hold on to it.
+BROKER_HEALTHCHECK = HealthCheck(("CMD", "rabbitmq-diagnostics", "-q", "ping"), interval="10s", timeout="10s",
+                                 retries=6)
+
+
+def broker_ports(b) -> list[int]:
+    """The broker's published ports (container port = host port): AMQP, management, Prometheus if on."""
+    return [b.amqp_port, b.management_port] + ([b.prometheus_port] if b.prometheus_port else [])
+
+
+@dataclass(frozen=True)
 class SecretEnv:
     """An environment value made from one secret: `template` with `{secret}` in it."""
 

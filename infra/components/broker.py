@@ -14,7 +14,7 @@ import pulumi_docker as docker
 
 from ..plan import BrokerConfig
 from ..services import BROKER_CONFIG_DIR as CONFIG_DIR, BROKER_DATA_DIR as DATA_DIR, BROKER_HOST as HOSTNAME
-from ..services import client_host
+from ..services import BROKER_HEALTHCHECK, HealthCheck, broker_ports, client_host
 
 RABBITMQ_UID = "999"  # the rabbitmq user of the official images; definitions.json is readable by it alone
 
@@ -29,14 +29,12 @@ def uploads(files: Mapping[str, pulumi.Input[str]]) -> list[docker.ContainerUplo
 
 
 def published_ports(b: BrokerConfig) -> list[docker.ContainerPortArgs]:
-    ports = [b.amqp_port, b.management_port] + ([b.prometheus_port] if b.prometheus_port else [])
-    return [docker.ContainerPortArgs(internal=p, external=p, ip=b.publish_ip) for p in ports]
+    return [docker.ContainerPortArgs(internal=p, external=p, ip=b.publish_ip) for p in broker_ports(b)]
 
 
-def healthcheck() -> docker.ContainerHealthcheckArgs:
-    # `ping` answers once the node is up; `wait` below holds the deployment until it does.
-    return docker.ContainerHealthcheckArgs(tests=["CMD", "rabbitmq-diagnostics", "-q", "ping"], interval="10s",
-                                           timeout="10s", retries=6, start_period="60s")
+def healthcheck(check: HealthCheck = BROKER_HEALTHCHECK) -> docker.ContainerHealthcheckArgs:
+    return docker.ContainerHealthcheckArgs(tests=list(check.test), interval=check.interval, timeout=check.timeout,
+                                           retries=check.retries, start_period=check.start_period)
 
 
 def management_url(b: BrokerConfig) -> str:

@@ -18,7 +18,8 @@ import pulumi_docker as docker
 
 from ..images import app_image_name, build_context
 from ..model import App
-from ..services import CELERY_JSON, ServiceSpec
+from ..services import CELERY_JSON, HealthCheck, ServiceSpec
+from .broker import healthcheck
 from .topology import slug
 
 def env_list(spec: ServiceSpec, secrets: Mapping[str, pulumi.Input[str]]) -> pulumi.Output:
@@ -27,11 +28,6 @@ def env_list(spec: ServiceSpec, secrets: Mapping[str, pulumi.Input[str]]) -> pul
     return pulumi.Output.secret(pulumi.Output.all(*(secrets[k] for k in keys)).apply(lambda values: [
         *(f"{name}={value}" for name, value in spec.env),
         *(f"{name}={template.fill(value)}" for (name, template), value in zip(spec.secret_env, values))]))
-
-
-def healthcheck(spec: ServiceSpec) -> docker.ContainerHealthcheckArgs:
-    return docker.ContainerHealthcheckArgs(tests=list(spec.healthcheck), interval="30s", timeout="15s",
-                                           retries=3, start_period="60s")
 
 
 @dataclass
@@ -89,7 +85,7 @@ class Services(pulumi.ComponentResource):
                                                     permissions="0644")] if spec.runs_app else None,
                 ports=[docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip)
                        for p in spec.ports],
-                healthcheck=healthcheck(spec),
+                healthcheck=healthcheck(HealthCheck(spec.healthcheck)),
                 stop_timeout=spec.stop_timeout_s,
                 destroy_grace_seconds=spec.stop_timeout_s,
                 restart="unless-stopped",
