@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: bench bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -51,6 +51,14 @@ test: $(VENV)/.installed rabbitmq-server prometheus images
 LOCAL_STACK = $(if $(filter command line environment,$(origin STACK)),$(STACK),local)
 local: images
 	$(PY) -m infra.localstack up --stack $(LOCAL_STACK)
+
+## make bench: every benchmark of bench/ (issue 7), each table to stdout; about 15 minutes on 2 cores.
+## Paste a real run's tables into bench/RESULTS.md with its date and machine.
+bench: $(VENV)/.installed rabbitmq-server
+	$(PY) bench/pipeline.py --runs 5
+	$(PY) bench/recovery.py --kills 9 --restarts 5
+	$(PY) bench/topology_load.py --runs 5
+	$(PY) bench/toolkit.py --runs 5
 
 ## make bench-local: cold and warm times of the local stack (bench/RESULTS.md)
 bench-local: images
