@@ -27,11 +27,11 @@ SUCCESS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO \S+ Task (\S
                      r"[0-9.e-]+s: '([^']*)'", re.M)
 
 
-def worker_command(deployment: Deployment, pool: str, *, queues: str | None = None, name: str | None = None,
+def worker_command(deployment: Deployment, pool_name: str, *, queues: str | None = None, name: str | None = None,
                    **options) -> list[str]:
-    """The plan's command line for `pool`, with the benchmark's tasks included and, where given, other
+    """The plan's command line for the pool `pool_name`, with the benchmark's tasks included and, where given, other
     `--pool`, `--concurrency`, `--prefetch-multiplier`, `-Q` or `-n` values (the variants measured)."""
-    argv = celery_argv(deployment.pool(pool).command)
+    argv = celery_argv(deployment.pool(pool_name).command)
     replace = {"-Q": queues, "-n": name, "--pool": options.get("pool"), "--concurrency": options.get("concurrency"),
                "--prefetch-multiplier": options.get("prefetch_multiplier")}
     for flag, value in replace.items():
