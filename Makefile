@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: bench gnu-time bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -19,6 +19,13 @@ rabbitmq-server:
 	  echo "Installing Debian's rabbitmq-server for the broker tests"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends rabbitmq-server; }
+
+# GNU time: bench/toolkit.py reads each command's peak memory from it.
+gnu-time:
+	@test -x /usr/bin/time || { \
+	  echo "Installing Debian's time for the benchmarks"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends time; }
 
 # Debian's prometheus (2.42): promtool checks the rendered monitoring files, and the server scrapes a test
 # node (the package's own service is not used).
@@ -54,9 +61,9 @@ local: images
 
 ## make bench: every benchmark of bench/ (issue 7), each table to stdout; about 15 minutes on 2 cores.
 ## Paste a real run's tables into bench/RESULTS.md with its date and machine.
-bench: $(VENV)/.installed rabbitmq-server
-	$(PY) bench/pipeline.py --runs 5
-	$(PY) bench/recovery.py --kills 9 --restarts 5
+bench: $(VENV)/.installed rabbitmq-server gnu-time
+	$(PY) bench/pipeline.py --runs 5 --noop 500 --io 150
+	$(PY) bench/recovery.py --kills 7 --restarts 5
 	$(PY) bench/topology_load.py --runs 5
 	$(PY) bench/toolkit.py --runs 5
 

@@ -113,15 +113,9 @@ def main(argv=None) -> None:
                  options={"prefetch_multiplier": 8}, count=args.noop,
                  what=f"no-op, {background.pool} c={background.concurrency} prefetch x8",
                  prefetch=background.concurrency * 8),
-            dict(label="noop-threads8", task="bench.noop", queue="default", pool_name="background",
-                 options={"pool": "threads", "concurrency": 8}, count=args.noop,
-                 what="no-op, threads c=8 prefetch x1", prefetch=8),
             dict(label="io-stack", task="bench.fetch", queue="match_processing", pool_name="matches", options={},
                  count=args.io, url=url, concurrency=matches.concurrency,
                  what=f"I/O 50 ms, stack: {matches.pool} c={matches.concurrency} prefetch x{matches.prefetch_multiplier}"),
-            dict(label="io-prefork8", task="bench.fetch", queue="match_processing", pool_name="matches",
-                 options={"concurrency": 8}, count=args.io * 2, url=url, concurrency=8,
-                 what="I/O 50 ms, prefork c=8 prefetch x1"),
             dict(label="io-threads8", task="bench.fetch", queue="match_processing", pool_name="matches",
                  options={"pool": "threads", "concurrency": 8}, count=args.io * 2, url=url, concurrency=8,
                  what="I/O 50 ms, threads c=8 prefetch x1"),
@@ -166,7 +160,7 @@ def main(argv=None) -> None:
         if v["task"] == "bench.noop":
             ceiling = median(raw[pool_prefetch])
             vs = f"{con / ceiling:.2f} of raw at prefetch {pool_prefetch}"
-            if v["prefetch"] in raw:
+            if v["prefetch"] in raw and v["prefetch"] != pool_prefetch:
                 vs += f"; {con / median(raw[v['prefetch']]):.2f} of raw at prefetch {v['prefetch']}"
             goal = "≥ 0.5"
         else:
