@@ -8,13 +8,15 @@ lines, the app's settings: acks late, reject on worker lost). A no-op task on th
 `default`, and an I/O-bound task (one GET to the fake Riot API answering after 50 ms) on the `matches`
 pool's queue `match_processing`, each with the stack's pool settings and with the variants measured.
 
+Each variant's worker runs for the whole benchmark with its consumer cancelled; a round publishes n tasks,
+then `add_consumer` lets it drain them and `cancel_consumer` stops it again (Celery's remote control).
 Rates: publish = messages / time of the publish loop; consume = (n - 1) / (last - first completion),
-completions read from the worker's log (ms) or taken at the raw consumer's acks. Median of --runs runs.
+completions read from the worker's log (ms) or taken at the raw consumer's acks. Every run measures the
+ceiling and each variant once, interleaved; the figures are medians of --runs runs.
 """
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -74,16 +76,33 @@ def celery_publish(client, task: str, queue: str, count: int, args) -> float:
     return count / (time.perf_counter() - start)
 
 
-def celery_round(deployment, client, variant: dict, tag: str, count: int) -> tuple[float, float]:
-    """(publish msgs/s, worker tasks/s): publish `count` tasks, then start the worker and time its drain."""
+def start_variant(deployment, client, variant: dict):
+    """The variant's worker, started once and idle: its consumer is cancelled until a round needs it."""
+    name = f"{variant['label']}@bench"
+    argv = worker_command(deployment, variant["pool_name"], queues=variant["queue"], name=name,
+                          **variant["options"])
+    worker = start_worker(deployment, argv, variant["label"])
+    control(client, "cancel_consumer", variant["queue"], name)
+    return worker
+
+
+def control(client, command: str, queue: str, name: str) -> None:
+    replies = getattr(client.control, command)(queue, destination=[name], reply=True, timeout=20, limit=1)
+    if not replies:
+        raise RuntimeError(f"{command} {queue}: no reply from {name}")
+
+
+def celery_round(client, worker, variant: dict, tag: str, count: int) -> tuple[float, float]:
+    """(publish msgs/s, worker tasks/s): publish `count` tasks while the worker does not consume, then let it
+    consume (add_consumer) and time its drain from its first to its last completion."""
     args = (tag,) if variant["task"] == "bench.noop" else (tag, variant["url"])
     published = celery_publish(client, variant["task"], variant["queue"], count, args)
-    argv = worker_command(deployment, variant["pool_name"], queues=variant["queue"], **variant["options"])
-    worker = start_worker(deployment, argv, f"{variant['label']}-{tag}")
+    name = f"{variant['label']}@bench"
+    control(client, "add_consumer", variant["queue"], name)
     try:
         times = wait_successes(worker, variant["task"], tag, count, timeout=300)
     finally:
-        worker.stop()
+        control(client, "cancel_consumer", variant["queue"], name)
     times = sorted(times)[:count]
     return published, (count - 1) / (times[-1] - times[0])
 
@@ -130,6 +149,7 @@ def main(argv=None) -> None:
         channel = connection.channel()
         channel.queue_declare(RAW_QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
         channel.confirm_delivery()
+        workers = {v["label"]: start_variant(deployment, client, v) for v in variants}
         started = time.monotonic()
         for run in range(args.runs):
             # Interleaved: every run measures the ceiling and each pipeline variant once, side by side.
@@ -137,8 +157,8 @@ def main(argv=None) -> None:
                 raw["publish"].append(raw_publish(channel, args.noop))
                 raw[prefetch].append(raw_consume(channel, args.noop, prefetch))
             for variant in variants:
-                published, consumed = celery_round(deployment, client, variant, f"r{run}{variant['label']}",
-                                                   variant["count"])
+                published, consumed = celery_round(client, workers[variant["label"]], variant,
+                                                   f"r{run}{variant['label']}", variant["count"])
                 results[variant["label"]][0].append(published)
                 results[variant["label"]][1].append(consumed)
             print(f"run {run + 1}/{args.runs} done at {time.monotonic() - started:.0f} s", file=sys.stderr)
