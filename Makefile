@@ -62,7 +62,7 @@ local: images
 ## make bench: every benchmark of bench/ (issue 7), each table to stdout; about 15 minutes on 2 cores.
 ## Paste a real run's tables into bench/RESULTS.md with its date and machine.
 bench: $(VENV)/.installed rabbitmq-server gnu-time
-	$(PY) bench/pipeline.py --runs 5 --noop 500 --io 150
+	$(PY) bench/pipeline.py --runs 5 --noop 1000 --io 150
 	$(PY) bench/recovery.py --kills 7 --restarts 5
 	$(PY) bench/topology_load.py --runs 5
 	$(PY) bench/toolkit.py --runs 5
