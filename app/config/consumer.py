@@ -1,8 +1,9 @@
 """The worker's consumer, reconnecting to a restarted broker every RECONNECT_INTERVAL_S seconds.
 
 Celery's stock consumer calls kombu's `ensure_connection` with fixed intervals of 2, 4, 6 ... 30 s (no
-setting changes them), so a worker whose broker was down for 15-25 s typically comes back 5-10 s after
-the broker, and after a longer outage up to 30 s after it. bench/recovery.py measures both side by side.
+setting changes them), so a worker came back 2-10 s after a broker that was down for 17-22 s, and after
+a longer outage it can lag by up to 30 s; with this consumer, under 1 s. bench/recovery.py measures both
+side by side (bench/RESULTS.md, "Recovery").
 Here the intervals are bounded at one second; CELERY_BROKER_CONNECTION_MAX_RETRIES is raised to match,
 so the worker waits about as long in total before giving up (see config/settings/base.py).
 """
