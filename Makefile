@@ -59,7 +59,7 @@ LOCAL_STACK = $(if $(filter command line environment,$(origin STACK)),$(STACK),l
 local: images
 	$(PY) -m infra.localstack up --stack $(LOCAL_STACK)
 
-## make bench: every benchmark of bench/ (issue 7), each table to stdout; about 15 minutes on 2 cores.
+## make bench: every benchmark of bench/ (issue 7), each table to stdout; about 16½ minutes on 2 cores (bench/RESULTS.md).
 ## Paste a real run's tables into bench/RESULTS.md with its date and machine.
 bench: $(VENV)/.installed rabbitmq-server gnu-time
 	$(PY) bench/pipeline.py --runs 5 --noop 1000 --io 150
