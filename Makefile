@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: bench gnu-time bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -19,6 +19,13 @@ rabbitmq-server:
 	  echo "Installing Debian's rabbitmq-server for the broker tests"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends rabbitmq-server; }
+
+# GNU time: bench/toolkit.py reads each command's peak memory from it.
+gnu-time:
+	@test -x /usr/bin/time || { \
+	  echo "Installing Debian's time for the benchmarks"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends time; }
 
 # Debian's prometheus (2.42): promtool checks the rendered monitoring files, and the server scrapes a test
 # node (the package's own service is not used).
@@ -51,6 +58,14 @@ test: $(VENV)/.installed rabbitmq-server prometheus images
 LOCAL_STACK = $(if $(filter command line environment,$(origin STACK)),$(STACK),local)
 local: images
 	$(PY) -m infra.localstack up --stack $(LOCAL_STACK)
+
+## make bench: every benchmark of bench/ (issue 7), each table to stdout; about 16½ minutes on 2 cores (bench/RESULTS.md).
+## Paste a real run's tables into bench/RESULTS.md with its date and machine.
+bench: $(VENV)/.installed rabbitmq-server gnu-time
+	$(PY) bench/pipeline.py --runs 5 --noop 1000 --io 150
+	$(PY) bench/recovery.py --kills 7 --restarts 5
+	$(PY) bench/topology_load.py --runs 5
+	$(PY) bench/toolkit.py --runs 5
 
 ## make bench-local: cold and warm times of the local stack (bench/RESULTS.md)
 bench-local: images

@@ -160,6 +160,9 @@ class FakeRiot:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle on, the body waited for the client's delayed
+            # ACK, 40 ms on Linux, on every kept-alive request (bench/RESULTS.md, "Broker ceiling vs pipeline").
+            disable_nagle_algorithm = True
 
             def do_GET(self):
                 url = urlsplit(self.path)

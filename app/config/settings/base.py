@@ -111,7 +111,11 @@ CELERY_TASK_ACKS_ON_FAILURE = False
 CELERY_TASK_ACKS_ON_TIMEOUT = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True  # (seed) a worker started before the broker waits for it
 CELERY_BROKER_CONNECTION_RETRY = True  # (seed) and reconnects by itself after a broker restart
-CELERY_BROKER_CONNECTION_MAX_RETRIES = 100  # Celery's default; the seed's 10 gives up within a minute or so
+# A worker retries its broker connection every second (config/consumer.py; Celery's stock 2, 4 ... 30 s
+# brought a worker back up to 10 s after a restarted broker: bench/RESULTS.md, "Recovery"), 3,000 times:
+# about 50 minutes, as long as Celery's default 100 retries at up to 30 s waited.
+CELERY_WORKER_CONSUMER = "config.consumer:Consumer"
+CELERY_BROKER_CONNECTION_MAX_RETRIES = 3000
 # Publisher confirms: a publish returns only once the broker has the message (or raises, e.g. when a full
 # queue refuses it with overflow reject-publish), so neither the web nor a task acks what was never stored.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
