@@ -124,11 +124,13 @@ class Preview:
 
 
 def masked(value):
-    """The value as a preview shows it: every secret as [secret], unknowns as (unknown)."""
+    """The value as a preview shows it: every secret as [secret], unknowns as (unknown), a map's keys in
+    sorted order. The engine's wire form (a protobuf Struct) does not keep a map's order, and its iteration
+    order changes from one process to the next; sorted, the same stack prints the same plan every time."""
     if is_secret(value):
         return SECRET
     if isinstance(value, dict):
-        return {k: masked(v) for k, v in value.items()}
+        return {k: masked(value[k]) for k in sorted(value)}
     if isinstance(value, list):
         return [masked(v) for v in value]
     if value is pulumi.runtime.rpc.UNKNOWN or value == pulumi.runtime.rpc.UNKNOWN:
