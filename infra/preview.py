@@ -158,9 +158,11 @@ def stack_config(stacks_dir: Path, stack: str, project: str) -> tuple[dict[str, 
     return plain, secure
 
 
-def preview(definition, stack: str, stacks_dir: Path, project: str = "rabbitmq-celery") -> Preview:
-    """What `pulumi up` on `stack` would register, with the stack config's keys (not its secrets)."""
-    from . import program
+def preview(definition, stack: str, stacks_dir: Path, project: str = "rabbitmq-celery", *,
+            shortcuts: bool = True) -> Preview:
+    """What `pulumi up` on `stack` would register, with the stack config's keys (not its secrets).
+    `shortcuts`: skip the SDK's work that the mocks discard (infra/sdk_shortcuts.py); same result."""
+    from . import program, sdk_shortcuts
     from .plan import build_plan
 
     plain, secure = stack_config(stacks_dir, stack, project)
@@ -174,7 +176,8 @@ def preview(definition, stack: str, stacks_dir: Path, project: str = "rabbitmq-c
     pulumi.runtime.set_all_config({f"{project}:{k}": v for k, v in config.items()},
                                   secret_keys=[f"{project}:{k}" for k in set(config) - set(plain)])
     try:
-        monitor, _ = run(lambda: program.main(definition), stack=stack, project=project)
+        with sdk_shortcuts.applied(shortcuts):
+            monitor, _ = run(lambda: program.main(definition), stack=stack, project=project)
     finally:
         pulumi.runtime.set_all_config({})
     return Preview(stack, monitor.registered, masked(monitor.outputs), notes)
