@@ -6,7 +6,8 @@ prefetch 1, at the pools' prefetch and at 16. Pipeline: the benchmark's tasks se
 as the app is (celery.json, confirms, persistent) and run by the app's real workers (the plan's command
 lines, the app's settings: acks late, reject on worker lost). A no-op task on the `background` pool's queue
 `default`, and an I/O-bound task (one GET to the fake Riot API answering after 50 ms) on the `matches`
-pool's queue `match_processing`, each with the stack's pool settings and with the variants measured.
+pool's queue `match_processing`, each with the stack's pool settings and with the variants measured (prefetch, and for the no-op
+the solo and threads pools beside prefork).
 
 Each variant's worker runs for the whole benchmark with its consumer cancelled; a round publishes n tasks,
 then `add_consumer` lets it drain them and `cancel_consumer` stops it again (Celery's remote control).
@@ -132,6 +133,15 @@ def main(argv=None) -> None:
                  options={"prefetch_multiplier": 8}, count=args.noop,
                  what=f"no-op, {background.pool} c={background.concurrency} prefetch x8",
                  prefetch=background.concurrency * 8),
+            # The pool type, at the stack's prefetch multiplier: no pipe to a child process per task.
+            dict(label="noop-solo", task="bench.noop", queue="default", pool_name="background",
+                 options={"pool": "solo", "concurrency": 1}, count=args.noop,
+                 what=f"no-op, solo c=1 prefetch x{background.prefetch_multiplier}",
+                 prefetch=background.prefetch_multiplier),
+            dict(label="noop-threads", task="bench.noop", queue="default", pool_name="background",
+                 options={"pool": "threads"}, count=args.noop,
+                 what=f"no-op, threads c={background.concurrency} prefetch x{background.prefetch_multiplier}",
+                 prefetch=pool_prefetch),
             dict(label="io-stack", task="bench.fetch", queue="match_processing", pool_name="matches", options={},
                  count=args.io, url=url, concurrency=matches.concurrency,
                  what=f"I/O 50 ms, stack: {matches.pool} c={matches.concurrency} prefetch x{matches.prefetch_multiplier}"),
