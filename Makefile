@@ -61,11 +61,12 @@ local: images
 
 ## make bench: every benchmark of bench/ (issue 7), each table to stdout; about 16½ minutes on 2 cores (bench/RESULTS.md).
 ## Paste a real run's tables into bench/RESULTS.md with its date and machine.
+# Each script's own wall time goes to stderr ("bench/x.py: N s"): the suite's budget is 15 minutes.
 bench: $(VENV)/.installed rabbitmq-server gnu-time
-	$(PY) bench/pipeline.py --runs 5 --noop 1000 --io 150
-	$(PY) bench/recovery.py --kills 7 --restarts 5
-	$(PY) bench/topology_load.py --runs 5
-	$(PY) bench/toolkit.py --runs 5
+	/usr/bin/time -f "bench/pipeline.py: %e s" $(PY) bench/pipeline.py --runs 5 --noop 1000 --io 150
+	/usr/bin/time -f "bench/recovery.py: %e s" $(PY) bench/recovery.py --kills 7 --restarts 5
+	/usr/bin/time -f "bench/topology_load.py: %e s" $(PY) bench/topology_load.py --runs 5
+	/usr/bin/time -f "bench/toolkit.py: %e s" $(PY) bench/toolkit.py --runs 5
 
 ## make bench-local: cold and warm times of the local stack (bench/RESULTS.md)
 bench-local: images
