@@ -2,6 +2,7 @@
 mock run and apply only to the SDK version they were read against."""
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -36,9 +37,11 @@ def test_a_generated_topology_plans_the_same_with_and_without_the_shortcuts(tmp_
 
 def test_the_shortcuts_are_undone_after_the_run():
     originals = (sdk_resource._get_stack_trace, cycle_breaker._add_dep, pulumi.log.debug)
+    assert gc.isenabled()
     with sdk_shortcuts.applied():
-        assert sdk_resource._get_stack_trace is not originals[0]
+        assert sdk_resource._get_stack_trace is not originals[0] and not gc.isenabled()
     assert (sdk_resource._get_stack_trace, cycle_breaker._add_dep, pulumi.log.debug) == originals
+    assert gc.isenabled()
 
 
 def test_the_shortcuts_apply_to_the_pinned_sdk():
