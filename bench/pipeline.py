@@ -7,7 +7,7 @@ as the app is (celery.json, confirms, persistent) and run by the app's real work
 lines, the app's settings: acks late, reject on worker lost). A no-op task on the `background` pool's queue
 `default`, and an I/O-bound task (one GET to the fake Riot API answering after 50 ms) on the `matches`
 pool's queue `match_processing`, each with the stack's pool settings and with the variants measured (prefetch, and for the no-op
-the solo and threads pools beside prefork).
+the threads pool beside prefork).
 
 Each variant's worker runs for the whole benchmark with its consumer cancelled; a round publishes n tasks,
 then `add_consumer` lets it drain them and `cancel_consumer` stops it again (Celery's remote control).
@@ -133,11 +133,8 @@ def main(argv=None) -> None:
                  options={"prefetch_multiplier": 8}, count=args.noop,
                  what=f"no-op, {background.pool} c={background.concurrency} prefetch x8",
                  prefetch=background.concurrency * 8),
-            # The pool type, at the stack's prefetch multiplier: no pipe to a child process per task.
-            dict(label="noop-solo", task="bench.noop", queue="default", pool_name="background",
-                 options={"pool": "solo", "concurrency": 1}, count=args.noop,
-                 what=f"no-op, solo c=1 prefetch x{background.prefetch_multiplier}",
-                 prefetch=background.prefetch_multiplier),
+            # The pool type, at the stack's prefetch: no pipe to a child process per task. (solo c=1 was
+            # measured too, 0.30 of raw at its prefetch 1, and left out for the suite's 15 minutes: RESULTS.md)
             dict(label="noop-threads", task="bench.noop", queue="default", pool_name="background",
                  options={"pool": "threads"}, count=args.noop,
                  what=f"no-op, threads c={background.concurrency} prefetch x{background.prefetch_multiplier}",
