@@ -63,8 +63,9 @@ def service_access(d: StackDefinition) -> tuple[ServiceAccess, ...]:
     def exchange_of(qname: str) -> str:
         return re.escape(vhost.queues[qname].exchange or vhost.default_exchange)
 
+    task_exchanges = sorted({exchange_of(q) for q in task_queues})
     # Publishers: write on the task exchanges, and on delayed delivery's entry for countdowns.
-    publish = sorted({exchange_of(q) for q in task_queues}) + [DELAYED_ENTRY]
+    publish = task_exchanges + [DELAYED_ENTRY]
     access = [
         # `manage.py dead_letters list|replay` runs in web's container: it gets and acks parked messages.
         ServiceAccess("web", c.web_user, "", anchored(publish), anchored(re.escape(q) for q in parking)),
@@ -77,6 +78,6 @@ def service_access(d: StackDefinition) -> tuple[ServiceAccess, ...]:
             configure=anchored(runtime),
             # its own queues: the delayed-delivery binding `#.<key>` to them; its queues' exchanges: the
             # destination of the exchange binding from celery_delayed_delivery
-            write=anchored(publish[:-1] + own + runtime),
+            write=anchored(task_exchanges + own + runtime),
             read=anchored(own + sorted({exchange_of(q) for q in pool.queues}) + runtime)))
     return tuple(access)
