@@ -34,7 +34,7 @@ LATENCY_S = 0.05
 
 
 def raw_connection(deployment) -> pika.BlockingConnection:
-    user = deployment.rendered.celery["broker_user"]
+    user = deployment.rendered.plan.broker.admin_user  # it declares and deletes its own queue
     return pika.BlockingConnection(pika.ConnectionParameters(
         "127.0.0.1", deployment.node.ports.amqp, deployment.rendered.celery["broker_vhost"],
         pika.PlainCredentials(user, deployment.rendered.password(user))))

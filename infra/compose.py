@@ -25,18 +25,15 @@ BROKER_ENTRYPOINT = ("install -o rabbitmq -g rabbitmq -m 0600 /run/secrets/defin
 
 
 def env_file_name(spec: ServiceSpec) -> str:
-    return "app.env" if spec.runs_app else f"{spec.name}.env"
+    return f"{spec.name}.env"
 
 
 def env_files(plan: Plan, secrets: dict[str, str]) -> dict[str, str]:
-    """File name → `NAME=value` lines: each service's secret environment (one file for the app's services,
-    which share theirs; one per other service, which gets only its own)."""
-    files: dict[str, str] = {}
-    for spec in plan.services:
-        if env_file_name(spec) not in files:  # the app's services share one file: their secrets are the same
-            files[env_file_name(spec)] = "".join(f"{name}={template.fill(secrets[template.key])}\n"
-                                                 for name, template in spec.secret_env)
-    return files
+    """File name → `NAME=value` lines: each service's secret environment, one file per service, which gets
+    only its own (each Celery service has its own broker user)."""
+    return {env_file_name(spec): "".join(f"{name}={template.fill(secrets[template.key])}\n"
+                                         for name, template in spec.secret_env)
+            for spec in plan.services}
 
 
 def config_label(*contents: str) -> dict:

@@ -198,6 +198,8 @@ class Vhost:
 @dataclass(frozen=True)
 class WorkerPool:
     queues: list[str] = field(doc="Queues this pool consumes (`celery worker -Q`).")
+    user: str = field(doc="User this pool's workers connect as, its own: its permissions in `celery.vhost` "
+                          "are derived from `queues` (README, \"Security\").")
     concurrency: PositiveInt = field(PositiveInt(2), doc="Worker processes or threads.")
     pool: WorkerPoolType = field("prefork", doc="Celery execution pool.")
     prefetch_multiplier: PositiveInt = field(PositiveInt(1), doc="Messages reserved per process; 1 with "
@@ -207,7 +209,9 @@ class WorkerPool:
 @dataclass(frozen=True)
 class Celery:
     vhost: str = field(doc="Vhost the Celery app uses; routes and pools name its queues.")
-    user: str = field(doc="User the Celery app connects as.")
+    web_user: str = field(doc="User the web service (and `manage.py dead_letters`) connects as: publishes "
+                              "tasks, reads parked ones; permissions derived (README, \"Security\").")
+    beat_user: str = field(doc="User Celery beat connects as: publishes tasks only; permissions derived.")
     default_queue: str = field("default", doc="Queue of tasks that have no route.")
     routes: dict[str, str] = field(factory=dict, doc="Task name → queue name.")
     workers: dict[str, WorkerPool] = field(factory=dict, doc="Worker pools by name.")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .model import Secret, StackDefinition, Vhost
+from .permissions import service_access, service_users
 from .services import ServiceSpec, app_secrets, service_specs
 
 POLICY_PRIORITY = 10  # above the 0 of hand-made catch-all policies, so ours is the one that applies
@@ -229,9 +230,12 @@ def topology(d: StackDefinition) -> Topology:
             if policy:
                 policies.append(policy)
     users = tuple(UserSpec(name, u.password, tuple(u.tags)) for name, u in sorted(d.users.items()))
-    permissions = tuple(
-        PermissionSpec(name, vhost, d.roles[role].configure, d.roles[role].write, d.roles[role].read)
-        for name, u in sorted(d.users.items()) for vhost, role in sorted(u.permissions.items()))
+    # Hand-written roles, and the Celery services' permissions derived from the definition (permissions.py).
+    permissions = tuple(sorted(
+        [PermissionSpec(name, vhost, d.roles[role].configure, d.roles[role].write, d.roles[role].read)
+         for name, u in d.users.items() for vhost, role in u.permissions.items()]
+        + [PermissionSpec(a.user, d.celery.vhost, a.configure, a.write, a.read) for a in service_access(d)],
+        key=lambda p: (p.user, p.vhost)))
     return Topology(
         vhosts=tuple((name, d.vhosts[name].description) for name in sorted(d.vhosts)),
         users=users, permissions=permissions, exchanges=tuple(exchanges), queues=tuple(queues),
@@ -251,6 +255,8 @@ def _queue_declaration(vhost: Vhost, qname: str) -> dict:
         "routing_key": q.routing_key or qname,
         "durable": True,
         "queue_arguments": {"x-queue-type": q.type},
+        # The deployer declares it; Celery only uses it, so its users need no `configure` on it.
+        "no_declare": True,
     }
 
 
@@ -271,7 +277,7 @@ def celery_declarations(d: StackDefinition) -> dict:
             annotations[task] = {"rate_limit": str(rate)}
     return {
         "broker_vhost": c.vhost,
-        "broker_user": c.user,
+        "broker_users": service_users(d),
         "broker_heartbeat_s": int(d.broker.heartbeat) // 1000,
         "broker_consumer_timeout_ms": int(d.broker.consumer_timeout),
         "task_default_queue": c.default_queue,

@@ -52,8 +52,8 @@ def main(definition: StackDefinition | None = None) -> None:
         definition.app, plan.services, render.celery_json(plan), passwords, broker.network.name,
         resource_prefix=prefix, project_root=PROJECT_ROOT, depends_on=[topology]))
 
-    # The same URL the containers use, with the host's view of the published port.
-    celery_url = broker_url(definition, plan.broker.amqp_port, host=client_host(plan.broker.publish_ip))
+    # web's URL (a publisher: the least a client on the host needs), with the host's view of the port.
+    celery_url = broker_url(definition, plan.broker.amqp_port, "web", host=client_host(plan.broker.publish_ip))
     pulumi.export("management_url", broker.management_url)
     pulumi.export("amqp_url", pulumi.Output.secret(passwords[celery_url.key].apply(celery_url.fill)))
     pulumi.export("web_url", f"http://{client_host(plan.broker.publish_ip)}:{definition.app.web.port}")

@@ -11,6 +11,7 @@ from typing import Optional
 from urllib.parse import quote
 
 from .model import Secret, StackDefinition
+from .permissions import service_users
 
 APP_DIR = "/app"  # the Dockerfile's WORKDIR: `celery -A config ...` runs from there
 CONFIG_DIR = "/etc/app"
@@ -99,10 +100,12 @@ def client_host(publish_ip: str) -> str:
     return "127.0.0.1" if publish_ip in ("0.0.0.0", "::") else publish_ip
 
 
-def broker_url(d: StackDefinition, amqp_port: int, host: str = BROKER_HOST) -> SecretEnv:
-    """The Celery user's URL to the broker: from the containers over the stack's network by default."""
-    return SecretEnv(d.users[d.celery.user].password.secret,
-                     broker_url_template(d.celery.user, d.celery.vhost, host, amqp_port), url_quoted=True)
+def broker_url(d: StackDefinition, amqp_port: int, service: str, host: str = BROKER_HOST) -> SecretEnv:
+    """A Celery service's URL to the broker, as its own user (permissions.py): from the containers over the
+    stack's network by default."""
+    user = service_users(d)[service]
+    return SecretEnv(d.users[user].password.secret, broker_url_template(user, d.celery.vhost, host, amqp_port),
+                     url_quoted=True)
 
 
 def app_secrets(d: StackDefinition) -> list[tuple[tuple, Secret]]:
@@ -139,8 +142,7 @@ def _common_env(d: StackDefinition, amqp_port: int) -> tuple[dict, dict]:
         "RIOT_API_BASE_URL": a.riot_api_base_url,
         **db_env,
     }
-    secret_env = {"CELERY_BROKER_URL": broker_url(d, amqp_port),
-                  "DJANGO_SECRET_KEY": SecretEnv(a.secret_key.secret), **db_secret_env}
+    secret_env = {"DJANGO_SECRET_KEY": SecretEnv(a.secret_key.secret), **db_secret_env}
     if a.riot_api_key is not None:
         secret_env["RIOT_API_KEY"] = SecretEnv(a.riot_api_key.secret)
     return env, secret_env
@@ -164,17 +166,21 @@ def _spec(name: str, role: str, command: tuple, env: dict, secret_env: dict, hea
 def service_specs(d: StackDefinition, workers, publish_ip: str, amqp_port: int) -> tuple[ServiceSpec, ...]:
     """postgres when the stack runs its own, web, a worker per pool (the plan's `WorkerPoolSpec`s), and beat
     when enabled."""
-    env, secret_env = _common_env(d, amqp_port)
+    env, common_secret_env = _common_env(d, amqp_port)
+
+    def secret_env(service: str) -> dict:
+        return {**common_secret_env, "CELERY_BROKER_URL": broker_url(d, amqp_port, service)}
+
     web = d.app.web
     specs = [postgres_spec(d)] if d.app.database.kind == "postgres" else []
     specs += [_spec("web", "web", ("bin/web",),
                    {**env, "WEB_PORT": str(WEB_PORT), "WEB_CONCURRENCY": str(int(web.concurrency))},
-                   secret_env, ("CMD", "bin/healthcheck"),
+                   secret_env("web"), ("CMD", "bin/healthcheck"),
                    ports=(PortSpec(WEB_PORT, int(web.port), publish_ip),))]
     for w in workers:
         name = f"worker-{w.name}"
         # `inspect ping` asks this very worker, by name, to answer through the broker.
-        specs.append(_spec(name, "worker", w.command, env, secret_env,
+        specs.append(_spec(name, "worker", w.command, env, secret_env(name),
                            ("CMD", "celery", "-A", "config", "inspect", "ping", "-d", f"{w.name}@{name}",
                             "--timeout", "10"),
                            stop_timeout_s=WORKER_STOP_TIMEOUT_S))
@@ -182,7 +188,7 @@ def service_specs(d: StackDefinition, workers, publish_ip: str, amqp_port: int) 
         specs.append(_spec("beat", "beat", ("celery", "-A", "config", "beat", "-l", "info", "--schedule",
                                             f"{DATA_DIR}/celerybeat-schedule"),
                            # beat writes its schedule file at least every 3 minutes (beat_sync_every)
-                           env, secret_env, ("CMD-SHELL", f"find {DATA_DIR} -maxdepth 1 -name "
+                           env, secret_env("beat"), ("CMD-SHELL", f"find {DATA_DIR} -maxdepth 1 -name "
                                                           f"'celerybeat-schedule*' -mmin -10 | grep -q .")))
     return tuple(specs)
 

@@ -9,6 +9,7 @@ import re
 from .build import suggest
 from .findings import Finding, Severity
 from .model import KNOWN_PLUGINS, StackDefinition
+from .permissions import service_users
 from .sources import Source
 
 # Policy keys each queue type honours, by the model's field names (RabbitMQ 3.10 to 4.x).
@@ -179,11 +180,7 @@ class _Checker:
         if vhost is None:
             self.report(at + ("vhost",), f"no vhost {c.vhost!r}{suggest(c.vhost, self.d.vhosts)}")
             return
-        user = self.d.users.get(c.user)
-        if user is None:
-            self.report(at + ("user",), f"no user {c.user!r}{suggest(c.user, self.d.users)}")
-        elif c.vhost not in user.permissions:
-            self.report(at + ("user",), f"user {c.user!r} has no permissions on vhost {c.vhost!r}")
+        self.service_users()
         queues = vhost.queues
 
         def known(path: tuple, qname: str) -> bool:
@@ -219,6 +216,36 @@ class _Checker:
                 self.report(qat + ("rate_limit",), "no task is routed to this queue in celery.routes, so "
                                                    "the rate limit applies to nothing", Severity.WARNING)
 
+
+    def service_users(self) -> None:
+        """Each Celery service connects as its own user, whose permissions in the Celery vhost the plan
+        derives from the definition (permissions.py): it must exist, be nobody else's, and carry nothing
+        that would widen them."""
+        c, at = self.d.celery, ("celery",)
+        paths = {"web": at + ("web_user",), **({"beat": at + ("beat_user",)} if self.d.app.beat else {}),
+                 **{f"worker-{p}": at + ("workers", p, "user") for p in c.workers}}
+        served: dict[str, str] = {}
+        for service, user in service_users(self.d).items():
+            path = paths[service]
+            if user not in self.d.users:
+                self.report(path, f"no user {user!r}{suggest(user, self.d.users)}")
+                continue
+            if user in served:
+                self.report(path, f"user {user!r} already serves {served[user]}: each service connects as "
+                                  f"its own user, so it may do only what it needs")
+                continue
+            served[user] = service
+            if user == self.d.broker.admin_user:
+                self.report(path, f"{user!r} is the admin user, which only the deployer uses: give {service} "
+                                  f"its own user")
+                continue
+            if self.d.users[user].tags:
+                self.report(("users", user, "tags"), f"{user!r} is {service}'s broker user: it needs no "
+                                                     f"management tag and must not use the management API")
+            if c.vhost in self.d.users[user].permissions:
+                self.report(("users", user, "permissions", c.vhost),
+                            f"{service}'s permissions in vhost {c.vhost!r} are derived from the definition "
+                            f"(README, \"Security\"): remove this entry")
 
     def celery_queue(self, vhost, qname: str, qat: tuple, routing_keys: dict) -> None:
         """A queue Celery declares and publishes to: its exchange and routing key must let exactly this

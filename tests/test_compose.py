@@ -71,11 +71,19 @@ def test_credentials_live_in_0600_env_files_only(tmp_path):
     text = files["docker-compose.yml"].read_text()
     assert not any(value in text for value in TEST_SECRETS.values())
     assert "&id" not in text and "*id" not in text  # no YAML aliases: each service reads on its own
-    assert {name for name in files if name.endswith(".env")} == {"app.env", "postgres.env"}
-    for name in ("app.env", "postgres.env", "definitions.json"):
+    # one env file per service: each Celery service has its own broker user, and sees only its password
+    services = {"web", "beat", "worker-sync", "worker-matches", "worker-background"}
+    assert {name for name in files if name.endswith(".env")} == {f"{s}.env" for s in services | {"postgres"}}
+    for name in [f"{s}.env" for s in services] + ["postgres.env", "definitions.json"]:
         assert files[name].stat().st_mode & 0o777 == 0o600, name
-    app_env = dict(line.split("=", 1) for line in files["app.env"].read_text().splitlines())
-    assert app_env["CELERY_BROKER_URL"] == f"amqp://app:{TEST_SECRETS['rabbitmqAppPassword']}@rabbitmq:5672/%2F"
+    for service in services:
+        env = dict(line.split("=", 1) for line in files[f"{service}.env"].read_text().splitlines())
+        key = "rabbitmq" + "".join(part.capitalize() for part in service.split("-")) + "Password"
+        assert env["CELERY_BROKER_URL"] == f"amqp://{service}:{TEST_SECRETS[key]}@rabbitmq:5672/%2F"
+        others = [TEST_SECRETS[k] for k in TEST_SECRETS if k.startswith("rabbitmq") and k != key]
+        assert not any(value in files[f"{service}.env"].read_text() for value in others), service
+        assert compose["services"][service]["env_file"] == [f"./{service}.env"]
+    app_env = dict(line.split("=", 1) for line in files["web.env"].read_text().splitlines())
     assert app_env["DATABASE_URL"] == f"postgres://app:{TEST_SECRETS['postgresPassword']}@postgres:5432/app"
     assert files["postgres.env"].read_text() == f"POSTGRES_PASSWORD={TEST_SECRETS['postgresPassword']}\n"
     # the app's services wait for a healthy broker and database; ports only on loopback

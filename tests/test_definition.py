@@ -45,7 +45,8 @@ def test_the_issue_fragment_is_accepted_as_written(tmp_path):
     minimal = Path("tests/data/valid/minimal.yaml").read_text()
     fragment = "      player_sync: {type: quorum, ttl: 2h, max_length: 1000, rate_limit: 10/m, dead_letter: default}\n"
     text = minimal.replace("      parked:", fragment + "      parked:").replace(
-        "    all: {queues: [default]}", "    all: {queues: [default, player_sync]}\n  routes: {t.sync: player_sync}")
+        "    all: {queues: [default], user: worker-all}",
+        "    all: {queues: [default, player_sync], user: worker-all}\n  routes: {t.sync: player_sync}")
     path = tmp_path / "fragment.yaml"
     path.write_text(text)
     loaded = load_definition(file=path)

@@ -15,8 +15,8 @@ from infra.secrets import hash_for
 from tests.support.rabbit_node import free_ports
 from tests.support.stacks import TEST_SECRETS
 
-PASSWORDS = {"admin": TEST_SECRETS["rabbitmqAdminPassword"], "app": TEST_SECRETS["rabbitmqAppPassword"],
-             "monitor": TEST_SECRETS["rabbitmqMonitorPassword"]}
+PASSWORDS = {user.name: TEST_SECRETS[user.password.secret]
+             for user in build_plan(require(load_definition(stack="dev"))).topology.users}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_each_kind_of_difference_is_named(expected):
     live.vhosts["/"] = {"description": "edited in the UI"}
     live.users["monitor"] = (("management",), live.users["monitor"][1], live.users["monitor"][2])
     live.users["intruder"] = ((), hash_for("intruder", "x"), "rabbit_password_hashing_sha256")
-    live.permissions[("app", "/")] = {"configure": "", "write": ".*", "read": ".*"}
+    live.permissions[("web", "/")] = {**live.permissions[("web", "/")], "configure": ".*"}
     live.exchanges[("/", "tasks")] = {**live.exchanges[("/", "tasks")], "type": "direct"}
     policy = live.policies[("/", "queue.player_sync")]
     live.policies[("/", "queue.player_sync")] = {**policy, "priority": 0,
@@ -83,7 +83,7 @@ def test_each_kind_of_difference_is_named(expected):
         Drift("vhost", "/", "different", "description: 'League of Legends stats tasks' → 'edited in the UI'"),
         Drift("user", "intruder", "extra"),
         Drift("user", "monitor", "different", "tags: ['monitoring'] → ['management']"),
-        Drift("permission", "app @ /", "different", "configure: '.*' → ''"),
+        Drift("permission", "web @ /", "different", "configure: '' → '.*'"),
         Drift("exchange", "/ tasks", "different", "type: 'topic' → 'direct'"),
         Drift("queue", "/ recovery", "missing"),
         Drift("queue", "/ hand_made", "extra"),
@@ -96,10 +96,10 @@ def test_each_kind_of_difference_is_named(expected):
 
 def test_a_password_changed_on_the_broker_is_drift_and_an_unknown_one_is_not_checked(expected):
     live = live_like(expected)
-    live.users["app"] = ((), hash_for("app", "changed"), "rabbit_password_hashing_sha256")
+    live.users["web"] = ((), hash_for("web", "changed"), "rabbit_password_hashing_sha256")
     assert compare(expected, live, PASSWORDS) == [
-        Drift("user", "app", "different", "password: the broker's differs from the secrets")]
-    assert compare(expected, live, {k: v for k, v in PASSWORDS.items() if k != "app"}) == []
+        Drift("user", "web", "different", "password: the broker's differs from the secrets")]
+    assert compare(expected, live, {k: v for k, v in PASSWORDS.items() if k != "web"}) == []
 
 
 def test_password_matches_reads_the_salt_and_algorithm_from_the_live_hash():

@@ -70,7 +70,7 @@ def test_render_cli_writes_files_with_their_modes_and_generates_secrets(tmp_path
     assert modes == render.FILES
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
     generated = yaml.safe_load(secrets.read_text())
-    assert set(generated) == {"rabbitmqAdminPassword", "rabbitmqAppPassword", "rabbitmqMonitorPassword"}
+    assert set(generated) == {"rabbitmqAdminPassword", "rabbitmqMonitorPassword", "rabbitmqWebPassword", "rabbitmqBeatPassword", "rabbitmqWorkerSyncPassword", "rabbitmqWorkerMatchesPassword", "rabbitmqWorkerBackgroundPassword"}
     first = (out / "definitions.json").read_text()
     assert not any(value in first for value in generated.values())
     # A second render reuses the kept secrets: same bytes.
@@ -86,7 +86,7 @@ def test_render_refuses_a_missing_secret_and_writes_nothing(tmp_path, capsys):
                  "--secrets", str(tmp_path / "none.yaml")])
     assert code == 2 and not out.exists()
     err = capsys.readouterr().err
-    assert ("tests/data/valid/behaviour.yaml:9: users.admin.password: secret 'rabbitmqAdminPassword' is not set"
+    assert ("tests/data/valid/behaviour.yaml:12: users.admin.password: secret 'rabbitmqAdminPassword' is not set"
             in err)
 
 

@@ -109,9 +109,9 @@ class Deployment:
         self.db_path = workdir / "db.sqlite3"
         self.web_port = free_ports(1)[0]
         declarations = rendered.celery
-        user = declarations["broker_user"]
-        self.broker_url = (f"amqp://{user}:{rendered.password(user)}@127.0.0.1:{node.ports.amqp}/"
-                           f"{quote(declarations['broker_vhost'], safe='')}")
+        # Each service connects as its own user (web, beat, worker-<pool>), as in the containers.
+        self.broker_urls = {service: self.url_for(user) for service, user in declarations["broker_users"].items()}
+        self.broker_url = self.broker_urls["web"]  # the publisher's, for the test's own client
         self.env = {
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(workdir), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
@@ -124,6 +124,15 @@ class Deployment:
         }
         self.processes: list[Process] = []
         self._count = 0
+
+    def url_for(self, user: str) -> str:
+        return (f"amqp://{quote(user, safe='')}:{quote(self.rendered.password(user), safe='')}@127.0.0.1:"
+                f"{self.node.ports.amqp}/{quote(self.rendered.celery['broker_vhost'], safe='')}")
+
+    @property
+    def admin_url(self) -> str:
+        """The deployer's user: for the tests' own housekeeping (purging queues), never for the app."""
+        return self.url_for(self.rendered.plan.broker.admin_user)
 
     # -- processes ---------------------------------------------------------------------------------
     def _log(self, name: str) -> Path:
@@ -145,11 +154,13 @@ class Deployment:
         return next(w for w in self.rendered.plan.workers if w.name == name)
 
     def start_worker(self, pool: str) -> Process:
-        return self.start_celery(self.pool(pool).command, f"worker-{pool}", " ready.")
+        return self.start_celery(self.pool(pool).command, f"worker-{pool}", " ready.", service=f"worker-{pool}")
 
-    def start_celery(self, command, name: str, ready: str) -> Process:
-        """A celery command from app/, running once `ready` is in its output."""
-        process = Process(celery_argv(tuple(command)), self.env, self._log(name))
+    def start_celery(self, command, name: str, ready: str, service: str | None = None) -> Process:
+        """A celery command from app/ as `service`'s broker user (default: `self.env`'s, web's), running once
+        `ready` is in its output."""
+        env = self.env if service is None else {**self.env, "CELERY_BROKER_URL": self.broker_urls[service]}
+        process = Process(celery_argv(tuple(command)), env, self._log(name))
         self.processes.append(process)
         try:
             wait_for(lambda: not process.alive() or ready in process.output(), 90, f"{name} ready", interval=0.2)
@@ -216,7 +227,7 @@ class Deployment:
 
     def purge(self) -> None:
         app = self.client_app()
-        with app.connection_for_write() as connection:
+        with app.connection_for_write(url=self.admin_url) as connection:
             channel = connection.channel()
             for queue in [*self.rendered.celery["task_queues"], *self.rendered.celery["dead_letter"]["parking_queues"]]:
                 channel.queue_purge(queue["name"])

@@ -99,13 +99,16 @@ def test_whole_flow_stores_everything_and_each_task_runs_on_its_queue(app, riot)
 
 
 def test_the_seeds_commands_run_from_app(app, riot):
-    """`celery -A config worker -l info -Q player_sync` and `celery -A config beat -l info`, as the seed has them."""
+    """`celery -A config worker -l info -Q player_sync` and `celery -A config beat -l info`, as the seed has them,
+    each as its own broker user. The worker is named for its pool (`-n sync@%h`, as the plan's command does):
+    the sync pool's user may declare only `sync@…` remote-control queues."""
     riot.add_player("Seed", "EUW", "puuid-seed", [])
-    app.start_celery(("celery", "-A", "config", "worker", "-l", "info", "-Q", "player_sync"), "seed-worker",
-                     " ready.")
+    app.start_celery(("celery", "-A", "config", "worker", "-l", "info", "-Q", "player_sync", "-n", "sync@%h"),
+                     "seed-worker", " ready.", service="worker-sync")
     job = app.wait_job(app.sync("Seed", "EUW", "euw1"), 30, matches_found=0)
     assert job["status"] == "complete"
-    beat = app.start_celery(("celery", "-A", "config", "beat", "-l", "info"), "beat", "beat: Starting...")
+    beat = app.start_celery(("celery", "-A", "config", "beat", "-l", "info"), "beat", "beat: Starting...",
+                            service="beat")
     wait_for(lambda: list(app.workdir.glob("celerybeat-schedule*")), 15, "beat's schedule in DJANGO_DATA_DIR")
     assert beat.alive() and "ERROR" not in beat.output()
 
@@ -226,7 +229,8 @@ def test_long_tasks_within_the_limits_are_not_cut_off_by_the_consumer_timeout(ap
     closed = {}
 
     def hold_a_delivery():
-        credentials = pika.PlainCredentials("app", app.rendered.password("app"))
+        admin = app.rendered.plan.broker.admin_user  # a probe queue of the test's own: the deployer's user
+        credentials = pika.PlainCredentials(admin, app.rendered.password(admin))
         connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", app.node.ports.amqp, "/",
                                                                        credentials))
         channel = connection.channel()

@@ -125,7 +125,7 @@ def test_a_real_prometheus_scrapes_the_node_loads_the_rules_and_they_fire(stack,
 
     # Two tasks waiting in `recovery` (threshold 1) and no worker anywhere: both rules hold on real data.
     connection = pika.BlockingConnection(pika.ConnectionParameters(
-        "127.0.0.1", node.ports.amqp, "/", pika.PlainCredentials("app", rendered.password("app"))))
+        "127.0.0.1", node.ports.amqp, "/", pika.PlainCredentials("web", rendered.password("web"))))
     for _ in range(2):
         connection.channel().basic_publish("tasks", "recovery", b"{}")
     connection.close()

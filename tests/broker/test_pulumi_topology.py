@@ -108,7 +108,7 @@ def test_the_programs_topology_on_a_node_booted_with_the_admin_alone(stack):
         node.stop()
         node.start()
         assert without_hashes(live_topology(node.api("admin", rendered.password("admin")))) == expected
-        with pika.BlockingConnection(amqp(ports, "/", "app", rendered.password("app"))) as connection:
+        with pika.BlockingConnection(amqp(ports, "/", "web", rendered.password("web"))) as connection:
             connection.channel().queue_declare("player_sync", passive=True)
     finally:
         node.close()

@@ -93,7 +93,7 @@ def test_the_scan_finds_credentials_where_they_are(renders, tmp_path):
     """The control: the compose env files do carry the broker password (percent-encoded in the URL), and a
     credential planted in a rendered file, a log line or a tracked-file copy is found."""
     _, carriers, credentials = renders
-    assert ("rabbitmqAppPassword" in {key for _, key in scan(carriers, credentials)})
+    assert ("rabbitmqWebPassword" in {key for _, key in scan(carriers, credentials)})
     planted = random_source.token_urlsafe(18) + "/+"
     texts = {"conf": b"listeners.tcp.default = 5672\n", "log": b"2026-01-01 [info] accepted\n"}
     assert scan(texts, {"planted": planted}) == set()

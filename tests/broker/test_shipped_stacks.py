@@ -86,9 +86,9 @@ def test_every_user_logs_in_with_its_password_and_not_another(stack):
                 pika.BlockingConnection(wrong)
 
 
-def _celery_app(node, rendered) -> Celery:
+def _celery_app(node, rendered, user: str = "web") -> Celery:
+    """The app's Celery client as `user` (web: the publisher)."""
     declarations = rendered.celery
-    user = declarations["broker_user"]
     vhost = declarations["broker_vhost"]
     url = f"amqp://{user}:{rendered.password(user)}@127.0.0.1:{node.ports.amqp}/{kombu.utils.url.quote(vhost, safe='')}"
     app = Celery("shipped-stack-test", broker=url)
@@ -96,13 +96,18 @@ def _celery_app(node, rendered) -> Celery:
     return app
 
 
-def test_celery_declares_every_queue_from_celery_json_without_error(stack):
+def test_celery_json_declares_every_queue_as_the_broker_has_it(stack):
+    """The app never declares its task queues (no_declare: its users may not), but what celery.json says of
+    them must still be what the broker has: declared with those arguments, by the deployer, no clash."""
     node, rendered = stack
-    app = _celery_app(node, rendered)
+    app = _celery_app(node, rendered, user="admin")
+    assert all(queue.no_declare for queue in app.conf.task_queues)
     with app.connection_for_write() as connection:
         channel = connection.default_channel
         for queue in app.conf.task_queues:
-            queue(channel).declare()  # PRECONDITION_FAILED here would mean celery.json disagrees
+            as_declared = kombu.Queue(queue.name, queue.exchange, queue.routing_key, durable=queue.durable,
+                                      queue_arguments=queue.queue_arguments)
+            as_declared(channel).declare()  # PRECONDITION_FAILED here would mean celery.json disagrees
         first = app.conf.task_queues[0]
         clash = kombu.Queue(first.name, first.exchange, first.routing_key,
                             queue_arguments={"x-queue-type": "classic"}, durable=True)
@@ -123,7 +128,7 @@ def test_celery_routes_each_task_to_its_queue(stack):
         expected[route["queue"]] = expected.get(route["queue"], 0) + 1
     expected[rendered.celery["task_default_queue"]] = expected.get(rendered.celery["task_default_queue"], 0) + 1
     vhost = kombu.utils.url.quote(rendered.celery["broker_vhost"], safe="")
-    with app.connection_for_write() as connection:
+    with _celery_app(node, rendered, user="admin").connection_for_write() as connection:  # counts, purges
         channel = connection.default_channel
         for queue_name, count in expected.items():
             assert channel.queue_declare(queue_name, passive=True).message_count == count, queue_name

@@ -61,14 +61,15 @@ def test_a_freshly_booted_stack_is_in_sync(node, secrets_file, monkeypatch):
 
 
 def _celery_app(node) -> Celery:
-    url = f"amqp://app:{node[1].password('app')}@127.0.0.1:{node[0].ports.amqp}/{ROOT}"
+    """A worker of the sync pool, as its own user: it declares what a real one declares."""
+    url = f"amqp://worker-sync:{node[1].password('worker-sync')}@127.0.0.1:{node[0].ports.amqp}/{ROOT}"
     return Celery("verify-test", broker=url)
 
 
 def test_objects_celery_declares_itself_are_not_drift(node, secrets_file, capsys):
     rendered = node[1]
     params = pika.ConnectionParameters("127.0.0.1", node[0].ports.amqp, "/",
-                                       pika.PlainCredentials("app", rendered.password("app")))
+                                       pika.PlainCredentials("worker-sync", rendered.password("worker-sync")))
     connection = pika.BlockingConnection(params)
     channel = connection.channel()
     # What a worker declares: its remote-control mailbox and, with -E, an event queue.
@@ -88,7 +89,7 @@ def test_objects_celery_declares_itself_are_not_drift(node, secrets_file, capsys
     # kombu's own native delayed delivery declarations, as a worker on quorum queues makes them.
     with app.connection_for_write() as conn:
         declare_native_delayed_delivery_exchanges_and_queues(conn, "quorum")
-        for declared in rendered.celery["task_queues"]:
+        for declared in [d for d in rendered.celery["task_queues"] if d["name"] == "player_sync"]:  # its own
             queue = kombu.Queue(declared["name"], kombu.Exchange(declared["exchange"], declared["exchange_type"]),
                                 declared["routing_key"], queue_arguments=declared["queue_arguments"])
             bind_queue_to_native_delayed_delivery_exchange(conn, queue)
@@ -110,7 +111,7 @@ def test_hand_made_changes_are_each_reported_exactly(node, secrets_file, capsys)
          {"pattern": policy["pattern"], "definition": edited, "priority": policy["priority"], "apply-to": "queues"}),
         ("delete", f"queues/{ROOT}/match_processing", None),
         ("put", "users/intruder", {"password": "intruder-password", "tags": ""}),
-        ("put", f"permissions/{ROOT}/app", {"configure": "^$", "write": ".*", "read": ".*"}),
+        ("put", f"permissions/{ROOT}/web", {"configure": "^$", "write": ".*", "read": ".*"}),
         ("put", "users/monitor", {"password": "changed-by-hand", "tags": "monitoring"}),
     ]:
         response = getattr(admin, method)(_url(node, path), json=body, timeout=30)
@@ -124,11 +125,12 @@ def test_hand_made_changes_are_each_reported_exactly(node, secrets_file, capsys)
         ("queue", "/ match_processing", "missing"),
         ("binding", "/ tasks → match_processing (match_processing)", "missing"),  # went with its queue
         ("user", "intruder", "extra"),
-        ("permission", "app @ /", "different"),
+        ("permission", "web @ /", "different"),
         ("user", "monitor", "different"),
     }
     assert found[("policy", "/ queue.player_sync", "different")] == "definition.max-length: 1000 → 5"
-    assert found[("permission", "app @ /", "different")] == "configure: '.*' → '^$'"
+    assert found[("permission", "web @ /", "different")] == \
+        "configure: '' → '^$'; read: '^(dead_letters)$' → '.*'; write: '^(tasks|celery_delayed_27)$' → '.*'"
     assert found[("user", "monitor", "different")] == "password: the broker's differs from the secrets"
 
     status, table, _ = _verify(node, secrets_file, capsys)  # the same, as a table
@@ -139,8 +141,8 @@ def test_hand_made_changes_are_each_reported_exactly(node, secrets_file, capsys)
 
 
 def test_a_user_without_the_administrator_tag_is_told_what_it_lacks(node, secrets_file, capsys, monkeypatch):
-    monkeypatch.setenv("RABBITMQ_PASSWORD", node[1].password("app"))  # app: no management tag at all
-    status, _, err = _verify(node, secrets_file, capsys, "--user", "app")
+    monkeypatch.setenv("RABBITMQ_PASSWORD", node[1].password("web"))  # web: no management tag at all
+    status, _, err = _verify(node, secrets_file, capsys, "--user", "web")
     assert status == ExitStatus.ERROR and "refused (401)" in err
     # monitor (tag `monitoring`) logs in, but may not list users: the message says which tag is needed.
     monkeypatch.setenv("RABBITMQ_PASSWORD", "changed-by-hand")  # its password since the drift test

@@ -42,7 +42,7 @@ def test_plan_json_lists_exactly_the_resources_of_the_program():
     assert data["outputs"]["amqp_url"] == "[secret]"
     web = next(r for r in data["resources"] if r["name"] == "app-web")
     assert web["inputs"]["envs"] == "[secret]" and "topology" not in web["depends_on"]
-    assert "topology-user-app" in web["depends_on"]
+    assert "topology-user-web" in web["depends_on"]
     assert PLACEHOLDER not in result.stdout
 
 
@@ -57,7 +57,8 @@ def test_secrets_set_in_the_stack_config_are_not_generated(tmp_path):
     assert "riotApiKey is not set" not in result.stderr
     generated = {r["name"] for r in json.loads(result.stdout)["resources"]
                  if r["type"] == "random:index/randomPassword:RandomPassword"}
-    assert generated == {"secret-rabbitmqAppPassword", "secret-rabbitmqMonitorPassword", "secret-djangoSecretKey"}
+    assert generated == {"secret-rabbitmqMonitorPassword", "secret-djangoSecretKey",
+                         *(f"secret-{key}" for key in ("rabbitmqWebPassword", "rabbitmqBeatPassword", "rabbitmqWorkerSyncPassword", "rabbitmqWorkerMatchesPassword", "rabbitmqWorkerBackgroundPassword"))}
 
 
 def test_plan_of_an_invalid_definition_exits_2_and_runs_nothing():

@@ -83,8 +83,8 @@ def test_unset_secrets_are_generated_as_random_passwords():
     with_config({"riotApiKey": TEST_SECRETS["riotApiKey"]})  # the one secret that is never generated
     monitor, _ = run(program.main, stack="dev")
     generated = {r.name for r in monitor.of_type("random:index/randomPassword:RandomPassword")}
-    assert generated == {"secret-rabbitmqAdminPassword", "secret-rabbitmqAppPassword",
-                         "secret-rabbitmqMonitorPassword", "secret-djangoSecretKey"}
+    assert generated == {"secret-rabbitmqAdminPassword", "secret-rabbitmqMonitorPassword", "secret-djangoSecretKey",
+                         *(f"secret-{key}" for key in ("rabbitmqWebPassword", "rabbitmqBeatPassword", "rabbitmqWorkerSyncPassword", "rabbitmqWorkerMatchesPassword", "rabbitmqWorkerBackgroundPassword"))}
     assert all(is_secret(u.inputs["password"]) for u in monitor.of_type("rabbitmq:index/user:User"))
 
 
@@ -185,8 +185,8 @@ vhosts:
       extra: {type: quorum, parking: true}
 users:
   reader:
-    password: {secret: rabbitmqAppPassword}
-    permissions: {"/": celery_app}
+    password: {secret: rabbitmqMonitorPassword}
+    permissions: {"/": monitoring}
 """)
     after, policies_after = container_inputs()
     assert after == before

@@ -97,11 +97,16 @@ def test_containers_share_the_network_volume_image_and_celery_json():
     assert monitor.named("app-web").inputs["wait"] is True
 
 
-def test_broker_url_reaches_the_broker_container_with_the_app_password():
+def test_broker_url_reaches_the_broker_container_as_the_services_own_user():
     with_config(TEST_SECRETS)
     monitor, _ = run(program.main, stack="dev")
+    for service, key in [("web", "rabbitmqWebPassword"), ("beat", "rabbitmqBeatPassword"),
+                         ("worker-matches", "rabbitmqWorkerMatchesPassword")]:
+        env = dict(e.split("=", 1) for e in unwrap(monitor.named(f"app-{service}").inputs["envs"]))
+        assert env["CELERY_BROKER_URL"] == f"amqp://{service}:{TEST_SECRETS[key]}@rabbitmq:5672/%2F"
     env = dict(e.split("=", 1) for e in unwrap(monitor.named("app-worker-sync").inputs["envs"]))
-    assert env["CELERY_BROKER_URL"] == f"amqp://app:{TEST_SECRETS['rabbitmqAppPassword']}@rabbitmq:5672/%2F"
+    assert env["CELERY_BROKER_URL"] == \
+        f"amqp://worker-sync:{TEST_SECRETS['rabbitmqWorkerSyncPassword']}@rabbitmq:5672/%2F"
     assert env["DJANGO_SECRET_KEY"] == TEST_SECRETS["djangoSecretKey"]
     assert env["RIOT_API_KEY"] == TEST_SECRETS["riotApiKey"]
     assert env["CELERY_TOPOLOGY_FILE"] == CELERY_JSON
@@ -119,7 +124,8 @@ def test_stack_outputs_keep_the_amqp_url_secret():
     monitor, _ = run(program.main, stack="dev")
     outputs = monitor.outputs
     assert is_secret(outputs["amqp_url"])
-    assert unwrap(outputs["amqp_url"]) == f"amqp://app:{TEST_SECRETS['rabbitmqAppPassword']}@127.0.0.1:5672/%2F"
+    # web's URL: a publisher's, the least a client on the host needs
+    assert unwrap(outputs["amqp_url"]) == f"amqp://web:{TEST_SECRETS['rabbitmqWebPassword']}@127.0.0.1:5672/%2F"
     plain = {k: v for k, v in outputs.items() if k != "amqp_url"}
     assert plain["web_url"] == "http://127.0.0.1:8000" and plain["management_url"] == "http://127.0.0.1:15672"
     assert plain["worker_pools"]["matches"] == ["match_processing", "timeline_processing"]

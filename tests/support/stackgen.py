@@ -44,8 +44,8 @@ def generate(seed: int, queues: int, vhosts: int = 1) -> dict:
         "users": {
             "admin": {"password": {"secret": "rabbitmqAdminPassword"}, "tags": ["administrator"],
                       "permissions": {v: "administrator" for v in names}},
-            "app": {"password": {"secret": "rabbitmqAppPassword"},
-                    "permissions": {names[0]: "administrator"}},
+            "web": {"password": {"secret": "rabbitmqWebPassword"}},
+            "beat": {"password": {"secret": "rabbitmqBeatPassword"}},
         },
         "vhosts": {},
     }
@@ -67,14 +67,16 @@ def generate(seed: int, queues: int, vhosts: int = 1) -> dict:
         definition["vhosts"][vname] = vhost
         if vi:
             definition["users"][f"reader-{vname}"] = {
-                "password": {"secret": "rabbitmqAppPassword"}, "permissions": {vname: "reader"}}
+                "password": {"secret": "rabbitmqMonitorPassword"}, "permissions": {vname: "reader"}}
     celery_queues = [q for q, spec in definition["vhosts"][names[0]]["queues"].items() if not spec.get("parking")]
     definition["celery"] = {
-        "vhost": names[0], "user": "app", "default_queue": celery_queues[0],
+        "vhost": names[0], "web_user": "web", "beat_user": "beat", "default_queue": celery_queues[0],
         "routes": {f"tasks.t{i}": q for i, q in enumerate(celery_queues[:20])},
-        "workers": {f"pool{i}": {"queues": celery_queues[i::4], "concurrency": 1 + i}
+        "workers": {f"pool{i}": {"queues": celery_queues[i::4], "user": f"worker-pool{i}", "concurrency": 1 + i}
                     for i in range(min(4, len(celery_queues)))},
     }
+    for pool in definition["celery"]["workers"]:  # a user per pool (one test secret for all of them)
+        definition["users"][f"worker-{pool}"] = {"password": {"secret": "rabbitmqWorkerSyncPassword"}}
     return definition
 
 

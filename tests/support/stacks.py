@@ -16,7 +16,11 @@ from .rabbit_node import Ports, RabbitNode
 # Fake credentials of the test stacks: every secret key the shipped and test definitions use.
 TEST_SECRETS = {
     "rabbitmqAdminPassword": "admin-test-password",
-    "rabbitmqAppPassword": "app-test-password",
+    "rabbitmqWebPassword": "web-test-password",
+    "rabbitmqBeatPassword": "beat-test-password",
+    "rabbitmqWorkerSyncPassword": "worker-sync-test-password",
+    "rabbitmqWorkerMatchesPassword": "worker-matches-test-password",
+    "rabbitmqWorkerBackgroundPassword": "worker-background-test-password",
     "rabbitmqMonitorPassword": "monitor-test-password",
     "publisherPassword": "publisher-test-password",
     "consumerPassword": "consumer-test-password",
