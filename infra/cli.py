@@ -158,13 +158,19 @@ def cmd_render(args) -> ExitStatus:
     secrets_path, known = _known_secrets(args, loaded.definition.environment)
     if known is None:
         return ExitStatus.ERROR
+    if args.compose and the_plan.broker.tls:
+        print("python -m infra render: --compose does not carry TLS yet (the app's user could not read a "
+              "bind-mounted 0600 client key); deploy a TLS stack with Pulumi, or set broker.tls.enabled: false",
+              file=sys.stderr)
+        return ExitStatus.USAGE
     wanted = the_plan.all_secrets() if args.compose else the_plan.secrets()
     resolved = secrets.resolve(wanted, known, loaded.source)
-    if resolved.findings:
-        _report(resolved.findings)
-        print(f"{len(resolved.findings)} secret(s) missing; nothing written", file=sys.stderr)
+    tls = secrets.resolve_tls(the_plan, known, loaded.source)
+    if resolved.findings or tls.findings:
+        _report(resolved.findings + tls.findings)
+        print(f"{len(resolved.findings + tls.findings)} secret(s) missing; nothing written", file=sys.stderr)
         return ExitStatus.INVALID
-    files = render.render_files(the_plan, resolved.values)
+    files = {**render.render_files(the_plan, resolved.values), **render.tls_files(the_plan, tls.values)}
     if args.compose:
         try:
             files.update(_compose_files(loaded.definition, the_plan, resolved.values, files))
@@ -174,12 +180,13 @@ def cmd_render(args) -> ExitStatus:
     if args.monitoring:
         from . import monitoring
         files.update(monitoring.monitoring_files(loaded.definition, the_plan))
-    if resolved.generated:
-        secrets.write_secrets_file(secrets_path, {**known, **resolved.values})
+    generated = resolved.generated + tls.generated
+    if generated:
+        secrets.write_secrets_file(secrets_path, {**known, **resolved.values, **tls.values})
     written = render.write_files(files, args.out)
     rows = [(str(path), f"{path.stat().st_size} B", oct(path.stat().st_mode & 0o777)) for path in written]
-    if resolved.generated:
-        rows.append((str(secrets_path), f"{len(resolved.generated)} generated", "0o600"))
+    if generated:
+        rows.append((str(secrets_path), f"{len(generated)} generated", "0o600"))
     print(table(("file", "size", "mode"), rows))
     return ExitStatus.OK
 

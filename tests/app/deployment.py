@@ -41,8 +41,8 @@ class TunedNode(RabbitNode):
         return env
 
 
-def render_for_tests(ports: Ports) -> Rendered:
-    return render_for_node(ports, stack="dev", overlays=(OVERLAY,))
+def render_for_tests(ports: Ports, overlays: tuple = ()) -> Rendered:
+    return render_for_node(ports, stack="dev", overlays=(OVERLAY, *overlays))
 
 
 def celery_argv(command: tuple[str, ...]) -> list[str]:
@@ -110,7 +110,8 @@ class Deployment:
         self.web_port = free_ports(1)[0]
         declarations = rendered.celery
         user = declarations["broker_user"]
-        self.broker_url = (f"amqp://{user}:{rendered.password(user)}@127.0.0.1:{node.ports.amqp}/"
+        b = rendered.plan.broker  # amqps:// on the AMQPS port when the stack turns TLS on
+        self.broker_url = (f"{b.client_scheme}://{user}:{rendered.password(user)}@127.0.0.1:{b.client_port}/"
                            f"{quote(declarations['broker_vhost'], safe='')}")
         self.env = {
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -223,11 +224,12 @@ class Deployment:
             channel.close()
 
 
-def deploy(riot):
-    """(deployment, cleanup): a booted node, the database migrated and the web up."""
+def deploy(riot, overlays: tuple = ()):
+    """(deployment, cleanup): a booted node, the database migrated and the web up. `overlays`: laid over
+    the reliability definition (e.g. TLS on)."""
     ports = Ports.pick()
-    rendered = render_for_tests(ports)
-    node = TunedNode(rendered.config_dir, ports)
+    rendered = render_for_tests(ports, overlays)
+    node = TunedNode(rendered.config_dir, ports, tls_only=not rendered.plan.broker.plain)
     workdir = Path(tempfile.mkdtemp(prefix="app-deployment-"))
     deployment = Deployment(node, rendered, riot, workdir)
 
