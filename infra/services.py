@@ -14,6 +14,7 @@ from .model import Secret, StackDefinition
 
 APP_DIR = "/app"  # the Dockerfile's WORKDIR: `celery -A config ...` runs from there
 CONFIG_DIR = "/etc/app"
+APP_UID = "10001"  # the app image's user (app/Dockerfile): owner of the uploaded TLS client key
 CELERY_JSON = f"{CONFIG_DIR}/celery.json"
 DATA_DIR = "/data"  # the app image's data volume (DJANGO_DATA_DIR): dev SQLite database, beat's schedule
 WEB_PORT = 8000  # inside the container; published on listeners.bind at app.web.port
