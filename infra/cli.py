@@ -84,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
     y.add_argument("--secrets", metavar="PATH", type=Path,
                    help="secrets file (default .secrets/<environment>.yaml): users' passwords are checked "
                         "against the broker's hashes")
+    y.add_argument("--ca-cert", metavar="PATH", help="the CA an https:// management URL is verified with, e.g. "
+                                                     "the rendered tls/ca.pem or `pulumi stack output ca_cert`")
     y.add_argument("--json", action="store_true", help="the findings as JSON")
     commands.add_parser("docs", help="print the definition's field reference (Markdown)")
     return top
@@ -158,11 +160,6 @@ def cmd_render(args) -> ExitStatus:
     secrets_path, known = _known_secrets(args, loaded.definition.environment)
     if known is None:
         return ExitStatus.ERROR
-    if args.compose and the_plan.broker.tls:
-        print("python -m infra render: --compose does not carry TLS yet (the app's user could not read a "
-              "bind-mounted 0600 client key); deploy a TLS stack with Pulumi, or set broker.tls.enabled: false",
-              file=sys.stderr)
-        return ExitStatus.USAGE
     wanted = the_plan.all_secrets() if args.compose else the_plan.secrets()
     resolved = secrets.resolve(wanted, known, loaded.source)
     tls = secrets.resolve_tls(the_plan, known, loaded.source)
@@ -298,7 +295,7 @@ def cmd_verify(args) -> ExitStatus:
               file=sys.stderr)
         return ExitStatus.USAGE
     try:
-        live = broker_api.read_snapshot(args.management_url, user, password)
+        live = broker_api.read_snapshot(args.management_url, user, password, ca_cert=args.ca_cert)
     except broker_api.BrokerAPIError as exc:
         print(f"python -m infra verify: {exc}", file=sys.stderr)
         return ExitStatus.ERROR

@@ -190,3 +190,69 @@ def test_the_app_works_over_tls_web_and_a_real_worker(overlay, tmp_path):
             cleanup()
     finally:
         riot.close()
+
+
+def test_a_real_prometheus_scrapes_the_tls_only_endpoint_with_the_stacks_ca(prod, tmp_path):
+    """The rendered prometheus.yml (scheme https, the CA beside it) against the node: both jobs up."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    from infra.cli import ExitStatus, main
+    from tests.support.rabbit_node import free_ports
+    from tests.support.waiting import wait_for
+
+    node, rendered = prod
+    (tmp_path / "ports.yaml").write_text(node.ports.overlay() + "monitoring:\n  scrape_interval: 1s\n")
+    secrets = tmp_path / "secrets.yaml"  # the node's own certificates: the same CA
+    secrets.write_text(yaml.safe_dump(rendered.passwords))
+    secrets.chmod(0o600)
+    out = tmp_path / "out"
+    assert main(["render", "--stack", "prod", "--overlay", str(tmp_path / "ports.yaml"), "--out", str(out),
+                 "--secrets", str(secrets), "--monitoring"]) == ExitStatus.OK
+    jobs = yaml.safe_load((out / "prometheus.yml").read_text())["scrape_configs"]
+    assert all(j["scheme"] == "https" and j["tls_config"] == {"ca_file": "tls/ca.pem"} for j in jobs)
+    if shutil.which("prometheus") is None:
+        pytest.fail("prometheus is not installed (make prometheus)")
+    port = free_ports(1)[0]
+    with open(tmp_path / "prometheus.log", "wb") as log:
+        process = subprocess.Popen(["prometheus", f"--config.file={out / 'prometheus.yml'}",
+                                    f"--storage.tsdb.path={tmp_path / 'data'}",
+                                    f"--web.listen-address=127.0.0.1:{port}"],
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def up():
+            try:
+                result = requests.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": "up"},
+                                      timeout=10).json()["data"]["result"]
+            except (requests.RequestException, ValueError, KeyError):
+                return None
+            return {r["metric"]["job"]: r["value"][1] for r in result} == {"rabbitmq": "1", "rabbitmq-queues": "1"}
+        wait_for(up, 60, "both scrape jobs up over TLS", interval=0.5)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def test_verify_reads_the_https_management_api_with_the_stacks_ca(prod, tmp_path, capsys):
+    import yaml
+
+    from infra.cli import ExitStatus, main
+
+    node, rendered = prod
+    (tmp_path / "ports.yaml").write_text(node.ports.overlay())
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text(yaml.safe_dump(rendered.passwords))
+    secrets.chmod(0o600)
+    url = f"https://127.0.0.1:{node.ports.management_tls}"
+    common = ["verify", "--stack", "prod", "--overlay", str(tmp_path / "ports.yaml"), "--management-url", url,
+              "--secrets", str(secrets)]
+    assert main(common + ["--ca-cert", str(node.tls_dir / "ca.pem")]) == ExitStatus.OK
+    capsys.readouterr()
+    assert main(common) == ExitStatus.ERROR  # the system's CAs do not know the stack's CA
+    assert "TLS verification failed" in capsys.readouterr().err
