@@ -5,6 +5,7 @@ resources, so what one declares is what the other writes.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Optional
@@ -226,8 +227,8 @@ class Plan:
         tls = self.broker.tls
         if tls is None:
             return []
-        fields = [f for f in vars(tls.secrets) if tls.ca == "generate" or f != "ca_key"]
-        return [(("broker", "tls", "secrets", f), getattr(tls.secrets, f)) for f in fields]
+        names = [f.name for f in dataclasses.fields(tls.secrets) if tls.ca == "generate" or f.name != "ca_key"]
+        return [(("broker", "tls", "secrets", n), getattr(tls.secrets, n)) for n in names]
 
     def all_secrets(self) -> list[tuple[tuple, Secret]]:
         """The broker's credentials and the app's (Django secret key, Riot API key)."""

@@ -2,7 +2,8 @@
 
 Children: `<name>-network`, `<name>-data` (a named volume that outlives the container), `<name>-image`
 and `<name>-container`, which gets the rendered rabbitmq.conf, enabled_plugins and definitions.json as
-uploads (and with TLS its certificate and key under tls/), is healthy before Pulumi moves on (`wait`), and is replaced delete-first because it is named.
+uploads (with TLS also its CA, certificate and key under tls/), is healthy before Pulumi moves on (`wait`),
+and is replaced delete-first because it is named.
 """
 from __future__ import annotations
 

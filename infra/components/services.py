@@ -4,8 +4,8 @@ plan's specs.
 Children: `<name>-image` (built from the definition's `app.build` directory, or pulled), `<name>-image-<x>`
 (other images: PostgreSQL), `<name>-<volume>` (`data`: the app's files, beat's schedule, a dev SQLite
 database; `postgres-data`), and `<name>-<service>` per `ServiceSpec`.
-Each container gets the rendered celery.json as an upload (with TLS also the CA and its client certificate), its secrets (broker URL, Django secret key,
-Riot API key) as secret env values, and the same restart policy and health check style as the broker.
+Each container gets the rendered celery.json as an upload (with TLS also the CA and the app's client
+certificate and key), its secrets (broker URL, Django secret key, Riot API key) as secret env values, and the same restart policy and health check style as the broker.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class ServicesArgs:
     resource_prefix: str
     project_root: Path
     depends_on: Sequence[pulumi.Resource] = ()
-    tls_files: Mapping[str, pulumi.Input[str]] = None  # `tls/<file>` → PEM (client.key a secret), with TLS
+    tls_files: Mapping[str, pulumi.Input[str]] | None = None  # with TLS: `tls/<file>` → PEM (client.key secret)
 
 
 def app_uploads(celery_json: str, tls_files: Mapping[str, pulumi.Input[str]] | None) -> list:

@@ -36,9 +36,8 @@ def split_names(names) -> tuple[list[str], list[str]]:
     return dns, ips
 
 
-def pem_fields() -> tuple[str, ...]:
-    """The PEMs this component hands out, by TlsSecrets field name (the generated CA's key stays inside)."""
-    return ("ca_cert", "server_cert", "server_key", "client_cert", "client_key")
+# The PEMs this component hands out, by TlsSecrets field name (a generated CA's key stays inside).
+PEM_FIELDS = ("ca_cert", "server_cert", "server_key", "client_cert", "client_key")
 
 
 @dataclass
@@ -54,7 +53,7 @@ class Certificates(pulumi.ComponentResource):
         c = args.config
         self.pems: dict[str, pulumi.Output[str]] = {}  # TlsSecrets field → PEM
         if c.ca == "provided":
-            for f in pem_fields():
+            for f in PEM_FIELDS:
                 value = pulumi.Output.from_input(args.provided[getattr(c.secrets, f)])
                 self.pems[f] = pulumi.Output.secret(value) if f.endswith("_key") else value
         else:
