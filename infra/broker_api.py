@@ -25,15 +25,20 @@ def _reason(response: requests.Response) -> str:
         return "wrong user or password"
 
 
-def read_snapshot(url: str, user: str, password: str, timeout: float = 30) -> Snapshot:
-    """Every vhost, user, permission, exchange, queue, binding and policy the broker holds."""
+def read_snapshot(url: str, user: str, password: str, timeout: float = 30, ca_cert: str | None = None) -> Snapshot:
+    """Every vhost, user, permission, exchange, queue, binding and policy the broker holds. `ca_cert`: the
+    CA an https:// URL is verified with (the stack's own); without it, the system's CAs."""
     session = requests.Session()
     session.auth = (user, password)
     base = url.rstrip("/") + ("" if url.rstrip("/").endswith("/api") else "/api")
 
     def get(path: str, **params):
         try:
-            response = session.get(f"{base}/{path}", params=params, timeout=timeout)
+            # verify per request: a session's is overridden by $REQUESTS_CA_BUNDLE
+            response = session.get(f"{base}/{path}", params=params, timeout=timeout, verify=ca_cert or True)
+        except requests.exceptions.SSLError as exc:
+            raise BrokerAPIError(f"{base}: TLS verification failed ({exc.__class__.__name__}): pass the stack's "
+                                 f"CA with --ca-cert") from None
         except requests.RequestException as exc:
             raise BrokerAPIError(f"cannot reach {base}: {exc.__class__.__name__}") from None
         if response.status_code == 401:

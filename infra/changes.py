@@ -56,6 +56,20 @@ def _conf_changes(old: str, new: str) -> list[str]:
     return [f"{k} {a.get(k, 'unset')} → {b.get(k, 'unset')}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
+# TLS settings by what they re-issue: the broker's certificate, the app's (and the CA, which both hold).
+SERVER_TLS = ("ca", "secrets", "server_names", "validity_days", "ca_validity_days")
+CLIENT_TLS = ("ca", "secrets", "client_name", "validity_days", "ca_validity_days")
+
+
+def tls_changes(base: Plan, head: Plan, fields: tuple[str, ...]) -> list[str]:
+    """The changed TLS settings among `fields`: what re-issues a certificate, which rabbitmq.conf does not
+    show. (TLS turned on or off shows in rabbitmq.conf, the broker URL and celery.json.)"""
+    a, b = base.broker.tls, head.broker.tls
+    if a is None or b is None:
+        return []
+    return [f"TLS {f} {getattr(a, f)} → {getattr(b, f)}" for f in fields if getattr(a, f) != getattr(b, f)]
+
+
 def broker_changes(base: Plan, head: Plan) -> list[Change]:
     restart = []
     old_conf, new_conf = render.rabbitmq_conf(base), render.rabbitmq_conf(head)
@@ -65,6 +79,7 @@ def broker_changes(base: Plan, head: Plan) -> list[Change]:
         restart.append(f"plugins {', '.join(base.broker.plugins)} → {', '.join(head.broker.plugins)}")
     if base.broker.image != head.broker.image:
         restart.append(f"image {base.broker.image} → {head.broker.image}")
+    restart += [c + " (its certificate is re-issued)" for c in tls_changes(base, head, SERVER_TLS)]
     if base.broker.publish_ip != head.broker.publish_ip:
         restart.append(f"published on {base.broker.publish_ip} → {head.broker.publish_ip}")
     # the admin-only definitions.json the container boots with (name, tags, password key)
@@ -205,6 +220,8 @@ def service_changes(base: Plan, head: Plan) -> list[Change]:
                    ("volume", "volume")) if getattr(a, field) != getattr(b, field)]
         if celery_changed and b.runs_app:
             parts.append("celery.json")
+        if b.runs_app:
+            parts += [c + " (its client certificate is re-issued)" for c in tls_changes(base, head, CLIENT_TLS)]
         if parts:
             how = ("warm shutdown; unacknowledged tasks are redelivered" if b.runs_app else
                    "its clients reconnect; its data stays in its volume")

@@ -84,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
     y.add_argument("--secrets", metavar="PATH", type=Path,
                    help="secrets file (default .secrets/<environment>.yaml): users' passwords are checked "
                         "against the broker's hashes")
+    y.add_argument("--ca-cert", metavar="PATH", help="the CA an https:// management URL is verified with, e.g. "
+                                                     "the rendered tls/ca.pem or `pulumi stack output ca_cert`")
     y.add_argument("--json", action="store_true", help="the findings as JSON")
     commands.add_parser("docs", help="print the definition's field reference (Markdown)")
     return top
@@ -160,11 +162,12 @@ def cmd_render(args) -> ExitStatus:
         return ExitStatus.ERROR
     wanted = the_plan.all_secrets() if args.compose else the_plan.secrets()
     resolved = secrets.resolve(wanted, known, loaded.source)
-    if resolved.findings:
-        _report(resolved.findings)
-        print(f"{len(resolved.findings)} secret(s) missing; nothing written", file=sys.stderr)
+    tls = secrets.resolve_tls(the_plan, known, loaded.source)
+    if resolved.findings or tls.findings:
+        _report(resolved.findings + tls.findings)
+        print(f"{len(resolved.findings + tls.findings)} secret(s) missing; nothing written", file=sys.stderr)
         return ExitStatus.INVALID
-    files = render.render_files(the_plan, resolved.values)
+    files = {**render.render_files(the_plan, resolved.values), **render.tls_files(the_plan, tls.values)}
     if args.compose:
         try:
             files.update(_compose_files(loaded.definition, the_plan, resolved.values, files))
@@ -174,12 +177,13 @@ def cmd_render(args) -> ExitStatus:
     if args.monitoring:
         from . import monitoring
         files.update(monitoring.monitoring_files(loaded.definition, the_plan))
-    if resolved.generated:
-        secrets.write_secrets_file(secrets_path, {**known, **resolved.values})
+    generated = resolved.generated + tls.generated
+    if generated:
+        secrets.write_secrets_file(secrets_path, {**known, **resolved.values, **tls.values})
     written = render.write_files(files, args.out)
     rows = [(str(path), f"{path.stat().st_size} B", oct(path.stat().st_mode & 0o777)) for path in written]
-    if resolved.generated:
-        rows.append((str(secrets_path), f"{len(resolved.generated)} generated", "0o600"))
+    if generated:
+        rows.append((str(secrets_path), f"{len(generated)} generated", "0o600"))
     print(table(("file", "size", "mode"), rows))
     return ExitStatus.OK
 
@@ -291,7 +295,7 @@ def cmd_verify(args) -> ExitStatus:
               file=sys.stderr)
         return ExitStatus.USAGE
     try:
-        live = broker_api.read_snapshot(args.management_url, user, password)
+        live = broker_api.read_snapshot(args.management_url, user, password, ca_cert=args.ca_cert)
     except broker_api.BrokerAPIError as exc:
         print(f"python -m infra verify: {exc}", file=sys.stderr)
         return ExitStatus.ERROR

@@ -4,7 +4,9 @@ without Pulumi (the seed's `docker-compose up -d`).
 Pure: `compose_file(plan, ...)` returns the document and `env_files(plan, secrets)` the contents of the
 0600 env files that carry every credential, so the compose file itself holds none. Differences from the
 Pulumi program, each forced by compose: the broker loads the *full* definitions.json at boot (nothing
-else would create the topology), and files are bind-mounted from the render directory instead of uploaded.
+else would create the topology), and files are bind-mounted from the render directory instead of uploaded
+(with TLS, each service copies its certificates and keys from the mounted tls/ directory at start, so its
+own user owns its 0600 key).
 """
 from __future__ import annotations
 
@@ -13,15 +15,34 @@ from pathlib import Path
 
 import yaml
 
-from .plan import Plan
-from .services import (BROKER_CONFIG_DIR, BROKER_DATA_DIR, BROKER_HEALTHCHECK, BROKER_HOST, CELERY_JSON,
-                       HealthCheck, ServiceSpec, broker_ports)
+from .plan import APP_TLS_FILES, BROKER_TLS_FILES, Plan
+from .services import (APP_UID, BROKER_CONFIG_DIR, BROKER_DATA_DIR, BROKER_HEALTHCHECK, BROKER_HOST, CELERY_JSON,
+                       CONFIG_DIR, HealthCheck, ServiceSpec, broker_ports)
 
 COMPOSE_FILE = "docker-compose.yml"
+TLS_MOUNT = "/run/secrets/tls"  # the rendered tls/ directory, read-only; each service copies what it needs
 # Root inside the container can read the 0600 file whatever its owner on the host; the node's own user
 # gets a private copy. Then the image's usual entry point.
 BROKER_ENTRYPOINT = ("install -o rabbitmq -g rabbitmq -m 0600 /run/secrets/definitions.json "
                      f"{BROKER_CONFIG_DIR}/definitions.json && exec docker-entrypoint.sh rabbitmq-server")
+
+
+def _install_tls(files, target_dir: str, owner: str) -> str:
+    """Shell commands that copy the TLS files from TLS_MOUNT, keys 0600 and owned by `owner` alone."""
+    return " && ".join(f"install -D -o {owner} -g {owner} -m {'0600' if name.endswith('.key') else '0644'} "
+                       f"{TLS_MOUNT}/{name} {target_dir}/tls/{name}" for name in sorted(files))
+
+
+def broker_entrypoint(plan: Plan) -> str:
+    if plan.broker.tls is None:
+        return BROKER_ENTRYPOINT
+    return f"{_install_tls(BROKER_TLS_FILES, BROKER_CONFIG_DIR, 'rabbitmq')} && {BROKER_ENTRYPOINT}"
+
+
+# With TLS an app service starts as root only to copy its client key (0600 on the host, whoever owns it)
+# to a file its own user owns, then runs its command as that user (setpriv: util-linux, in every Debian image).
+APP_TLS_ENTRYPOINT = (f"{_install_tls(APP_TLS_FILES, CONFIG_DIR, APP_UID)} && "
+                      f'exec setpriv --reuid={APP_UID} --regid={APP_UID} --clear-groups "$@"')
 
 
 def env_file_name(spec: ServiceSpec) -> str:
@@ -55,25 +76,32 @@ def broker_service(plan: Plan, mounted: dict[str, str]) -> dict:
     return {
         "image": b.image,
         "hostname": BROKER_HOST,
-        "entrypoint": ["sh", "-c", BROKER_ENTRYPOINT],
+        "entrypoint": ["sh", "-c", broker_entrypoint(plan)],
         "volumes": [f"rabbitmq-data:{BROKER_DATA_DIR}",
                     f"./rabbitmq.conf:{BROKER_CONFIG_DIR}/rabbitmq.conf:ro",
                     f"./enabled_plugins:{BROKER_CONFIG_DIR}/enabled_plugins:ro",
-                    "./definitions.json:/run/secrets/definitions.json:ro"],
+                    "./definitions.json:/run/secrets/definitions.json:ro"]
+                   + ([f"./tls:{TLS_MOUNT}:ro"] if b.tls else []),
         "ports": [f"{b.publish_ip}:{p}:{p}" for p in broker_ports(b)],
         "healthcheck": _healthcheck(BROKER_HEALTHCHECK),
         "restart": "unless-stopped",
-        "labels": config_label(mounted["rabbitmq.conf"], mounted["enabled_plugins"]),
+        "labels": config_label(mounted["rabbitmq.conf"], mounted["enabled_plugins"],
+                               *(mounted[f"tls/{n}"] for n in sorted(BROKER_TLS_FILES) if b.tls)),
         "networks": {"stack": {"aliases": [BROKER_HOST]}},
     }
 
 
 def app_service(spec: ServiceSpec, app_image: str, build: dict | None, databases: list[str],
-                celery_json: str) -> dict:
+                celery_json: str, tls: list[str] | None = None) -> dict:
+    """`tls`: the contents of the app's TLS files, when the stack has TLS."""
     service: dict = {"image": app_image if spec.runs_app else spec.image}
     if spec.runs_app and build:
         service["build"] = build
     service["hostname"] = spec.hostname
+    with_tls = spec.runs_app and tls is not None
+    if with_tls:
+        service["user"] = "0:0"
+        service["entrypoint"] = ["sh", "-c", APP_TLS_ENTRYPOINT, spec.name]
     if spec.command:
         service["command"] = list(spec.command)
     if spec.env:
@@ -81,7 +109,8 @@ def app_service(spec: ServiceSpec, app_image: str, build: dict | None, databases
     if spec.secret_env:
         service["env_file"] = [f"./{env_file_name(spec)}"]
     volume_key, path = spec.volume
-    service["volumes"] = [f"{volume_key}:{path}"] + ([f"./celery.json:{CELERY_JSON}:ro"] if spec.runs_app else [])
+    service["volumes"] = [f"{volume_key}:{path}"] + ([f"./celery.json:{CELERY_JSON}:ro"] if spec.runs_app else []) \
+        + ([f"./tls:{TLS_MOUNT}:ro"] if with_tls else [])
     if spec.ports:
         service["ports"] = [f"{p.ip}:{p.external}:{p.internal}" for p in spec.ports]
     service["healthcheck"] = _healthcheck(HealthCheck(spec.healthcheck))
@@ -89,7 +118,7 @@ def app_service(spec: ServiceSpec, app_image: str, build: dict | None, databases
     service["restart"] = "unless-stopped"
     if spec.runs_app:
         service["depends_on"] = {name: {"condition": "service_healthy"} for name in ["rabbitmq", *databases]}
-        service["labels"] = config_label(celery_json)
+        service["labels"] = config_label(celery_json, *(tls or []))
     service["networks"] = {"stack": {"aliases": [spec.name]}}
     return service
 
@@ -101,7 +130,8 @@ def compose_file(plan: Plan, mounted: dict[str, str], app_image: str, build_cont
     build = {"context": str(build_context), "args": {"BASE_IMAGE": base_image}} if build_context else None
     databases = [s.name for s in plan.services if s.role == "database"]
     services = {"rabbitmq": broker_service(plan, mounted)}
-    services.update({s.name: app_service(s, app_image, build, databases, mounted["celery.json"])
+    tls = [mounted[f"tls/{n}"] for n in sorted(APP_TLS_FILES)] if plan.broker.tls else None
+    services.update({s.name: app_service(s, app_image, build, databases, mounted["celery.json"], tls)
                      for s in plan.services})
     volumes = {"rabbitmq-data": {}} | {s.volume[0]: {} for s in plan.services}
     return {"services": services, "volumes": volumes, "networks": {"stack": {}}}

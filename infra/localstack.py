@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import ssl
 import subprocess
 import urllib.request
 import sys
@@ -94,11 +95,14 @@ class LocalStack:
         known = read_secrets_file(self.secrets or SECRETS_DIR / f"{definition.environment}.yaml")
         admin = plan.broker.admin_user
         auth = base64.b64encode(f"{admin}:{known[plan.topology.password_key(admin)]}".encode()).decode()
+        b = plan.broker
         request = urllib.request.Request(
-            f"http://{client_host(plan.broker.publish_ip)}:{plan.broker.management_port}/api/definitions",
+            f"{b.management_scheme}://{client_host(b.publish_ip)}:{b.management_client_port}/api/definitions",
             data=(self.out / "definitions.json").read_bytes(), method="POST",
             headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"})
-        with urllib.request.urlopen(request, timeout=60) as response:
+        # with TLS, verified against the stack's CA that render wrote beside the other files
+        context = ssl.create_default_context(cafile=str(self.out / "tls" / "ca.pem")) if b.tls else None
+        with urllib.request.urlopen(request, timeout=60, context=context) as response:
             if response.status not in (200, 201, 204):
                 raise RuntimeError(f"definitions import answered {response.status}")
 
@@ -110,9 +114,10 @@ def urls(stack: str) -> list[tuple[str, str]]:
     definition = require(load_definition(stack=stack))
     plan = build_plan(definition)
     host = client_host(plan.broker.publish_ip)
+    b = plan.broker
     return [("web", f"http://{host}:{definition.app.web.port}/healthz"),
-            ("management", f"http://{host}:{plan.broker.management_port}"),
-            ("amqp", f"amqp://{host}:{plan.broker.amqp_port}")]
+            ("management", f"{b.management_scheme}://{host}:{b.management_client_port}"),
+            (b.client_scheme, f"{b.client_scheme}://{host}:{b.client_port}")]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ LogTarget = Literal["console", "file"]
 UserTag = Literal["administrator", "monitoring", "management", "policymaker", "impersonator"]
 WorkerPoolType = Literal["prefork", "threads", "solo"]
 DatabaseKind = Literal["postgres", "url", "sqlite"]
+TlsCa = Literal["generate", "provided"]
 
 # Plugins shipped in the official rabbitmq:3.13 and 4.x images and in Debian's 3.10 package; an unknown
 # name would stop the node at boot, so the definition is checked against this list.
@@ -111,6 +112,48 @@ class Listeners:
 
 
 @dataclass(frozen=True)
+class TlsSecrets:
+    """Where the PEM texts live: stack config secrets (`pulumi config set --secret KEY < file.pem`), or for
+    `render`, keys of the secrets file. Never the PEM itself in a definition."""
+
+    ca_cert: str = field("tlsCaCert", doc="The CA certificate clients and the broker trust.")
+    ca_key: str = field("tlsCaKey", doc="`render` with `ca: generate` only: the generated CA's private key, "
+                                        "kept so later certificates come from the same CA (Pulumi keeps "
+                                        "its CA key in the stack's state, as a secret).")
+    server_cert: str = field("tlsServerCert", doc="The broker's certificate, signed by the CA.")
+    server_key: str = field("tlsServerKey", doc="The broker's private key.")
+    client_cert: str = field("tlsClientCert", doc="The app's client certificate (web, workers, beat).")
+    client_key: str = field("tlsClientKey", doc="The app's client private key.")
+
+
+@dataclass(frozen=True)
+class Tls:
+    """AMQPS and HTTPS listeners (RabbitMQ's `ssl_options`, TLS 1.2 and 1.3); the app connects with
+    verification."""
+
+    enabled: bool = field(False, doc="Serve AMQPS and HTTPS management (and Prometheus over TLS when the "
+                                     "plain listeners are off). Required in prod.")
+    ca: TlsCa = field("generate", doc="`generate`: a private CA for the stack (Pulumi: `pulumi_tls`; "
+                                      "`render`: the `cryptography` package) issues the server and client "
+                                      "certificates; `provided`: the five PEMs under `secrets` are yours.")
+    secrets: TlsSecrets = field(factory=TlsSecrets, doc="Secret keys of the certificates and keys.")
+    plain_listeners: bool = field(False, doc="Keep plain AMQP, HTTP management and Prometheus listeners "
+                                             "beside the TLS ones (e.g. while clients move over); refused "
+                                             "in prod.")
+    verify_peer: bool = field(True, doc="Mutual TLS: every AMQPS client must present a certificate signed "
+                                        "by the CA (`ssl_options.verify = verify_peer`, "
+                                        "`fail_if_no_peer_cert = true`); passwords are still checked.")
+    amqps: Port = field(Port(5671), doc="AMQPS port.")
+    management: Port = field(Port(15671), doc="HTTPS management UI and API port.")
+    server_names: list[str] = field(factory=list, doc="Host names and addresses clients reach the broker "
+                                                      "by, besides `rabbitmq`, `localhost`, 127.0.0.1 and "
+                                                      "`listeners.bind`: each becomes a SAN.")
+    validity_days: PositiveInt = field(PositiveInt(365), doc="Lifetime of issued server and client "
+                                                             "certificates (`ca: generate`).")
+    ca_validity_days: PositiveInt = field(PositiveInt(3650), doc="Lifetime of the generated CA.")
+
+
+@dataclass(frozen=True)
 class Broker:
     image: str = field("rabbitmq:3.13-management", doc="Broker container image.")
     memory_high_watermark: float = field(0.6, doc="Fraction of RAM, in (0, 1], above which publishers "
@@ -129,6 +172,7 @@ class Broker:
                                doc="Enabled plugins; `rabbitmq_management` is required (the deployer "
                                    "uses its API).")
     admin_user: str = field("admin", doc="The user (with the `administrator` tag) the deployer acts as.")
+    tls: Tls = field(factory=Tls, doc="TLS for AMQP, management and Prometheus.")
     public_management: bool = field(False, doc="Allow the management listener on a public address "
                                                "outside dev (refused otherwise).")
 

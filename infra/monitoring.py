@@ -60,6 +60,14 @@ def _scrape_host(plan: Plan) -> str:
     return "127.0.0.1" if ip in ("0.0.0.0", "::") else (f"[{ip}]" if ":" in ip else ip)
 
 
+def _scheme(plan: Plan) -> dict:
+    """With the plain listeners off, the Prometheus endpoint is HTTPS only: verify it with the stack's CA,
+    rendered beside prometheus.yml (Prometheus reads relative paths from the config file's directory)."""
+    if plan.broker.plain:
+        return {}
+    return {"scheme": "https", "tls_config": {"ca_file": "tls/ca.pem"}}
+
+
 def prometheus_config(d: StackDefinition, plan: Plan) -> dict:
     target = f"{_scrape_host(plan)}:{plan.broker.prometheus_port}"
     labels = lambda: {"environment": d.environment}  # one dict each: no YAML anchors in the output
@@ -68,9 +76,9 @@ def prometheus_config(d: StackDefinition, plan: Plan) -> dict:
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": ["alerts.yml"],
         "scrape_configs": [
-            {"job_name": NODE_JOB, "metrics_path": "/metrics",
+            {"job_name": NODE_JOB, "metrics_path": "/metrics", **_scheme(plan),
              "static_configs": [{"targets": [target], "labels": labels()}]},
-            {"job_name": QUEUE_JOB, "metrics_path": "/metrics/detailed",
+            {"job_name": QUEUE_JOB, "metrics_path": "/metrics/detailed", **_scheme(plan),
              "params": {"family": list(QUEUE_FAMILIES)},
              "static_configs": [{"targets": [target], "labels": labels()}]},
         ],

@@ -5,13 +5,14 @@ resources, so what one declares is what the other writes.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .model import Secret, StackDefinition, Vhost
+from .model import Secret, StackDefinition, TlsSecrets, Vhost
 from .permissions import service_access, service_users
-from .services import ServiceSpec, app_secrets, service_specs
+from .services import BROKER_HOST, CONFIG_DIR as APP_CONFIG_DIR, ServiceSpec, app_secrets, service_specs
 
 POLICY_PRIORITY = 10  # above the 0 of hand-made catch-all policies, so ours is the one that applies
 
@@ -24,8 +25,48 @@ class NodeLayout:
     listen_on_bind: bool = False
     config_dir: str = "/etc/rabbitmq"
 
+    @property
+    def tls_dir(self) -> str:
+        return f"{self.config_dir.rstrip('/')}/tls"
+
+    @property
+    def app_tls_dir(self) -> str:
+        """Where the app reads its CA and client certificate: its own container's config directory, or on a
+        host the directory the broker's files are in."""
+        return self.tls_dir if self.listen_on_bind else f"{APP_CONFIG_DIR}/tls"
+
 
 CONTAINER = NodeLayout()
+
+# The TLS files by name, and the secret key (a TlsSecrets field) each one's PEM comes from.
+BROKER_TLS_FILES = {"ca.pem": "ca_cert", "server.pem": "server_cert", "server.key": "server_key"}
+APP_TLS_FILES = {"ca.pem": "ca_cert", "client.pem": "client_cert", "client.key": "client_key"}
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    ca: str  # generate | provided
+    secrets: TlsSecrets
+    plain_listeners: bool
+    verify_peer: bool
+    amqps_port: int
+    management_port: int
+    server_names: tuple[str, ...]  # SANs of the server certificate; the first is its subject
+    client_name: str  # subject of the app's client certificate: the Celery user
+    validity_days: int
+    ca_validity_days: int
+    broker_dir: str  # where the broker reads BROKER_TLS_FILES
+    app_dir: str  # where the app reads APP_TLS_FILES
+
+    def path(self, name: str) -> str:
+        return f"{self.broker_dir}/{name}"
+
+    def app_path(self, name: str) -> str:
+        return f"{self.app_dir}/{name}"
+
+    def secret_keys(self, files: dict[str, str]) -> dict[str, str]:
+        """File name → the secret key holding its PEM."""
+        return {name: getattr(self.secrets, field_name) for name, field_name in files.items()}
 
 
 @dataclass(frozen=True)
@@ -48,6 +89,29 @@ class BrokerConfig:
     plugins: tuple[str, ...]
     definitions_path: str
     admin_user: str  # the user the deployer acts as
+    tls: Optional[TlsConfig] = None  # None: plain listeners only
+
+    @property
+    def plain(self) -> bool:
+        """The plain AMQP and HTTP listeners are on."""
+        return self.tls is None or self.tls.plain_listeners
+
+    @property
+    def client_scheme(self) -> str:
+        return "amqps" if self.tls else "amqp"
+
+    @property
+    def client_port(self) -> int:
+        """The port clients (the app, the tests) connect to: AMQPS whenever TLS is on."""
+        return self.tls.amqps_port if self.tls else self.amqp_port
+
+    @property
+    def management_scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def management_client_port(self) -> int:
+        return self.tls.management_port if self.tls else self.management_port
 
 
 @dataclass(frozen=True)
@@ -158,9 +222,41 @@ class Plan:
         """(definition key path, reference) of every credential the broker's files need."""
         return [(("users", u.name, "password"), u.password) for u in self.topology.users]
 
+    def tls_secrets(self) -> list[tuple[tuple, str]]:
+        """(definition key path, secret key) of every TLS PEM the rendered files need; none without TLS.
+        The generated CA's key only with `ca: generate` (it issues the rest)."""
+        tls = self.broker.tls
+        if tls is None:
+            return []
+        names = [f.name for f in dataclasses.fields(tls.secrets) if tls.ca == "generate" or f.name != "ca_key"]
+        return [(("broker", "tls", "secrets", n), getattr(tls.secrets, n)) for n in names]
+
     def all_secrets(self) -> list[tuple[tuple, Secret]]:
         """The broker's credentials and the app's (Django secret key, Riot API key)."""
         return self.secrets() + list(self.app_secret_refs)
+
+
+def server_names(d: StackDefinition) -> tuple[str, ...]:
+    """The names the broker is reached by: its container alias, this host, the bind address, the extra ones."""
+    bind = str(d.broker.listeners.bind)
+    names = [BROKER_HOST, "localhost", "127.0.0.1"] + ([bind] if bind not in ("0.0.0.0", "::") else [])
+    return tuple(dict.fromkeys(names + list(d.broker.tls.server_names)))
+
+
+# The subject of the client certificate every app container presents (web, beat and the pools share it: the
+# broker authenticates each service by its own user and password, the certificate proves it is the app's).
+TLS_CLIENT_NAME = "app"
+
+
+def tls_config(d: StackDefinition, layout: NodeLayout) -> Optional[TlsConfig]:
+    t = d.broker.tls
+    if not t.enabled:
+        return None
+    return TlsConfig(ca=t.ca, secrets=t.secrets, plain_listeners=t.plain_listeners, verify_peer=t.verify_peer,
+                     amqps_port=int(t.amqps), management_port=int(t.management), server_names=server_names(d),
+                     client_name=TLS_CLIENT_NAME, validity_days=int(t.validity_days),
+                     ca_validity_days=int(t.ca_validity_days), broker_dir=layout.tls_dir,
+                     app_dir=layout.app_tls_dir)
 
 
 def broker_config(d: StackDefinition, layout: NodeLayout) -> BrokerConfig:
@@ -184,6 +280,7 @@ def broker_config(d: StackDefinition, layout: NodeLayout) -> BrokerConfig:
         plugins=tuple(b.plugins),
         definitions_path=f"{layout.config_dir.rstrip('/')}/definitions.json",
         admin_user=b.admin_user,
+        tls=tls_config(d, layout),
     )
 
 
@@ -260,9 +357,10 @@ def _queue_declaration(vhost: Vhost, qname: str) -> dict:
     }
 
 
-def celery_declarations(d: StackDefinition) -> dict:
-    """The content of celery.json: everything the Celery app declares, taken from the broker's plan, and
-    the broker limits its own settings must respect (heartbeat, consumer timeout)."""
+def celery_declarations(d: StackDefinition, tls: Optional[TlsConfig] = None) -> dict:
+    """The content of celery.json: everything the Celery app declares, taken from the broker's plan, the
+    broker limits its own settings must respect (heartbeat, consumer timeout), and with TLS the paths (not
+    the contents) of the app's CA and client certificate."""
     c = d.celery
     vhost = d.vhosts[c.vhost]
     task_queues = [n for n in vhost.queues if not vhost.queues[n].parking]
@@ -275,7 +373,7 @@ def celery_declarations(d: StackDefinition) -> dict:
         rate = vhost.queues[c.routes[task]].rate_limit
         if rate is not None:
             annotations[task] = {"rate_limit": str(rate)}
-    return {
+    declarations = {
         "broker_vhost": c.vhost,
         "broker_users": service_users(d),
         "broker_heartbeat_s": int(d.broker.heartbeat) // 1000,
@@ -293,6 +391,10 @@ def celery_declarations(d: StackDefinition) -> dict:
             "parking_queues": [_queue_declaration(vhost, n) for n in sorted(parking)],
         },
     }
+    if tls is not None:
+        declarations["broker_tls"] = {"ca_certs": tls.app_path("ca.pem"), "certfile": tls.app_path("client.pem"),
+                                      "keyfile": tls.app_path("client.key")}
+    return declarations
 
 
 def build_plan(d: StackDefinition, layout: NodeLayout = CONTAINER) -> Plan:
@@ -300,5 +402,6 @@ def build_plan(d: StackDefinition, layout: NodeLayout = CONTAINER) -> Plan:
     workers = tuple(WorkerPoolSpec(name, tuple(p.queues), int(p.concurrency), p.pool, int(p.prefetch_multiplier))
                     for name, p in sorted(d.celery.workers.items()))
     broker = broker_config(d, layout)
-    return Plan(d.environment, broker, topology(d), celery_declarations(d), workers,
-                service_specs(d, workers, broker.publish_ip, broker.amqp_port), tuple(app_secrets(d)))
+    return Plan(d.environment, broker, topology(d), celery_declarations(d, broker.tls), workers,
+                service_specs(d, workers, broker.publish_ip, broker.client_port, broker.client_scheme),
+                tuple(app_secrets(d)))

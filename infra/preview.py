@@ -6,6 +6,9 @@ registration with its own inputs.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +35,21 @@ class Registered:
         return "" if not self.parent or "::pulumi:pulumi:Stack::" in self.parent else self.parent.rsplit("::", 1)[-1]
 
 
+TLS_OUTPUTS = {"tls:index/privateKey:PrivateKey": "privateKeyPem",
+               "tls:index/selfSignedCert:SelfSignedCert": "certPem",
+               "tls:index/locallySignedCert:LocallySignedCert": "certPem",
+               "tls:index/certRequest:CertRequest": "certRequestPem"}
+
+
 class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":  # what the provider would compute
             state["result"] = f"{args.name}-generated-value"
+        elif args.typ in TLS_OUTPUTS:  # pulumi_tls: a placeholder PEM per resource and inputs, so a changed
+            # request changes the certificate downstream, as the provider would
+            digest = hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:12]
+            state[TLS_OUTPUTS[args.typ]] = f"{args.name} {TLS_OUTPUTS[args.typ]} (mock {digest})"
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -99,6 +112,10 @@ KEY_INPUTS = {
     "docker:index/container:Container": ("name", "image", "command", "ports", "envs", "uploads"),
     "pulumi:providers:rabbitmq": ("endpoint", "username", "password"),
     "random:index/randomPassword:RandomPassword": ("length",),
+    "tls:index/privateKey:PrivateKey": ("algorithm", "ecdsaCurve"),
+    "tls:index/selfSignedCert:SelfSignedCert": ("subject.commonName", "validityPeriodHours"),
+    "tls:index/certRequest:CertRequest": ("subject.commonName", "dnsNames", "ipAddresses"),
+    "tls:index/locallySignedCert:LocallySignedCert": ("allowedUses", "validityPeriodHours"),
     "rabbitmq:index/vHost:VHost": ("name",),
     "rabbitmq:index/user:User": ("name", "tags", "password"),
     "rabbitmq:index/permissions:Permissions": ("user", "vhost", "permissions"),
@@ -175,12 +192,29 @@ def preview(definition, stack: str, stacks_dir: Path, project: str = "rabbitmq-c
             config[ref.secret] = PLACEHOLDER
     pulumi.runtime.set_all_config({f"{project}:{k}": v for k, v in config.items()},
                                   secret_keys=[f"{project}:{k}" for k in set(config) - set(plain)])
+    ca_dir = program.CA_DIR
     try:
-        with sdk_shortcuts.applied(shortcuts):
+        with sdk_shortcuts.applied(shortcuts), tempfile.TemporaryDirectory(prefix="plan-ca-") as scratch:
+            program.CA_DIR = Path(scratch)  # the mock CA certificate is not written where `pulumi up` keeps it
             monitor, _ = run(lambda: program.main(definition), stack=stack, project=project)
+            # shown as where `pulumi up` writes it, so the plan reads the same in every run
+            for registered in monitor.registered:
+                registered.inputs.update(_replaced(registered.inputs, scratch, str(ca_dir)))
     finally:
+        program.CA_DIR = ca_dir
         pulumi.runtime.set_all_config({})
     return Preview(stack, monitor.registered, masked(monitor.outputs), notes)
+
+
+def _replaced(value, old: str, new: str):
+    """`value` with `old` replaced by `new` in every string inside it."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, dict):
+        return {k: _replaced(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replaced(v, old, new) for v in value]
+    return value
 
 
 def _pick(inputs: dict, dotted: str):

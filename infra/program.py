@@ -13,15 +13,30 @@ import pulumi_rabbitmq as rabbitmq
 from . import render
 from .components.broker import Broker, BrokerArgs
 from .components.services import Services, ServicesArgs
+from .components.tls import Certificates, CertificatesArgs
 from .components.topology import Topology, TopologyArgs
 from .definition import load_definition, require
 from .model import StackDefinition
-from .plan import build_plan
+from .plan import APP_TLS_FILES, BROKER_TLS_FILES, build_plan
 from .services import broker_url, client_host
-from .stack_config import passwords as stack_passwords
+from .stack_config import passwords as stack_passwords, provided_pems
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The stack's CA certificate (public) for the rabbitmq provider, which reads it from a file: git-ignored.
+CA_DIR = PROJECT_ROOT / ".pulumi-tls"
+
+
+def ca_file(stack: str, ca_pem: pulumi.Output[str]) -> pulumi.Output[str]:
+    """The path of a file holding `ca_pem`, written once the certificate is known (never in a preview of a
+    new stack, where the provider's configuration stays unknown until then)."""
+    path = CA_DIR / stack / "ca.pem"
+
+    def write(pem: str) -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(pem)
+        return str(path)
+    return ca_pem.apply(write)
 
 
 def broker_files(plan, passwords: dict) -> dict[str, pulumi.Input[str]]:
@@ -41,21 +56,31 @@ def main(definition: StackDefinition | None = None) -> None:
     admin = definition.broker.admin_user
 
     prefix = f"{pulumi.get_project()}-{stack}"
-    broker = Broker("broker", BrokerArgs(plan.broker, broker_files(plan, passwords), resource_prefix=prefix))
+    certificates = None
+    if plan.broker.tls:
+        certificates = Certificates("tls", CertificatesArgs(plan.broker.tls, stack, provided_pems(plan)))
+    files = {**broker_files(plan, passwords), **(certificates.files(BROKER_TLS_FILES) if certificates else {})}
+    broker = Broker("broker", BrokerArgs(plan.broker, files, resource_prefix=prefix))
+    # With TLS the provider talks HTTPS to the management API and verifies it against the stack's CA.
     provider = rabbitmq.Provider("broker-api", endpoint=broker.management_url, username=admin,
                                  password=passwords[plan.topology.password_key(admin)],
+                                 cacert_file=ca_file(stack, certificates.pems["ca_cert"]) if certificates else None,
                                  opts=pulumi.ResourceOptions(depends_on=[broker.container]))
     topology = Topology("topology", TopologyArgs(plan.topology, passwords, provider, admin_user=admin,
                                                  protect_queues=definition.environment == "prod",
                                                  depends_on=[broker]))
     services = Services("app", ServicesArgs(
         definition.app, plan.services, render.celery_json(plan), passwords, broker.network.name,
-        resource_prefix=prefix, project_root=PROJECT_ROOT, depends_on=[topology]))
+        resource_prefix=prefix, project_root=PROJECT_ROOT, depends_on=[topology],
+        tls_files=certificates.files(APP_TLS_FILES) if certificates else None))
 
     # web's URL (a publisher: the least a client on the host needs), with the host's view of the port.
-    celery_url = broker_url(definition, plan.broker.amqp_port, "web", host=client_host(plan.broker.publish_ip))
+    celery_url = broker_url(definition, plan.broker.client_port, "web", host=client_host(plan.broker.publish_ip),
+                            scheme=plan.broker.client_scheme)
     pulumi.export("management_url", broker.management_url)
     pulumi.export("amqp_url", pulumi.Output.secret(passwords[celery_url.key].apply(celery_url.fill)))
     pulumi.export("web_url", f"http://{client_host(plan.broker.publish_ip)}:{definition.app.web.port}")
     pulumi.export("worker_pools", {w.name: list(w.queues) for w in plan.workers})
     pulumi.export("containers", {n: c.name for n, c in services.containers.items()})
+    if certificates:
+        pulumi.export("ca_cert", certificates.pems["ca_cert"])  # public: clients outside the stack trust it

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jinja2
 
-from .plan import Plan, Topology
+from .plan import APP_TLS_FILES, BROKER_TLS_FILES, Plan, Topology
 from .secrets import hash_for
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -31,7 +31,14 @@ ENV_FILE_MODE = 0o600
 MONITORING_FILES = {"prometheus.yml": 0o644, "alerts.yml": 0o644, "dashboard.json": 0o644}
 
 
+# With TLS, render adds the broker's and the app's certificate files under tls/; private keys are 0600.
+TLS_DIR = "tls"
+KEY_FILE_MODE = 0o600
+
+
 def file_mode(name: str) -> int:
+    if name.startswith(f"{TLS_DIR}/"):
+        return KEY_FILE_MODE if name.endswith(".key") else 0o644
     return ENV_FILE_MODE if name.endswith(".env") else {**FILES, **COMPOSE_FILES, **MONITORING_FILES}[name]
 
 
@@ -99,13 +106,25 @@ def render_files(plan: Plan, passwords: dict[str, str]) -> dict[str, str]:
             "celery.json": celery_json(plan)}
 
 
+def tls_files(plan: Plan, values: dict[str, str]) -> dict[str, str]:
+    """`tls/<file>` → PEM, for the broker and the app (one directory: on a host both read it), from the
+    secret values by their keys; nothing without TLS."""
+    tls = plan.broker.tls
+    if tls is None:
+        return {}
+    keys = {**tls.secret_keys(BROKER_TLS_FILES), **tls.secret_keys(APP_TLS_FILES)}
+    return {f"{TLS_DIR}/{name}": values[key] for name, key in sorted(keys.items())}
+
+
 def write_files(files: dict[str, str], out: Path) -> list[Path]:
-    """Each file written whole (temp file, then rename) with its mode from FILES (env files: 0600)."""
+    """Each file written whole (temp file, then rename) with its mode from `file_mode` (env files and
+    private keys: 0600)."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, content in files.items():
         target = out / name
-        tmp = out / f".{name}.tmp"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file_mode(name))
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(content)

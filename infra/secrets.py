@@ -94,3 +94,25 @@ def write_secrets_file(path: Path, values: dict[str, str]) -> None:
         out.write("# Generated and kept by `python -m infra render`. Never commit this file.\n")
         yaml.safe_dump(dict(sorted(values.items())), out, default_flow_style=False)
     os.replace(tmp, path)
+
+
+def resolve_tls(plan, known: dict[str, str], source: Source) -> Resolved:
+    """The TLS PEMs a plan's rendered files need: from the secrets file, issued by `certs` for a generated
+    CA (kept in the secrets file like a generated password), or a finding for a provided one."""
+    tls = plan.broker.tls
+    if tls is None:
+        return Resolved({}, [], [])
+    wanted = plan.tls_secrets()
+    values = {key: str(known[key]) for _, key in wanted if key in known}
+    if tls.ca == "generate":
+        from . import certs
+        issued = certs.issue(tls, values)
+        return Resolved({**values, **issued}, [], sorted(issued))
+    findings = []
+    for path, key in wanted:
+        if key not in values:
+            file, line = source.where(path)
+            findings.append(Finding(file, line, path, f"TLS secret {key!r} is not set: with ca: provided, put the "
+                                                      f"PEM in the secrets file (under Pulumi: pulumi config set "
+                                                      f"--secret {key} < file.pem)"))
+    return Resolved(values, findings, [])

@@ -15,6 +15,7 @@ from .permissions import service_users
 
 APP_DIR = "/app"  # the Dockerfile's WORKDIR: `celery -A config ...` runs from there
 CONFIG_DIR = "/etc/app"
+APP_UID = "10001"  # the app image's user (app/Dockerfile): owner of the uploaded TLS client key
 CELERY_JSON = f"{CONFIG_DIR}/celery.json"
 DATA_DIR = "/data"  # the app image's data volume (DJANGO_DATA_DIR): dev SQLite database, beat's schedule
 WEB_PORT = 8000  # inside the container; published on listeners.bind at app.web.port
@@ -44,8 +45,11 @@ BROKER_HEALTHCHECK = HealthCheck(("CMD", "rabbitmq-diagnostics", "-q", "ping"), 
 
 
 def broker_ports(b) -> list[int]:
-    """The broker's published ports (container port = host port): AMQP, management, Prometheus if on."""
-    return [b.amqp_port, b.management_port] + ([b.prometheus_port] if b.prometheus_port else [])
+    """The broker's published ports (container port = host port): plain AMQP and management unless TLS
+    turned them off, AMQPS and HTTPS management with TLS, Prometheus if on."""
+    ports = [b.amqp_port, b.management_port] if b.plain else []
+    ports += [b.tls.amqps_port, b.tls.management_port] if b.tls else []
+    return ports + ([b.prometheus_port] if b.prometheus_port else [])
 
 
 @dataclass(frozen=True)
@@ -90,9 +94,9 @@ class ServiceSpec:
 
 
 
-def broker_url_template(user: str, vhost: str, host: str, port: int) -> str:
-    """An AMQP URL with `{secret}` where the password goes; user and vhost percent-encoded ('/' is %2F)."""
-    return f"amqp://{quote(user, safe='')}:{{secret}}@{host}:{port}/{quote(vhost, safe='')}"
+def broker_url_template(user: str, vhost: str, host: str, port: int, scheme: str = "amqp") -> str:
+    """An AMQP(S) URL with `{secret}` where the password goes; user and vhost percent-encoded ('/' is %2F)."""
+    return f"{scheme}://{quote(user, safe='')}:{{secret}}@{host}:{port}/{quote(vhost, safe='')}"
 
 
 def client_host(publish_ip: str) -> str:
@@ -100,12 +104,13 @@ def client_host(publish_ip: str) -> str:
     return "127.0.0.1" if publish_ip in ("0.0.0.0", "::") else publish_ip
 
 
-def broker_url(d: StackDefinition, amqp_port: int, service: str, host: str = BROKER_HOST) -> SecretEnv:
+def broker_url(d: StackDefinition, amqp_port: int, service: str, host: str = BROKER_HOST,
+               scheme: str = "amqp") -> SecretEnv:
     """A Celery service's URL to the broker, as its own user (permissions.py): from the containers over the
     stack's network by default."""
     user = service_users(d)[service]
-    return SecretEnv(d.users[user].password.secret, broker_url_template(user, d.celery.vhost, host, amqp_port),
-                     url_quoted=True)
+    return SecretEnv(d.users[user].password.secret,
+                     broker_url_template(user, d.celery.vhost, host, amqp_port, scheme), url_quoted=True)
 
 
 def app_secrets(d: StackDefinition) -> list[tuple[tuple, Secret]]:
@@ -132,7 +137,7 @@ def database_url(d: StackDefinition) -> tuple[dict, dict]:
                                                              f"{db.name}", url_quoted=True)}
 
 
-def _common_env(d: StackDefinition, amqp_port: int) -> tuple[dict, dict]:
+def _common_env(d: StackDefinition, amqp_port: int, scheme: str) -> tuple[dict, dict]:
     a = d.app
     db_env, db_secret_env = database_url(d)
     env = {
@@ -163,13 +168,14 @@ def _spec(name: str, role: str, command: tuple, env: dict, secret_env: dict, hea
                        healthcheck, **kwargs)
 
 
-def service_specs(d: StackDefinition, workers, publish_ip: str, amqp_port: int) -> tuple[ServiceSpec, ...]:
+def service_specs(d: StackDefinition, workers, publish_ip: str, amqp_port: int,
+                  scheme: str = "amqp") -> tuple[ServiceSpec, ...]:
     """postgres when the stack runs its own, web, a worker per pool (the plan's `WorkerPoolSpec`s), and beat
-    when enabled."""
-    env, common_secret_env = _common_env(d, amqp_port)
+    when enabled. `amqp_port` and `scheme`: where clients connect (AMQPS on its port with TLS)."""
+    env, common_secret_env = _common_env(d, amqp_port, scheme)
 
     def secret_env(service: str) -> dict:
-        return {**common_secret_env, "CELERY_BROKER_URL": broker_url(d, amqp_port, service)}
+        return {**common_secret_env, "CELERY_BROKER_URL": broker_url(d, amqp_port, service, scheme=scheme)}
 
     web = d.app.web
     specs = [postgres_spec(d)] if d.app.database.kind == "postgres" else []

@@ -35,3 +35,18 @@ def passwords(plan: Plan, config: pulumi.Config | None = None) -> dict[str, pulu
         raise MissingSecret("not set in the stack config: " + ", ".join(missing) + " (pulumi config set --secret "
                             + missing[0] + " ...)")
     return values
+
+
+def provided_pems(plan: Plan, config: pulumi.Config | None = None) -> dict[str, pulumi.Output[str]]:
+    """With `broker.tls.ca: provided`: the PEMs by secret key, each a secret Output; {} otherwise (the
+    program issues them with pulumi_tls)."""
+    tls = plan.broker.tls
+    if tls is None or tls.ca != "provided":
+        return {}
+    config = config or pulumi.Config()
+    keys = [key for _, key in plan.tls_secrets()]
+    missing = [key for key in keys if config.get_secret(key) is None]
+    if missing:
+        raise MissingSecret("broker.tls.ca is provided, but not set in the stack config: " + ", ".join(missing)
+                            + f" (pulumi config set --secret {missing[0]} < file.pem)")
+    return {key: pulumi.Output.secret(config.get_secret(key)) for key in keys}

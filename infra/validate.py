@@ -78,15 +78,16 @@ class _Checker:
             self.report(at + ("log", "targets"), "expected at least one log target (console, file)")
         # Docker publishes the broker's listeners and the web port on the same host address.
         by_port: dict[int, list[tuple]] = {}
-        listeners = ("amqp", "management") + (("prometheus",) if "rabbitmq_prometheus" in b.plugins else ())
-        for name in listeners:
-            by_port.setdefault(getattr(b.listeners, name), []).append(at + ("listeners", name))
+        for path in self.active_listeners():
+            owner = b.listeners if path[1] == "listeners" else b.tls
+            by_port.setdefault(getattr(owner, path[-1]), []).append(path)
         by_port.setdefault(self.d.app.web.port, []).append(("app", "web", "port"))
         for port, paths in by_port.items():
             if len(paths) > 1:  # reported once, at the one the file sets, if it sets one
                 set_here = [p for p in paths if p in self.source.locations] or paths
                 self.report(set_here[-1], f"port {port} is used by more than one listener: "
-                                          f"{', '.join(p[-1] if p[0] == 'broker' else 'web' for p in paths)}")
+                                          f"{', '.join(_listener_name(p) for p in paths)}")
+        self.tls()
         if not (self.d.is_dev or b.public_management or b.listeners.bind.is_private_or_loopback):
             self.report(at + ("listeners", "bind"),
                         f"management would be reachable on public address {b.listeners.bind} in "
@@ -98,6 +99,32 @@ class _Checker:
         elif "administrator" not in admin.tags:
             self.report(("users", b.admin_user, "tags"),
                         f"the admin user {b.admin_user!r} needs the administrator tag")
+
+    def active_listeners(self) -> list[tuple]:
+        """Key paths of the ports the broker listens on: plain ones unless TLS turned them off."""
+        b, at = self.d.broker, ("broker",)
+        plain = not b.tls.enabled or b.tls.plain_listeners
+        paths = [at + ("listeners", n) for n in ("amqp", "management") if plain]
+        paths += [at + ("tls", n) for n in ("amqps", "management") if b.tls.enabled]
+        if "rabbitmq_prometheus" in b.plugins:
+            paths.append(at + ("listeners", "prometheus"))
+        return paths
+
+    def tls(self) -> None:
+        tls, at = self.d.broker.tls, ("broker", "tls")
+        if self.d.environment == "prod" and not tls.enabled:
+            self.report(at + ("enabled",), "prod must serve TLS: set broker.tls.enabled: true "
+                                            "(AMQPS and HTTPS management, plain listeners off)")
+        if self.d.environment == "prod" and tls.enabled and tls.plain_listeners:
+            self.report(at + ("plain_listeners",), "plain listeners must be off in prod: credentials and "
+                                                   "tasks would cross the network unencrypted")
+        for i, name in enumerate(tls.server_names):
+            if not re.match(r"^[A-Za-z0-9*.:-]+$", name):
+                self.report(at + ("server_names", i), f"expected a host name or an IP address, got {name!r}")
+        keys = [getattr(tls.secrets, f) for f in ("ca_cert", "ca_key", "server_cert", "server_key",
+                                                   "client_cert", "client_key")]
+        if len(set(keys)) != len(keys):
+            self.report(at + ("secrets",), "each certificate and key needs a secret key of its own")
 
     def roles_and_users(self) -> None:
         for name, role in self.d.roles.items():
@@ -329,6 +356,12 @@ class _Checker:
                 index.setdefault(q.exchange or vhost.default_exchange, {}).setdefault(
                     ".".join(parts[start:]), []).append((name, key))
         return index
+
+
+def _listener_name(path: tuple) -> str:
+    if path[0] != "broker":
+        return "web"
+    return {"amqps": "amqps", "management": "management (https)"}[path[-1]] if path[1] == "tls" else path[-1]
 
 
 def check(definition: StackDefinition, source: Source) -> list[Finding]:

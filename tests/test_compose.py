@@ -10,7 +10,9 @@ import yaml
 
 from infra import program
 from infra.definition import load_definition, require
-from infra.plan import build_plan
+from infra.compose import TLS_MOUNT
+from infra.plan import APP_TLS_FILES, BROKER_TLS_FILES, build_plan
+from infra.services import BROKER_CONFIG_DIR, CONFIG_DIR
 from infra.preview import run
 from tests.program.test_program import unwrap, with_config
 from tests.support.stacks import TEST_SECRETS
@@ -28,11 +30,13 @@ def render_compose(tmp_path, stack: str) -> tuple[dict, dict]:
     return yaml.safe_load(files["docker-compose.yml"].read_text()), files
 
 
-def pulumi_containers(stack: str) -> dict:
+def pulumi_containers(stack: str, ca_dir) -> dict:
     with_config(TEST_SECRETS)
+    saved, program.CA_DIR = program.CA_DIR, ca_dir  # the mock CA certificate, out of the repository
     try:
         monitor, _ = run(program.main, stack=stack)
     finally:
+        program.CA_DIR = saved
         with_config({})
     return {r.name: r.inputs for r in monitor.of_type("docker:index/container:Container")}
 
@@ -44,8 +48,11 @@ def mount_paths(volumes: list[str]) -> set[str]:
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_compose_services_equal_the_pulumi_containers(tmp_path, stack):
     compose, files = render_compose(tmp_path, stack)
-    containers = pulumi_containers(stack)
+    containers = pulumi_containers(stack, tmp_path / "ca")
     plan = build_plan(require(load_definition(stack=stack)))
+    # with TLS, compose mounts the rendered tls/ directory where Pulumi uploads each file
+    tls = {f"{CONFIG_DIR}/tls/{n}" for n in APP_TLS_FILES} if plan.broker.tls else set()
+    broker_tls = {f"{BROKER_CONFIG_DIR}/tls/{n}" for n in BROKER_TLS_FILES} if plan.broker.tls else set()
     assert set(compose["services"]) == {"rabbitmq"} | {s.name for s in plan.services}
     for spec in plan.services:
         service, container = compose["services"][spec.name], containers[f"app-{spec.name}"]
@@ -54,15 +61,20 @@ def test_compose_services_equal_the_pulumi_containers(tmp_path, stack):
         env_file = (tmp_path / "out" / service["env_file"][0].removeprefix("./")).read_text()
         compose_env = set(service.get("environment", {})) | {line.split("=", 1)[0] for line in env_file.splitlines()}
         assert compose_env == {e.split("=", 1)[0] for e in unwrap(container["envs"])}, spec.name
-        pulumi_files = {u["file"] for u in container.get("uploads", [])}
-        assert mount_paths(service["volumes"]) == {v["containerPath"] for v in container["volumes"]} | pulumi_files
+        pulumi_files = {u["file"] for u in unwrap(container.get("uploads")) or []}
+        mounted = mount_paths(service["volumes"])
+        if spec.runs_app and tls:
+            assert TLS_MOUNT in mounted and service["entrypoint"][:2] == ["sh", "-c"]
+            mounted = mounted - {TLS_MOUNT} | tls
+        assert mounted == {v["containerPath"] for v in container["volumes"]} | pulumi_files
         assert service.get("ports", []) == [f"{p['ip']}:{int(p['external'])}:{int(p['internal'])}" for p in container.get("ports", [])]
         assert service["healthcheck"]["test"] == container["healthcheck"]["tests"]
         assert service["hostname"] == container["hostname"]
     broker, container = compose["services"]["rabbitmq"], containers["broker-container"]
     assert broker["ports"] == [f"{p['ip']}:{int(p['external'])}:{int(p['internal'])}" for p in container["ports"]]
     assert broker["healthcheck"]["test"] == container["healthcheck"]["tests"]
-    assert mount_paths(broker["volumes"]) - {"/run/secrets/definitions.json"} | {"/etc/rabbitmq/definitions.json"} == \
+    assert mount_paths(broker["volumes"]) - {"/run/secrets/definitions.json", TLS_MOUNT} | \
+        {"/etc/rabbitmq/definitions.json"} | broker_tls == \
         {v["containerPath"] for v in container["volumes"]} | {u["file"] for u in unwrap(container["uploads"])}
 
 
@@ -76,14 +88,19 @@ def test_credentials_live_in_0600_env_files_only(tmp_path):
     assert {name for name in files if name.endswith(".env")} == {f"{s}.env" for s in services | {"postgres"}}
     for name in [f"{s}.env" for s in services] + ["postgres.env", "definitions.json"]:
         assert files[name].stat().st_mode & 0o777 == 0o600, name
+    # prod: AMQPS on 5671 (the name `rabbitmq` is in the broker's certificate)
     for service in services:
         env = dict(line.split("=", 1) for line in files[f"{service}.env"].read_text().splitlines())
         key = "rabbitmq" + "".join(part.capitalize() for part in service.split("-")) + "Password"
-        assert env["CELERY_BROKER_URL"] == f"amqp://{service}:{TEST_SECRETS[key]}@rabbitmq:5672/%2F"
+        assert env["CELERY_BROKER_URL"] == f"amqps://{service}:{TEST_SECRETS[key]}@rabbitmq:5671/%2F"
         others = [TEST_SECRETS[k] for k in TEST_SECRETS if k.startswith("rabbitmq") and k != key]
         assert not any(value in files[f"{service}.env"].read_text() for value in others), service
         assert compose["services"][service]["env_file"] == [f"./{service}.env"]
     app_env = dict(line.split("=", 1) for line in files["web.env"].read_text().splitlines())
+    assert files["tls"].is_dir()
+    for key in ("server.key", "client.key"):
+        assert (files["tls"] / key).stat().st_mode & 0o777 == 0o600, key
+    assert "PRIVATE KEY" not in text
     assert app_env["DATABASE_URL"] == f"postgres://app:{TEST_SECRETS['postgresPassword']}@postgres:5432/app"
     assert files["postgres.env"].read_text() == f"POSTGRES_PASSWORD={TEST_SECRETS['postgresPassword']}\n"
     # the app's services wait for a healthy broker and database; ports only on loopback
@@ -104,8 +121,10 @@ def test_a_changed_mounted_file_changes_only_its_services_label():
     """docker-compose does not look inside bind-mounted files: the config digest label makes `up` re-create
     exactly the services whose files changed."""
     from infra import compose, render
+    from infra import certs
     plan = build_plan(require(load_definition(stack="staging")))
-    files = render.render_files(plan, TEST_SECRETS)
+    values = {**TEST_SECRETS, **certs.issue(plan.broker.tls, {})}
+    files = {**render.render_files(plan, TEST_SECRETS), **render.tls_files(plan, values)}
     label = "org.rabbitmq-celery.config-digest"
 
     def labels(mounted):
@@ -118,5 +137,9 @@ def test_a_changed_mounted_file_changes_only_its_services_label():
                                                                    "worker-background"}
     after_conf = labels({**files, "rabbitmq.conf": files["rabbitmq.conf"] + "\n"})
     assert {n for n in before if before[n] != after_conf[n]} == {"rabbitmq"}
+    after_server_cert = labels({**files, "tls/server.pem": "re-issued"})
+    assert {n for n in before if before[n] != after_server_cert[n]} == {"rabbitmq"}
+    after_client_cert = labels({**files, "tls/client.pem": "re-issued"})
+    assert "rabbitmq" not in {n for n in before if before[n] != after_client_cert[n]}
     after_definitions = labels({**files, "definitions.json": "{}"})
     assert after_definitions == before  # the topology is applied in place, not by re-creating the broker

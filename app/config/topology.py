@@ -1,5 +1,5 @@
-"""celery.json → Celery settings: the only place queues, exchanges, routes, rate limits, the default queue
-and the broker-derived limits come from.
+"""celery.json → Celery settings: the only place queues, exchanges, routes, rate limits, the default queue,
+the broker-derived limits and the broker's TLS files come from.
 
 `celery.json` is rendered by the stack toolkit (`python -m infra render`) from the same plan that declares
 the queues on the broker, so what the app declares is exactly what the broker has (a queue declared with
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import ssl
 from pathlib import Path
 
 from kombu import Exchange, Queue
@@ -59,6 +60,14 @@ def celery_settings(declarations: dict) -> dict:
         # The broker proposes its heartbeat and the lower of the two wins; asking for the same value keeps
         # a dead connection detected within 2 heartbeats on both sides.
         settings["broker_heartbeat"] = int(declarations["broker_heartbeat_s"])
+    if declarations.get("broker_tls"):
+        # AMQPS with verification both ways: the broker's certificate must chain to the stack's CA and name
+        # the URL's host (server_hostname None: kombu puts the URL's host there, and py-amqp then checks the
+        # name), and the app presents its client certificate (the broker requires one with mutual TLS).
+        # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-use-ssl
+        # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.pyamqp.html
+        settings["broker_use_ssl"] = {**declarations["broker_tls"], "cert_reqs": ssl.CERT_REQUIRED,
+                                      "server_hostname": None}
     if "broker_consumer_timeout_ms" in declarations:
         soft, hard = time_limits(int(declarations["broker_consumer_timeout_ms"]))
         settings["task_soft_time_limit"] = soft

@@ -2,7 +2,8 @@
 
 Children: `<name>-network`, `<name>-data` (a named volume that outlives the container), `<name>-image`
 and `<name>-container`, which gets the rendered rabbitmq.conf, enabled_plugins and definitions.json as
-uploads, is healthy before Pulumi moves on (`wait`), and is replaced delete-first because it is named.
+uploads (with TLS also its CA, certificate and key under tls/), is healthy before Pulumi moves on (`wait`),
+and is replaced delete-first because it is named.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ RABBITMQ_UID = "999"  # the rabbitmq user of the official images; definitions.js
 
 def uploads(files: Mapping[str, pulumi.Input[str]]) -> list[docker.ContainerUploadArgs]:
     """The rendered files, where the official image reads them."""
-    private = {"definitions.json"}
+    private = {"definitions.json", "tls/server.key"}
     return [docker.ContainerUploadArgs(file=f"{CONFIG_DIR}/{name}", content=content,
                                        owner=RABBITMQ_UID, group=RABBITMQ_UID,
                                        permissions="0600" if name in private else "0644")
@@ -38,13 +39,15 @@ def healthcheck(check: HealthCheck = BROKER_HEALTHCHECK) -> docker.ContainerHeal
 
 
 def management_url(b: BrokerConfig) -> str:
-    return f"http://{client_host(b.publish_ip)}:{b.management_port}"
+    """Where the deployer reaches the management API: HTTPS on its own port when TLS is on."""
+    return f"{b.management_scheme}://{client_host(b.publish_ip)}:{b.management_client_port}"
 
 
 @dataclass
 class BrokerArgs:
     config: BrokerConfig
-    files: Mapping[str, pulumi.Input[str]]  # rendered file name → content (definitions.json: a secret)
+    files: Mapping[str, pulumi.Input[str]]  # rendered file name → content (definitions.json, tls/server.key:
+                                            # secrets)
     resource_prefix: str  # Docker object names: `<prefix>-rabbitmq`, `<prefix>-rabbitmq-data`, ...
 
 

@@ -4,8 +4,8 @@ plan's specs.
 Children: `<name>-image` (built from the definition's `app.build` directory, or pulled), `<name>-image-<x>`
 (other images: PostgreSQL), `<name>-<volume>` (`data`: the app's files, beat's schedule, a dev SQLite
 database; `postgres-data`), and `<name>-<service>` per `ServiceSpec`.
-Each container gets the rendered celery.json as an upload, its secrets (broker URL, Django secret key,
-Riot API key) as secret env values, and the same restart policy and health check style as the broker.
+Each container gets the rendered celery.json as an upload (with TLS also the CA and the app's client
+certificate and key), its secrets (broker URL, Django secret key, Riot API key) as secret env values, and the same restart policy and health check style as the broker.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pulumi_docker as docker
 
 from ..images import app_image_name, build_context
 from ..model import App
-from ..services import CELERY_JSON, HealthCheck, ServiceSpec
+from ..services import APP_UID, CELERY_JSON, CONFIG_DIR, HealthCheck, ServiceSpec
 from .broker import healthcheck
 from .topology import slug
 
@@ -40,6 +40,19 @@ class ServicesArgs:
     resource_prefix: str
     project_root: Path
     depends_on: Sequence[pulumi.Resource] = ()
+    tls_files: Mapping[str, pulumi.Input[str]] | None = None  # with TLS: `tls/<file>` → PEM (client.key secret)
+
+
+def app_uploads(celery_json: str, tls_files: Mapping[str, pulumi.Input[str]] | None) -> list:
+    """celery.json, and with TLS the CA and the client certificate; the key readable by the app's user alone."""
+    uploads = [docker.ContainerUploadArgs(file=CELERY_JSON, content=celery_json, permissions="0644")]
+    for name, content in sorted((tls_files or {}).items()):
+        private = name.endswith(".key")
+        uploads.append(docker.ContainerUploadArgs(file=f"{CONFIG_DIR}/{name}", content=content,
+                                                  permissions="0600" if private else "0644",
+                                                  owner=APP_UID if private else None,
+                                                  group=APP_UID if private else None))
+    return uploads
 
 
 def app_image(name: str, app: App, project_root: Path, opts: pulumi.ResourceOptions):
@@ -81,8 +94,7 @@ class Services(pulumi.ComponentResource):
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network, aliases=[spec.name])],
                 volumes=[docker.ContainerVolumeArgs(volume_name=self.volumes[spec.volume[0]].name,
                                                     container_path=spec.volume[1])],
-                uploads=[docker.ContainerUploadArgs(file=CELERY_JSON, content=args.celery_json,
-                                                    permissions="0644")] if spec.runs_app else None,
+                uploads=app_uploads(args.celery_json, args.tls_files) if spec.runs_app else None,
                 ports=[docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip)
                        for p in spec.ports],
                 healthcheck=healthcheck(HealthCheck(spec.healthcheck)),

@@ -41,8 +41,8 @@ class TunedNode(RabbitNode):
         return env
 
 
-def render_for_tests(ports: Ports) -> Rendered:
-    return render_for_node(ports, stack="dev", overlays=(OVERLAY,))
+def render_for_tests(ports: Ports, overlays: tuple = ()) -> Rendered:
+    return render_for_node(ports, stack="dev", overlays=(OVERLAY, *overlays))
 
 
 def celery_argv(command: tuple[str, ...]) -> list[str]:
@@ -126,8 +126,9 @@ class Deployment:
         self._count = 0
 
     def url_for(self, user: str) -> str:
-        return (f"amqp://{quote(user, safe='')}:{quote(self.rendered.password(user), safe='')}@127.0.0.1:"
-                f"{self.node.ports.amqp}/{quote(self.rendered.celery['broker_vhost'], safe='')}")
+        b = self.rendered.plan.broker  # amqps:// on the AMQPS port when the stack turns TLS on
+        return (f"{b.client_scheme}://{quote(user, safe='')}:{quote(self.rendered.password(user), safe='')}@"
+                f"127.0.0.1:{b.client_port}/{quote(self.rendered.celery['broker_vhost'], safe='')}")
 
     @property
     def admin_url(self) -> str:
@@ -234,11 +235,12 @@ class Deployment:
             channel.close()
 
 
-def deploy(riot):
-    """(deployment, cleanup): a booted node, the database migrated and the web up."""
+def deploy(riot, overlays: tuple = ()):
+    """(deployment, cleanup): a booted node, the database migrated and the web up. `overlays`: laid over
+    the reliability definition (e.g. TLS on)."""
     ports = Ports.pick()
-    rendered = render_for_tests(ports)
-    node = TunedNode(rendered.config_dir, ports)
+    rendered = render_for_tests(ports, overlays)
+    node = TunedNode(rendered.config_dir, ports, tls_only=not rendered.plan.broker.plain)
     workdir = Path(tempfile.mkdtemp(prefix="app-deployment-"))
     deployment = Deployment(node, rendered, riot, workdir)
 

@@ -30,12 +30,13 @@ def _q(*parts: str) -> str:
     return "/".join(quote(p, safe="") for p in parts)
 
 
-def apply(monitor, base: str, auth: tuple[str, str]) -> None:
+def apply(monitor, base: str, auth: tuple[str, str], verify: str | bool = True) -> None:
+    """`verify`: the CA of an HTTPS management API (prod: TLS only), as the provider's `cacert_file`."""
     session = requests.Session()
     session.auth = auth
 
     def call(method: str, path: str, body: dict) -> None:
-        response = session.request(method, f"{base}/{path}", json=body, timeout=30)
+        response = session.request(method, f"{base}/{path}", json=body, timeout=30, verify=verify)
         assert response.status_code in (200, 201, 204), (method, path, response.status_code, response.text)
 
     def each(kind: str):
@@ -66,9 +67,9 @@ def apply(monitor, base: str, auth: tuple[str, str]) -> None:
               "definition": {k: _provider_int(v) for k, v in policy["definition"].items()}})
 
 
-def amqp(ports: Ports, vhost: str, user: str, password: str) -> pika.ConnectionParameters:
-    return pika.ConnectionParameters("127.0.0.1", ports.amqp, vhost, pika.PlainCredentials(user, password),
-                                     connection_attempts=3, retry_delay=1)
+def amqp(node: RabbitNode, vhost: str, user: str, password: str) -> pika.ConnectionParameters:
+    """AMQPS with the app's client certificate when the stack has TLS (prod), plain AMQP otherwise."""
+    return node.amqp_params(vhost, user, password, connection_attempts=3, retry_delay=1)
 
 
 def without_hashes(topology: dict) -> dict:
@@ -77,12 +78,13 @@ def without_hashes(topology: dict) -> dict:
 
 
 @pytest.mark.parametrize("stack", ["prod"])  # the stacks share one topology shape; one boot pair suffices
-def test_the_programs_topology_on_a_node_booted_with_the_admin_alone(stack):
+def test_the_programs_topology_on_a_node_booted_with_the_admin_alone(stack, tmp_path, monkeypatch):
+    monkeypatch.setattr(program, "CA_DIR", tmp_path / "pulumi-tls")  # the mock CA file, out of the repository
     ports = Ports.pick()
     rendered = render_for_node(ports, stack=stack)
     full = rendered.definitions
     (rendered.config_dir / "definitions.json").write_text(render.boot_definitions_json(rendered.plan, TEST_SECRETS))
-    node = RabbitNode(rendered.config_dir, ports)
+    node = RabbitNode(rendered.config_dir, ports, tls_only=not rendered.plan.broker.plain)
     try:
         node.start()
         admin = node.api("admin", rendered.password("admin"))
@@ -94,21 +96,23 @@ def test_the_programs_topology_on_a_node_booted_with_the_admin_alone(stack):
             monitor, _ = run(lambda: program.main(require(load_definition(stack=stack))), stack=stack)
         finally:
             with_config({})
-        apply(monitor, admin.base, ("admin", rendered.password("admin")))
+        assert monitor.named("broker-api").inputs["endpoint"].startswith("https://" if rendered.plan.broker.tls
+                                                                         else "http://")
+        apply(monitor, admin.base, ("admin", rendered.password("admin")), admin.verify)
         expected = without_hashes(expected_topology(full))
         assert without_hashes(live_topology(admin)) == expected
         for user in rendered.plan.topology.users:  # each logs in: management users over HTTP, all over AMQP
             if user.tags:
                 assert node.api(user.name, rendered.password(user.name)).status("whoami") == 200
             for p in (p for p in rendered.plan.topology.permissions if p.user == user.name):
-                with pika.BlockingConnection(amqp(ports, p.vhost, user.name, rendered.password(user.name))):
+                with pika.BlockingConnection(amqp(node, p.vhost, user.name, rendered.password(user.name))):
                     pass
 
         # A replaced container boots from the same admin-only file; the data volume keeps the rest.
         node.stop()
         node.start()
         assert without_hashes(live_topology(node.api("admin", rendered.password("admin")))) == expected
-        with pika.BlockingConnection(amqp(ports, "/", "web", rendered.password("web"))) as connection:
+        with pika.BlockingConnection(amqp(node, "/", "web", rendered.password("web"))) as connection:
             connection.channel().queue_declare("player_sync", passive=True)
     finally:
         node.close()

@@ -27,6 +27,13 @@ SHIPPED = ["dev", "staging", "prod", "local"]
 FIXTURE = "tests/support/stacks.py"
 
 
+PRIVATE_KEY = b"PRIVATE " + b"KEY-----"  # any PEM private key block (spelled apart: this file holds none)
+
+
+def is_certificate(value: str) -> bool:
+    return "-----BEGIN CERTIFICATE-----" in value
+
+
 def forms(credential: str) -> set[bytes]:
     return {credential.encode(), urllib.parse.quote(credential, safe="").encode()}
 
@@ -60,10 +67,13 @@ def renders(tmp_path_factory):
             assert result.returncode == ExitStatus.OK, result.stderr.decode()
             texts[f"render {stack} {extra} output"] = result.stdout + result.stderr
             for path, content in read_tree(out).items():
-                # The compose env files are where the services' credentials belong: 0600, looked at apart.
-                (carriers if path.endswith(".env") else texts)[path] = content
+                # The compose env files and the TLS private keys are where those credentials belong: 0600,
+                # looked at apart.
+                (carriers if path.endswith((".env", ".key")) else texts)[path] = content
         generated = yaml.safe_load(secrets_file.read_text())
-        credentials.update({f"{stack}:{k}": v for k, v in generated.items() if v not in TEST_SECRETS.values()})
+        # certificates are public (rendered as tls/*.pem); private keys are credentials
+        credentials.update({f"{stack}:{k}": v for k, v in generated.items()
+                            if v not in TEST_SECRETS.values() and not is_certificate(v)})
         assert secrets_file.stat().st_mode & 0o777 == 0o600
     return texts, carriers, credentials
 
@@ -85,8 +95,14 @@ def test_no_rendered_file_or_render_output_holds_a_credential(renders):
     assert sum(path.endswith("definitions.json") for path in texts) == 2 * len(SHIPPED)
     assert sum(path.endswith("docker-compose.yml") for path in texts) == len(SHIPPED)
     assert scan(texts, credentials) == set()
+    assert not [path for path, text in texts.items() if PRIVATE_KEY in text]
     for path in carriers:
         assert Path(path).stat().st_mode & 0o777 == 0o600, path
+    # the TLS stacks' private keys: 0600 files under tls/, twice per TLS stack (render, render --compose)
+    keys = [path for path in carriers if path.endswith(".key")]
+    assert len(keys) == 2 * 2 * 2 and all(PRIVATE_KEY in carriers[path] for path in keys)
+    assert {k.split(":", 1)[1] for k in credentials if k.startswith("prod:")} >= {"tlsServerKey", "tlsClientKey",
+                                                                                   "tlsCaKey"}
 
 
 def test_the_scan_finds_credentials_where_they_are(renders, tmp_path):
@@ -108,6 +124,44 @@ def test_plan_json_holds_no_credential(capsys):
         out = capsys.readouterr()
         assert '"resources"' in out.out
         assert scan({f"plan {stack}": (out.out + out.err).encode()}, TEST_SECRETS) == set()
+        assert b"privateKeyPem (mock" not in (out.out + out.err).encode()  # the mocked keys stay masked
+
+
+def test_no_tracked_file_holds_a_private_key():
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True,
+                             timeout=60).stdout.decode().split("\0")
+    holding = [name for name in tracked if name and (ROOT / name).is_file() and PRIVATE_KEY in (ROOT / name).read_bytes()]
+    assert holding == []
+
+
+def test_a_tls_nodes_logs_hold_no_private_key_or_password_after_refused_handshakes(tmp_path):
+    """prod (TLS only, mutual): good and refused clients; the log names failures, never key material."""
+    from infra import certs
+    with booted(stack="prod") as (node, rendered):
+        pika.BlockingConnection(node.amqp_params("/", "app", rendered.password("app"))).close()
+        impostor = certs.client_cert(certs.make_ca("another CA"), "app")
+        (tmp_path / "i.pem").write_text(impostor.cert_pem)
+        (tmp_path / "i.key").write_text(impostor.key_pem)
+        refused = node.client_tls_context(cert=None)
+        refused.load_cert_chain(str(tmp_path / "i.pem"), str(tmp_path / "i.key"))
+        for context in (refused, node.client_tls_context(cert=None)):
+            params = node.amqp_params("/", "app", rendered.password("app"), connection_attempts=1)
+            params.ssl_options = pika.SSLOptions(context, "127.0.0.1")
+            with pytest.raises(pika.exceptions.AMQPConnectionError):
+                pika.BlockingConnection(params)
+        node.ctl("rabbitmqctl", "eval", 'logger:info("hygiene probe").')
+        deadline = time.monotonic() + 20
+        while b"hygiene probe" not in b"".join((logs := read_tree(node.base / "log")).values()):
+            assert time.monotonic() < deadline, "the node's log never showed the probe line"
+            time.sleep(0.2)
+        everything = b"".join(logs.values())
+        assert PRIVATE_KEY not in everything
+        key_bodies = {k: "".join(v.splitlines()[1:-1])[:64] for k, v in rendered.passwords.items()
+                      if "PRIVATE KEY" in v}
+        assert len(key_bodies) == 3  # CA, server, client
+        secrets = {k: v for k, v in rendered.passwords.items() if not is_certificate(v)}
+        assert scan(logs, {**key_bodies, **{k: v for k, v in secrets.items() if k not in key_bodies}}) == set()
+        assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in (rendered.config_dir / "tls").glob("*.key"))
 
 
 def test_a_nodes_logs_hold_no_credential_after_logins_and_failed_logins(tmp_path, capsys, monkeypatch):

@@ -40,14 +40,21 @@ def test_effective_settings_equal_the_definition(stack):
     assert int(_env_value(environment, "consumer_timeout")) == b.consumer_timeout_ms
     assert int(_env_value(environment, "channel_max")) == b.channel_max
     assert int(_env_value(environment, "connection_max")) == b.connection_max
-    assert f'{{tcp_listeners,[{{"127.0.0.1",{b.amqp_port}}}]}}' in environment
+    if b.plain:
+        assert f'{{tcp_listeners,[{{"127.0.0.1",{b.amqp_port}}}]}}' in environment
+        expected = {("amqp", b.amqp_port), ("http", b.management_port), ("http/prometheus", b.prometheus_port)}
+    else:  # TLS only (staging, prod): no plain AMQP, HTTP or Prometheus listener at all
+        assert "{tcp_listeners,[]}" in environment
+        assert f'{{ssl_listeners,[{{"127.0.0.1",{b.tls.amqps_port}}}]}}' in environment
+        expected = {("amqp/ssl", b.tls.amqps_port), ("https", b.tls.management_port),
+                    ("https/prometheus", b.prometheus_port)}
+        assert not port_open("127.0.0.1", b.amqp_port) and not port_open("127.0.0.1", b.management_port)
 
     api = _admin(node, rendered)
     listeners = {(l["protocol"], l["port"]) for l in api.get("overview")["listeners"]}
-    assert {("amqp", b.amqp_port), ("http", b.management_port), ("http/prometheus", b.prometheus_port),
-            ("clustering", node.ports.dist)} == listeners
+    assert expected | {("clustering", node.ports.dist)} == listeners
     # Bound to the definition's address (127.0.0.1), not to every interface: 127.0.0.2 is refused.
-    for port in (b.amqp_port, b.management_port, b.prometheus_port, node.ports.dist):
+    for port in [p for _, p in expected] + [node.ports.dist]:
         assert port_open("127.0.0.1", port) and not port_open("127.0.0.2", port), port
     node_info = api.get_when(f"nodes/{node.name}", lambda n: "disk_free_limit" in n)
     assert node_info["disk_free_limit"] == b.disk_free_limit_bytes
@@ -77,11 +84,8 @@ def test_every_user_logs_in_with_its_password_and_not_another(stack):
             assert node.api(user.name, password).status("whoami") == 200
             assert node.api(user.name, password + "x").status("whoami") == 401
         for permission in (p for p in rendered.plan.topology.permissions if p.user == user.name):
-            params = pika.ConnectionParameters("127.0.0.1", node.ports.amqp, permission.vhost,
-                                               pika.PlainCredentials(user.name, password))
-            pika.BlockingConnection(params).close()
-            wrong = pika.ConnectionParameters("127.0.0.1", node.ports.amqp, permission.vhost,
-                                              pika.PlainCredentials(user.name, password + "x"))
+            pika.BlockingConnection(node.amqp_params(permission.vhost, user.name, password)).close()
+            wrong = node.amqp_params(permission.vhost, user.name, password + "x")
             with pytest.raises(pika.exceptions.ProbableAuthenticationError):
                 pika.BlockingConnection(wrong)
 
@@ -90,7 +94,9 @@ def _celery_app(node, rendered, user: str = "web") -> Celery:
     """The app's Celery client as `user` (web: the publisher)."""
     declarations = rendered.celery
     vhost = declarations["broker_vhost"]
-    url = f"amqp://{user}:{rendered.password(user)}@127.0.0.1:{node.ports.amqp}/{kombu.utils.url.quote(vhost, safe='')}"
+    b = rendered.plan.broker  # AMQPS with celery.json's broker_tls when TLS is on, as the app connects
+    url = (f"{b.client_scheme}://{user}:{rendered.password(user)}@127.0.0.1:{b.client_port}/"
+           f"{kombu.utils.url.quote(vhost, safe='')}")
     app = Celery("shipped-stack-test", broker=url)
     app.conf.update(celery_settings(declarations))
     return app

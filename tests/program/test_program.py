@@ -10,6 +10,7 @@ from pulumi.runtime import rpc
 from infra import program, render
 from infra.definition import load_definition, require
 from infra.plan import build_plan
+from infra.services import broker_ports
 from infra.stack_config import MissingSecret
 from infra.preview import run
 from tests.support.stacks import TEST_SECRETS
@@ -62,7 +63,8 @@ def test_broker_container_gets_the_rendered_files_and_waits_healthy(stack):
     assert uploads["/etc/rabbitmq/definitions.json"]["permissions"] == "0600"
     ports = {(p["internal"], p["external"], p["ip"]) for p in inputs["ports"]}
     b = plan.broker
-    assert ports == {(p, p, "127.0.0.1") for p in (b.amqp_port, b.management_port, b.prometheus_port)}
+    assert ports == {(p, p, "127.0.0.1") for p in broker_ports(b)}  # with TLS: 5671, 15671 and 15692 only
+    assert {5671, 15671}.isdisjoint(broker_ports(b)) if b.tls is None else {5672, 15672}.isdisjoint(broker_ports(b))
     assert inputs["volumes"] == [{"containerPath": "/var/lib/rabbitmq", "volumeName": f"{PROJECT}-{stack}-rabbitmq-data"}]
     assert monitor.named("broker-data").request.retainOnDelete
     assert all(monitor.named(n).parent_name == "broker" for n in
@@ -135,6 +137,13 @@ def expected_graph(plan, stack: str) -> set[tuple[str, str, str]]:
                   ("docker:index/remoteImage:RemoteImage", "app-image-postgres-16", "app")}
     graph |= {("random:index/randomPassword:RandomPassword", f"secret-{ref.secret}", "")
               for _, ref in plan.all_secrets() if ref.generate and ref.secret not in TEST_SECRETS}
+    if plan.broker.tls and plan.broker.tls.ca == "generate":
+        tls = "tls:index/"
+        graph |= {("rabbitmq-celery:tls:Certificates", "tls", ""),
+                  (f"{tls}selfSignedCert:SelfSignedCert", "tls-ca", "tls")}
+        graph |= {(f"{tls}privateKey:PrivateKey", f"tls-{who}-key", "tls") for who in ("ca", "server", "client")}
+        graph |= {(f"{tls}certRequest:CertRequest", f"tls-{who}-csr", "tls") for who in ("server", "client")}
+        graph |= {(f"{tls}locallySignedCert:LocallySignedCert", f"tls-{who}", "tls") for who in ("server", "client")}
     graph |= {(f"{rmq}vHost:VHost", f"topology-vhost-{slug(v)}", "topology") for v, _ in t.vhosts}
     graph |= {(f"{rmq}user:User", f"topology-user-{slug(u.name)}", "topology") for u in t.users}
     graph |= {(f"{rmq}permissions:Permissions", f"topology-permissions-{slug(p.user, p.vhost)}", "topology")

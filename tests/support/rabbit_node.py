@@ -12,12 +12,14 @@ import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pika
 import requests
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")  # the real scripts; /usr/sbin's wrappers reset HOME and logs
@@ -51,15 +53,19 @@ class Ports:
     management: int
     prometheus: int
     dist: int
+    amqps: int = 0  # the TLS listeners, used when the definition turns broker.tls on
+    management_tls: int = 0
 
     @classmethod
     def pick(cls) -> "Ports":
-        return cls(*free_ports(4))
+        return cls(*free_ports(6))
 
     def overlay(self) -> str:
-        """A definition overlay that puts the node's listeners on these ports, on loopback."""
+        """A definition overlay that puts the node's listeners on these ports, on loopback (the TLS ones
+        too: they listen only when the definition enables TLS)."""
         return ("broker:\n  listeners:\n    bind: 127.0.0.1\n"
-                f"    amqp: {self.amqp}\n    management: {self.management}\n    prometheus: {self.prometheus}\n")
+                f"    amqp: {self.amqp}\n    management: {self.management}\n    prometheus: {self.prometheus}\n"
+                f"  tls:\n    amqps: {self.amqps}\n    management: {self.management_tls}\n")
 
 
 class BootFailed(RuntimeError):
@@ -67,10 +73,14 @@ class BootFailed(RuntimeError):
 
 
 class RabbitNode:
-    def __init__(self, config_dir: Path, ports: Ports, name: str | None = None):
+    def __init__(self, config_dir: Path, ports: Ports, name: str | None = None, tls_only: bool = False):
         """`config_dir` holds rabbitmq.conf, enabled_plugins and definitions.json, rendered with
-        `--target host --out config_dir` (so the conf points at config_dir/definitions.json)."""
+        `--target host --out config_dir` (so the conf points at config_dir/definitions.json).
+        `tls_only`: the plain listeners are off, so boot is awaited on the AMQPS and HTTPS ports."""
         self.ports = ports
+        self.listening = (ports.amqps, ports.management_tls) if tls_only else (ports.amqp, ports.management)
+        self.tls_dir = config_dir / "tls" if (config_dir / "tls" / "ca.pem").exists() else None
+        self.tls_only = tls_only
         self.name = name or f"t{os.getpid()}x{next(_counter)}@localhost"
         self.base = Path(tempfile.mkdtemp(prefix="rabbit-node-"))
         self.config_dir = config_dir
@@ -118,7 +128,7 @@ class RabbitNode:
                                         stderr=subprocess.STDOUT, start_new_session=True, **self._popen_kwargs())
         log.close()
         deadline = time.monotonic() + BOOT_TIMEOUT_S
-        while not (port_open("127.0.0.1", self.ports.amqp) and port_open("127.0.0.1", self.ports.management)):
+        while not all(port_open("127.0.0.1", port) for port in self.listening):
             if self.process.poll() is not None or b"BOOT FAILED" in self.console_output():
                 raise BootFailed(f"node {self.name} did not boot:\n{self.console_output()[-4000:].decode()}")
             if time.monotonic() > deadline:
@@ -158,7 +168,7 @@ class RabbitNode:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
         deadline = time.monotonic() + 30
-        while port_open("127.0.0.1", self.ports.amqp) and time.monotonic() < deadline:
+        while port_open("127.0.0.1", self.listening[0]) and time.monotonic() < deadline:
             time.sleep(0.2)
 
     def close(self) -> None:
@@ -169,17 +179,39 @@ class RabbitNode:
 
     # -- clients -----------------------------------------------------------------------------------
     def api(self, user: str, password: str) -> "ManagementAPI":
+        """The management API: over HTTPS, verified with the stack's CA, when the plain listener is off."""
+        if self.tls_only:
+            return ManagementAPI(f"https://127.0.0.1:{self.ports.management_tls}/api", user, password,
+                                 verify=str(self.tls_dir / "ca.pem"))
         return ManagementAPI(f"http://127.0.0.1:{self.ports.management}/api", user, password)
+
+    def client_tls_context(self, cert: str | None = "client") -> ssl.SSLContext:
+        """A client context that verifies the broker against the stack's CA (and its name), presenting
+        `<cert>.pem` from the rendered tls/ directory (None: no certificate)."""
+        context = ssl.create_default_context(cafile=str(self.tls_dir / "ca.pem"))
+        if cert:
+            context.load_cert_chain(str(self.tls_dir / f"{cert}.pem"), str(self.tls_dir / f"{cert}.key"))
+        return context
+
+    def amqp_params(self, vhost: str, user: str, password: str, **kwargs) -> pika.ConnectionParameters:
+        """How a client reaches this node: AMQPS with the app's client certificate when TLS is on."""
+        credentials = pika.PlainCredentials(user, password)
+        if self.tls_dir is None:
+            return pika.ConnectionParameters("127.0.0.1", self.ports.amqp, vhost, credentials, **kwargs)
+        return pika.ConnectionParameters("127.0.0.1", self.ports.amqps, vhost, credentials,
+                                         ssl_options=pika.SSLOptions(self.client_tls_context(), "127.0.0.1"),
+                                         **kwargs)
 
 
 class ManagementAPI:
-    def __init__(self, base: str, user: str, password: str):
+    def __init__(self, base: str, user: str, password: str, verify: str | bool = True):
         self.base = base
         self.session = requests.Session()
         self.session.auth = (user, password)
+        self.verify = verify  # per request: requests lets $REQUESTS_CA_BUNDLE override a session's verify
 
     def get(self, path: str, **params):
-        response = self.session.get(f"{self.base}/{path}", params=params, timeout=30)
+        response = self.session.get(f"{self.base}/{path}", params=params, timeout=30, verify=self.verify)
         response.raise_for_status()
         return response.json()
 
@@ -193,4 +225,4 @@ class ManagementAPI:
             time.sleep(0.25)
 
     def status(self, path: str) -> int:
-        return self.session.get(f"{self.base}/{path}", timeout=30).status_code
+        return self.session.get(f"{self.base}/{path}", timeout=30, verify=self.verify).status_code

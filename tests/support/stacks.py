@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import render
+from infra import certs, render
 from infra.definition import load_definition, require
 from infra.plan import NodeLayout, Plan, build_plan
 
@@ -61,7 +61,9 @@ def render_for_node(ports: Ports, *, stack: str | None = None, file: Path | None
     passwords = dict(passwords or TEST_SECRETS)
     for _, ref in plan.secrets():
         passwords.setdefault(ref.secret, f"{ref.secret}-generated")
-    render.write_files(render.render_files(plan, passwords), config_dir)
+    if plan.broker.tls:  # a fresh CA per render, from `cryptography`, as `render` issues one
+        passwords.update(certs.issue(plan.broker.tls, passwords))
+    render.write_files({**render.render_files(plan, passwords), **render.tls_files(plan, passwords)}, config_dir)
     return Rendered(plan, config_dir, passwords)
 
 
@@ -70,7 +72,7 @@ def booted(**source):
     """(node, rendered) for a definition (`stack=` or `file=`), torn down afterwards."""
     ports = Ports.pick()
     rendered = render_for_node(ports, **source)
-    node = RabbitNode(rendered.config_dir, ports)
+    node = RabbitNode(rendered.config_dir, ports, tls_only=not rendered.plan.broker.plain)
     try:
         node.start()
         yield node, rendered

@@ -82,6 +82,9 @@ SYNC_JOB_STALE_AFTER_S = 30 * 60  # a running job untouched this long is recover
 DATA_RETENTION_DAYS = 90  # matches.tasks.purge_old_data deletes matches and finished jobs older than this
 
 # --- Celery (namespace CELERY: Django setting CELERY_X is Celery's x) --------------------------------
+# amqps://user:pass@rabbitmq:5671/%2F with TLS: then celery.json's broker_tls gives CELERY_BROKER_USE_SSL (the CA
+# and the client certificate's paths, verification required: config/topology.py).
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-url
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 CELERY_TOPOLOGY_FILE = os.environ.get("CELERY_TOPOLOGY_FILE", "")
 

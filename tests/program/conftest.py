@@ -1,0 +1,10 @@
+"""The program writes the stack's CA certificate for the rabbitmq provider: into a temp dir in these tests."""
+import pytest
+
+from infra import program
+
+
+@pytest.fixture(autouse=True)
+def ca_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(program, "CA_DIR", tmp_path / "pulumi-tls")
+    return tmp_path / "pulumi-tls"
