@@ -131,6 +131,10 @@ class Broker:
     admin_user: str = field("admin", doc="The user (with the `administrator` tag) the deployer acts as.")
     public_management: bool = field(False, doc="Allow the management listener on a public address "
                                                "outside dev (refused otherwise).")
+    nodes: PositiveInt = field(PositiveInt(1), doc="RabbitMQ nodes: 1, or an odd number of at least 3 for a "
+                                                   "cluster (quorum queues need a majority).")
+    allow_classic_task_queues: bool = field(False, doc="On a cluster, allow classic task queues (each lives "
+                                                       "on one node; refused otherwise).")
 
 
 @dataclass(frozen=True)

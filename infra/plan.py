@@ -15,6 +15,11 @@ from .services import ServiceSpec, app_secrets, service_specs
 POLICY_PRIORITY = 10  # above the 0 of hand-made catch-all policies, so ours is the one that applies
 
 
+def protects_queues(environment: str) -> bool:
+    """Whether deleting a queue from the definition must not delete it (and its messages) from the broker."""
+    return environment == "prod"
+
+
 @dataclass(frozen=True)
 class NodeLayout:
     """Where the node runs. In a container it listens on every interface of its own network namespace
@@ -47,6 +52,7 @@ class BrokerConfig:
     plugins: tuple[str, ...]
     definitions_path: str
     admin_user: str  # the user the deployer acts as
+    nodes: int = 1  # cluster size
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,7 @@ def broker_config(d: StackDefinition, layout: NodeLayout) -> BrokerConfig:
         plugins=tuple(b.plugins),
         definitions_path=f"{layout.config_dir.rstrip('/')}/definitions.json",
         admin_user=b.admin_user,
+        nodes=int(b.nodes),
     )
 
 

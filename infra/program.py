@@ -16,7 +16,7 @@ from .components.services import Services, ServicesArgs
 from .components.topology import Topology, TopologyArgs
 from .definition import load_definition, require
 from .model import StackDefinition
-from .plan import build_plan
+from .plan import build_plan, protects_queues
 from .services import broker_url, client_host
 from .stack_config import passwords as stack_passwords
 
@@ -46,7 +46,7 @@ def main(definition: StackDefinition | None = None) -> None:
                                  password=passwords[plan.topology.password_key(admin)],
                                  opts=pulumi.ResourceOptions(depends_on=[broker.container]))
     topology = Topology("topology", TopologyArgs(plan.topology, passwords, provider, admin_user=admin,
-                                                 protect_queues=definition.environment == "prod",
+                                                 protect_queues=protects_queues(definition.environment),
                                                  depends_on=[broker]))
     services = Services("app", ServicesArgs(
         definition.app, plan.services, render.celery_json(plan), passwords, broker.network.name,

@@ -29,10 +29,13 @@ ENV_FILE_MODE = 0o600
 
 # `render --monitoring` adds these (no credential: the prometheus endpoint takes none).
 MONITORING_FILES = {"prometheus.yml": 0o644, "alerts.yml": 0o644, "dashboard.json": 0o644}
+# `render --kubernetes` adds this (no credential: it names the Secrets the user creates).
+KUBERNETES_FILES = {"kubernetes.yaml": 0o644}
 
 
 def file_mode(name: str) -> int:
-    return ENV_FILE_MODE if name.endswith(".env") else {**FILES, **COMPOSE_FILES, **MONITORING_FILES}[name]
+    return ENV_FILE_MODE if name.endswith(".env") else \
+        {**FILES, **COMPOSE_FILES, **MONITORING_FILES, **KUBERNETES_FILES}[name]
 
 
 def _json(data) -> str:
@@ -41,6 +44,11 @@ def _json(data) -> str:
 
 def rabbitmq_conf(plan: Plan) -> str:
     return _jinja.get_template("rabbitmq.conf.j2").render(b=plan.broker, environment=plan.environment)
+
+
+def broker_settings(plan: Plan) -> str:
+    """The part of rabbitmq.conf that does not depend on where the node runs (no listener, file or path)."""
+    return _jinja.get_template("broker-settings.j2").render(b=plan.broker)
 
 
 def enabled_plugins(plan: Plan) -> str:

@@ -26,6 +26,8 @@ ENVIRONMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 FILE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 # Docker's repository grammar ([registry[:port]/]path), without a :tag or @digest
 IMAGE_REPOSITORY = re.compile(r"^([a-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+((\.|_|__|-+|/)[a-z0-9]+)*$")
+# `worker-<pool>` is a container, host and Kubernetes name: a DNS label of at most 63 characters.
+POOL_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,54}[a-z0-9])?$")
 MAX_TTL_MS = 2**32 - 1  # RabbitMQ refuses a larger message-ttl
 
 
@@ -91,6 +93,10 @@ class _Checker:
                         f"management would be reachable on public address {b.listeners.bind} in "
                         f"{self.d.environment}: bind a loopback or private address, or set "
                         f"broker.public_management: true")
+        if b.nodes > 1 and b.nodes % 2 == 0:
+            self.report(at + ("nodes",), f"expected 1 or an odd number of nodes, got {b.nodes}: quorum "
+                                         f"queues need a majority, so {b.nodes} nodes survive no more "
+                                         f"node losses than {b.nodes - 1} do")
         admin = self.d.users.get(b.admin_user)
         if admin is None:
             self.report(at + ("admin_user",), f"no user {b.admin_user!r}{suggest(b.admin_user, self.d.users)}")
@@ -134,6 +140,7 @@ class _Checker:
                             "`internal` setting, so the broker would get a public exchange instead")
         for qname, queue in vhost.queues.items():
             qat = at + ("queues", qname)
+            self.cluster_queue(qat, queue)
             if "," in qname:
                 self.report(qat, "a queue name cannot hold a comma: `celery worker -Q` splits on it")
             if queue.ttl is not None and queue.ttl > MAX_TTL_MS:
@@ -173,6 +180,20 @@ class _Checker:
                                 f"expired task would run anyway and a second failure would drop it; "
                                 f"prefer a queue marked parking: true", Severity.WARNING)
 
+    def cluster_queue(self, qat: tuple, queue) -> None:
+        """On a cluster a classic queue lives on one node: its tasks stop when that node does."""
+        b = self.d.broker
+        if b.nodes == 1 or queue.type != "classic":
+            return
+        if queue.parking:
+            self.report(qat + ("type",), f"a classic parking queue lives on one of the {b.nodes} nodes: "
+                                         f"while that node is down, dead-lettered tasks are dropped",
+                        Severity.WARNING)
+        elif not b.allow_classic_task_queues:
+            self.report(qat + ("type",), f"a classic queue lives on one of the {b.nodes} nodes and stops "
+                                         f"when that node does: use quorum, or set "
+                                         f"broker.allow_classic_task_queues: true")
+
     def celery(self) -> None:
         c, at = self.d.celery, ("celery",)
         vhost = self.d.vhosts.get(c.vhost)
@@ -200,6 +221,10 @@ class _Checker:
             task_queue(at + ("routes", task), qname)
         consumed: set[str] = set()
         for pname, pool in c.workers.items():
+            if not POOL_NAME.match(pname):
+                self.report(at + ("workers", pname), f"expected a pool name of lower-case letters, digits and "
+                                                     f"inner dashes, at most 56 long, got {pname!r}: it names the "
+                                                     f"worker's container and host (`worker-<pool>`)")
             for i, qname in enumerate(pool.queues):
                 if known(at + ("workers", pname, "queues", i), qname):
                     consumed.add(qname)
