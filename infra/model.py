@@ -135,6 +135,9 @@ class Broker:
                                                    "cluster (quorum queues need a majority).")
     allow_classic_task_queues: bool = field(False, doc="On a cluster, allow classic task queues (each lives "
                                                        "on one node; refused otherwise).")
+    erlang_cookie: Secret = field(Secret("rabbitmqErlangCookie", generate=True),
+                                  doc="On a cluster: the secret the nodes (and their CLI tools) share to talk "
+                                      "to each other.")
 
 
 @dataclass(frozen=True)

@@ -94,15 +94,32 @@ def broker_url_template(user: str, vhost: str, host: str, port: int) -> str:
     return f"amqp://{quote(user, safe='')}:{{secret}}@{host}:{port}/{quote(vhost, safe='')}"
 
 
+def broker_hosts(nodes: int) -> tuple[str, ...]:
+    """The broker containers' host names: `rabbitmq` for one node, `rabbitmq-1` ... on a cluster."""
+    return (BROKER_HOST,) if nodes == 1 else tuple(f"{BROKER_HOST}-{i}" for i in range(1, nodes + 1))
+
+
 def client_host(publish_ip: str) -> str:
     """Where a client on the Docker host reaches ports published on `publish_ip`."""
     return "127.0.0.1" if publish_ip in ("0.0.0.0", "::") else publish_ip
 
 
-def broker_url(d: StackDefinition, amqp_port: int, host: str = BROKER_HOST) -> SecretEnv:
-    """The Celery user's URL to the broker: from the containers over the stack's network by default."""
+def broker_endpoints(nodes: int, amqp_port: int) -> list[tuple[str, int]]:
+    """(host, port) of every node, as the app's containers reach them over the stack's network."""
+    return [(host, amqp_port) for host in broker_hosts(nodes)]
+
+
+def published_endpoints(nodes: int, publish_ip: str, amqp_port: int) -> list[tuple[str, int]]:
+    """(host, port) of every node as seen from the Docker host: node i publishes its ports at +i."""
+    return [(client_host(publish_ip), amqp_port + i) for i in range(nodes)]
+
+
+def broker_url(d: StackDefinition, endpoints: list[tuple[str, int]]) -> SecretEnv:
+    """The Celery user's URL to the broker; on a cluster one URL per node, `;`-separated, which kombu
+    tries in turn (failover), so losing one node only moves the app's connections to the next."""
     return SecretEnv(d.users[d.celery.user].password.secret,
-                     broker_url_template(d.celery.user, d.celery.vhost, host, amqp_port), url_quoted=True)
+                     ";".join(broker_url_template(d.celery.user, d.celery.vhost, host, port) for host, port in endpoints),
+                     url_quoted=True)
 
 
 def app_secrets(d: StackDefinition) -> list[tuple[tuple, Secret]]:
@@ -139,7 +156,7 @@ def _common_env(d: StackDefinition, amqp_port: int) -> tuple[dict, dict]:
         "RIOT_API_BASE_URL": a.riot_api_base_url,
         **db_env,
     }
-    secret_env = {"CELERY_BROKER_URL": broker_url(d, amqp_port),
+    secret_env = {"CELERY_BROKER_URL": broker_url(d, broker_endpoints(int(d.broker.nodes), amqp_port)),
                   "DJANGO_SECRET_KEY": SecretEnv(a.secret_key.secret), **db_secret_env}
     if a.riot_api_key is not None:
         secret_env["RIOT_API_KEY"] = SecretEnv(a.riot_api_key.secret)

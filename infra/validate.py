@@ -80,14 +80,18 @@ class _Checker:
         # Docker publishes the broker's listeners and the web port on the same host address.
         by_port: dict[int, list[tuple]] = {}
         listeners = ("amqp", "management") + (("prometheus",) if "rabbitmq_prometheus" in b.plugins else ())
-        for name in listeners:
-            by_port.setdefault(getattr(b.listeners, name), []).append(at + ("listeners", name))
+        for name in listeners:  # on a cluster, node i publishes each listener's port + i
+            for i in range(int(b.nodes) if b.nodes % 2 else 1):
+                by_port.setdefault(getattr(b.listeners, name) + i, []).append(at + ("listeners", name))
         by_port.setdefault(self.d.app.web.port, []).append(("app", "web", "port"))
+        reported: set[frozenset] = set()
         for port, paths in by_port.items():
-            if len(paths) > 1:  # reported once, at the one the file sets, if it sets one
+            if len(set(paths)) > 1 and frozenset(paths) not in reported:  # once per clash, at the key the file
+                reported.add(frozenset(paths))                            # sets, if it sets one
                 set_here = [p for p in paths if p in self.source.locations] or paths
                 self.report(set_here[-1], f"port {port} is used by more than one listener: "
-                                          f"{', '.join(p[-1] if p[0] == 'broker' else 'web' for p in paths)}")
+                                          f"{', '.join(p[-1] if p[0] == 'broker' else 'web' for p in paths)}"
+                                          + (f" (node i of {b.nodes} publishes each port + i)" if b.nodes > 1 else ""))
         if not (self.d.is_dev or b.public_management or b.listeners.bind.is_private_or_loopback):
             self.report(at + ("listeners", "bind"),
                         f"management would be reachable on public address {b.listeners.bind} in "

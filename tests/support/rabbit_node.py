@@ -62,6 +62,11 @@ class Ports:
                 f"    amqp: {self.amqp}\n    management: {self.management}\n    prometheus: {self.prometheus}\n")
 
 
+def node_name() -> str:
+    """A node name no other node of this machine's test runs has."""
+    return f"t{os.getpid()}x{next(_counter)}@localhost"
+
+
 class BootFailed(RuntimeError):
     pass
 
@@ -69,13 +74,18 @@ class BootFailed(RuntimeError):
 class RabbitNode:
     def __init__(self, config_dir: Path, ports: Ports, name: str | None = None):
         """`config_dir` holds rabbitmq.conf, enabled_plugins and definitions.json, rendered with
-        `--target host --out config_dir` (so the conf points at config_dir/definitions.json)."""
+        `--target host --out config_dir` (so the conf points at config_dir/definitions.json), and, for a
+        cluster's node, the rendered erlang.cookie, which becomes the node's (and its CLI tools') cookie."""
         self.ports = ports
-        self.name = name or f"t{os.getpid()}x{next(_counter)}@localhost"
+        self.name = name or node_name()
         self.base = Path(tempfile.mkdtemp(prefix="rabbit-node-"))
         self.config_dir = config_dir
         for sub in ("mnesia", "log", "home"):
             (self.base / sub).mkdir()
+        cookie = config_dir / "erlang.cookie"
+        if cookie.exists():
+            shutil.copyfile(cookie, self.base / "home" / ".erlang.cookie")
+            (self.base / "home" / ".erlang.cookie").chmod(0o400)
         (self.base / "rabbitmq-env.conf").write_text("")
         self.process: subprocess.Popen | None = None
         self._run_as = "rabbitmq" if os.geteuid() == 0 else None
