@@ -161,8 +161,13 @@ def container_env(plan: Plan, spec: ServiceSpec) -> list[dict]:
     return env + [{"name": n, **ref} for n, ref in sorted(helpers.items())] + derived
 
 
-def _probe(test: tuple[str, ...], check) -> dict:
-    command = list(test[1:]) if test[0] == "CMD" else ["sh", "-c", test[1]]
+def _probe(test: tuple[str, ...], check, host: str) -> dict:
+    """Docker's health check as an exec probe. The container's host name in it becomes the pod's, which is
+    not the container's (`-n pool@%h` names a worker after it)."""
+    if host in " ".join(test):
+        command = ["sh", "-c", " ".join(test[1:] if test[0] == "CMD" else test[1:2]).replace(f"@{host}", "@$HOSTNAME")]
+    else:
+        command = list(test[1:]) if test[0] == "CMD" else ["sh", "-c", test[1]]
     return {"exec": {"command": command}, "periodSeconds": _seconds(check.interval),
             "timeoutSeconds": _seconds(check.timeout), "failureThreshold": check.retries,
             "initialDelaySeconds": _seconds(check.start_period)}
@@ -183,9 +188,9 @@ def workload(plan: Plan, spec: ServiceSpec, app_image: str) -> dict:
         container["env"].append({"name": "PGDATA", "value": f"{spec.volume[1]}/pgdata"})
     if spec.ports:
         container["ports"] = [{"name": "http", "containerPort": p.internal} for p in spec.ports]
-    container["livenessProbe"] = _probe(spec.healthcheck, check)
+    container["livenessProbe"] = _probe(spec.healthcheck, check, spec.hostname)
     if spec.role in ("web", "database"):
-        container["readinessProbe"] = {**_probe(spec.healthcheck, check), "initialDelaySeconds": 5}
+        container["readinessProbe"] = {**_probe(spec.healthcheck, check, spec.hostname), "initialDelaySeconds": 5}
     volume_key, path = spec.volume
     mounts = [{"name": volume_key, "mountPath": path}]
     volumes = []

@@ -190,10 +190,10 @@ def service_specs(d: StackDefinition, workers, publish_ip: str, amqp_port: int) 
                    ports=(PortSpec(WEB_PORT, int(web.port), publish_ip),))]
     for w in workers:
         name = f"worker-{w.name}"
-        # `inspect ping` asks this very worker, by name, to answer through the broker. `-n pool@%h` names it
-        # after the host name, which is $HOSTNAME: the container's under Docker, the pod's on Kubernetes.
+        # `inspect ping` asks this very worker, by name, to answer through the broker.
         specs.append(_spec(name, "worker", w.command, env, secret_env,
-                           ("CMD-SHELL", f'celery -A config inspect ping -d "{w.name}@$HOSTNAME" --timeout 10'),
+                           ("CMD", "celery", "-A", "config", "inspect", "ping", "-d", f"{w.name}@{name}",
+                            "--timeout", "10"),
                            stop_timeout_s=WORKER_STOP_TIMEOUT_S))
     if d.app.beat:
         specs.append(_spec("beat", "beat", ("celery", "-A", "config", "beat", "-l", "info", "--schedule",
