@@ -164,7 +164,7 @@ def container_env(plan: Plan, spec: ServiceSpec) -> list[dict]:
 def _probe(test: tuple[str, ...], check, host: str) -> dict:
     """Docker's health check as an exec probe. The container's host name in it becomes the pod's, which is
     not the container's (`-n pool@%h` names a worker after it)."""
-    if host in " ".join(test):
+    if f"@{host}" in " ".join(test):
         command = ["sh", "-c", " ".join(test[1:] if test[0] == "CMD" else test[1:2]).replace(f"@{host}", "@$HOSTNAME")]
     else:
         command = list(test[1:]) if test[0] == "CMD" else ["sh", "-c", test[1]]
