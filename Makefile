@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench gnu-time bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: bench gnu-time bench-cluster bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -69,6 +69,9 @@ bench: $(VENV)/.installed rabbitmq-server gnu-time
 	/usr/bin/time -f "bench/toolkit.py: %e s" $(PY) bench/toolkit.py --runs 5
 
 ## make bench-local: cold and warm times of the local stack (bench/RESULTS.md)
+bench-cluster: $(VENV)/.installed rabbitmq-server
+	$(PY) bench/cluster.py --runs 5
+
 bench-local: images
 	$(PY) bench/local_stack.py
 

@@ -71,6 +71,13 @@ def tls_changes(base: Plan, head: Plan, fields: tuple[str, ...]) -> list[str]:
 
 
 def broker_changes(base: Plan, head: Plan) -> list[Change]:
+    old_nodes, new_nodes = base.broker.nodes, head.broker.nodes
+    if (old_nodes == 1) != (new_nodes == 1):
+        # One node is rabbit@rabbitmq on its volume, a cluster's are rabbit@rabbitmq-<i> on theirs: the new
+        # broker starts empty, and the old node's messages stay behind in its retained volume.
+        return [Change(Impact.DATA_LOSS, "broker", f"nodes {old_nodes} → {new_nodes}: new nodes with new data "
+                       f"volumes; the queues are declared again, empty, and the messages on the old "
+                       f"{'node' if old_nodes == 1 else 'nodes'} are not moved (drain the queues first)")]
     restart = []
     old_conf, new_conf = render.rabbitmq_conf(base), render.rabbitmq_conf(head)
     if old_conf != new_conf:

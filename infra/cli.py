@@ -59,6 +59,9 @@ def parser() -> argparse.ArgumentParser:
                         "host: listen on listeners.bind, files where --out is")
     r.add_argument("--compose", action="store_true",
                    help="also docker-compose.yml and its 0600 env files: the whole stack for docker-compose")
+    r.add_argument("--kubernetes", action="store_true",
+                   help="also kubernetes.yaml: a RabbitmqCluster, the topology as Messaging Topology Operator "
+                        "objects, and the app's Deployments")
     r.add_argument("--monitoring", action="store_true",
                    help="also prometheus.yml, alerts.yml and dashboard.json (Grafana) for this stack")
     p = commands.add_parser("plan", help="the resources `pulumi up` would create: the Pulumi program run "
@@ -132,6 +135,14 @@ def _compose_files(definition, the_plan: planning.Plan, values: dict[str, str],
     return {compose.COMPOSE_FILE: compose.compose_yaml(document), **compose.env_files(the_plan, values)}
 
 
+def _kubernetes_files(definition, celery_json: str) -> dict[str, str]:
+    from . import kubernetes
+    from .deploy import PROJECT_ROOT
+    the_plan = planning.build_plan(definition)  # pods reach the nodes over the cluster's network, as containers do
+    objects = kubernetes.manifests(the_plan, app_image_name(definition.app, PROJECT_ROOT), celery_json)
+    return {kubernetes.KUBERNETES_FILE: kubernetes.kubernetes_yaml(the_plan, objects)}
+
+
 def _known_secrets(args, environment: str) -> tuple[Path, dict[str, str] | None]:
     """`--secrets` or `.secrets/<environment>.yaml`, and its values (None, reported, when unreadable)."""
     path = args.secrets or secrets.SECRETS_DIR / f"{environment}.yaml"
@@ -168,12 +179,14 @@ def cmd_render(args) -> ExitStatus:
         print(f"{len(resolved.findings + tls.findings)} secret(s) missing; nothing written", file=sys.stderr)
         return ExitStatus.INVALID
     files = {**render.render_files(the_plan, resolved.values), **render.tls_files(the_plan, tls.values)}
-    if args.compose:
-        try:
+    try:
+        if args.compose:
             files.update(_compose_files(loaded.definition, the_plan, resolved.values, files))
-        except MissingBuildContext as exc:
-            print(f"python -m infra render: {exc}", file=sys.stderr)
-            return ExitStatus.INVALID
+        if args.kubernetes:
+            files.update(_kubernetes_files(loaded.definition, files["celery.json"]))
+    except MissingBuildContext as exc:
+        print(f"python -m infra render: {exc}", file=sys.stderr)
+        return ExitStatus.INVALID
     if args.monitoring:
         from . import monitoring
         files.update(monitoring.monitoring_files(loaded.definition, the_plan))

@@ -3,10 +3,10 @@ without Pulumi (the seed's `docker-compose up -d`).
 
 Pure: `compose_file(plan, ...)` returns the document and `env_files(plan, secrets)` the contents of the
 0600 env files that carry every credential, so the compose file itself holds none. Differences from the
-Pulumi program, each forced by compose: the broker loads the *full* definitions.json at boot (nothing
-else would create the topology), and files are bind-mounted from the render directory instead of uploaded
-(with TLS, each service copies its certificates and keys from the mounted tls/ directory at start, so its
-own user owns its 0600 key).
+Pulumi program, each forced by compose: one broker loads the *full* definitions.json at boot (a cluster's
+nodes boot with the admin alone, like Pulumi's, and `make local` POSTs definitions.json once all are healthy),
+and files are bind-mounted from the render directory instead of uploaded (with TLS, each service copies its
+certificates and keys from the mounted tls/ directory at start, so its own user owns its 0600 key).
 """
 from __future__ import annotations
 
@@ -15,16 +15,13 @@ from pathlib import Path
 
 import yaml
 
-from .plan import APP_TLS_FILES, BROKER_TLS_FILES, Plan
-from .services import (APP_UID, BROKER_CONFIG_DIR, BROKER_DATA_DIR, BROKER_HEALTHCHECK, BROKER_HOST, CELERY_JSON,
-                       CONFIG_DIR, HealthCheck, ServiceSpec, broker_ports)
+from .plan import APP_TLS_FILES, BROKER_TLS_FILES, Plan, boot_definitions_file
+from .render import ERLANG_COOKIE
+from .services import (APP_UID, BROKER_CONFIG_DIR, BROKER_DATA_DIR, BROKER_HEALTHCHECK, CELERY_JSON, CONFIG_DIR,
+                       HealthCheck, ServiceSpec, broker_hosts, broker_ports)
 
 COMPOSE_FILE = "docker-compose.yml"
 TLS_MOUNT = "/run/secrets/tls"  # the rendered tls/ directory, read-only; each service copies what it needs
-# Root inside the container can read the 0600 file whatever its owner on the host; the node's own user
-# gets a private copy. Then the image's usual entry point.
-BROKER_ENTRYPOINT = ("install -o rabbitmq -g rabbitmq -m 0600 /run/secrets/definitions.json "
-                     f"{BROKER_CONFIG_DIR}/definitions.json && exec docker-entrypoint.sh rabbitmq-server")
 
 
 def _install_tls(files, target_dir: str, owner: str) -> str:
@@ -34,9 +31,18 @@ def _install_tls(files, target_dir: str, owner: str) -> str:
 
 
 def broker_entrypoint(plan: Plan) -> str:
-    if plan.broker.tls is None:
-        return BROKER_ENTRYPOINT
-    return f"{_install_tls(BROKER_TLS_FILES, BROKER_CONFIG_DIR, 'rabbitmq')} && {BROKER_ENTRYPOINT}"
+    """Root inside the container can read the 0600 files whatever their owner on the host; the node's own user
+    gets private copies (its boot definitions, a cluster's Erlang cookie where the node and its CLI tools
+    read it, the TLS files). Then the image's usual entry point."""
+    b = plan.broker
+    name = boot_definitions_file(b.nodes)
+    steps = [f"install -o rabbitmq -g rabbitmq -m 0600 /run/secrets/{name} {BROKER_CONFIG_DIR}/{name}"]
+    if b.erlang_cookie:
+        steps.append(f"install -o rabbitmq -g rabbitmq -m 0400 /run/secrets/{ERLANG_COOKIE} "
+                     f"{BROKER_DATA_DIR}/.erlang.cookie")
+    if b.tls:
+        steps.append(_install_tls(BROKER_TLS_FILES, BROKER_CONFIG_DIR, "rabbitmq"))
+    return " && ".join(steps + ["exec docker-entrypoint.sh rabbitmq-server"])
 
 
 # With TLS an app service starts as root only to copy its client key (0600 on the host, whoever owns it)
@@ -69,29 +75,35 @@ def _healthcheck(check: HealthCheck) -> dict:
             "retries": check.retries, "start_period": check.start_period}
 
 
-def broker_service(plan: Plan, mounted: dict[str, str]) -> dict:
-    """`mounted`: the rendered files by name. definitions.json is left out of the label: the topology is
-    applied to the running broker (`make local`), a changed TTL must not restart it."""
+def broker_services(plan: Plan, mounted: dict[str, str]) -> dict[str, dict]:
+    """One service per node (`rabbitmq`, or `rabbitmq-1` ... on a cluster; node i publishes each port + i).
+    `mounted`: the rendered files by name. The definitions are left out of the label: the topology is applied
+    to the running broker (`make local`), a changed TTL must not restart it."""
     b = plan.broker
-    return {
-        "image": b.image,
-        "hostname": BROKER_HOST,
-        "entrypoint": ["sh", "-c", broker_entrypoint(plan)],
-        "volumes": [f"rabbitmq-data:{BROKER_DATA_DIR}",
-                    f"./rabbitmq.conf:{BROKER_CONFIG_DIR}/rabbitmq.conf:ro",
-                    f"./enabled_plugins:{BROKER_CONFIG_DIR}/enabled_plugins:ro",
-                    "./definitions.json:/run/secrets/definitions.json:ro"]
-                   + ([f"./tls:{TLS_MOUNT}:ro"] if b.tls else []),
-        "ports": [f"{b.publish_ip}:{p}:{p}" for p in broker_ports(b)],
-        "healthcheck": _healthcheck(BROKER_HEALTHCHECK),
-        "restart": "unless-stopped",
-        "labels": config_label(mounted["rabbitmq.conf"], mounted["enabled_plugins"],
-                               *(mounted[f"tls/{n}"] for n in sorted(BROKER_TLS_FILES) if b.tls)),
-        "networks": {"stack": {"aliases": [BROKER_HOST]}},
-    }
+    boot = boot_definitions_file(b.nodes)
+    secrets = [f"./{boot}:/run/secrets/{boot}:ro"] + \
+        ([f"./{ERLANG_COOKIE}:/run/secrets/{ERLANG_COOKIE}:ro"] if b.erlang_cookie else []) + \
+        ([f"./tls:{TLS_MOUNT}:ro"] if b.tls else [])
+    services = {}
+    for index, host in enumerate(broker_hosts(b.nodes)):
+        services[host] = {
+            "image": b.image,
+            "hostname": host,
+            "entrypoint": ["sh", "-c", broker_entrypoint(plan)],
+            "volumes": [f"{host}-data:{BROKER_DATA_DIR}",
+                        f"./rabbitmq.conf:{BROKER_CONFIG_DIR}/rabbitmq.conf:ro",
+                        f"./enabled_plugins:{BROKER_CONFIG_DIR}/enabled_plugins:ro", *secrets],
+            "ports": [f"{b.publish_ip}:{p + index}:{p}" for p in broker_ports(b)],
+            "healthcheck": _healthcheck(BROKER_HEALTHCHECK),
+            "restart": "unless-stopped",
+            "labels": config_label(mounted["rabbitmq.conf"], mounted["enabled_plugins"],
+                                   *(mounted[f"tls/{n}"] for n in sorted(BROKER_TLS_FILES) if b.tls)),
+            "networks": {"stack": {"aliases": [host]}},
+        }
+    return services
 
 
-def app_service(spec: ServiceSpec, app_image: str, build: dict | None, databases: list[str],
+def app_service(spec: ServiceSpec, app_image: str, build: dict | None, depends: list[str],
                 celery_json: str, tls: list[str] | None = None) -> dict:
     """`tls`: the contents of the app's TLS files, when the stack has TLS."""
     service: dict = {"image": app_image if spec.runs_app else spec.image}
@@ -117,7 +129,7 @@ def app_service(spec: ServiceSpec, app_image: str, build: dict | None, databases
     service["stop_grace_period"] = f"{spec.stop_timeout_s}s"
     service["restart"] = "unless-stopped"
     if spec.runs_app:
-        service["depends_on"] = {name: {"condition": "service_healthy"} for name in ["rabbitmq", *databases]}
+        service["depends_on"] = {name: {"condition": "service_healthy"} for name in depends}
         service["labels"] = config_label(celery_json, *(tls or []))
     service["networks"] = {"stack": {"aliases": [spec.name]}}
     return service
@@ -128,12 +140,12 @@ def compose_file(plan: Plan, mounted: dict[str, str], app_image: str, build_cont
     """The compose document. `mounted`: the rendered files by name; `app_image`: the tag the Pulumi program
     would give the app image."""
     build = {"context": str(build_context), "args": {"BASE_IMAGE": base_image}} if build_context else None
-    databases = [s.name for s in plan.services if s.role == "database"]
-    services = {"rabbitmq": broker_service(plan, mounted)}
+    brokers = broker_services(plan, mounted)
+    depends = [*brokers, *(s.name for s in plan.services if s.role == "database")]
     tls = [mounted[f"tls/{n}"] for n in sorted(APP_TLS_FILES)] if plan.broker.tls else None
-    services.update({s.name: app_service(s, app_image, build, databases, mounted["celery.json"], tls)
-                     for s in plan.services})
-    volumes = {"rabbitmq-data": {}} | {s.volume[0]: {} for s in plan.services}
+    services = {**brokers, **{s.name: app_service(s, app_image, build, depends, mounted["celery.json"], tls)
+                              for s in plan.services}}
+    volumes = {f"{host}-data": {} for host in brokers} | {s.volume[0]: {} for s in plan.services}
     return {"services": services, "volumes": volumes, "networks": {"stack": {}}}
 
 

@@ -3,7 +3,7 @@
 `python -m infra.localstack up --stack local [--out DIR]` renders with `--compose`, starts every service
 (`docker-compose up -d --no-build`: the images come from scripts/build-local-images), waits until each
 container is healthy — printing progress —, applies the rendered topology to the running broker through
-its management API (so a changed TTL or a new queue takes effect in place, without replacing the broker:
+its management API (brokers first, then the topology, then the app; so a changed TTL or a new queue takes effect in place, without replacing the broker:
 definitions.json is read at boot only), and prints the URLs. Objects removed from the definition are not
 deleted this way; `pulumi up` does that. `down [--volumes]` stops the stack, keeping the data volumes
 unless asked. The end-to-end tests drive the same functions.
@@ -26,7 +26,7 @@ from .compose import COMPOSE_FILE
 from .definition import load_definition, require
 from .plan import build_plan
 from .secrets import SECRETS_DIR, read_secrets_file
-from .services import client_host
+from .services import broker_hosts, client_host
 
 HEALTH_TIMEOUT_S = 300
 
@@ -87,6 +87,16 @@ class LocalStack:
                 raise TimeoutError(f"not healthy after {time.monotonic() - started:.0f}s: {status}")
             time.sleep(2)
 
+    def start(self, progress=print) -> dict[str, str]:
+        """The brokers first, healthy, then the topology, then everything else: a cluster's nodes boot with
+        the admin alone, and the app's users must exist before its services log in."""
+        definition = require(load_definition(stack=self.stack, overlays=self.overlays))
+        self.up(*broker_hosts(int(definition.broker.nodes)))
+        self.wait_healthy(progress=progress)
+        self.apply_topology()
+        self.up()
+        return self.wait_healthy(progress=progress)
+
     def apply_topology(self) -> None:
         """POST the rendered definitions.json to the broker: creates and updates in place (RabbitMQ's
         definitions import), as the admin user."""
@@ -134,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     local.render()
     try:
-        local.up()
-        local.wait_healthy()
-        local.apply_topology()
+        local.start()
     except subprocess.CalledProcessError as exc:
         print(f"python -m infra.localstack: {' '.join(exc.cmd)} failed:\n{exc.stderr}", file=sys.stderr)
         return 1

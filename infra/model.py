@@ -175,6 +175,13 @@ class Broker:
     tls: Tls = field(factory=Tls, doc="TLS for AMQP, management and Prometheus.")
     public_management: bool = field(False, doc="Allow the management listener on a public address "
                                                "outside dev (refused otherwise).")
+    nodes: PositiveInt = field(PositiveInt(1), doc="RabbitMQ nodes: 1, or an odd number of at least 3 for a "
+                                                   "cluster (quorum queues need a majority).")
+    allow_classic_task_queues: bool = field(False, doc="On a cluster, allow classic task queues (each lives "
+                                                       "on one node; refused otherwise).")
+    erlang_cookie: Secret = field(Secret("rabbitmqErlangCookie", generate=True),
+                                  doc="On a cluster: the secret the nodes (and their CLI tools) share to talk "
+                                      "to each other.")
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,22 @@ from typing import Optional
 
 from .model import Secret, StackDefinition, TlsSecrets, Vhost
 from .permissions import service_access, service_users
-from .services import BROKER_HOST, CONFIG_DIR as APP_CONFIG_DIR, ServiceSpec, app_secrets, service_specs
+from .services import (CONFIG_DIR as APP_CONFIG_DIR, ServiceSpec, app_secrets, broker_hosts,
+                       service_specs)
 
 POLICY_PRIORITY = 10  # above the 0 of hand-made catch-all policies, so ours is the one that applies
+
+
+def boot_definitions_file(nodes: int) -> str:
+    """The definitions a node imports at boot. A cluster's nodes boot with the admin user alone: a quorum
+    queue gets its members when declared, so the topology is applied once every node has joined (a queue
+    the first node imported before the others joined would live on that node only)."""
+    return "definitions.json" if nodes == 1 else "boot-definitions.json"
+
+
+def protects_queues(environment: str) -> bool:
+    """Whether deleting a queue from the definition must not delete it (and its messages) from the broker."""
+    return environment == "prod"
 
 
 @dataclass(frozen=True)
@@ -24,6 +37,17 @@ class NodeLayout:
 
     listen_on_bind: bool = False
     config_dir: str = "/etc/rabbitmq"
+    # On a cluster, the nodes' Erlang names. In containers each node is named after its host name
+    # (`rabbit@rabbitmq-1` ...); nodes sharing one host name (tests) name themselves.
+    node_names: tuple[str, ...] = ()
+
+    def cluster_nodes(self, nodes: int) -> tuple[str, ...]:
+        if nodes == 1:
+            return ()
+        names = self.node_names or tuple(f"rabbit@{h}" for h in broker_hosts(nodes))
+        if len(names) != nodes:
+            raise ValueError(f"{nodes} nodes need {nodes} names, got {len(names)}")
+        return names
 
     @property
     def tls_dir(self) -> str:
@@ -112,6 +136,9 @@ class BrokerConfig:
     @property
     def management_client_port(self) -> int:
         return self.tls.management_port if self.tls else self.management_port
+    nodes: int = 1  # cluster size
+    cluster_nodes: tuple[str, ...] = ()  # the Erlang node names peer discovery joins; empty on one node
+    erlang_cookie: Optional[Secret] = None  # on a cluster
 
 
 @dataclass(frozen=True)
@@ -220,7 +247,8 @@ class Plan:
 
     def secrets(self) -> list[tuple[tuple, Secret]]:
         """(definition key path, reference) of every credential the broker's files need."""
-        return [(("users", u.name, "password"), u.password) for u in self.topology.users]
+        cookie = [(("broker", "erlang_cookie"), self.broker.erlang_cookie)] if self.broker.erlang_cookie else []
+        return [(("users", u.name, "password"), u.password) for u in self.topology.users] + cookie
 
     def tls_secrets(self) -> list[tuple[tuple, str]]:
         """(definition key path, secret key) of every TLS PEM the rendered files need; none without TLS.
@@ -239,7 +267,8 @@ class Plan:
 def server_names(d: StackDefinition) -> tuple[str, ...]:
     """The names the broker is reached by: its container alias, this host, the bind address, the extra ones."""
     bind = str(d.broker.listeners.bind)
-    names = [BROKER_HOST, "localhost", "127.0.0.1"] + ([bind] if bind not in ("0.0.0.0", "::") else [])
+    names = [*broker_hosts(int(d.broker.nodes)), "localhost", "127.0.0.1"] + \
+        ([bind] if bind not in ("0.0.0.0", "::") else [])
     return tuple(dict.fromkeys(names + list(d.broker.tls.server_names)))
 
 
@@ -278,9 +307,12 @@ def broker_config(d: StackDefinition, layout: NodeLayout) -> BrokerConfig:
         log_console="console" in b.log.targets,
         log_file=b.log.file if "file" in b.log.targets else None,
         plugins=tuple(b.plugins),
-        definitions_path=f"{layout.config_dir.rstrip('/')}/definitions.json",
+        definitions_path=f"{layout.config_dir.rstrip('/')}/{boot_definitions_file(int(b.nodes))}",
         admin_user=b.admin_user,
         tls=tls_config(d, layout),
+        nodes=int(b.nodes),
+        cluster_nodes=layout.cluster_nodes(int(b.nodes)),
+        erlang_cookie=b.erlang_cookie if b.nodes > 1 else None,
     )
 
 

@@ -17,8 +17,8 @@ from .components.tls import Certificates, CertificatesArgs
 from .components.topology import Topology, TopologyArgs
 from .definition import load_definition, require
 from .model import StackDefinition
-from .plan import APP_TLS_FILES, BROKER_TLS_FILES, build_plan
-from .services import broker_url, client_host
+from .plan import APP_TLS_FILES, BROKER_TLS_FILES, boot_definitions_file, build_plan, protects_queues
+from .services import broker_url, client_host, published_endpoints
 from .stack_config import passwords as stack_passwords, provided_pems
 
 
@@ -44,7 +44,8 @@ def broker_files(plan, passwords: dict) -> dict[str, pulumi.Input[str]]:
     the rest through the API); it is computed from the secret password and stays secret."""
     admin_key = plan.topology.password_key(plan.broker.admin_user)
     definitions = passwords[admin_key].apply(lambda value: render.boot_definitions_json(plan, {admin_key: value}))
-    return {**render.config_files(plan), "definitions.json": pulumi.Output.secret(definitions)}
+    return {**render.config_files(plan),
+            boot_definitions_file(plan.broker.nodes): pulumi.Output.secret(definitions)}
 
 
 def main(definition: StackDefinition | None = None) -> None:
@@ -60,22 +61,26 @@ def main(definition: StackDefinition | None = None) -> None:
     if plan.broker.tls:
         certificates = Certificates("tls", CertificatesArgs(plan.broker.tls, stack, provided_pems(plan)))
     files = {**broker_files(plan, passwords), **(certificates.files(BROKER_TLS_FILES) if certificates else {})}
-    broker = Broker("broker", BrokerArgs(plan.broker, files, resource_prefix=prefix))
-    # With TLS the provider talks HTTPS to the management API and verifies it against the stack's CA.
+    cookie = plan.broker.erlang_cookie
+    broker = Broker("broker", BrokerArgs(plan.broker, files, resource_prefix=prefix,
+                                         erlang_cookie=passwords[cookie.secret] if cookie else None))
+    # With TLS the provider talks HTTPS to the management API and verifies it against the stack's CA. Every
+    # node healthy first: a quorum queue gets its members when it is declared.
     provider = rabbitmq.Provider("broker-api", endpoint=broker.management_url, username=admin,
                                  password=passwords[plan.topology.password_key(admin)],
                                  cacert_file=ca_file(stack, certificates.pems["ca_cert"]) if certificates else None,
-                                 opts=pulumi.ResourceOptions(depends_on=[broker.container]))
+                                 opts=pulumi.ResourceOptions(depends_on=broker.containers))
     topology = Topology("topology", TopologyArgs(plan.topology, passwords, provider, admin_user=admin,
-                                                 protect_queues=definition.environment == "prod",
+                                                 protect_queues=protects_queues(definition.environment),
                                                  depends_on=[broker]))
     services = Services("app", ServicesArgs(
         definition.app, plan.services, render.celery_json(plan), passwords, broker.network.name,
         resource_prefix=prefix, project_root=PROJECT_ROOT, depends_on=[topology],
         tls_files=certificates.files(APP_TLS_FILES) if certificates else None))
 
-    # web's URL (a publisher: the least a client on the host needs), with the host's view of the port.
-    celery_url = broker_url(definition, plan.broker.client_port, "web", host=client_host(plan.broker.publish_ip),
+    # web's URL (a publisher: the least a client on the host needs) to every node, as the host sees them.
+    celery_url = broker_url(definition, published_endpoints(plan.broker.nodes, plan.broker.publish_ip,
+                                                            plan.broker.client_port), "web",
                             scheme=plan.broker.client_scheme)
     pulumi.export("management_url", broker.management_url)
     pulumi.export("amqp_url", pulumi.Output.secret(passwords[celery_url.key].apply(celery_url.fill)))

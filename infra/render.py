@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jinja2
 
-from .plan import APP_TLS_FILES, BROKER_TLS_FILES, Plan, Topology
+from .plan import APP_TLS_FILES, BROKER_TLS_FILES, Plan, Topology, boot_definitions_file
 from .secrets import hash_for
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -22,6 +22,11 @@ _jinja = jinja2.Environment(
 # Files every render writes, and their modes: definitions.json carries password hashes, so only its
 # owner reads it.
 FILES = {"rabbitmq.conf": 0o644, "enabled_plugins": 0o644, "definitions.json": 0o600, "celery.json": 0o644}
+# A cluster's nodes share the cookie (Erlang refuses a cookie file others can read) and boot with the
+# admin alone; definitions.json is applied once they have all joined (plan.boot_definitions_file).
+ERLANG_COOKIE = "erlang.cookie"
+BOOT_DEFINITIONS = boot_definitions_file(3)
+CLUSTER_FILES = {ERLANG_COOKIE: 0o400, BOOT_DEFINITIONS: 0o600}
 # `render --compose` adds these: the *.env files hold the services' credentials.
 COMPOSE_FILES = {"docker-compose.yml": 0o644}
 ENV_FILE_MODE = 0o600
@@ -29,6 +34,8 @@ ENV_FILE_MODE = 0o600
 
 # `render --monitoring` adds these (no credential: the prometheus endpoint takes none).
 MONITORING_FILES = {"prometheus.yml": 0o644, "alerts.yml": 0o644, "dashboard.json": 0o644}
+# `render --kubernetes` adds this (no credential: it names the Secrets the user creates).
+KUBERNETES_FILES = {"kubernetes.yaml": 0o644}
 
 
 # With TLS, render adds the broker's and the app's certificate files under tls/; private keys are 0600.
@@ -39,7 +46,8 @@ KEY_FILE_MODE = 0o600
 def file_mode(name: str) -> int:
     if name.startswith(f"{TLS_DIR}/"):
         return KEY_FILE_MODE if name.endswith(".key") else 0o644
-    return ENV_FILE_MODE if name.endswith(".env") else {**FILES, **COMPOSE_FILES, **MONITORING_FILES}[name]
+    return ENV_FILE_MODE if name.endswith(".env") else \
+        {**FILES, **CLUSTER_FILES, **COMPOSE_FILES, **MONITORING_FILES, **KUBERNETES_FILES}[name]
 
 
 def _json(data) -> str:
@@ -48,6 +56,11 @@ def _json(data) -> str:
 
 def rabbitmq_conf(plan: Plan) -> str:
     return _jinja.get_template("rabbitmq.conf.j2").render(b=plan.broker, environment=plan.environment)
+
+
+def broker_settings(plan: Plan) -> str:
+    """The part of rabbitmq.conf that does not depend on where the node runs (no listener, file or path)."""
+    return _jinja.get_template("broker-settings.j2").render(b=plan.broker)
 
 
 def enabled_plugins(plan: Plan) -> str:
@@ -101,9 +114,14 @@ def celery_json(plan: Plan) -> str:
 
 
 def render_files(plan: Plan, passwords: dict[str, str]) -> dict[str, str]:
-    """File name → content, for every file in FILES. Same plan and passwords, same bytes."""
-    return {**config_files(plan), "definitions.json": definitions_json(plan, passwords),
-            "celery.json": celery_json(plan)}
+    """File name → content, for every file in FILES (and a cluster's Erlang cookie). Same plan and
+    passwords, same bytes."""
+    files = {**config_files(plan), "definitions.json": definitions_json(plan, passwords),
+             "celery.json": celery_json(plan)}
+    if plan.broker.erlang_cookie:
+        files[ERLANG_COOKIE] = passwords[plan.broker.erlang_cookie.secret]
+        files[BOOT_DEFINITIONS] = boot_definitions_json(plan, passwords)
+    return files
 
 
 def tls_files(plan: Plan, values: dict[str, str]) -> dict[str, str]:

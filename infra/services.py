@@ -99,18 +99,33 @@ def broker_url_template(user: str, vhost: str, host: str, port: int, scheme: str
     return f"{scheme}://{quote(user, safe='')}:{{secret}}@{host}:{port}/{quote(vhost, safe='')}"
 
 
+def broker_hosts(nodes: int) -> tuple[str, ...]:
+    """The broker containers' host names: `rabbitmq` for one node, `rabbitmq-1` ... on a cluster."""
+    return (BROKER_HOST,) if nodes == 1 else tuple(f"{BROKER_HOST}-{i}" for i in range(1, nodes + 1))
+
+
 def client_host(publish_ip: str) -> str:
     """Where a client on the Docker host reaches ports published on `publish_ip`."""
     return "127.0.0.1" if publish_ip in ("0.0.0.0", "::") else publish_ip
 
 
-def broker_url(d: StackDefinition, amqp_port: int, service: str, host: str = BROKER_HOST,
-               scheme: str = "amqp") -> SecretEnv:
-    """A Celery service's URL to the broker, as its own user (permissions.py): from the containers over the
-    stack's network by default."""
+def broker_endpoints(nodes: int, amqp_port: int) -> list[tuple[str, int]]:
+    """(host, port) of every node, as the app's containers reach them over the stack's network."""
+    return [(host, amqp_port) for host in broker_hosts(nodes)]
+
+
+def published_endpoints(nodes: int, publish_ip: str, amqp_port: int) -> list[tuple[str, int]]:
+    """(host, port) of every node as seen from the Docker host: node i publishes its ports at +i."""
+    return [(client_host(publish_ip), amqp_port + i) for i in range(nodes)]
+
+
+def broker_url(d: StackDefinition, endpoints: list[tuple[str, int]], service: str, scheme: str = "amqp") -> SecretEnv:
+    """A Celery service's URL to the broker, as its own user (permissions.py); on a cluster one URL per node,
+    `;`-separated, which kombu tries in turn (failover), so losing one node only moves the connections."""
     user = service_users(d)[service]
     return SecretEnv(d.users[user].password.secret,
-                     broker_url_template(user, d.celery.vhost, host, amqp_port, scheme), url_quoted=True)
+                     ";".join(broker_url_template(user, d.celery.vhost, host, port, scheme) for host, port in endpoints),
+                     url_quoted=True)
 
 
 def app_secrets(d: StackDefinition) -> list[tuple[tuple, Secret]]:
@@ -175,7 +190,8 @@ def service_specs(d: StackDefinition, workers, publish_ip: str, amqp_port: int,
     env, common_secret_env = _common_env(d, amqp_port, scheme)
 
     def secret_env(service: str) -> dict:
-        return {**common_secret_env, "CELERY_BROKER_URL": broker_url(d, amqp_port, service, scheme=scheme)}
+        return {**common_secret_env, "CELERY_BROKER_URL": broker_url(d, broker_endpoints(int(d.broker.nodes), amqp_port),
+                                                                     service, scheme=scheme)}
 
     web = d.app.web
     specs = [postgres_spec(d)] if d.app.database.kind == "postgres" else []

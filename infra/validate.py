@@ -27,6 +27,8 @@ ENVIRONMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 FILE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 # Docker's repository grammar ([registry[:port]/]path), without a :tag or @digest
 IMAGE_REPOSITORY = re.compile(r"^([a-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+((\.|_|__|-+|/)[a-z0-9]+)*$")
+# `worker-<pool>` is a container, host and Kubernetes name: a DNS label of at most 63 characters.
+POOL_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,54}[a-z0-9])?$")
 MAX_TTL_MS = 2**32 - 1  # RabbitMQ refuses a larger message-ttl
 
 
@@ -78,21 +80,30 @@ class _Checker:
             self.report(at + ("log", "targets"), "expected at least one log target (console, file)")
         # Docker publishes the broker's listeners and the web port on the same host address.
         by_port: dict[int, list[tuple]] = {}
-        for path in self.active_listeners():
+        nodes = int(b.nodes) if b.nodes % 2 else 1
+        for path in self.active_listeners():  # on a cluster, node i publishes each listener's port + i
             owner = b.listeners if path[1] == "listeners" else b.tls
-            by_port.setdefault(getattr(owner, path[-1]), []).append(path)
+            for i in range(nodes):
+                by_port.setdefault(getattr(owner, path[-1]) + i, []).append(path)
         by_port.setdefault(self.d.app.web.port, []).append(("app", "web", "port"))
+        reported: set[frozenset] = set()
         for port, paths in by_port.items():
-            if len(paths) > 1:  # reported once, at the one the file sets, if it sets one
+            if len(set(paths)) > 1 and frozenset(paths) not in reported:  # once per clash, at the key the file
+                reported.add(frozenset(paths))                            # sets, if it sets one
                 set_here = [p for p in paths if p in self.source.locations] or paths
                 self.report(set_here[-1], f"port {port} is used by more than one listener: "
-                                          f"{', '.join(_listener_name(p) for p in paths)}")
+                                          f"{', '.join(_listener_name(p) for p in paths)}"
+                                          + (f" (node i of {b.nodes} publishes each port + i)" if b.nodes > 1 else ""))
         self.tls()
         if not (self.d.is_dev or b.public_management or b.listeners.bind.is_private_or_loopback):
             self.report(at + ("listeners", "bind"),
                         f"management would be reachable on public address {b.listeners.bind} in "
                         f"{self.d.environment}: bind a loopback or private address, or set "
                         f"broker.public_management: true")
+        if b.nodes > 1 and b.nodes % 2 == 0:
+            self.report(at + ("nodes",), f"expected 1 or an odd number of nodes, got {b.nodes}: quorum "
+                                         f"queues need a majority, so {b.nodes} nodes survive no more "
+                                         f"node losses than {b.nodes - 1} do")
         admin = self.d.users.get(b.admin_user)
         if admin is None:
             self.report(at + ("admin_user",), f"no user {b.admin_user!r}{suggest(b.admin_user, self.d.users)}")
@@ -162,6 +173,7 @@ class _Checker:
                             "`internal` setting, so the broker would get a public exchange instead")
         for qname, queue in vhost.queues.items():
             qat = at + ("queues", qname)
+            self.cluster_queue(qat, queue)
             if "," in qname:
                 self.report(qat, "a queue name cannot hold a comma: `celery worker -Q` splits on it")
             if queue.ttl is not None and queue.ttl > MAX_TTL_MS:
@@ -201,6 +213,20 @@ class _Checker:
                                 f"expired task would run anyway and a second failure would drop it; "
                                 f"prefer a queue marked parking: true", Severity.WARNING)
 
+    def cluster_queue(self, qat: tuple, queue) -> None:
+        """On a cluster a classic queue lives on one node: its tasks stop when that node does."""
+        b = self.d.broker
+        if b.nodes == 1 or queue.type != "classic":
+            return
+        if queue.parking:
+            self.report(qat + ("type",), f"a classic parking queue lives on one of the {b.nodes} nodes: "
+                                         f"while that node is down, dead-lettered tasks are dropped",
+                        Severity.WARNING)
+        elif not b.allow_classic_task_queues:
+            self.report(qat + ("type",), f"a classic queue lives on one of the {b.nodes} nodes and stops "
+                                         f"when that node does: use quorum, or set "
+                                         f"broker.allow_classic_task_queues: true")
+
     def celery(self) -> None:
         c, at = self.d.celery, ("celery",)
         vhost = self.d.vhosts.get(c.vhost)
@@ -224,6 +250,10 @@ class _Checker:
             task_queue(at + ("routes", task), qname)
         consumed: set[str] = set()
         for pname, pool in c.workers.items():
+            if not POOL_NAME.match(pname):
+                self.report(at + ("workers", pname), f"expected a pool name of lower-case letters, digits and "
+                                                     f"inner dashes, at most 56 long, got {pname!r}: it names the "
+                                                     f"worker's container and host (`worker-<pool>`)")
             for i, qname in enumerate(pool.queues):
                 if known(at + ("workers", pname, "queues", i), qname):
                     consumed.add(qname)

@@ -8,7 +8,8 @@ import sys
 import pytest
 import yaml
 
-from infra import program
+from infra import program, render
+from infra.compose import compose_file, compose_yaml
 from infra.definition import load_definition, require
 from infra.compose import TLS_MOUNT
 from infra.plan import APP_TLS_FILES, BROKER_TLS_FILES, build_plan
@@ -143,3 +144,26 @@ def test_a_changed_mounted_file_changes_only_its_services_label():
     assert "rabbitmq" not in {n for n in before if before[n] != after_client_cert[n]}
     after_definitions = labels({**files, "definitions.json": "{}"})
     assert after_definitions == before  # the topology is applied in place, not by re-creating the broker
+
+
+def test_a_three_node_stack_is_three_broker_services_the_app_waits_for(tmp_path):
+    overlay = tmp_path / "cluster.yaml"
+    overlay.write_text("broker: {nodes: 3}\n")
+    plan = build_plan(require(load_definition(stack="local", overlays=(overlay,))))
+    files = render.render_files(plan, TEST_SECRETS)
+    compose = compose_file(plan, files, "app:1", None, "base")
+    brokers = {name: s for name, s in compose["services"].items() if name.startswith("rabbitmq")}
+    assert sorted(brokers) == ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"]
+    b = plan.broker
+    for i, (name, service) in enumerate(sorted(brokers.items())):
+        assert service["hostname"] == name and service["networks"]["stack"]["aliases"] == [name]
+        assert f"{name}-data:/var/lib/rabbitmq" in service["volumes"]
+        assert service["ports"] == [f"127.0.0.1:{p + i}:{p}" for p in (b.amqp_port, b.management_port, b.prometheus_port)]
+        assert "./erlang.cookie:/run/secrets/erlang.cookie:ro" in service["volumes"]
+        assert "./boot-definitions.json:/run/secrets/boot-definitions.json:ro" in service["volumes"]
+        assert ".erlang.cookie" in service["entrypoint"][2] and "boot-definitions.json" in service["entrypoint"][2]
+    assert set(compose["volumes"]) >= {"rabbitmq-1-data", "rabbitmq-2-data", "rabbitmq-3-data"}
+    for spec in plan.services:
+        if spec.runs_app:
+            assert set(compose["services"][spec.name]["depends_on"]) >= set(brokers)
+    assert "erlang-test-cookie" not in compose_yaml(compose)

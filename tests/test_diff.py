@@ -141,3 +141,18 @@ def test_a_worker_concurrency_change_recreates_only_that_worker():
     (change,) = changes.classify(base, head)
     assert change.impact is Impact.IN_PLACE and change.subject == "service worker-matches"
     assert "--concurrency 2" in change.what and "--concurrency 6" in change.what
+
+
+def test_going_from_one_node_to_a_cluster_is_data_loss_and_growing_a_cluster_restarts_it(repo):
+    overlay(repo, "broker: {nodes: 3}")
+    result = diff(repo)
+    assert result.returncode == 3, result.stdout + result.stderr
+    impacts = {(impact, subject) for impact, subject, _ in rows(result.stdout)}
+    assert ("data loss", "broker") in impacts
+    assert "the messages on the old node are not moved" in result.stdout
+    subprocess.run(GIT + ["-C", str(repo), "commit", "-qam", "three nodes"], check=True)
+    overlay(repo, "broker: {nodes: 5}")
+    result = diff(repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ((impact, subject, what),) = [r for r in rows(result.stdout) if r[1] == "broker"]
+    assert impact == "restart" and "cluster_formation.classic_config.nodes.5 unset → rabbit@rabbitmq-5" in what

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +21,7 @@ import yaml
 from infra.definition import load_definition, require
 from infra.images import app_image_name
 from infra.localstack import LocalStack
+from infra.services import broker_hosts
 from tests.support.rabbit_node import ManagementAPI, free_ports
 from tests.support.stacks import TEST_SECRETS
 from tests.support.waiting import wait_for
@@ -103,18 +105,45 @@ def require_images(stack: str) -> None:
         raise ImagesMissing(f"local images missing ({', '.join(missing)}): run `make images` (make test does)")
 
 
+def free_port_blocks(count: int, width: int, attempts: int = 200) -> list[int]:
+    """`count` ports p whose p .. p + width - 1 are all free on 127.0.0.1 (node i of a cluster publishes
+    each port + i), and distinct blocks."""
+    found: list[int] = []
+    for _ in range(attempts):
+        if len(found) == count:
+            return found
+        (start,) = free_ports(1)
+        block = range(start, start + width)
+        if block[-1] < 65536 and not any(p in range(f, f + width) for f in found for p in block) \
+                and all(_bindable(p) for p in block):
+            found.append(start)
+    raise RuntimeError(f"no {count} free blocks of {width} ports after {attempts} attempts")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
 @contextlib.contextmanager
-def running_stack(players: list[dict], slow: dict[str, float], project: str):
-    """The local stack up and healthy, with a fake Riot API serving `players`; everything removed after."""
+def running_stack(players: list[dict], slow: dict[str, float], project: str, nodes: int = 1):
+    """The local stack up and healthy, with a fake Riot API serving `players`; everything removed after.
+    `nodes`: the broker's nodes (`broker.nodes`)."""
     require_images("local")
-    amqp, management, prometheus, web = free_ports(4)
+    amqp, management, prometheus = free_port_blocks(3, nodes)
+    taken = {start + i for start in (amqp, management, prometheus) for i in range(nodes)}
+    web = next(p for p in free_ports(len(taken) + 1) if p not in taken)
     ports = {"amqp": amqp, "management": management, "prometheus": prometheus, "web": web}
     work = Path(tempfile.mkdtemp(prefix="e2e-"))
     work.chmod(0o755)
     overlay = work / "overlay.yaml"
     overlay.write_text(yaml.safe_dump({
-        "broker": {"listeners": {"bind": "127.0.0.1", "amqp": amqp, "management": management,
-                                 "prometheus": prometheus}},
+        "broker": {"nodes": nodes, "listeners": {"bind": "127.0.0.1", "amqp": amqp, "management": management,
+                                                 "prometheus": prometheus}},
         "app": {"web": {"port": web}, "riot_api_base_url": "http://fake-riot:8080/{routing}"},
         # no pacing of the match queues: a batch here is a few seconds, not 20 timelines a minute
         "vhosts": {"/": {"queues": {"match_processing": {"rate_limit": None},
@@ -133,16 +162,14 @@ def running_stack(players: list[dict], slow: dict[str, float], project: str):
     try:
         local.render()
         secrets = yaml.safe_load(secrets_file.read_text())
-        local.up("rabbitmq", "postgres")  # creates the stack's network
+        local.up(*broker_hosts(nodes), "postgres")  # creates the stack's network
         app_image = app_image_name(require(load_definition(stack="local")).app, REPO)
         docker("run", "-d", "--name", fake, "--network", f"{project}_stack", "--network-alias", "fake-riot",
                "-v", f"{REPO / 'tests' / 'app'}:/fake:ro", "-v", f"{REPO / 'tests' / 'e2e'}:/e2e:ro",
                "-v", f"{riot_config.parent}:/e2e-config:ro", app_image,
                "python", "/e2e/fake_riot_container.py", "/e2e-config/config.json")
         started = time.monotonic()
-        local.up()
-        local.wait_healthy(progress=lambda line: print(f"[e2e up] {line}", flush=True))
-        local.apply_topology()
+        local.start(progress=lambda line: print(f"[e2e up] {line}", flush=True))
         yield E2EStack(local, work, ports, secrets, fake, time.monotonic() - started)
     finally:
         if os.environ.get("E2E_KEEP_LOGS"):

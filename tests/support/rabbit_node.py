@@ -68,6 +68,11 @@ class Ports:
                 f"  tls:\n    amqps: {self.amqps}\n    management: {self.management_tls}\n")
 
 
+def node_name() -> str:
+    """A node name no other node of this machine's test runs has."""
+    return f"t{os.getpid()}x{next(_counter)}@localhost"
+
+
 class BootFailed(RuntimeError):
     pass
 
@@ -75,17 +80,22 @@ class BootFailed(RuntimeError):
 class RabbitNode:
     def __init__(self, config_dir: Path, ports: Ports, name: str | None = None, tls_only: bool = False):
         """`config_dir` holds rabbitmq.conf, enabled_plugins and definitions.json, rendered with
-        `--target host --out config_dir` (so the conf points at config_dir/definitions.json).
+        `--target host --out config_dir` (so the conf points at config_dir/definitions.json), and, for a
+        cluster's node, the rendered erlang.cookie, which becomes the node's (and its CLI tools') cookie.
         `tls_only`: the plain listeners are off, so boot is awaited on the AMQPS and HTTPS ports."""
         self.ports = ports
         self.listening = (ports.amqps, ports.management_tls) if tls_only else (ports.amqp, ports.management)
         self.tls_dir = config_dir / "tls" if (config_dir / "tls" / "ca.pem").exists() else None
         self.tls_only = tls_only
-        self.name = name or f"t{os.getpid()}x{next(_counter)}@localhost"
+        self.name = name or node_name()
         self.base = Path(tempfile.mkdtemp(prefix="rabbit-node-"))
         self.config_dir = config_dir
         for sub in ("mnesia", "log", "home"):
             (self.base / sub).mkdir()
+        cookie = config_dir / "erlang.cookie"
+        if cookie.exists():
+            shutil.copyfile(cookie, self.base / "home" / ".erlang.cookie")
+            (self.base / "home" / ".erlang.cookie").chmod(0o400)
         (self.base / "rabbitmq-env.conf").write_text("")
         self.process: subprocess.Popen | None = None
         self._run_as = "rabbitmq" if os.geteuid() == 0 else None

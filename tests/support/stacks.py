@@ -27,6 +27,7 @@ TEST_SECRETS = {
     "djangoSecretKey": "django-test-secret-key",
     "riotApiKey": "RGAPI-test-key",
     "postgresPassword": "postgres-test-password",
+    "rabbitmqErlangCookie": "erlang-test-cookie",
 }
 
 
@@ -49,15 +50,17 @@ class Rendered:
 
 
 def render_for_node(ports: Ports, *, stack: str | None = None, file: Path | None = None,
-                    passwords: dict[str, str] | None = None, overlays: tuple = ()) -> Rendered:
-    """Render with an overlay that puts the listeners on `ports` (then `overlays`), for a node on this host."""
+                    passwords: dict[str, str] | None = None, overlays: tuple = (),
+                    node_names: tuple[str, ...] = ()) -> Rendered:
+    """Render with an overlay that puts the listeners on `ports` (then `overlays`), for a node on this host;
+    `node_names`: on a cluster, every node's name."""
     work = Path(tempfile.mkdtemp(prefix="rendered-"))
     work.chmod(0o755)
     overlay = work / "ports.yaml"
     overlay.write_text(ports.overlay())
     definition = require(load_definition(stack=stack, file=file, overlays=(overlay, *overlays)))
     config_dir = work / "etc"
-    plan = build_plan(definition, NodeLayout(listen_on_bind=True, config_dir=str(config_dir)))
+    plan = build_plan(definition, NodeLayout(listen_on_bind=True, config_dir=str(config_dir), node_names=node_names))
     passwords = dict(passwords or TEST_SECRETS)
     for _, ref in plan.secrets():
         passwords.setdefault(ref.secret, f"{ref.secret}-generated")

@@ -1,0 +1,112 @@
+"""A throwaway RabbitMQ cluster: N Debian rabbitmq-server nodes on loopback ports.
+
+Each node is rendered from the same definition with `broker.nodes: N` over it, so each gets the stack's
+own clustering: classic-config peer discovery over every node's name, the shared Erlang cookie, and
+`cluster_partition_handling = pause_minority`; each has its own ports and data. Every wait is bounded.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from urllib.parse import quote
+
+from .rabbit_node import Ports, RabbitNode, free_ports, node_name
+from .stacks import Rendered, render_for_node
+from .waiting import wait_for
+
+
+class RabbitCluster:
+    def __init__(self, size: int, *, stack: str, overlays: tuple = (), node_class=RabbitNode):
+        self.work = Path(tempfile.mkdtemp(prefix="rabbit-cluster-"))
+        overlay = self.work / "cluster.yaml"
+        overlay.write_text(f"broker:\n  nodes: {size}\n")
+        self.names = tuple(node_name() for _ in range(size))
+        ports = free_ports(4 * size)  # all at once: ports picked one node at a time could repeat
+        self.rendered: list[Rendered] = [
+            render_for_node(Ports(*ports[4 * i:4 * i + 4]), stack=stack, overlays=(overlay, *overlays),
+                            node_names=self.names) for i in range(size)]
+        self.nodes: list[RabbitNode] = [node_class(r.config_dir, Ports(*ports[4 * i:4 * i + 4]), name)
+                                        for i, (r, name) in enumerate(zip(self.rendered, self.names))]
+
+    # -- life cycle --------------------------------------------------------------------------------
+    def start(self) -> "RabbitCluster":
+        """The first node forms the cluster, the others join it through peer discovery; then the topology."""
+        for node in self.nodes:
+            node.start()
+        self.wait_running(len(self.nodes))
+        self.apply_topology()
+        return self
+
+    def start_together(self, nodes: list[RabbitNode]) -> None:
+        """Nodes that must boot at once: a restarted node waits for the peers it last saw running."""
+        errors: list[BaseException] = []
+
+        def boot(node: RabbitNode) -> None:
+            try:
+                node.start()
+            except BaseException as exc:  # noqa: BLE001 (re-raised below, in the caller's thread)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=boot, args=(n,)) for n in nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=200)
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+        for rendered in self.rendered:
+            shutil.rmtree(rendered.config_dir.parent, ignore_errors=True)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    # -- state ---------------------------------------------------------------------------------------
+    def alive(self) -> list[RabbitNode]:
+        return [n for n in self.nodes if n.process and n.process.poll() is None]
+
+    def api(self, via: RabbitNode | None = None):
+        node = via or self.alive()[0]
+        admin = self.rendered[0].plan.broker.admin_user
+        return node.api(admin, self.rendered[0].password(admin))
+
+    def running_nodes(self, via: RabbitNode | None = None) -> set[str]:
+        return {n["name"] for n in self.api(via).get("nodes") if n.get("running")}
+
+    def wait_running(self, count: int, timeout: float = 120) -> None:
+        wait_for(lambda: len(self.running_nodes()) == count, timeout, f"{count} nodes running in the cluster",
+                 interval=0.5)
+
+    def queue(self, name: str, vhost: str = "/", via: RabbitNode | None = None) -> dict:
+        return self.api(via).get(f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}")
+
+    def node_named(self, name: str) -> RabbitNode:
+        return next(n for n in self.nodes if n.name == name)
+
+    def leader_of(self, queue: str, vhost: str = "/") -> RabbitNode:
+        return self.node_named(self.queue(queue, vhost)["leader"])
+
+    def wait_members_online(self, queues: list[str], vhost: str = "/", timeout: float = 120) -> None:
+        """Every quorum queue has all its members online again (a restarted node caught up)."""
+        def all_online() -> bool:
+            return all(set(self.queue(q, vhost).get("online", [])) == set(self.names) for q in queues)
+        wait_for(all_online, timeout, f"members of {queues} online on {len(self.names)} nodes", interval=0.5)
+
+    # -- clients -----------------------------------------------------------------------------------
+    def amqp_url(self, user: str, vhost: str = "/", order: list[RabbitNode] | None = None) -> str:
+        """The app's failover URL (`;`-separated, one per node), in `order` (default: the nodes')."""
+        password = quote(self.rendered[0].password(user), safe="")
+        return ";".join(f"amqp://{quote(user, safe='')}:{password}@127.0.0.1:{n.ports.amqp}/{quote(vhost, safe='')}"
+                        for n in (order or self.nodes))
+
+    def apply_topology(self) -> None:
+        """The full definitions.json, POSTed once every node has joined (the nodes booted with the admin
+        alone), so each quorum queue gets a member on every node."""
+        rendered = self.rendered[0]
+        response = self.api().session.post(f"{self.api().base}/definitions", timeout=120,
+                                           data=(rendered.config_dir / "definitions.json").read_bytes(),
+                                           headers={"Content-Type": "application/json"})
+        assert response.status_code in (200, 201, 204), response.text
