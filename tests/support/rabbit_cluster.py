@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+from dataclasses import fields
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,12 +24,14 @@ class RabbitCluster:
         overlay = self.work / "cluster.yaml"
         overlay.write_text(f"broker:\n  nodes: {size}\n")
         self.names = tuple(node_name() for _ in range(size))
-        ports = free_ports(4 * size)  # all at once: ports picked one node at a time could repeat
+        width = len(fields(Ports))
+        ports = free_ports(width * size)  # all at once: ports picked one node at a time could repeat
+        node_ports = [Ports(*ports[width * i:width * (i + 1)]) for i in range(size)]
         self.rendered: list[Rendered] = [
-            render_for_node(Ports(*ports[4 * i:4 * i + 4]), stack=stack, overlays=(overlay, *overlays),
-                            node_names=self.names) for i in range(size)]
-        self.nodes: list[RabbitNode] = [node_class(r.config_dir, Ports(*ports[4 * i:4 * i + 4]), name)
-                                        for i, (r, name) in enumerate(zip(self.rendered, self.names))]
+            render_for_node(p, stack=stack, overlays=(overlay, *overlays), node_names=self.names)
+            for p in node_ports]
+        self.nodes: list[RabbitNode] = [node_class(r.config_dir, p, name)
+                                        for r, p, name in zip(self.rendered, node_ports, self.names)]
 
     # -- life cycle --------------------------------------------------------------------------------
     def start(self) -> "RabbitCluster":
