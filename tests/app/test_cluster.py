@@ -16,18 +16,10 @@ import amqp
 import pytest
 
 from tests.app.deployment import OVERLAY, Deployment, TunedNode, wait_for
-from tests.app.fake_riot import FakeRiot
-from tests.app.test_reliability import match_ids, rows
+from tests.app.test_reliability import match_ids, riot, rows  # noqa: F401 (riot: the module's fake Riot API)
 from tests.support.rabbit_cluster import RabbitCluster
 
 TASK_QUEUES = ["player_sync", "match_processing", "timeline_processing", "default", "recovery", "maintenance"]
-
-
-@pytest.fixture(scope="module")
-def riot():
-    fake = FakeRiot().start()
-    yield fake
-    fake.close()
 
 
 @pytest.fixture(scope="module")
