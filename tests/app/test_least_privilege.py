@@ -20,7 +20,7 @@ from config.topology import celery_settings
 from infra import render
 from infra.compose import compose_file
 from infra.definition import load_definition, require
-from infra.plan import build_plan
+from infra.plan import APP_TLS_FILES, BROKER_TLS_FILES, build_plan
 from tests.app.deployment import APP_DIR, WaitTimeout, celery_argv, deploy
 from tests.app.fake_riot import FakeRiot
 from tests.support.rabbit_node import port_open
@@ -287,10 +287,12 @@ def test_there_is_no_guest_and_management_listens_on_loopback_only(app):
     assert not port_open("127.0.0.2", app.node.ports.management)  # ...not on every interface
     for stack in ("dev", "staging", "prod"):  # a container listens inside; Docker publishes on `bind` only
         plan = build_plan(require(load_definition(stack=stack)))
-        assert "management.tcp.ip = 0.0.0.0\n" in render.rabbitmq_conf(plan)
-        broker = compose_file(plan, {**render.config_files(plan), "celery.json": ""}, "app", None, "base")
-        assert f"127.0.0.1:{plan.broker.management_port}:{plan.broker.management_port}" in \
-            broker["services"]["rabbitmq"]["ports"]
+        listener = "ssl" if plan.broker.tls else "tcp"  # staging and prod: HTTPS management alone
+        assert f"management.{listener}.ip = 0.0.0.0\n" in render.rabbitmq_conf(plan)
+        tls = {f"tls/{name}": "" for name in (*BROKER_TLS_FILES, *APP_TLS_FILES)} if plan.broker.tls else {}
+        broker = compose_file(plan, {**render.config_files(plan), "celery.json": "", **tls}, "app", None, "base")
+        port = plan.broker.management_client_port
+        assert f"127.0.0.1:{port}:{port}" in broker["services"]["rabbitmq"]["ports"]
 
 
 def test_the_broker_url_of_each_service_names_its_own_user(app):
