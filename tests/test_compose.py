@@ -166,4 +166,4 @@ def test_a_three_node_stack_is_three_broker_services_the_app_waits_for(tmp_path)
     for spec in plan.services:
         if spec.runs_app:
             assert set(compose["services"][spec.name]["depends_on"]) >= set(brokers)
-    assert "erlang-test-cookie" not in compose_yaml(compose)
+    assert TEST_SECRETS["rabbitmqErlangCookie"] not in compose_yaml(compose)

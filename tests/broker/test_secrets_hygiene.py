@@ -138,14 +138,14 @@ def test_a_tls_nodes_logs_hold_no_private_key_or_password_after_refused_handshak
     """prod (TLS only, mutual): good and refused clients; the log names failures, never key material."""
     from infra import certs
     with booted(stack="prod") as (node, rendered):
-        pika.BlockingConnection(node.amqp_params("/", "app", rendered.password("app"))).close()
+        pika.BlockingConnection(node.amqp_params("/", "web", rendered.password("web"))).close()
         impostor = certs.client_cert(certs.make_ca("another CA"), "app")
         (tmp_path / "i.pem").write_text(impostor.cert_pem)
         (tmp_path / "i.key").write_text(impostor.key_pem)
         refused = node.client_tls_context(cert=None)
         refused.load_cert_chain(str(tmp_path / "i.pem"), str(tmp_path / "i.key"))
         for context in (refused, node.client_tls_context(cert=None)):
-            params = node.amqp_params("/", "app", rendered.password("app"), connection_attempts=1)
+            params = node.amqp_params("/", "web", rendered.password("web"), connection_attempts=1)
             params.ssl_options = pika.SSLOptions(context, "127.0.0.1")
             with pytest.raises(pika.exceptions.AMQPConnectionError):
                 pika.BlockingConnection(params)

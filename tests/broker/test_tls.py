@@ -56,7 +56,8 @@ def context_from(issued_ca: certs.Issued | None, client: certs.Issued | None, tm
 
 def test_a_verified_client_publishes_with_confirms_and_consumes(prod):
     node, rendered = prod
-    connection = pika.BlockingConnection(node.amqp_params("/", "app", rendered.password("app")))
+    # the admin: a probe queue of its own (each app user may declare only Celery's own objects)
+    connection = pika.BlockingConnection(node.amqp_params("/", "admin", rendered.password("admin")))
     try:
         channel = connection.channel()
         channel.confirm_delivery()  # basic_publish raises unless the broker confirms
@@ -67,8 +68,8 @@ def test_a_verified_client_publishes_with_confirms_and_consumes(prod):
         assert method is not None and received == body
         # the broker's view of this connection: TLS, with the app's client certificate
         api = node.api("admin", rendered.password("admin"))
-        mine = [c for c in api.get_when("connections", lambda cs: any(c.get("user") == "app" for c in cs))
-                if c.get("user") == "app"]
+        mine = [c for c in api.get_when("connections", lambda cs: any(c.get("user") == "admin" for c in cs))
+                if c.get("user") == "admin"]
         assert mine and all(c["ssl"] and c["ssl_protocol"] in ("tlsv1.2", "tlsv1.3") for c in mine)
         assert all("CN=app" in c["peer_cert_subject"] for c in mine)
     finally:
@@ -93,7 +94,7 @@ def test_a_plain_amqp_client_is_refused(prod):
     assert not port_open("127.0.0.1", node.ports.amqp)  # listeners.tcp = none
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         pika.BlockingConnection(pika.ConnectionParameters(
-            "127.0.0.1", node.ports.amqp, "/", pika.PlainCredentials("app", rendered.password("app")),
+            "127.0.0.1", node.ports.amqp, "/", pika.PlainCredentials("web", rendered.password("web")),
             connection_attempts=1, socket_timeout=5))
     # and plain AMQP spoken to the AMQPS port gets no AMQP answer
     with socket.create_connection(("127.0.0.1", node.ports.amqps), timeout=10) as raw:
@@ -125,7 +126,7 @@ def test_a_client_with_a_certificate_from_another_ca_is_refused(prod, tmp_path):
 def test_a_client_without_a_certificate_is_refused(prod):
     node, rendered = prod
     assert refused(node, node.client_tls_context(cert=None))
-    params = node.amqp_params("/", "app", rendered.password("app"), connection_attempts=1, socket_timeout=5)
+    params = node.amqp_params("/", "web", rendered.password("web"), connection_attempts=1, socket_timeout=5)
     params.ssl_options = pika.SSLOptions(node.client_tls_context(cert=None), "127.0.0.1")
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         pika.BlockingConnection(params)
@@ -184,7 +185,7 @@ def test_the_app_works_over_tls_web_and_a_real_worker(overlay, tmp_path):
             health = requests.get(deployment.url("/healthz"), timeout=30).json()
             assert health["broker"] == "ok"
             connections = deployment.node.api("admin", deployment.rendered.password("admin")).get("connections")
-            app_connections = [c for c in connections if c["user"] == "app"]
+            app_connections = [c for c in connections if c["user"] != "admin"]  # web's and the workers' users
             assert app_connections and all(c["ssl"] and c["peer_cert_subject"] for c in app_connections)
         finally:
             cleanup()
