@@ -22,15 +22,8 @@ from infra.compose import compose_file
 from infra.definition import load_definition, require
 from infra.plan import APP_TLS_FILES, BROKER_TLS_FILES, build_plan
 from tests.app.deployment import APP_DIR, WaitTimeout, celery_argv, deploy
-from tests.app.fake_riot import FakeRiot
+from tests.app.test_reliability import riot  # noqa: F401 (the module's fake Riot API)
 from tests.support.rabbit_node import port_open
-
-
-@pytest.fixture(scope="module")
-def riot():
-    fake = FakeRiot().start()
-    yield fake
-    fake.close()
 
 
 @pytest.fixture(scope="module")
