@@ -18,7 +18,7 @@ import yaml
 from .plan import APP_TLS_FILES, BROKER_TLS_FILES, Plan, boot_definitions_file
 from .render import ERLANG_COOKIE
 from .services import (APP_UID, BROKER_CONFIG_DIR, BROKER_DATA_DIR, BROKER_HEALTHCHECK, CELERY_JSON, CONFIG_DIR,
-                       HealthCheck, ServiceSpec, broker_hosts, broker_ports)
+                       HealthCheck, ServiceSpec, broker_hosts, broker_ports, joins_after)
 
 COMPOSE_FILE = "docker-compose.yml"
 TLS_MOUNT = "/run/secrets/tls"  # the rendered tls/ directory, read-only; each service copies what it needs
@@ -76,7 +76,8 @@ def _healthcheck(check: HealthCheck) -> dict:
 
 
 def broker_services(plan: Plan, mounted: dict[str, str]) -> dict[str, dict]:
-    """One service per node (`rabbitmq`, or `rabbitmq-1` ... on a cluster; node i publishes each port + i).
+    """One service per node (`rabbitmq`, or `rabbitmq-1` ... on a cluster; node i publishes each port + i,
+    and starts once node i - 1 is healthy).
     `mounted`: the rendered files by name. The definitions are left out of the label: the topology is applied
     to the running broker (`make local`), a changed TTL must not restart it."""
     b = plan.broker
@@ -84,7 +85,7 @@ def broker_services(plan: Plan, mounted: dict[str, str]) -> dict[str, dict]:
     secrets = [f"./{boot}:/run/secrets/{boot}:ro"] + \
         ([f"./{ERLANG_COOKIE}:/run/secrets/{ERLANG_COOKIE}:ro"] if b.erlang_cookie else []) + \
         ([f"./tls:{TLS_MOUNT}:ro"] if b.tls else [])
-    services = {}
+    services, waits_for = {}, joins_after(b.nodes)
     for index, host in enumerate(broker_hosts(b.nodes)):
         services[host] = {
             "image": b.image,
@@ -100,6 +101,8 @@ def broker_services(plan: Plan, mounted: dict[str, str]) -> dict[str, dict]:
                                    *(mounted[f"tls/{n}"] for n in sorted(BROKER_TLS_FILES) if b.tls)),
             "networks": {"stack": {"aliases": [host]}},
         }
+        if host in waits_for:
+            services[host]["depends_on"] = {waits_for[host]: {"condition": "service_healthy"}}
     return services
 
 

@@ -91,30 +91,49 @@ class LocalStack:
         """The brokers first, healthy, then the topology, then everything else: a cluster's nodes boot with
         the admin alone, and the app's users must exist before its services log in."""
         definition = require(load_definition(stack=self.stack, overlays=self.overlays))
-        self.up(*broker_hosts(int(definition.broker.nodes)))
+        nodes = int(definition.broker.nodes)
+        self.up(*broker_hosts(nodes))  # one after another on a cluster (compose's depends_on)
         self.wait_healthy(progress=progress)
+        self.wait_cluster(nodes)
         self.apply_topology()
         self.up()
         return self.wait_healthy(progress=progress)
 
-    def apply_topology(self) -> None:
-        """POST the rendered definitions.json to the broker: creates and updates in place (RabbitMQ's
-        definitions import), as the admin user."""
-        definition = require(load_definition(stack=self.stack, overlays=self.overlays))
-        plan = build_plan(definition)
-        known = read_secrets_file(self.secrets or SECRETS_DIR / f"{definition.environment}.yaml")
+    def management(self, path: str, data: bytes | None = None) -> bytes:
+        """A management API call as the admin user (HTTPS verified against the stack's CA with TLS)."""
+        plan = build_plan(require(load_definition(stack=self.stack, overlays=self.overlays)))
+        known = read_secrets_file(self.secrets or SECRETS_DIR / f"{plan.environment}.yaml")
         admin = plan.broker.admin_user
         auth = base64.b64encode(f"{admin}:{known[plan.topology.password_key(admin)]}".encode()).decode()
         b = plan.broker
         request = urllib.request.Request(
-            f"{b.management_scheme}://{client_host(b.publish_ip)}:{b.management_client_port}/api/definitions",
-            data=(self.out / "definitions.json").read_bytes(), method="POST",
+            f"{b.management_scheme}://{client_host(b.publish_ip)}:{b.management_client_port}/api/{path}",
+            data=data, method="POST" if data is not None else "GET",
             headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"})
-        # with TLS, verified against the stack's CA that render wrote beside the other files
         context = ssl.create_default_context(cafile=str(self.out / "tls" / "ca.pem")) if b.tls else None
         with urllib.request.urlopen(request, timeout=60, context=context) as response:
             if response.status not in (200, 201, 204):
-                raise RuntimeError(f"definitions import answered {response.status}")
+                raise RuntimeError(f"{path} answered {response.status}")
+            return response.read()
+
+    def wait_cluster(self, nodes: int, timeout: float = 60) -> None:
+        """Until the first node sees every node running: a quorum queue gets its members when it is
+        declared, so the topology waits for the whole cluster. Bounded; a node that formed a cluster of
+        its own never shows up here, and that is an error, not a wait."""
+        deadline = time.monotonic() + timeout
+        while True:
+            running = sorted(n["name"] for n in json.loads(self.management("nodes")) if n.get("running"))
+            if len(running) == nodes:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the cluster has {len(running)} of {nodes} nodes running after "
+                                   f"{timeout:.0f}s: {', '.join(running)}")
+            time.sleep(1)
+
+    def apply_topology(self) -> None:
+        """POST the rendered definitions.json to the broker: creates and updates in place (RabbitMQ's
+        definitions import), as the admin user."""
+        self.management("definitions", data=(self.out / "definitions.json").read_bytes())
 
     def down(self, volumes: bool = False) -> None:
         self.compose("down", *(["--volumes"] if volumes else []), "--remove-orphans", timeout=300, check=False)

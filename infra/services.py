@@ -39,9 +39,12 @@ class HealthCheck:
     start_period: str = "60s"
 
 
-# `ping` answers once the node is up; Pulumi's `wait` and compose's `service_healthy` hold on to it.
-BROKER_HEALTHCHECK = HealthCheck(("CMD", "rabbitmq-diagnostics", "-q", "ping"), interval="10s", timeout="10s",
-                                 retries=6)
+# Healthy once the node has booted: `check_running` (RabbitMQ's stage-2 health check), not `ping`, which
+# answers as soon as the Erlang VM is up; a cluster node boots only after it joined its peers, so a node
+# healthy under this check is in the cluster. Pulumi's `wait` and compose's `service_healthy` hold on to it.
+# https://www.rabbitmq.com/docs/monitoring#health-checks
+BROKER_HEALTHCHECK = HealthCheck(("CMD", "rabbitmq-diagnostics", "-q", "check_running"), interval="10s",
+                                 timeout="10s", retries=6)
 
 
 def broker_ports(b) -> list[int]:
@@ -102,6 +105,14 @@ def broker_url_template(user: str, vhost: str, host: str, port: int, scheme: str
 def broker_hosts(nodes: int) -> tuple[str, ...]:
     """The broker containers' host names: `rabbitmq` for one node, `rabbitmq-1` ... on a cluster."""
     return (BROKER_HOST,) if nodes == 1 else tuple(f"{BROKER_HOST}-{i}" for i in range(1, nodes + 1))
+
+
+def joins_after(nodes: int) -> dict[str, str]:
+    """Boot order of a cluster's nodes: host → the node it waits for, healthy, before it starts. One after
+    another, so the first forms the cluster and each next one joins it (nodes booting at once can each form
+    their own), and, stopped in reverse, the first node is the last one down: the one that boots first."""
+    hosts = broker_hosts(nodes)
+    return dict(zip(hosts[1:], hosts))
 
 
 def client_host(publish_ip: str) -> str:

@@ -163,6 +163,10 @@ def test_a_three_node_stack_is_three_broker_services_the_app_waits_for(tmp_path)
         assert "./boot-definitions.json:/run/secrets/boot-definitions.json:ro" in service["volumes"]
         assert ".erlang.cookie" in service["entrypoint"][2] and "boot-definitions.json" in service["entrypoint"][2]
     assert set(compose["volumes"]) >= {"rabbitmq-1-data", "rabbitmq-2-data", "rabbitmq-3-data"}
+    # one after another: the first forms the cluster, each next one joins it
+    assert "depends_on" not in brokers["rabbitmq-1"]
+    assert brokers["rabbitmq-2"]["depends_on"] == {"rabbitmq-1": {"condition": "service_healthy"}}
+    assert brokers["rabbitmq-3"]["depends_on"] == {"rabbitmq-2": {"condition": "service_healthy"}}
     for spec in plan.services:
         if spec.runs_app:
             assert set(compose["services"][spec.name]["depends_on"]) >= set(brokers)

@@ -5,7 +5,8 @@ container, which gets the rendered rabbitmq.conf, enabled_plugins and boot defin
 also its CA, certificate and key under tls/), is healthy before Pulumi moves on (`wait`), and is replaced
 delete-first because it is named. One node is `<name>-data` / `<name>-container` on host `rabbitmq`; a
 cluster's node i is `<name>-<i>-data` / `<name>-<i>-container` on host `rabbitmq-<i>`, publishes each port
-+ (i - 1), and gets the Erlang cookie.
++ (i - 1), gets the Erlang cookie, and is created once node i - 1 is healthy (one after another: the first
+forms the cluster, each next one joins it).
 """
 from __future__ import annotations
 
@@ -94,7 +95,9 @@ class Broker(pulumi.ComponentResource):
                 wait=True,
                 wait_timeout=180,
                 restart="unless-stopped",
-                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+                # a cluster's node i boots once node i - 1 is healthy (`joins_after`)
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True,
+                                            depends_on=self.containers[-1:]),
             )
             self.volumes.append(volume)
             self.containers.append(container)

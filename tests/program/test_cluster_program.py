@@ -52,6 +52,14 @@ def test_the_topology_waits_for_every_node(tmp_path):
     assert {monitor.named(f"broker-{i}-container").urn for i in (1, 2, 3)} <= set(provider.request.dependencies)
 
 
+def test_each_node_is_created_once_the_one_before_it_is_healthy(tmp_path):
+    monitor, _ = three_nodes(tmp_path)
+    containers = [monitor.named(f"broker-{i}-container") for i in (1, 2, 3)]
+    assert not {c.urn for c in containers} & set(containers[0].request.dependencies)
+    for before, node in zip(containers, containers[1:]):
+        assert before.urn in node.request.dependencies and node.inputs["wait"] is True
+
+
 def test_the_app_gets_every_nodes_url(tmp_path):
     monitor, plan = three_nodes(tmp_path)
     for spec in plan.services:

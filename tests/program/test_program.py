@@ -47,7 +47,7 @@ def test_broker_container_gets_the_rendered_files_and_waits_healthy(stack):
     assert inputs["name"] == f"{PROJECT}-{stack}-rabbitmq" and inputs["hostname"] == "rabbitmq"
     assert inputs["wait"] is True and inputs["restart"] == "unless-stopped"
     assert container.request.deleteBeforeReplace
-    assert inputs["healthcheck"]["tests"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
+    assert inputs["healthcheck"]["tests"] == ["CMD", "rabbitmq-diagnostics", "-q", "check_running"]
     # definitions.json is secret, so the whole uploads input travels as one secret
     assert is_secret(inputs["uploads"])
     uploads = {u["file"]: u for u in unwrap(inputs["uploads"])}

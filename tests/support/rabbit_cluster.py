@@ -27,10 +27,13 @@ class RabbitCluster:
         width = len(fields(Ports))
         ports = free_ports(width * size)  # all at once: ports picked one node at a time could repeat
         node_ports = [Ports(*ports[width * i:width * (i + 1)]) for i in range(size)]
-        self.rendered: list[Rendered] = [
-            render_for_node(p, stack=stack, overlays=(overlay, *overlays), node_names=self.names)
-            for p in node_ports]
-        self.nodes: list[RabbitNode] = [node_class(r.config_dir, p, name)
+        first = render_for_node(node_ports[0], stack=stack, overlays=(overlay, *overlays), node_names=self.names)
+        # the others with the first one's secrets: the same passwords, cookie and (with TLS) CA and certificates
+        self.rendered: list[Rendered] = [first] + [
+            render_for_node(p, stack=stack, overlays=(overlay, *overlays), node_names=self.names,
+                            passwords=first.passwords) for p in node_ports[1:]]
+        self.tls = first.plan.broker.client_scheme == "amqps"
+        self.nodes: list[RabbitNode] = [node_class(r.config_dir, p, name, tls_only=not r.plan.broker.plain)
                                         for r, p, name in zip(self.rendered, node_ports, self.names)]
 
     # -- life cycle --------------------------------------------------------------------------------
@@ -100,16 +103,19 @@ class RabbitCluster:
 
     # -- clients -----------------------------------------------------------------------------------
     def amqp_url(self, user: str, vhost: str = "/", order: list[RabbitNode] | None = None) -> str:
-        """The app's failover URL (`;`-separated, one per node), in `order` (default: the nodes')."""
+        """The app's failover URL (`;`-separated, one per node), in `order` (default: the nodes'); AMQPS on
+        each node's AMQPS port when the stack has TLS."""
         password = quote(self.rendered[0].password(user), safe="")
-        return ";".join(f"amqp://{quote(user, safe='')}:{password}@127.0.0.1:{n.ports.amqp}/{quote(vhost, safe='')}"
+        scheme = "amqps" if self.tls else "amqp"
+        return ";".join(f"{scheme}://{quote(user, safe='')}:{password}@127.0.0.1:"
+                        f"{n.ports.amqps if self.tls else n.ports.amqp}/{quote(vhost, safe='')}"
                         for n in (order or self.nodes))
 
     def apply_topology(self) -> None:
         """The full definitions.json, POSTed once every node has joined (the nodes booted with the admin
         alone), so each quorum queue gets a member on every node."""
-        rendered = self.rendered[0]
-        response = self.api().session.post(f"{self.api().base}/definitions", timeout=120,
-                                           data=(rendered.config_dir / "definitions.json").read_bytes(),
-                                           headers={"Content-Type": "application/json"})
+        rendered, api = self.rendered[0], self.api()
+        response = api.session.post(f"{api.base}/definitions", timeout=120, verify=api.verify,
+                                    data=(rendered.config_dir / "definitions.json").read_bytes(),
+                                    headers={"Content-Type": "application/json"})
         assert response.status_code in (200, 201, 204), response.text
