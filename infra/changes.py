@@ -6,7 +6,8 @@ The classes follow what `pulumi up` does with the program's resources:
   bindings, new queues), and app containers are re-created with a warm shutdown;
 - RESTART: the broker container is replaced (rabbitmq.conf, plugins, image, ports, the admin it boots
   with); its data volume keeps durable queues and persistent messages, but every connection drops;
-- DATA_LOSS: a queue is deleted (removed, its vhost removed, or re-created with another type).
+- DATA_LOSS: a queue is deleted (removed, its vhost removed, or re-created with another type), or a
+  cluster loses the majority of its quorum queues' members.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Optional
 
 from . import render
 from .plan import Plan, PolicySpec
+from .services import broker_hosts
 from .units import Duration, Size
 
 
@@ -95,10 +97,33 @@ def broker_changes(base: Plan, head: Plan) -> list[Change]:
         (a,), (b,) = admin(base), admin(head)
         restart.append(f"boot admin {a.name} [{', '.join(a.tags)}] {a.password.secret} → "
                        f"{b.name} [{', '.join(b.tags)}] {b.password.secret}")
+    majority_lost, steps = resized_cluster(base, head)
+    if majority_lost:
+        return [Change(Impact.DATA_LOSS, "broker", f"nodes {old_nodes} → {new_nodes}: a majority of every quorum "
+                       f"queue's {old_nodes} members is removed; the queues are left without a leader and their "
+                       f"messages out of reach, unless shrunk first", tuple(steps))]
     if not restart:
         return []
     return [Change(Impact.RESTART, "broker", "; ".join(restart) + ": the container is replaced, connections "
-                   "drop; durable queues and persistent messages stay in the data volume")]
+                   "drop; durable queues and persistent messages stay in the data volume", tuple(steps))]
+
+
+def resized_cluster(base: Plan, head: Plan) -> tuple[bool, list[str]]:
+    """A cluster of N nodes now M (both > 1): (whether the quorum queues lose the majority of their members,
+    what to run). RabbitMQ 3.x moves no replica by itself: a quorum queue keeps the members it was declared
+    with, so new nodes hold none until grown onto, and removed nodes take theirs away."""
+    old, new = base.broker.nodes, head.broker.nodes
+    if old == new or 1 in (old, new) or not any(q.type == "quorum" for q in base.topology.queues):
+        return False, []
+    if new > old:
+        added = ", ".join(f"rabbit@{h}" for h in broker_hosts(new)[old:])
+        return False, [f"the quorum queues keep their {old} members: after `pulumi up`, place their replicas on "
+                       f"the new nodes with `rabbitmq-queues grow <node> all` in any node's container, for "
+                       f"each of {added}"]
+    removed = [f"rabbit@{h}" for h in broker_hosts(old)[new:]]
+    return len(removed) > old // 2, [
+        f"before `pulumi up`, move the quorum queues off the nodes that go: `rabbitmq-queues shrink <node>` "
+        f"for each of {', '.join(removed)}; after it, `rabbitmqctl forget_cluster_node <node>` for each"]
 
 
 def queue_changes(base: Plan, head: Plan) -> list[Change]:

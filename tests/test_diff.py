@@ -143,6 +143,21 @@ def test_a_worker_concurrency_change_recreates_only_that_worker():
     assert "--concurrency 2" in change.what and "--concurrency 6" in change.what
 
 
+def test_a_grown_cluster_says_how_to_place_replicas_and_a_shrunk_one_how_to_remove_them():
+    base, head = plans({"broker": {"nodes": 3}}, {"broker": {"nodes": 5}})
+    (grown,) = [c for c in changes.classify(base, head) if c.subject == "broker"]
+    assert grown.impact is Impact.RESTART
+    assert "rabbitmq-queues grow <node> all" in grown.warnings[0]
+    assert "rabbit@rabbitmq-4, rabbit@rabbitmq-5" in grown.warnings[0]
+    (shrunk,) = [c for c in changes.classify(head, base) if c.subject == "broker"]  # 5 → 3: 3 of 5 members stay
+    assert shrunk.impact is Impact.RESTART and "rabbitmq-queues shrink <node>" in shrunk.warnings[0]
+    assert "forget_cluster_node" in shrunk.warnings[0] and "rabbit@rabbitmq-3," not in shrunk.warnings[0]
+    seven, three = plans({"broker": {"nodes": 7}}, {"broker": {"nodes": 3}})
+    (lost,) = [c for c in changes.classify(seven, three) if c.subject == "broker"]  # 4 of 7 members removed
+    assert lost.impact is Impact.DATA_LOSS and "majority" in lost.what
+    assert "rabbit@rabbitmq-4, rabbit@rabbitmq-5, rabbit@rabbitmq-6, rabbit@rabbitmq-7" in lost.warnings[0]
+
+
 def test_going_from_one_node_to_a_cluster_is_data_loss_and_growing_a_cluster_restarts_it(repo):
     overlay(repo, "broker: {nodes: 3}")
     result = diff(repo)
