@@ -116,6 +116,10 @@ def test_killing_the_task_queues_leader_mid_batch_loses_nothing_and_the_node_rej
     stored = app.query("SELECT fetched_at FROM matches_match WHERE match_id = ?", first_id)[0][0]
     print(f"failover: node killed → first task completed after {_utc(stored) - killed_at:.2f} s "
           f"(new leader {new_leader})")
+    # The web publishes through its failover URL too: a sync asked for while the node is still down.
+    riot.add_player("AfterKill", "EUW", "puuid-after-kill", match_ids("8", 2))
+    job = app.wait_job(app.sync("AfterKill", "EUW", "euw1"), 90, matches_processed=2)
+    assert (job["status"], job["matches_failed"]) == ("complete", 0)
     leader.start()  # and it rejoins: every queue has its three members online again
     cluster.wait_running(3)
     cluster.wait_members_online(TASK_QUEUES)
