@@ -17,9 +17,7 @@ import pytest
 
 from tests.app.deployment import OVERLAY, Deployment, TunedNode, wait_for
 from tests.app.test_reliability import match_ids, riot, rows  # noqa: F401 (riot: the module's fake Riot API)
-from tests.support.rabbit_cluster import RabbitCluster
-
-TASK_QUEUES = ["player_sync", "match_processing", "timeline_processing", "default", "recovery", "maintenance"]
+from tests.support.rabbit_cluster import TASK_QUEUES, RabbitCluster
 
 
 @pytest.fixture(scope="module")

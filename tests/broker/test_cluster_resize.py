@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.rabbit_cluster import RabbitCluster
-
-TASK_QUEUES = ["player_sync", "match_processing", "timeline_processing", "default", "recovery", "maintenance"]
+from tests.support.rabbit_cluster import TASK_QUEUES, RabbitCluster
 
 
 @pytest.fixture

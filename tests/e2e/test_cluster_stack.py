@@ -12,11 +12,11 @@ import requests
 
 from tests.e2e.harness import PLAYERS, ImagesMissing, docker, running_stack
 from tests.e2e.test_local_stack import assert_complete_once, mid_batch, player
+from tests.support.rabbit_cluster import TASK_QUEUES
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 NODES = ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"]
-TASK_QUEUES = ["player_sync", "match_processing", "timeline_processing", "default", "recovery", "maintenance"]
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,9 @@ from .rabbit_node import Ports, RabbitNode, free_ports, node_name
 from .stacks import Rendered, render_for_node
 from .waiting import wait_for
 
+# The shipped stacks' task queues: quorum queues, so on a cluster each has a member on every node.
+TASK_QUEUES = ["player_sync", "match_processing", "timeline_processing", "default", "recovery", "maintenance"]
+
 
 class RabbitCluster:
     def __init__(self, size: int, *, stack: str, overlays: tuple = (), node_class=RabbitNode):
