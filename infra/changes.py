@@ -6,8 +6,9 @@ The classes follow what `pulumi up` does with the program's resources:
   bindings, new queues), and app containers are re-created with a warm shutdown;
 - RESTART: the broker container is replaced (rabbitmq.conf, plugins, image, ports, the admin it boots
   with); its data volume keeps durable queues and persistent messages, but every connection drops;
-- DATA_LOSS: a queue is deleted (removed, its vhost removed, or re-created with another type), or a
-  cluster loses the majority of its quorum queues' members.
+- DATA_LOSS: a queue is deleted (removed, its vhost removed, or re-created with another type), a cluster
+  loses the majority of its quorum queues' members, or a broker node starts anew with an empty data volume
+  (1 ↔ N nodes, a node moved to another Docker host).
 """
 from __future__ import annotations
 
@@ -124,6 +125,36 @@ def resized_cluster(base: Plan, head: Plan) -> tuple[bool, list[str]]:
     return len(removed) > old // 2, [
         f"before `pulumi up`, move the quorum queues off the nodes that go: `rabbitmq-queues shrink <node>` "
         f"for each of {', '.join(removed)}; after it, `rabbitmqctl forget_cluster_node <node>` for each"]
+
+
+def host_changes(base: Plan, head: Plan) -> list[Change]:
+    """`broker.hosts`: a node's data volume lives on its Docker host, so a node that moves to another host
+    starts there empty; the old volume stays behind (retained)."""
+    old, new = base.broker.hosts, head.broker.hosts
+    if old == new or base.broker.nodes == 1 or head.broker.nodes == 1:  # 1 ↔ N is reported by broker_changes
+        return []
+    if not old or not new:
+        where = "onto the hosts in broker.hosts" if new else "back onto Pulumi's default Docker host"
+        return [Change(Impact.DATA_LOSS, "broker", f"broker.hosts {'set' if new else 'removed'}: every node moves "
+                       f"{where} and starts there with a new, empty data volume (the old ones stay where they "
+                       f"were) and joins a new cluster: the queues are declared again, empty, and the messages on the "
+                       f"old nodes are not moved (drain the queues first)")]
+    changes = []
+    for i, (a, b) in enumerate(zip(old, new), start=1):
+        node = f"node rabbitmq-{i}"
+        if a.docker != b.docker:
+            changes.append(Change(Impact.DATA_LOSS, node, f"Docker host {a.docker} → {b.docker}: the node starts "
+                                  f"there with a new, empty data volume (the old one stays on {a.docker}); its "
+                                  f"classic queues and the messages only it held are lost; if it does not rejoin, "
+                                  f"run `rabbitmqctl forget_cluster_node rabbit@rabbitmq-{i}` on another node"))
+        elif a.address != b.address:
+            changes.append(Change(Impact.RESTART, node, f"address {a.address} → {b.address}: its container is "
+                                  f"replaced (ports published there), and every container that reaches it by name "
+                                  f"is re-created with the new /etc/hosts entry; data stays in its volume"))
+        elif a.ssh_opts != b.ssh_opts:
+            changes.append(Change(Impact.IN_PLACE, node, f"ssh_opts {' '.join(a.ssh_opts) or 'none'} → "
+                                  f"{' '.join(b.ssh_opts) or 'none'}: only how Pulumi reaches its Docker host"))
+    return changes
 
 
 def queue_changes(base: Plan, head: Plan) -> list[Change]:
@@ -266,8 +297,8 @@ def classify(base: Optional[Plan], head: Plan) -> list[Change]:
     """Every change from `base` (None: the stack is new) to `head`, worst first."""
     if base is None:
         return [Change(Impact.IN_PLACE, "stack", "new: every resource is created")]
-    changes = (broker_changes(base, head) + queue_changes(base, head) + policy_changes(base, head)
-               + topology_changes(base, head) + service_changes(base, head))
+    changes = (broker_changes(base, head) + host_changes(base, head) + queue_changes(base, head)
+               + policy_changes(base, head) + topology_changes(base, head) + service_changes(base, head))
     order = list(Impact)
     return sorted(changes, key=lambda c: order.index(c.impact))
 

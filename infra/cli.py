@@ -11,7 +11,7 @@ import tempfile
 from enum import IntEnum
 from pathlib import Path
 
-from . import docs, plan as planning, preview, render, secrets
+from . import docs, plan as planning, preview, render, secrets, validate
 from .definition import STACKS_DIR, Loaded, load_definition
 from .findings import format_finding
 from .images import MissingBuildContext, app_image_name, build_context
@@ -160,6 +160,12 @@ def cmd_render(args) -> ExitStatus:
     if args.monitoring and "rabbitmq_prometheus" not in loaded.definition.broker.plugins:
         print("python -m infra render: --monitoring scrapes the rabbitmq_prometheus plugin; add it to "
               "broker.plugins", file=sys.stderr)
+        return ExitStatus.INVALID
+    targets = validate.render_target_findings(loaded.definition, loaded.source, compose=args.compose,
+                                              kubernetes=args.kubernetes)
+    _report(targets)
+    if any(f.is_error for f in targets):
+        print(f"{' + '.join(loaded.files)}: not renderable as asked; nothing written", file=sys.stderr)
         return ExitStatus.INVALID
     if args.compose and args.target == "host":
         print("python -m infra render: --compose runs the broker in a container; drop --target host",

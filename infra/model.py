@@ -83,6 +83,49 @@ class IPAddress(str):
         return address.is_loopback or (address.is_private and not address.is_unspecified)
 
 
+class DockerHost(str):
+    """Where a Docker daemon answers: what `DOCKER_HOST` and pulumi_docker's provider `host` take."""
+
+    label = "Docker daemon URL"
+    expected = "a Docker daemon URL: unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST"
+
+    @classmethod
+    def parse(cls, raw: object) -> "DockerHost":
+        scheme, _, rest = raw.partition("://") if isinstance(raw, str) else ("", "", "")
+        if scheme not in ("unix", "tcp", "ssh") or not rest or any(c.isspace() for c in rest):
+            raise ValueError(f"expected {cls.expected}, got {raw!r}")
+        return cls(raw)
+
+    @property
+    def is_ssh(self) -> bool:
+        return self.startswith("ssh://")
+
+
+class NodeAddress(IPAddress):
+    """A broker node's address on the network its peers and the app share. Docker publishes ports on an IP
+    and a container's /etc/hosts maps names to IPs, so a DNS name would not do; IPv4, because the nodes'
+    Erlang distribution is inet_tcp."""
+
+    label = "private IPv4 address"
+    expected = "a private IPv4 address such as 10.0.0.11 (where the other nodes and the app reach this node)"
+
+    @classmethod
+    def parse(cls, raw: object) -> "NodeAddress":
+        try:
+            address = ipaddress.IPv4Address(raw)
+        except ValueError:
+            raise ValueError(f"expected {cls.expected}, got {raw!r}") from None
+        if address.is_loopback or address.is_unspecified:
+            raise ValueError(f"expected {cls.expected}, got {raw!r}: the other nodes, on other hosts, cannot "
+                             f"reach a node there")
+        return cls(str(address))
+
+    @property
+    def is_public(self) -> bool:
+        """Routed on the internet (not RFC 1918, not shared address space such as a VPN's 100.64/10)."""
+        return ipaddress.IPv4Address(self).is_global
+
+
 @dataclass(frozen=True)
 class Secret:
     """Where a credential comes from; its value never appears in a definition."""
@@ -146,11 +189,27 @@ class Tls:
     amqps: Port = field(Port(5671), doc="AMQPS port.")
     management: Port = field(Port(15671), doc="HTTPS management UI and API port.")
     server_names: list[str] = field(factory=list, doc="Host names and addresses clients reach the broker "
-                                                      "by, besides `rabbitmq`, `localhost`, 127.0.0.1 and "
-                                                      "`listeners.bind`: each becomes a SAN.")
+                                                      "by, besides `rabbitmq`, `localhost`, 127.0.0.1, "
+                                                      "`listeners.bind` and the `hosts` addresses: each "
+                                                      "becomes a SAN.")
     validity_days: PositiveInt = field(PositiveInt(365), doc="Lifetime of issued server and client "
                                                              "certificates (`ca: generate`).")
     ca_validity_days: PositiveInt = field(PositiveInt(3650), doc="Lifetime of the generated CA.")
+
+
+@dataclass(frozen=True)
+class BrokerHost:
+    """One cluster node's machine: the Docker daemon Pulumi creates the node on, and its address."""
+
+    docker: DockerHost = field(doc="The node's Docker daemon (pulumi_docker provider `host`): `unix://...`, "
+                                   "`tcp://HOST:PORT` or `ssh://USER@HOST`.")
+    address: NodeAddress = field(doc="The host's private IPv4 address: the node publishes its ports there "
+                                     "(AMQP, management, Prometheus, and Erlang distribution: epmd 4369 and "
+                                     "25672), and the other nodes and the app reach `rabbitmq-<i>` there. A "
+                                     "public address is refused: the distribution port is guarded by the "
+                                     "Erlang cookie alone.")
+    ssh_opts: list[str] = field(factory=list, doc="`ssh://` only: extra `ssh` options (provider `ssh_opts`), "
+                                                  "e.g. `[-i, ~/.ssh/deploy, -o, StrictHostKeyChecking=yes]`.")
 
 
 @dataclass(frozen=True)
@@ -182,6 +241,12 @@ class Broker:
     erlang_cookie: Secret = field(Secret("rabbitmqErlangCookie", generate=True),
                                   doc="On a cluster: the secret the nodes (and their CLI tools) share to talk "
                                       "to each other.")
+    hosts: list[BrokerHost] = field(factory=list, doc="On a cluster, optionally one Docker host per node, in "
+                                                      "node order (as many as `nodes`): node i runs on "
+                                                      "`hosts[i-1]`; unset, every node runs on Pulumi's "
+                                                      "default Docker host. Pulumi only: `render --compose` "
+                                                      "refuses it, `render --kubernetes` leaves it out "
+                                                      "(with a warning).")
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,15 @@ class TlsConfig:
 
 
 @dataclass(frozen=True)
+class NodeHost:
+    """A cluster node's own Docker host (`broker.hosts`)."""
+
+    docker: str  # the daemon URL: pulumi_docker provider `host`
+    address: str  # private IPv4: the node publishes its ports there; peers and the app reach it there
+    ssh_opts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BrokerConfig:
     image: str
     listen_ip: str
@@ -139,6 +148,7 @@ class BrokerConfig:
     nodes: int = 1  # cluster size
     cluster_nodes: tuple[str, ...] = ()  # the Erlang node names peer discovery joins; empty on one node
     erlang_cookie: Optional[Secret] = None  # on a cluster
+    hosts: tuple[NodeHost, ...] = ()  # a cluster's node i on hosts[i]; empty: every node on the default host
 
 
 @dataclass(frozen=True)
@@ -265,10 +275,12 @@ class Plan:
 
 
 def server_names(d: StackDefinition) -> tuple[str, ...]:
-    """The names the broker is reached by: its container alias, this host, the bind address, the extra ones."""
+    """The names the broker is reached by: its container alias, this host, the bind address, the nodes' own
+    hosts' addresses, the extra ones."""
     bind = str(d.broker.listeners.bind)
     names = [*broker_hosts(int(d.broker.nodes)), "localhost", "127.0.0.1"] + \
-        ([bind] if bind not in ("0.0.0.0", "::") else [])
+        ([bind] if bind not in ("0.0.0.0", "::") else []) + \
+        [str(h.address) for h in d.broker.hosts]  # the deployer reaches the management API there
     return tuple(dict.fromkeys(names + list(d.broker.tls.server_names)))
 
 
@@ -313,6 +325,7 @@ def broker_config(d: StackDefinition, layout: NodeLayout) -> BrokerConfig:
         nodes=int(b.nodes),
         cluster_nodes=layout.cluster_nodes(int(b.nodes)),
         erlang_cookie=b.erlang_cookie if b.nodes > 1 else None,
+        hosts=tuple(NodeHost(h.docker, str(h.address), tuple(h.ssh_opts)) for h in b.hosts),
     )
 
 

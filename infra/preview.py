@@ -109,7 +109,8 @@ KEY_INPUTS = {
     "docker:index/volume:Volume": ("name",),
     "docker:index/remoteImage:RemoteImage": ("name",),
     "docker:index/image:Image": ("imageName", "build.context"),
-    "docker:index/container:Container": ("name", "image", "command", "ports", "envs", "uploads"),
+    "docker:index/container:Container": ("name", "image", "command", "ports", "hosts", "envs", "uploads"),
+    "pulumi:providers:docker": ("host", "sshOpts"),
     "pulumi:providers:rabbitmq": ("endpoint", "username", "password"),
     "random:index/randomPassword:RandomPassword": ("length",),
     "tls:index/privateKey:PrivateKey": ("algorithm", "ecdsaCurve"),
@@ -246,9 +247,18 @@ def key_inputs(r: Registered) -> str:
             inputs["ports"] = [f"{p.get('ip', '0.0.0.0')}:{p['external']}->{p['internal']}" for p in inputs["ports"]]
         if isinstance(inputs.get("command"), list):
             inputs["command"] = " ".join(inputs["command"])
+        if isinstance(inputs.get("hosts"), list):
+            inputs["hosts"] = [f"{h['host']}={h['ip']}" for h in inputs["hosts"]]
     fields = KEY_INPUTS.get(r.type, ("name",))
+    if r.type.startswith("docker:") and r.request.provider:  # a node's own Docker host (`broker.hosts`)
+        inputs["provider"], fields = provider_name(r.request.provider), ("provider", *fields)
     shown = [(f, _pick(inputs, f)) for f in fields]
     return "  ".join(f"{f.rsplit('.', 1)[-1]}={_short(v)}" for f, v in shown if v not in (None, [], {}))
+
+
+def provider_name(reference: str) -> str:
+    """The resource name in a provider reference (`<urn>::<id>`, the URN ending in `::<name>`)."""
+    return reference.rsplit("::", 2)[-2]
 
 
 def _flags(r: Registered) -> str:
@@ -294,6 +304,7 @@ def as_json(p: Preview) -> dict:
             "delete_before_replace": r.request.deleteBeforeReplace,
             "retain_on_delete": r.request.retainOnDelete,
             "depends_on": sorted({names[u] for u in r.request.dependencies if u in names}),
+            **({"provider": provider_name(r.request.provider)} if r.request.provider else {}),
         } for r in sorted(p.resources, key=lambda r: (names.get(r.parent, ""), r.name))],
         "outputs": p.outputs,
         "notes": p.notes,

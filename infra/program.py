@@ -18,7 +18,7 @@ from .components.topology import Topology, TopologyArgs
 from .definition import load_definition, require
 from .model import StackDefinition
 from .plan import APP_TLS_FILES, BROKER_TLS_FILES, boot_definitions_file, build_plan, protects_queues
-from .services import broker_url, client_host, published_endpoints
+from .services import broker_url, client_host, node_addresses, published_endpoints
 from .stack_config import passwords as stack_passwords, provided_pems
 
 
@@ -73,14 +73,16 @@ def main(definition: StackDefinition | None = None) -> None:
     topology = Topology("topology", TopologyArgs(plan.topology, passwords, provider, admin_user=admin,
                                                  protect_queues=protects_queues(definition.environment),
                                                  depends_on=[broker]))
+    # With hosts of their own the nodes are reached at their addresses, not over a network the app shares.
+    addresses = node_addresses(plan.broker)
     services = Services("app", ServicesArgs(
-        definition.app, plan.services, render.celery_json(plan), passwords, broker.network.name,
-        resource_prefix=prefix, project_root=PROJECT_ROOT, depends_on=[topology],
-        tls_files=certificates.files(APP_TLS_FILES) if certificates else None))
+        definition.app, plan.services, render.celery_json(plan), passwords,
+        None if addresses else broker.network.name, resource_prefix=prefix, project_root=PROJECT_ROOT,
+        depends_on=[topology], tls_files=certificates.files(APP_TLS_FILES) if certificates else None,
+        broker_addresses=addresses))
 
     # web's URL (a publisher: the least a client on the host needs) to every node, as the host sees them.
-    celery_url = broker_url(definition, published_endpoints(plan.broker.nodes, plan.broker.publish_ip,
-                                                            plan.broker.client_port), "web",
+    celery_url = broker_url(definition, published_endpoints(plan.broker, plan.broker.client_port), "web",
                             scheme=plan.broker.client_scheme)
     pulumi.export("management_url", broker.management_url)
     pulumi.export("amqp_url", pulumi.Output.secret(passwords[celery_url.key].apply(celery_url.fill)))

@@ -24,6 +24,11 @@ BROKER_HOST = "rabbitmq"  # the broker container's hostname and alias: the node 
                           # replacement of the container, so it finds its data again
 BROKER_CONFIG_DIR = "/etc/rabbitmq"  # where the official image reads its files
 BROKER_DATA_DIR = "/var/lib/rabbitmq"
+# Erlang distribution, published by a node on its own host (`broker.hosts`) for its peers on other hosts:
+# epmd, and the port the node listens on for its peers, RabbitMQ's default (5672 + 20000) pinned with
+# RABBITMQ_DIST_PORT. Published unchanged, as epmd tells a peer the port the node listens on.
+EPMD_PORT = 4369
+DIST_PORT = 25672
 DATABASE_HOST = "postgres"  # the database container's alias
 POSTGRES_DATA = "/var/lib/postgresql/data"
 
@@ -121,13 +126,28 @@ def client_host(publish_ip: str) -> str:
 
 
 def broker_endpoints(nodes: int, amqp_port: int) -> list[tuple[str, int]]:
-    """(host, port) of every node, as the app's containers reach them over the stack's network."""
+    """(host, port) of every node, as the app's containers reach them: over the stack's network, or with
+    `broker.hosts` through their /etc/hosts entries (`node_addresses`)."""
     return [(host, amqp_port) for host in broker_hosts(nodes)]
 
 
-def published_endpoints(nodes: int, publish_ip: str, amqp_port: int) -> list[tuple[str, int]]:
-    """(host, port) of every node as seen from the Docker host: node i publishes its ports at +i."""
-    return [(client_host(publish_ip), amqp_port + i) for i in range(nodes)]
+def node_addresses(b) -> dict[str, str]:
+    """Host name → address of every node on its own Docker host (`broker.hosts`); empty without them."""
+    return {host: h.address for host, h in zip(broker_hosts(b.nodes), b.hosts)}
+
+
+def node_ports(b, index: int) -> list[PortSpec]:
+    """What node `index` (0-based) publishes. On one Docker host node i publishes each port + i on
+    `listeners.bind`; on its own host each port unchanged on its address, with Erlang distribution."""
+    if not b.hosts:
+        return [PortSpec(p, p + index, b.publish_ip) for p in broker_ports(b)]
+    return [PortSpec(p, p, b.hosts[index].address) for p in [*broker_ports(b), EPMD_PORT, DIST_PORT]]
+
+
+def published_endpoints(b, port: int) -> list[tuple[str, int]]:
+    """(host, port) of every node as a client outside the stack reaches `port` (the first node's, which
+    `node_ports` shifts by the node's index on one Docker host)."""
+    return [(client_host(p.ip), p.external) for i in range(b.nodes) for p in node_ports(b, i) if p.internal == port]
 
 
 def broker_url(d: StackDefinition, endpoints: list[tuple[str, int]], service: str, scheme: str = "amqp") -> SecretEnv:

@@ -10,6 +10,7 @@ from .build import suggest
 from .findings import Finding, Severity
 from .model import KNOWN_PLUGINS, StackDefinition
 from .permissions import service_users
+from .services import DIST_PORT, EPMD_PORT
 from .sources import Source
 
 # Policy keys each queue type honours, by the model's field names (RabbitMQ 3.10 to 4.x).
@@ -80,8 +81,12 @@ class _Checker:
             self.report(at + ("log", "targets"), "expected at least one log target (console, file)")
         # Docker publishes the broker's listeners and the web port on the same host address.
         by_port: dict[int, list[tuple]] = {}
-        nodes = int(b.nodes) if b.nodes % 2 else 1
-        for path in self.active_listeners():  # on a cluster, node i publishes each listener's port + i
+        # On one Docker host node i publishes each listener's port + i; on hosts of their own each node
+        # publishes them unchanged, with Erlang distribution.
+        nodes = int(b.nodes) if b.nodes % 2 and not b.hosts else 1
+        for port in (EPMD_PORT, DIST_PORT) if b.hosts else ():  # first: a clash is reported at the listener
+            by_port.setdefault(port, []).append(at + ("hosts",))
+        for path in self.active_listeners():
             owner = b.listeners if path[1] == "listeners" else b.tls
             for i in range(nodes):
                 by_port.setdefault(getattr(owner, path[-1]) + i, []).append(path)
@@ -93,7 +98,8 @@ class _Checker:
                 set_here = [p for p in paths if p in self.source.locations] or paths
                 self.report(set_here[-1], f"port {port} is used by more than one listener: "
                                           f"{', '.join(_listener_name(p) for p in paths)}"
-                                          + (f" (node i of {b.nodes} publishes each port + i)" if b.nodes > 1 else ""))
+                                          + (f" (node i of {b.nodes} publishes each port + i)"
+                                             if b.nodes > 1 and not b.hosts else ""))
         self.tls()
         if not (self.d.is_dev or b.public_management or b.listeners.bind.is_private_or_loopback):
             self.report(at + ("listeners", "bind"),
@@ -104,12 +110,39 @@ class _Checker:
             self.report(at + ("nodes",), f"expected 1 or an odd number of nodes, got {b.nodes}: quorum "
                                          f"queues need a majority, so {b.nodes} nodes survive no more "
                                          f"node losses than {b.nodes - 1} do")
+        self.hosts()
         admin = self.d.users.get(b.admin_user)
         if admin is None:
             self.report(at + ("admin_user",), f"no user {b.admin_user!r}{suggest(b.admin_user, self.d.users)}")
         elif "administrator" not in admin.tags:
             self.report(("users", b.admin_user, "tags"),
                         f"the admin user {b.admin_user!r} needs the administrator tag")
+
+    def hosts(self) -> None:
+        """`broker.hosts`: one Docker host per node, each its own, on a private network."""
+        b, at = self.d.broker, ("broker", "hosts")
+        if not b.hosts:
+            return
+        if b.nodes == 1:
+            self.report(at, "hosts place a cluster's nodes, one per host: set broker.nodes to 3 or more, "
+                            "or remove broker.hosts")
+        elif len(b.hosts) != b.nodes:
+            self.report(at, f"expected one host per node: {b.nodes} nodes, {len(b.hosts)} hosts")
+        seen: dict[tuple, int] = {}
+        for i, host in enumerate(b.hosts):
+            for key in ("docker", "address"):
+                earlier = seen.setdefault((key, getattr(host, key)), i)
+                if earlier != i:
+                    self.report(at + (i, key), f"{getattr(host, key)} is also hosts[{earlier}]'s: each node "
+                                               f"needs a host of its own (two nodes on one host publish the "
+                                               f"same ports)")
+            if host.address.is_public:
+                self.report(at + (i, "address"), f"{host.address} is a public address: the nodes' Erlang "
+                                                 f"distribution port is guarded by the Erlang cookie alone; "
+                                                 f"use the address of a private network between the hosts")
+            if host.ssh_opts and not host.docker.is_ssh:
+                self.report(at + (i, "ssh_opts"), f"ssh_opts apply to an ssh:// Docker host only, not "
+                                                  f"{host.docker}")
 
     def active_listeners(self) -> list[tuple]:
         """Key paths of the ports the broker listens on: plain ones unless TLS turned them off."""
@@ -391,8 +424,30 @@ class _Checker:
 def _listener_name(path: tuple) -> str:
     if path[0] != "broker":
         return "web"
+    if path[1] == "hosts":
+        return f"Erlang distribution ({EPMD_PORT}, {DIST_PORT})"
     return {"amqps": "amqps", "management": "management (https)"}[path[-1]] if path[1] == "tls" else path[-1]
 
 
 def check(definition: StackDefinition, source: Source) -> list[Finding]:
     return _Checker(definition, source).run()
+
+
+def render_target_findings(definition: StackDefinition, source: Source, *, compose: bool,
+                           kubernetes: bool) -> list[Finding]:
+    """What `render --compose` / `--kubernetes` cannot carry out of the definition. A compose file runs on one
+    Docker host, so nodes on hosts of their own are refused; the Cluster Operator places its pods itself,
+    so for Kubernetes they are left out, with a warning."""
+    if not definition.broker.hosts:
+        return []
+    file, line = source.where(("broker", "hosts"))
+    findings = []
+    if compose:
+        findings.append(Finding(file, line, ("broker", "hosts"), "a compose file runs every node on one Docker "
+                                "host: render --compose a stack without broker.hosts (e.g. with an --overlay "
+                                "setting `hosts: []`), or deploy this one with Pulumi"))
+    if kubernetes:
+        findings.append(Finding(file, line, ("broker", "hosts"), "left out of kubernetes.yaml: the Cluster "
+                                "Operator places the nodes' pods on the Kubernetes nodes itself",
+                                Severity.WARNING))
+    return findings

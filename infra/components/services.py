@@ -9,7 +9,7 @@ certificate and key), its secrets (broker URL, Django secret key, Riot API key) 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -19,7 +19,7 @@ import pulumi_docker as docker
 from ..images import app_image_name, build_context
 from ..model import App
 from ..services import APP_UID, CELERY_JSON, CONFIG_DIR, HealthCheck, ServiceSpec
-from .broker import healthcheck
+from .broker import healthcheck, host_entries
 from .topology import slug
 
 def env_list(spec: ServiceSpec, secrets: Mapping[str, pulumi.Input[str]]) -> pulumi.Output:
@@ -36,11 +36,14 @@ class ServicesArgs:
     specs: Sequence[ServiceSpec]
     celery_json: str  # the rendered file, uploaded into every container
     secrets: Mapping[str, pulumi.Input[str]]  # secret key → value
-    network: pulumi.Input[str]  # the broker's network name
+    network: pulumi.Input[str] | None  # the broker's network name; None: the nodes have hosts of their own,
+                                       # the services get a network `<name>-network` (`<prefix>-net`)
     resource_prefix: str
     project_root: Path
     depends_on: Sequence[pulumi.Resource] = ()
     tls_files: Mapping[str, pulumi.Input[str]] | None = None  # with TLS: `tls/<file>` → PEM (client.key secret)
+    broker_addresses: Mapping[str, str] = field(default_factory=dict)  # node host name → address, with
+                                                                        # `broker.hosts`: /etc/hosts entries
 
 
 def app_uploads(celery_json: str, tls_files: Mapping[str, pulumi.Input[str]] | None) -> list:
@@ -73,6 +76,9 @@ class Services(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         prefix = args.resource_prefix
         self.image, app_image_ref = app_image(f"{name}-image", args.app, args.project_root, child)
+        network = args.network
+        if network is None:
+            network = docker.Network(f"{name}-network", name=f"{prefix}-net", opts=child).name
         kept = pulumi.ResourceOptions(parent=self, retain_on_delete=True)  # data outlives the stack's containers
         self.volumes = {key: docker.Volume(f"{name}-{key}", name=f"{prefix}-{name}-{key}", opts=kept)
                         for key in sorted({s.volume[0] for s in args.specs})}
@@ -91,7 +97,8 @@ class Services(pulumi.ComponentResource):
                 image=app_image_ref if spec.runs_app else other_images[spec.image].image_id,
                 command=list(spec.command) or None,
                 envs=env_list(spec, args.secrets),
-                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network, aliases=[spec.name])],
+                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network, aliases=[spec.name])],
+                hosts=host_entries(args.broker_addresses) if spec.runs_app else None,  # the nodes by name
                 volumes=[docker.ContainerVolumeArgs(volume_name=self.volumes[spec.volume[0]].name,
                                                     container_path=spec.volume[1])],
                 uploads=app_uploads(args.celery_json, args.tls_files) if spec.runs_app else None,
