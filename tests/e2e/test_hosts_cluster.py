@@ -81,22 +81,26 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """Each node's network, volume and container, as the program declares them, on its own Docker host;
-    every node healthy, as pulumi-docker's `wait` (within its `wait_timeout`)."""
+    """Each node's network, volume and container, as the program declares them, on its own Docker host, in
+    the program's order: node i once node i - 1 is healthy (its `depends_on`), as pulumi-docker's `wait`
+    (within its `wait_timeout`) holds each one."""
     with docker_hosts(4, IMAGE) as all_hosts:
         hosts = all_hosts[:3]
         monitor = declared(hosts, tmp_path_factory.mktemp("hosts"))
         containers = []
         for i, host in enumerate(hosts, start=1):
             assert monitor.named(f"broker-{i}-docker").inputs["host"] == host.url
+            registered = monitor.named(f"broker-{i}-container")
+            if i > 1:
+                assert monitor.named(f"broker-{i - 1}-container").urn in registered.request.dependencies
             host.docker("network", "create", monitor.named(f"broker-{i}-network").inputs["name"])
             host.docker("volume", "create", monitor.named(f"broker-{i}-data").inputs["name"])
-            inputs = unwrapped(monitor.named(f"broker-{i}-container").inputs)
+            inputs = unwrapped(registered.inputs)
             apply_container(host, inputs, monitor.named(f"broker-{i}-image").inputs["name"])
-            containers.append(inputs["name"])
-        for host, name in zip(hosts, containers):
+            name = inputs["name"]
             wait_for(lambda: health(host, name) in ("healthy", "unhealthy"), 180, f"{name} healthy")
             assert health(host, name) == "healthy", host.logs(name)
+            containers.append(name)
         yield Cluster(hosts, all_hosts[3], monitor, containers)
 
 

@@ -53,6 +53,10 @@ def test_every_resource_of_a_node_is_on_its_own_host(tmp_path):
         for role in ("network", "image", "data", "container"):
             resource = monitor.named(f"broker-{i}-{role}")
             assert resource.request.provider.startswith(provider + "::"), (i, role)
+    # one after another across the hosts: node i is created once node i - 1 is healthy
+    for i in (2, 3):
+        previous = monitor.named(f"broker-{i - 1}-container").urn
+        assert previous in monitor.named(f"broker-{i}-container").request.dependencies
     network = monitor.named("broker-2-network").inputs["name"]
     assert network == f"{PROJECT}-dev-rabbitmq-2-net"
     assert monitor.named("broker-2-container").inputs["networksAdvanced"][0]["name"] == network
