@@ -35,14 +35,16 @@ prometheus:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
 
-# Debian's Docker engine, docker-compose and debootstrap, for the local images and the end-to-end tests;
-# the engine is started when none answers.
+# Debian's Docker engine, docker-compose and debootstrap, for the local images and the end-to-end tests
+# (and iproute2: `broker.hosts`'s test makes its Docker hosts in network namespaces); the engine is started
+# when none answers.
 docker:
-	@command -v dockerd >/dev/null && command -v docker-compose >/dev/null && command -v debootstrap >/dev/null || { \
-	  echo "Installing Debian's docker.io, docker-compose and debootstrap"; \
+	@command -v dockerd >/dev/null && command -v docker-compose >/dev/null && command -v debootstrap >/dev/null \
+	  && command -v ip >/dev/null || { \
+	  echo "Installing Debian's docker.io, docker-compose, debootstrap and iproute2"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-	    docker.io docker-compose debootstrap iptables; }
+	    docker.io docker-compose debootstrap iptables iproute2; }
 	@$(SUDO) scripts/start-docker
 
 ## make images: the local stack's images, built here (skipped when current)
