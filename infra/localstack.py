@@ -19,6 +19,7 @@ import urllib.request
 import sys
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from . import cli
@@ -52,6 +53,8 @@ class LocalStack:
         status = cli.main(argv)
         if status != cli.ExitStatus.OK:
             raise SystemExit(status)
+        for cached in ("plan", "_admin_auth"):  # what was loaded before describes the last render, not this one
+            self.__dict__.pop(cached, None)
 
     def up(self, *services: str) -> None:
         self.compose("up", "-d", "--no-build", *services)
@@ -90,8 +93,7 @@ class LocalStack:
     def start(self, progress=print) -> dict[str, str]:
         """The brokers first, healthy, then the topology, then everything else: a cluster's nodes boot with
         the admin alone, and the app's users must exist before its services log in."""
-        definition = require(load_definition(stack=self.stack, overlays=self.overlays))
-        nodes = int(definition.broker.nodes)
+        nodes = self.plan.broker.nodes
         self.up(*broker_hosts(nodes))  # one after another on a cluster (compose's depends_on)
         self.wait_healthy(progress=progress)
         self.wait_cluster(nodes)
@@ -99,17 +101,26 @@ class LocalStack:
         self.up()
         return self.wait_healthy(progress=progress)
 
+    @cached_property
+    def plan(self):
+        """The stack's plan as last rendered (`render` forgets the one loaded before)."""
+        return build_plan(require(load_definition(stack=self.stack, overlays=self.overlays)))
+
+    @cached_property
+    def _admin_auth(self) -> str:
+        """The deployer's Basic authorization, from the secrets file `render` wrote."""
+        known = read_secrets_file(self.secrets or SECRETS_DIR / f"{self.plan.environment}.yaml")
+        admin = self.plan.broker.admin_user
+        credentials = f"{admin}:{known[self.plan.topology.password_key(admin)]}"
+        return "Basic " + base64.b64encode(credentials.encode()).decode()
+
     def management(self, path: str, data: bytes | None = None) -> bytes:
         """A management API call as the admin user (HTTPS verified against the stack's CA with TLS)."""
-        plan = build_plan(require(load_definition(stack=self.stack, overlays=self.overlays)))
-        known = read_secrets_file(self.secrets or SECRETS_DIR / f"{plan.environment}.yaml")
-        admin = plan.broker.admin_user
-        auth = base64.b64encode(f"{admin}:{known[plan.topology.password_key(admin)]}".encode()).decode()
-        b = plan.broker
+        b = self.plan.broker
         request = urllib.request.Request(
             f"{b.management_scheme}://{client_host(b.publish_ip)}:{b.management_client_port}/api/{path}",
             data=data, method="POST" if data is not None else "GET",
-            headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"})
+            headers={"Content-Type": "application/json", "Authorization": self._admin_auth})
         context = ssl.create_default_context(cafile=str(self.out / "tls" / "ca.pem")) if b.tls else None
         with urllib.request.urlopen(request, timeout=60, context=context) as response:
             if response.status not in (200, 201, 204):

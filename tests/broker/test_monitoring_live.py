@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import requests
 import yaml
 
 from infra.cli import ExitStatus, main
-from tests.support.rabbit_node import free_ports
+from tests.support.prometheus import running_prometheus
 from tests.support.stacks import TEST_SECRETS, booted
 from tests.support.waiting import wait_for
 
@@ -80,23 +79,8 @@ def test_every_metric_the_alert_rules_use_is_exposed_with_per_queue_series(stack
 
 @pytest.fixture
 def prometheus(stack, tmp_path):
-    port = free_ports(1)[0]
-    log = open(tmp_path / "prometheus.log", "wb")
-    process = subprocess.Popen(["prometheus", f"--config.file={stack[2] / 'prometheus.yml'}",
-                                f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _get(base, "/-/ready") is not None, WAIT_S, "prometheus ready", interval=0.5)
+    with running_prometheus(stack[2] / "prometheus.yml", tmp_path, WAIT_S) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
-        log.close()
 
 
 def _get(base: str, path: str, **params):

@@ -78,6 +78,17 @@ def renders(tmp_path_factory):
     return texts, carriers, credentials
 
 
+
+def logs_through_probe(node) -> dict:
+    """The node's log files, once a probe line logged now is in them: the node's logger writes in order, so
+    every line logged before it (the logins above) is there too. Bounded."""
+    node.ctl("rabbitmqctl", "eval", 'logger:info("hygiene probe").')
+    deadline = time.monotonic() + 20
+    while b"hygiene probe" not in b"".join((logs := read_tree(node.base / "log")).values()):
+        assert time.monotonic() < deadline, "the node's log never showed the probe line"
+        time.sleep(0.2)
+    return logs
+
 def test_no_tracked_file_holds_a_credential_but_the_fixture_that_defines_them(renders):
     _, _, credentials = renders
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True,
@@ -149,11 +160,7 @@ def test_a_tls_nodes_logs_hold_no_private_key_or_password_after_refused_handshak
             params.ssl_options = pika.SSLOptions(context, "127.0.0.1")
             with pytest.raises(pika.exceptions.AMQPConnectionError):
                 pika.BlockingConnection(params)
-        node.ctl("rabbitmqctl", "eval", 'logger:info("hygiene probe").')
-        deadline = time.monotonic() + 20
-        while b"hygiene probe" not in b"".join((logs := read_tree(node.base / "log")).values()):
-            assert time.monotonic() < deadline, "the node's log never showed the probe line"
-            time.sleep(0.2)
+        logs = logs_through_probe(node)
         everything = b"".join(logs.values())
         assert PRIVATE_KEY not in everything
         key_bodies = {k: "".join(v.splitlines()[1:-1])[:64] for k, v in rendered.passwords.items()
@@ -183,12 +190,7 @@ def test_a_nodes_logs_hold_no_credential_after_logins_and_failed_logins(tmp_path
         assert main(["verify", "--stack", "dev", "--management-url", f"http://127.0.0.1:{node.ports.management}",
                      "--secrets", str(secrets_file)]) == ExitStatus.OK
         out = capsys.readouterr()
-        # The node's logger writes in order: once this line is in the file, every login before it is too.
-        node.ctl("rabbitmqctl", "eval", 'logger:info("hygiene probe").')
-        deadline = time.monotonic() + 20
-        while b"hygiene probe" not in b"".join((logs := read_tree(node.base / "log")).values()):
-            assert time.monotonic() < deadline, "the node's log never showed the probe line"
-            time.sleep(0.2)
+        logs = logs_through_probe(node)
         everything = b"".join(logs.values())
         for user in rendered.plan.topology.users:  # the failed logins were logged, by name only
             assert f"PLAIN login refused: user '{user.name}'".encode() in everything

@@ -195,13 +195,10 @@ def test_the_app_works_over_tls_web_and_a_real_worker(overlay, tmp_path):
 
 def test_a_real_prometheus_scrapes_the_tls_only_endpoint_with_the_stacks_ca(prod, tmp_path):
     """The rendered prometheus.yml (scheme https, the CA beside it) against the node: both jobs up."""
-    import shutil
-    import subprocess
-
     import yaml
 
     from infra.cli import ExitStatus, main
-    from tests.support.rabbit_node import free_ports
+    from tests.support.prometheus import running_prometheus
     from tests.support.waiting import wait_for
 
     node, rendered = prod
@@ -214,30 +211,15 @@ def test_a_real_prometheus_scrapes_the_tls_only_endpoint_with_the_stacks_ca(prod
                  "--secrets", str(secrets), "--monitoring"]) == ExitStatus.OK
     jobs = yaml.safe_load((out / "prometheus.yml").read_text())["scrape_configs"]
     assert all(j["scheme"] == "https" and j["tls_config"] == {"ca_file": "tls/ca.pem"} for j in jobs)
-    if shutil.which("prometheus") is None:
-        pytest.fail("prometheus is not installed (make prometheus)")
-    port = free_ports(1)[0]
-    with open(tmp_path / "prometheus.log", "wb") as log:
-        process = subprocess.Popen(["prometheus", f"--config.file={out / 'prometheus.yml'}",
-                                    f"--storage.tsdb.path={tmp_path / 'data'}",
-                                    f"--web.listen-address=127.0.0.1:{port}"],
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with running_prometheus(out / "prometheus.yml", tmp_path) as base:
         def up():
             try:
-                result = requests.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": "up"},
+                result = requests.get(f"{base}/api/v1/query", params={"query": "up"},
                                       timeout=10).json()["data"]["result"]
             except (requests.RequestException, ValueError, KeyError):
                 return None
             return {r["metric"]["job"]: r["value"][1] for r in result} == {"rabbitmq": "1", "rabbitmq-queues": "1"}
         wait_for(up, 60, "both scrape jobs up over TLS", interval=0.5)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
 
 
 def test_verify_reads_the_https_management_api_with_the_stacks_ca(prod, tmp_path, capsys):
