@@ -13,6 +13,8 @@ from dataclasses import fields
 from pathlib import Path
 from urllib.parse import quote
 
+import requests
+
 from .rabbit_node import Ports, RabbitNode, free_ports, node_name
 from .stacks import Rendered, render_for_node
 from .waiting import wait_for
@@ -86,8 +88,12 @@ class RabbitCluster:
         return {n["name"] for n in self.api(via).get("nodes") if n.get("running")}
 
     def wait_running(self, count: int, timeout: float = 120) -> None:
-        wait_for(lambda: len(self.running_nodes()) == count, timeout, f"{count} nodes running in the cluster",
-                 interval=0.5)
+        def running() -> bool:
+            try:
+                return len(self.running_nodes()) == count
+            except requests.RequestException:  # a node paused by pause_minority serves no API until it resumes
+                return False
+        wait_for(running, timeout, f"{count} nodes running in the cluster", interval=0.5)
 
     def queue(self, name: str, vhost: str = "/", via: RabbitNode | None = None) -> dict:
         return self.api(via).get(f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}")
