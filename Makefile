@@ -59,7 +59,7 @@ test: $(VENV)/.installed rabbitmq-server prometheus images
 ## make local-down [VOLUMES=1]: stop it, keeping the data volumes unless VOLUMES=1.
 LOCAL_STACK = $(if $(filter command line environment,$(origin STACK)),$(STACK),local)
 local: images
-	$(PY) -m infra.localstack up --stack $(LOCAL_STACK)
+	$(PY) -m infra.cli.localstack up --stack $(LOCAL_STACK)
 
 ## make bench: every benchmark of bench/ (issue 7), each table to stdout; about 16½ minutes on 2 cores (bench/RESULTS.md).
 ## Paste a real run's tables into bench/RESULTS.md with its date and machine.
@@ -78,7 +78,7 @@ bench-local: images
 	$(PY) bench/local_stack.py
 
 local-down:
-	$(PY) -m infra.localstack down --stack $(LOCAL_STACK) $(if $(VOLUMES),--volumes)
+	$(PY) -m infra.cli.localstack down --stack $(LOCAL_STACK) $(if $(VOLUMES),--volumes)
 
 ## make validate|plan|render STACK=env
 validate: $(VENV)/.installed

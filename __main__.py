@@ -1,4 +1,4 @@
-"""Pulumi's entry point (Pulumi.yaml, runtime python): `pulumi up` runs infra/program.py."""
-from infra.program import main
+"""Pulumi's entry point (Pulumi.yaml, runtime python): `pulumi up` runs infra/pulumi/program.py."""
+from infra.pulumi.program import main
 
 main()

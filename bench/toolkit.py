@@ -19,9 +19,9 @@ from harness import REPO, machine  # noqa: E402  (puts the repository on sys.pat
 
 import yaml  # noqa: E402
 
-from infra import render  # noqa: E402
-from infra.definition import load_definition, require  # noqa: E402
-from infra.plan import NodeLayout, build_plan  # noqa: E402
+from infra.render import files as render  # noqa: E402
+from infra.definition.load import load_definition, require  # noqa: E402
+from infra.plan.plan import NodeLayout, build_plan  # noqa: E402
 from stats import growth_exponent, median, table  # noqa: E402
 from tests.support import stackgen  # noqa: E402
 from tests.support.stacks import TEST_SECRETS  # noqa: E402

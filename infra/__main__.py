@@ -1,6 +1,6 @@
-"""`python -m infra`: see infra/cli.py."""
+"""`python -m infra`: see infra/cli/main.py."""
 import sys
 
-from .cli import main
+from infra.cli.main import main
 
 sys.exit(main())

@@ -3,7 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.readme import with_reference
+from infra.cli.readme import with_reference
 
 
 def infra(*args: str) -> subprocess.CompletedProcess:
@@ -37,4 +37,4 @@ def test_wrong_command_line_exits_64():
 
 def test_readme_field_reference_is_current():
     readme = Path("README.md").read_text()
-    assert with_reference(readme) == readme, "run: .venv/bin/python -m infra.readme"
+    assert with_reference(readme) == readme, "run: .venv/bin/python -m infra.cli.readme"

@@ -8,13 +8,14 @@ import sys
 import pytest
 import yaml
 
-from infra import program, render
-from infra.compose import compose_file, compose_yaml
-from infra.definition import load_definition, require
-from infra.compose import TLS_MOUNT
-from infra.plan import APP_TLS_FILES, BROKER_TLS_FILES, build_plan
-from infra.services import BROKER_CONFIG_DIR, CONFIG_DIR
-from infra.preview import run
+from infra.pulumi import program
+from infra.render import files as render
+from infra.render.compose import compose_file, compose_yaml
+from infra.definition.load import load_definition, require
+from infra.render.compose import TLS_MOUNT
+from infra.plan.plan import APP_TLS_FILES, BROKER_TLS_FILES, build_plan
+from infra.plan.services import BROKER_CONFIG_DIR, CONFIG_DIR
+from infra.pulumi.preview import run
 from tests.program.test_program import unwrap, with_config
 from tests.support.stacks import TEST_SECRETS
 
@@ -121,8 +122,8 @@ def test_compose_with_a_host_target_is_a_usage_error(tmp_path):
 def test_a_changed_mounted_file_changes_only_its_services_label():
     """docker-compose does not look inside bind-mounted files: the config digest label makes `up` re-create
     exactly the services whose files changed."""
-    from infra import compose, render
-    from infra import certs
+    from infra.render import compose, files as render
+    from infra.render import certs
     plan = build_plan(require(load_definition(stack="staging")))
     values = {**TEST_SECRETS, **certs.issue(plan.broker.tls, {})}
     files = {**render.render_files(plan, TEST_SECRETS), **render.tls_files(plan, values)}

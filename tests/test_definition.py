@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import main
-from infra.definition import load_definition
-from infra.findings import format_finding
+from infra.cli.main import main
+from infra.definition.load import load_definition
+from infra.definition.findings import format_finding
 
 INVALID = sorted(Path("tests/data/invalid").glob("*.yaml"))
 SEED = {  # the seed's queue characteristics: ttl, max_length, rate_limit

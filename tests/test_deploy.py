@@ -8,7 +8,8 @@ import sys
 
 import yaml
 
-from infra import deploy
+from infra.paths import REPO
+from infra.pulumi import deploy
 from tests.support.rabbit_node import free_ports
 
 PROJECT_STACKS = ("dev", "staging", "prod", "local")
@@ -20,14 +21,14 @@ def run_deploy(*args: str, **env: str) -> subprocess.CompletedProcess:
             "https_proxy": f"http://127.0.0.1:{closed}", "HTTPS_PROXY": f"http://127.0.0.1:{closed}",
             "no_proxy": "", "NO_PROXY": ""}
     return subprocess.run([sys.executable, "-m", "infra", "deploy", *args], capture_output=True, text=True,
-                          env={**base, **env}, timeout=120, cwd=deploy.PROJECT_ROOT)
+                          env={**base, **env}, timeout=120, cwd=REPO)
 
 
 def test_without_a_passphrase_it_says_what_to_set_and_writes_nothing():
     result = run_deploy("--stack", "dev")
     assert result.returncode == 1, result.stderr
     assert "Set PULUMI_CONFIG_PASSPHRASE" in result.stderr and "Traceback" not in result.stderr
-    assert not (deploy.PROJECT_ROOT / ".pulumi-state").exists()
+    assert not (REPO / ".pulumi-state").exists()
 
 
 def test_without_a_cli_and_no_download_it_says_what_to_install(tmp_path):
@@ -47,17 +48,17 @@ def test_an_invalid_definition_stops_before_pulumi():
 
 
 def test_pinned_cli_version_is_the_sdks():
-    pinned = [l for l in (deploy.PROJECT_ROOT / "requirements.txt").read_text().splitlines()
+    pinned = [l for l in (REPO / "requirements.txt").read_text().splitlines()
               if l.startswith("pulumi==")]
     assert pinned == [f"pulumi=={deploy.PULUMI_VERSION}"]
 
 
 def test_stack_config_files_hold_no_plaintext_secret():
     """stacks/Pulumi.<env>.yaml: one per environment; any secret key in them must be `secure:`."""
-    from infra.definition import load_definition, require
-    from infra.plan import build_plan
+    from infra.definition.load import load_definition, require
+    from infra.plan.plan import build_plan
     for stack in PROJECT_STACKS:
-        path = deploy.PROJECT_ROOT / "stacks" / f"Pulumi.{stack}.yaml"
+        path = REPO / "stacks" / f"Pulumi.{stack}.yaml"
         config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
         secret_keys = {ref.secret for _, ref in build_plan(require(load_definition(stack=stack))).all_secrets()}
         for key, value in config.items():

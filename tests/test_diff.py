@@ -7,10 +7,10 @@ import subprocess
 import pytest
 import yaml
 
-from infra import changes
-from infra.changes import Impact
-from infra.definition import load_definition, require
-from infra.plan import build_plan
+from infra.ops import changes
+from infra.ops.changes import Impact
+from infra.definition.load import load_definition, require
+from infra.plan.plan import build_plan
 from tests.test_cli import infra
 
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]

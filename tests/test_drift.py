@@ -7,11 +7,11 @@ import hashlib
 
 import pytest
 
-from infra.cli import ExitStatus, main
-from infra.definition import load_definition, require
-from infra.drift import Drift, compare, expected_snapshot, is_celerys, password_matches
-from infra.plan import build_plan
-from infra.secrets import hash_for
+from infra.cli.main import ExitStatus, main
+from infra.definition.load import load_definition, require
+from infra.ops.drift import Drift, compare, expected_snapshot, is_celerys, password_matches
+from infra.plan.plan import build_plan
+from infra.render.secrets import hash_for
 from tests.support.rabbit_node import free_ports
 from tests.support.stacks import TEST_SECRETS
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from infra import changes
-from infra.changes import Impact
-from infra.cli import main
+from infra.ops import changes
+from infra.ops.changes import Impact
+from infra.cli.main import main
 from tests.test_diff import GIT, diff, overlay, plans, repo, rows  # noqa: F401 (repo: a fixture)
 
 REFUSED = sorted(Path("tests/data/invalid").glob("hosts-*.yaml"))

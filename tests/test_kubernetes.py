@@ -9,10 +9,10 @@ import jsonschema
 import pytest
 import yaml
 
-from infra import kubernetes
-from infra.cli import main
-from infra.definition import load_definition, require
-from infra.plan import build_plan
+from infra.render import kubernetes
+from infra.cli.main import main
+from infra.definition.load import load_definition, require
+from infra.plan.plan import build_plan
 from tests.support.stacks import TEST_SECRETS
 
 CRDS = Path("tests/data/crds")
@@ -172,7 +172,7 @@ def test_the_workloads_are_the_plans_services(rendered):
 
 
 def render_celery_json(plan) -> str:
-    from infra.render import celery_json
+    from infra.render.files import celery_json
     return celery_json(plan)
 
 

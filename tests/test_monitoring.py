@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra import monitoring
-from infra.cli import ExitStatus, main
-from infra.definition import load_definition, require
-from infra.findings import format_finding
+from infra.render import monitoring
+from infra.cli.main import ExitStatus, main
+from infra.definition.load import load_definition, require
+from infra.definition.findings import format_finding
 
 SHIPPED = ["dev", "staging", "prod", "local"]
 

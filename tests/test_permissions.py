@@ -1,4 +1,4 @@
-"""The Celery services' permissions, derived from the definition (infra/permissions.py): what each regex
+"""The Celery services' permissions, derived from the definition (infra/plan/permissions.py): what each regex
 lets through and what it does not, checked name by name against the shipped stacks' objects. The broker
 itself is asked in tests/app/test_least_privilege.py."""
 from __future__ import annotations
@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from infra.definition import load_definition, require
-from infra.permissions import service_access
-from infra.plan import build_plan
+from infra.definition.load import load_definition, require
+from infra.plan.permissions import service_access
+from infra.plan.plan import build_plan
 
 CELERYS_OWN = ["celery.pidbox", "reply.celery.pidbox", "celeryev", "celeryev.5c0ffee0-0000-4000-8000-000000000000",
                "5c0ffee0-0000-4000-8000-000000000001.reply.celery.pidbox", "celery_delayed_0", "celery_delayed_27",

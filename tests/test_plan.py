@@ -2,10 +2,10 @@
 
 import pytest
 
-from infra.definition import load_definition, require
-from infra.plan import CONTAINER, NodeLayout, build_plan
+from infra.definition.load import load_definition, require
+from infra.plan.plan import CONTAINER, NodeLayout, build_plan
 from tests.support import stackgen
-from infra.validate import SUPPORTED
+from infra.definition.validate import SUPPORTED
 
 POLICY_KEYS = {  # model field → policy keys it sets
     "ttl": {"message-ttl"}, "max_length": {"max-length"}, "max_length_bytes": {"max-length-bytes"},

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra import render
-from infra.cli import main
-from infra.definition import load_definition, require
-from infra.plan import build_plan
-from infra.secrets import hash_for, password_hash, stable_salt
+from infra.render import files as render
+from infra.cli.main import main
+from infra.definition.load import load_definition, require
+from infra.plan.plan import build_plan
+from infra.render.secrets import hash_for, password_hash, stable_salt
 from tests.support.stacks import TEST_SECRETS
 
 GOLDEN = Path("tests/golden")

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.findings import DefinitionError
-from infra.sources import load_file, load_stack, merge
+from infra.definition.findings import DefinitionError
+from infra.definition.sources import load_file, load_stack, merge
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

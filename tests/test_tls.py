@@ -11,9 +11,10 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from infra import certs, changes, render
-from infra.definition import load_definition, require
-from infra.plan import build_plan
+from infra.render import certs, files as render
+from infra.ops import changes
+from infra.definition.load import load_definition, require
+from infra.plan.plan import build_plan
 from tests.support.stacks import TEST_SECRETS
 
 

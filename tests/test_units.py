@@ -1,6 +1,6 @@
 import pytest
 
-from infra.units import Duration, RateLimit, Size
+from infra.definition.units import Duration, RateLimit, Size
 
 
 @pytest.mark.parametrize("text, ms", [("500ms", 500), ("90s", 90_000), ("30m", 1_800_000), ("2h", 7_200_000),

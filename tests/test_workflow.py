@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from infra import deploy
-from infra.cli import parser
+from infra.pulumi import deploy
+from infra.cli.main import parser
 
 WORKFLOW = Path(".github/workflows/preview.yml")
 # every deployed stack; `local` is the laptop stack of docker-compose, not previewed

@@ -1,5 +1,5 @@
 """Least privilege on real parts: the dev stack's node, web and Celery workers of two pools, each service as
-its own broker user (permissions derived by infra/permissions.py), then every forbidden operation tried
+its own broker user (permissions derived by infra/plan/permissions.py), then every forbidden operation tried
 by hand and refused by the broker.
 
 What the services do is what Celery 5.7 / kombu 5.7 need: the flow runs with no `access_refused` in the
@@ -17,10 +17,10 @@ import requests
 from celery import Celery
 
 from config.topology import celery_settings
-from infra import render
-from infra.compose import compose_file
-from infra.definition import load_definition, require
-from infra.plan import APP_TLS_FILES, BROKER_TLS_FILES, build_plan
+from infra.render import files as render
+from infra.render.compose import compose_file
+from infra.definition.load import load_definition, require
+from infra.plan.plan import APP_TLS_FILES, BROKER_TLS_FILES, build_plan
 from tests.app.deployment import APP_DIR, WaitTimeout, celery_argv, deploy
 from tests.app.test_reliability import riot  # noqa: F401 (the module's fake Riot API)
 from tests.support.rabbit_node import port_open

@@ -13,8 +13,8 @@ from django.conf import settings
 
 from config import topology
 from config.celery_app import app as celery_app
-from infra.definition import load_definition, require
-from infra.plan import celery_declarations
+from infra.definition.load import load_definition, require
+from infra.plan.plan import celery_declarations
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
 GOLDEN = Path("tests/golden")

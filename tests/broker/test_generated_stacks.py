@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.definition import load_definition
+from infra.definition.load import load_definition
 from tests.support import stackgen
 from tests.support.live import expected_topology, live_topology
 from tests.support.stacks import booted

@@ -15,7 +15,7 @@ import pytest
 import requests
 import yaml
 
-from infra.cli import ExitStatus, main
+from infra.cli.main import ExitStatus, main
 from tests.support.prometheus import running_prometheus
 from tests.support.stacks import TEST_SECRETS, booted
 from tests.support.waiting import wait_for

@@ -16,9 +16,10 @@ import pika
 import pytest
 import requests
 
-from infra import program, render
-from infra.definition import load_definition, require
-from infra.preview import run
+from infra.pulumi import program
+from infra.render import files as render
+from infra.definition.load import load_definition, require
+from infra.pulumi.preview import run
 from tests.program.test_program import unwrap, with_config
 from tests.program.test_topology_component import _provider_int
 from tests.support.live import expected_topology, live_topology

@@ -18,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from infra.cli import ExitStatus, main
+from infra.cli.main import ExitStatus, main
 from tests.support.stacks import TEST_SECRETS, booted
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,7 +147,7 @@ def test_no_tracked_file_holds_a_private_key():
 
 def test_a_tls_nodes_logs_hold_no_private_key_or_password_after_refused_handshakes(tmp_path):
     """prod (TLS only, mutual): good and refused clients; the log names failures, never key material."""
-    from infra import certs
+    from infra.render import certs
     with booted(stack="prod") as (node, rendered):
         pika.BlockingConnection(node.amqp_params("/", "web", rendered.password("web"))).close()
         impostor = certs.client_cert(certs.make_ca("another CA"), "app")

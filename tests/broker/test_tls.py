@@ -13,7 +13,7 @@ import pika
 import pytest
 import requests
 
-from infra import certs
+from infra.render import certs
 from tests.support.rabbit_node import port_open
 from tests.support.stacks import booted
 
@@ -197,7 +197,7 @@ def test_a_real_prometheus_scrapes_the_tls_only_endpoint_with_the_stacks_ca(prod
     """The rendered prometheus.yml (scheme https, the CA beside it) against the node: both jobs up."""
     import yaml
 
-    from infra.cli import ExitStatus, main
+    from infra.cli.main import ExitStatus, main
     from tests.support.prometheus import running_prometheus
     from tests.support.waiting import wait_for
 
@@ -225,7 +225,7 @@ def test_a_real_prometheus_scrapes_the_tls_only_endpoint_with_the_stacks_ca(prod
 def test_verify_reads_the_https_management_api_with_the_stacks_ca(prod, tmp_path, capsys):
     import yaml
 
-    from infra.cli import ExitStatus, main
+    from infra.cli.main import ExitStatus, main
 
     node, rendered = prod
     (tmp_path / "ports.yaml").write_text(node.ports.overlay())

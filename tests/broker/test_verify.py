@@ -15,7 +15,7 @@ from celery import Celery
 from kombu.transport.native_delayed_delivery import (bind_queue_to_native_delayed_delivery_exchange,
                                                      declare_native_delayed_delivery_exchanges_and_queues)
 
-from infra.cli import ExitStatus, main
+from infra.cli.main import ExitStatus, main
 from tests.support.stacks import booted
 
 ROOT = "%2F"

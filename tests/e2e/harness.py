@@ -18,10 +18,10 @@ from pathlib import Path
 import requests
 import yaml
 
-from infra.definition import load_definition, require
-from infra.images import app_image_name
-from infra.localstack import LocalStack
-from infra.services import broker_hosts
+from infra.definition.load import load_definition, require
+from infra.render.images import app_image_name
+from infra.cli.localstack import LocalStack
+from infra.plan.services import broker_hosts
 from tests.support.rabbit_node import ManagementAPI, free_ports
 from tests.support.stacks import TEST_SECRETS
 from tests.support.waiting import wait_for

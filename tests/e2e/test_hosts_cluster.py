@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import pulumi
 import pytest
 
-from infra import program
-from infra.definition import load_definition, require
-from infra.preview import run
+from infra.pulumi import program
+from infra.definition.load import load_definition, require
+from infra.pulumi.preview import run
 from tests.e2e.docker_hosts import apply_container, docker_hosts
 from tests.program.test_program import unwrap, with_config
 from tests.support.rabbit_node import ManagementAPI

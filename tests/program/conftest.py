@@ -1,7 +1,7 @@
 """The program writes the stack's CA certificate for the rabbitmq provider: into a temp dir in these tests."""
 import pytest
 
-from infra import program
+from infra.pulumi import program
 
 
 @pytest.fixture(autouse=True)

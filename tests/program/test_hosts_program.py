@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-from infra import program, render
-from infra.definition import load_definition, require
-from infra.plan import build_plan
-from infra import preview
-from infra.preview import run
-from infra.services import broker_ports
+from infra.pulumi import program
+from infra.render import files as render
+from infra.definition.load import load_definition, require
+from infra.plan.plan import build_plan
+from infra.pulumi import preview
+from infra.pulumi.preview import run
+from infra.plan.services import broker_ports
 from tests.program.test_program import PROJECT, clean_config, is_secret, unwrap, with_config  # noqa: F401
 from tests.support.stacks import TEST_SECRETS
 

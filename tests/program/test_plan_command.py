@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 import shutil
 
-from infra.definition import load_definition, require
-from infra.plan import build_plan
-from infra.preview import PLACEHOLDER
+from infra.definition.load import load_definition, require
+from infra.plan.plan import build_plan
+from infra.pulumi.preview import PLACEHOLDER
 from tests.program.test_program import expected_graph
 from tests.test_cli import infra
 

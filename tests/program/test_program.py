@@ -7,12 +7,13 @@ import pulumi
 import pytest
 from pulumi.runtime import rpc
 
-from infra import program, render
-from infra.definition import load_definition, require
-from infra.plan import build_plan
-from infra.services import broker_ports
-from infra.stack_config import MissingSecret
-from infra.preview import run
+from infra.pulumi import program
+from infra.render import files as render
+from infra.definition.load import load_definition, require
+from infra.plan.plan import build_plan
+from infra.plan.services import broker_ports
+from infra.pulumi.stack_config import MissingSecret
+from infra.pulumi.preview import run
 from tests.support.stacks import TEST_SECRETS
 
 PROJECT = "rabbitmq-celery"
@@ -92,7 +93,7 @@ def test_unset_secrets_are_generated_as_random_passwords():
 
 def test_a_secret_that_may_not_be_generated_must_be_set(tmp_path, monkeypatch):
     plan = build_plan(require(load_definition(file="tests/data/valid/behaviour.yaml")))
-    from infra.stack_config import passwords
+    from infra.pulumi.stack_config import passwords
     with pytest.raises(MissingSecret, match="pulumi config set --secret"):
         run(lambda: passwords(plan), stack="behaviour")
 
@@ -117,7 +118,7 @@ def test_no_plaintext_credential_in_any_registered_input():
 
 def expected_graph(plan, stack: str) -> set[tuple[str, str, str]]:
     """(type, name, parent) of every resource the definition asks for, and nothing else."""
-    from infra.components.topology import slug
+    from infra.pulumi.components.topology import slug
     t = plan.topology
     rmq = "rabbitmq:index/"
     graph = {

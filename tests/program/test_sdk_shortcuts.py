@@ -1,4 +1,4 @@
-"""infra/sdk_shortcuts.py: `plan` prints the same with and without the shortcuts, which touch only the
+"""infra/pulumi/sdk_shortcuts.py: `plan` prints the same with and without the shortcuts, which touch only the
 mock run and apply only to the SDK version they were read against."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pulumi.runtime.resource as sdk_resource
 import pulumi.runtime.resource_cycle_breaker as cycle_breaker
 import pytest
 
-from infra import preview, sdk_shortcuts
-from infra.definition import load_definition, require
+from infra.pulumi import preview, sdk_shortcuts
+from infra.definition.load import load_definition, require
 from tests.support import stackgen
 
 STACKS = Path("stacks")

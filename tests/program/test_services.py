@@ -6,13 +6,15 @@ from urllib.parse import unquote
 
 import pytest
 
-from infra import program, render
-from infra.images import context_digest
-from infra.definition import load_definition, require
-from infra.plan import build_plan
-from infra.services import CELERY_JSON, DATA_DIR, SecretEnv
+from infra.paths import REPO
+from infra.pulumi import program
+from infra.render import files as render
+from infra.render.images import context_digest
+from infra.definition.load import load_definition, require
+from infra.plan.plan import build_plan
+from infra.plan.services import CELERY_JSON, DATA_DIR, SecretEnv
 from tests.program.test_program import PROJECT, is_secret, unwrap, with_config
-from infra.preview import run
+from infra.pulumi.preview import run
 from tests.support.stacks import TEST_SECRETS
 
 CONTAINER = "docker:index/container:Container"
@@ -75,10 +77,10 @@ def test_containers_share_the_network_volume_image_and_celery_json():
     monitor, _ = run(program.main, stack="dev")
     plan = build_plan(require(load_definition(stack="dev")))
     image = monitor.named("app-image")
-    tag = context_digest(program.PROJECT_ROOT / "app")
+    tag = context_digest(REPO / "app")
     assert image.inputs["imageName"] == f"rabbitmq-celery-app:{tag}" and image.inputs["skipPush"] is True
     assert image.inputs["build"]["args"] == {"BASE_IMAGE": "python:3.11-slim"}
-    assert image.inputs["build"]["context"] == str(program.PROJECT_ROOT / "app")
+    assert image.inputs["build"]["context"] == str(REPO / "app")
     assert monitor.named("app-data").request.retainOnDelete
     topology = monitor.named("topology")
     topology_children = {r.urn for r in monitor.registered if r.parent == topology.urn}

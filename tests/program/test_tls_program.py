@@ -7,11 +7,12 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from infra import program, render
-from infra.definition import load_definition, require
-from infra.plan import build_plan
-from infra.preview import run
-from infra.stack_config import MissingSecret
+from infra.pulumi import program
+from infra.render import files as render
+from infra.definition.load import load_definition, require
+from infra.plan.plan import build_plan
+from infra.pulumi.preview import run
+from infra.pulumi.stack_config import MissingSecret
 from tests.program.test_program import PROJECT, is_secret, unwrap, with_config
 from tests.support.stacks import TEST_SECRETS
 

@@ -9,12 +9,12 @@ import pulumi_rabbitmq as rabbitmq
 import pytest
 from pulumi.runtime import rpc
 
-from infra import render
-from infra.components.topology import Topology, TopologyArgs
-from infra.definition import load_definition, require
-from infra.plan import build_plan
+from infra.render import files as render
+from infra.pulumi.components.topology import Topology, TopologyArgs
+from infra.definition.load import load_definition, require
+from infra.plan.plan import build_plan
 from tests.support import stackgen
-from infra.preview import run
+from infra.pulumi.preview import run
 from tests.support.stacks import TEST_SECRETS
 
 

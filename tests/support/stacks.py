@@ -7,9 +7,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import certs, render
-from infra.definition import load_definition, require
-from infra.plan import NodeLayout, Plan, build_plan
+from infra.render import certs, files as render
+from infra.definition.load import load_definition, require
+from infra.plan.plan import NodeLayout, Plan, build_plan
 
 from .rabbit_node import Ports, RabbitNode
 

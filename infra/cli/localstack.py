@@ -1,0 +1,191 @@
+"""`make local` / `make local-down`: the rendered compose file brought up on this machine's Docker engine.
+
+`python -m infra.cli.localstack up --stack local [--out DIR]` renders with `--compose`, starts every service
+(`docker-compose up -d --no-build`: the images come from scripts/build-local-images), waits until each
+container is healthy — printing progress —, applies the rendered topology to the running broker through
+its management API (brokers first, then the topology, then the app; so a changed TTL or a new queue takes effect in place, without replacing the broker:
+definitions.json is read at boot only), and prints the URLs. Objects removed from the definition are not
+deleted this way; `pulumi up` does that. `down [--volumes]` stops the stack, keeping the data volumes
+unless asked. The end-to-end tests drive the same functions.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import ssl
+import subprocess
+import urllib.request
+import sys
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from infra.cli import main as cli
+from infra.render.compose import COMPOSE_FILE
+from infra.definition.load import load_definition, require
+from infra.plan.plan import build_plan
+from infra.render.secrets import SECRETS_DIR, read_secrets_file
+from infra.plan.services import broker_hosts, client_host
+
+HEALTH_TIMEOUT_S = 300
+
+
+@dataclass
+class LocalStack:
+    stack: str
+    out: Path  # the render directory: docker-compose.yml and the files it mounts
+    project: str  # docker-compose project name: containers are <project>_<service>_1
+    secrets: Path | None = None
+    overlays: tuple[Path, ...] = ()
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker-compose", "-p", self.project, "-f", str(self.out / COMPOSE_FILE), *args],
+                              capture_output=True, text=True, timeout=timeout, check=check)
+
+    def render(self) -> None:
+        argv = ["render", "--stack", self.stack, "--out", str(self.out), "--compose"]
+        if self.secrets:
+            argv += ["--secrets", str(self.secrets)]
+        for overlay in self.overlays:
+            argv += ["--overlay", str(overlay)]
+        status = cli.main(argv)
+        if status != cli.ExitStatus.OK:
+            raise SystemExit(status)
+        for cached in ("plan", "_admin_auth"):  # what was loaded before describes the last render, not this one
+            self.__dict__.pop(cached, None)
+
+    def up(self, *services: str) -> None:
+        self.compose("up", "-d", "--no-build", *services)
+
+    def container(self, service: str) -> str:
+        return self.compose("ps", "-q", service).stdout.strip()
+
+    def health(self) -> dict[str, str]:
+        """service → Docker's health status (or the container state when it has no health check)."""
+        ids = self.compose("ps", "-q").stdout.split()
+        if not ids:
+            return {}
+        inspected = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True,
+                                              check=True, timeout=60).stdout)
+        return {c["Config"]["Labels"]["com.docker.compose.service"]:
+                (c["State"].get("Health") or {}).get("Status", c["State"]["Status"]) for c in inspected}
+
+    def wait_healthy(self, timeout: float = HEALTH_TIMEOUT_S, progress=print) -> dict[str, str]:
+        """Until every service is healthy; bounded. Prints a line whenever a status changes."""
+        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        last: dict[str, str] = {}
+        while True:
+            status = self.health()
+            if status != last:
+                pending = sorted(s for s, h in status.items() if h != "healthy")
+                progress(f"[{time.monotonic() - started:5.1f}s] {len(status) - len(pending)}/{len(status)} healthy"
+                         + (f"; waiting for {', '.join(f'{s} ({status[s]})' for s in pending)}" if pending else ""))
+                last = status
+            if status and all(h == "healthy" for h in status.values()):
+                return status
+            if any(h == "unhealthy" for h in status.values()) or time.monotonic() > deadline:
+                raise TimeoutError(f"not healthy after {time.monotonic() - started:.0f}s: {status}")
+            time.sleep(2)
+
+    def start(self, progress=print) -> dict[str, str]:
+        """The brokers first, healthy, then the topology, then everything else: a cluster's nodes boot with
+        the admin alone, and the app's users must exist before its services log in."""
+        nodes = self.plan.broker.nodes
+        self.up(*broker_hosts(nodes))  # one after another on a cluster (compose's depends_on)
+        self.wait_healthy(progress=progress)
+        self.wait_cluster(nodes)
+        self.apply_topology()
+        self.up()
+        return self.wait_healthy(progress=progress)
+
+    @cached_property
+    def plan(self):
+        """The stack's plan as last rendered (`render` forgets the one loaded before)."""
+        return build_plan(require(load_definition(stack=self.stack, overlays=self.overlays)))
+
+    @cached_property
+    def _admin_auth(self) -> str:
+        """The deployer's Basic authorization, from the secrets file `render` wrote."""
+        known = read_secrets_file(self.secrets or SECRETS_DIR / f"{self.plan.environment}.yaml")
+        admin = self.plan.broker.admin_user
+        credentials = f"{admin}:{known[self.plan.topology.password_key(admin)]}"
+        return "Basic " + base64.b64encode(credentials.encode()).decode()
+
+    def management(self, path: str, data: bytes | None = None) -> bytes:
+        """A management API call as the admin user (HTTPS verified against the stack's CA with TLS)."""
+        b = self.plan.broker
+        request = urllib.request.Request(
+            f"{b.management_scheme}://{client_host(b.publish_ip)}:{b.management_client_port}/api/{path}",
+            data=data, method="POST" if data is not None else "GET",
+            headers={"Content-Type": "application/json", "Authorization": self._admin_auth})
+        context = ssl.create_default_context(cafile=str(self.out / "tls" / "ca.pem")) if b.tls else None
+        with urllib.request.urlopen(request, timeout=60, context=context) as response:
+            if response.status not in (200, 201, 204):
+                raise RuntimeError(f"{path} answered {response.status}")
+            return response.read()
+
+    def wait_cluster(self, nodes: int, timeout: float = 60) -> None:
+        """Until the first node sees every node running: a quorum queue gets its members when it is
+        declared, so the topology waits for the whole cluster. Bounded; a node that formed a cluster of
+        its own never shows up here, and that is an error, not a wait."""
+        deadline = time.monotonic() + timeout
+        while True:
+            running = sorted(n["name"] for n in json.loads(self.management("nodes")) if n.get("running"))
+            if len(running) == nodes:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the cluster has {len(running)} of {nodes} nodes running after "
+                                   f"{timeout:.0f}s: {', '.join(running)}")
+            time.sleep(1)
+
+    def apply_topology(self) -> None:
+        """POST the rendered definitions.json to the broker: creates and updates in place (RabbitMQ's
+        definitions import), as the admin user."""
+        self.management("definitions", data=(self.out / "definitions.json").read_bytes())
+
+    def down(self, volumes: bool = False) -> None:
+        self.compose("down", *(["--volumes"] if volumes else []), "--remove-orphans", timeout=300, check=False)
+
+
+def urls(stack: str) -> list[tuple[str, str]]:
+    definition = require(load_definition(stack=stack))
+    plan = build_plan(definition)
+    host = client_host(plan.broker.publish_ip)
+    b = plan.broker
+    return [("web", f"http://{host}:{definition.app.web.port}/healthz"),
+            ("management", f"{b.management_scheme}://{host}:{b.management_client_port}"),
+            (b.client_scheme, f"{b.client_scheme}://{host}:{b.client_port}")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.cli.localstack")
+    parser.add_argument("command", choices=("up", "down"))
+    parser.add_argument("--stack", default="local")
+    parser.add_argument("--out", type=Path, default=None, help="render directory (default build/<stack>)")
+    parser.add_argument("--volumes", action="store_true", help="down: delete the data volumes too")
+    args = parser.parse_args(argv)
+    local = LocalStack(args.stack, args.out or Path("build") / args.stack, f"rabbitmq-celery-{args.stack}")
+    if args.command == "down":
+        local.down(volumes=args.volumes)
+        print(f"stopped {local.project}" + ("; volumes deleted" if args.volumes else "; volumes kept"))
+        return 0
+    local.render()
+    try:
+        local.start()
+    except subprocess.CalledProcessError as exc:
+        print(f"python -m infra.cli.localstack: {' '.join(exc.cmd)} failed:\n{exc.stderr}", file=sys.stderr)
+        return 1
+    except TimeoutError as exc:
+        print(f"python -m infra.cli.localstack: {exc}\n  see: docker-compose -p {local.project} -f "
+              f"{local.out / COMPOSE_FILE} logs", file=sys.stderr)
+        return 1
+    for name, url in urls(args.stack):
+        print(f"{name:<11} {url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""`python -m infra validate|render|plan|diff|deploy|verify|docs`: parse arguments, call the core, print,
+return an exit status."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+from enum import IntEnum
+from pathlib import Path
+
+from infra.definition import reference as docs, validate
+from infra.plan import plan as planning
+from infra.pulumi import preview
+from infra.render import files as render, secrets
+from infra.definition.load import Loaded, load_definition
+from infra.paths import REPO, STACKS_DIR
+from infra.definition.findings import format_finding
+from infra.render.images import MissingBuildContext, app_image_name, build_context
+from infra.cli.table import table
+from infra.definition.units import Duration, Size
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    ERROR = 1  # the command could not do its work (I/O, an unexpected failure)
+    INVALID = 2  # the definition has error findings; nothing was written
+    DATA_LOSS = 3  # `diff`: a change deletes queued messages, and --allow-data-loss was not given
+    DRIFT = 4  # `verify`: the live broker differs from the definition
+    USAGE = 64  # the command line itself is wrong (EX_USAGE)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse exits 2, which here means "invalid definition"
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(ExitStatus.USAGE)
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--stack", metavar="ENV", help="stacks/base.yaml overlaid with stacks/ENV.yaml")
+    which.add_argument("--file", metavar="PATH", type=Path, help="one definition file, no overlay")
+    parser.add_argument("--overlay", metavar="PATH", type=Path, action="append", default=[],
+                        help="another file laid over the definition (repeatable, in order)")
+    parser.add_argument("--stacks-dir", metavar="DIR", type=Path, default=None, help=argparse.SUPPRESS)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = _Parser(prog="python -m infra", description="RabbitMQ + Celery stacks from one definition.")
+    commands = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    v = commands.add_parser("validate", help="check a definition; exit 2 on any error")
+    _add_source_arguments(v)
+    r = commands.add_parser("render", help="write rabbitmq.conf, enabled_plugins, definitions.json, celery.json")
+    _add_source_arguments(r)
+    r.add_argument("--out", metavar="DIR", type=Path, required=True)
+    r.add_argument("--secrets", metavar="PATH", type=Path,
+                   help="secrets file (default .secrets/<environment>.yaml, created 0600)")
+    r.add_argument("--target", choices=("container", "host"), default="container",
+                   help="container: listen on all interfaces inside the container, files in /etc/rabbitmq; "
+                        "host: listen on listeners.bind, files where --out is")
+    r.add_argument("--compose", action="store_true",
+                   help="also docker-compose.yml and its 0600 env files: the whole stack for docker-compose")
+    r.add_argument("--kubernetes", action="store_true",
+                   help="also kubernetes.yaml: a RabbitmqCluster, the topology as Messaging Topology Operator "
+                        "objects, and the app's Deployments")
+    r.add_argument("--monitoring", action="store_true",
+                   help="also prometheus.yml, alerts.yml and dashboard.json (Grafana) for this stack")
+    p = commands.add_parser("plan", help="the resources `pulumi up` would create: the Pulumi program run "
+                                         "under mocks, offline (no Pulumi CLI, credentials or Docker)")
+    _add_source_arguments(p)
+    p.add_argument("--json", action="store_true", help="the resources, their inputs and the outputs as JSON")
+    f = commands.add_parser("diff", help="classify the changes since a git ref: in place, restart, data loss; "
+                                         "exit 3 on data loss")
+    f.add_argument("--stack", metavar="ENV", required=True)
+    f.add_argument("--base", metavar="GIT_REF", required=True, help="e.g. origin/main, HEAD~1, a tag")
+    f.add_argument("--format", choices=("text", "markdown"), default="text",
+                   help="markdown: for a pull-request comment")
+    f.add_argument("--allow-data-loss", action="store_true", help="exit 0 even when a change loses messages")
+    f.add_argument("--stacks-dir", metavar="DIR", type=Path, default=None, help=argparse.SUPPRESS)
+    d = commands.add_parser("deploy", help="validate, then `pulumi up` the stack on a local file backend")
+    d.add_argument("--stack", metavar="ENV", required=True, help="the stack: stacks/base.yaml + stacks/ENV.yaml")
+    d.add_argument("--preview", action="store_true", help="`pulumi preview --diff` instead of `up`")
+    y = commands.add_parser("verify", help="compare a live broker with the definition; exit 4 on drift")
+    _add_source_arguments(y)
+    y.add_argument("--management-url", metavar="URL", required=True, help="e.g. http://127.0.0.1:15672")
+    y.add_argument("--user", metavar="U", help="management user (default: broker.admin_user); its password "
+                                               "from $RABBITMQ_PASSWORD, else from the secrets file")
+    y.add_argument("--secrets", metavar="PATH", type=Path,
+                   help="secrets file (default .secrets/<environment>.yaml): users' passwords are checked "
+                        "against the broker's hashes")
+    y.add_argument("--ca-cert", metavar="PATH", help="the CA an https:// management URL is verified with, e.g. "
+                                                     "the rendered tls/ca.pem or `pulumi stack output ca_cert`")
+    y.add_argument("--json", action="store_true", help="the findings as JSON")
+    commands.add_parser("docs", help="print the definition's field reference (Markdown)")
+    return top
+
+
+def _load(args) -> Loaded:
+    kwargs = {"stacks_dir": args.stacks_dir} if args.stacks_dir else {}
+    return load_definition(stack=args.stack, file=args.file, overlays=tuple(args.overlay), **kwargs)
+
+
+def _report(findings) -> None:
+    for finding in findings:
+        print(format_finding(finding), file=sys.stderr)
+
+
+def _summary(loaded: Loaded) -> str:
+    errors = len(loaded.errors)
+    warnings = len(loaded.findings) - errors
+    return f"{' + '.join(loaded.files)}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+
+
+def _valid(loaded: Loaded, nothing: str):
+    """`loaded` with its findings printed, or None after saying `nothing` happened (it has errors)."""
+    _report(loaded.findings)
+    if not loaded.ok:
+        print(f"{_summary(loaded)}; {nothing}", file=sys.stderr)
+        return None
+    return loaded
+
+
+def cmd_validate(args) -> ExitStatus:
+    loaded = _load(args)
+    _report(loaded.findings)
+    print(_summary(loaded), file=sys.stderr)
+    return ExitStatus.OK if loaded.ok else ExitStatus.INVALID
+
+
+def _compose_files(definition, the_plan: planning.Plan, values: dict[str, str],
+                   rendered: dict[str, str]) -> dict[str, str]:
+    from infra.render import compose
+    document = compose.compose_file(the_plan, rendered, app_image_name(definition.app, REPO),
+                                    build_context(definition.app, REPO), definition.app.base_image)
+    return {compose.COMPOSE_FILE: compose.compose_yaml(document), **compose.env_files(the_plan, values)}
+
+
+def _kubernetes_files(definition, celery_json: str) -> dict[str, str]:
+    from infra.render import kubernetes
+    the_plan = planning.build_plan(definition)  # pods reach the nodes over the cluster's network, as containers do
+    objects = kubernetes.manifests(the_plan, app_image_name(definition.app, REPO), celery_json)
+    return {kubernetes.KUBERNETES_FILE: kubernetes.kubernetes_yaml(the_plan, objects)}
+
+
+def _known_secrets(args, environment: str) -> tuple[Path, dict[str, str] | None]:
+    """`--secrets` or `.secrets/<environment>.yaml`, and its values (None, reported, when unreadable)."""
+    path = args.secrets or secrets.SECRETS_DIR / f"{environment}.yaml"
+    try:
+        return path, secrets.read_secrets_file(path)
+    except (OSError, ValueError) as exc:
+        print(f"{path}: cannot read the secrets file: {exc}", file=sys.stderr)
+        return path, None
+
+
+def cmd_render(args) -> ExitStatus:
+    loaded = _valid(_load(args), "nothing written")
+    if loaded is None:
+        return ExitStatus.INVALID
+    if args.monitoring and "rabbitmq_prometheus" not in loaded.definition.broker.plugins:
+        print("python -m infra render: --monitoring scrapes the rabbitmq_prometheus plugin; add it to "
+              "broker.plugins", file=sys.stderr)
+        return ExitStatus.INVALID
+    targets = validate.render_target_findings(loaded.definition, loaded.source, compose=args.compose,
+                                              kubernetes=args.kubernetes)
+    _report(targets)
+    if any(f.is_error for f in targets):
+        print(f"{' + '.join(loaded.files)}: not renderable as asked; nothing written", file=sys.stderr)
+        return ExitStatus.INVALID
+    if args.compose and args.target == "host":
+        print("python -m infra render: --compose runs the broker in a container; drop --target host",
+              file=sys.stderr)
+        return ExitStatus.USAGE
+    layout = planning.NodeLayout(listen_on_bind=True, config_dir=str(args.out.resolve())) \
+        if args.target == "host" else planning.CONTAINER
+    the_plan = planning.build_plan(loaded.definition, layout)
+    secrets_path, known = _known_secrets(args, loaded.definition.environment)
+    if known is None:
+        return ExitStatus.ERROR
+    wanted = the_plan.all_secrets() if args.compose else the_plan.secrets()
+    resolved = secrets.resolve(wanted, known, loaded.source)
+    tls = secrets.resolve_tls(the_plan, known, loaded.source)
+    if resolved.findings or tls.findings:
+        _report(resolved.findings + tls.findings)
+        print(f"{len(resolved.findings + tls.findings)} secret(s) missing; nothing written", file=sys.stderr)
+        return ExitStatus.INVALID
+    files = {**render.render_files(the_plan, resolved.values), **render.tls_files(the_plan, tls.values)}
+    try:
+        if args.compose:
+            files.update(_compose_files(loaded.definition, the_plan, resolved.values, files))
+        if args.kubernetes:
+            files.update(_kubernetes_files(loaded.definition, files["celery.json"]))
+    except MissingBuildContext as exc:
+        print(f"python -m infra render: {exc}", file=sys.stderr)
+        return ExitStatus.INVALID
+    if args.monitoring:
+        from infra.render import monitoring
+        files.update(monitoring.monitoring_files(loaded.definition, the_plan))
+    generated = resolved.generated + tls.generated
+    if generated:
+        secrets.write_secrets_file(secrets_path, {**known, **resolved.values, **tls.values})
+    written = render.write_files(files, args.out)
+    rows = [(str(path), f"{path.stat().st_size} B", oct(path.stat().st_mode & 0o777)) for path in written]
+    if generated:
+        rows.append((str(secrets_path), f"{len(generated)} generated", "0o600"))
+    print(table(("file", "size", "mode"), rows))
+    return ExitStatus.OK
+
+
+_SHORT = {"message-ttl": ("ttl", lambda v: str(Duration(v))), "max-length": ("max", str),
+          "max-length-bytes": ("max", lambda v: str(Size(v))), "overflow": ("", str),
+          "dead-letter-routing-key": ("dlq", str), "delivery-limit": ("limit", str)}
+
+
+def _policy_summary(definition: dict) -> str:
+    parts = [f"{_SHORT[k][0]}={_SHORT[k][1](v)}" if _SHORT[k][0] else v
+             for k, v in definition.items() if k in _SHORT]
+    return " ".join(parts) or "-"
+
+
+def cmd_plan(args) -> ExitStatus:
+    loaded = _valid(_load(args), "nothing planned")
+    if loaded is None:
+        return ExitStatus.INVALID
+    stack = args.stack or loaded.definition.environment
+    try:
+        result = preview.preview(loaded.definition, stack, args.stacks_dir or STACKS_DIR)
+    except MissingBuildContext as exc:
+        print(f"python -m infra plan: {exc}", file=sys.stderr)
+        return ExitStatus.INVALID
+    for note in result.notes:
+        print(f"warning: {note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(preview.as_json(result), indent=2))
+        return ExitStatus.OK
+    print(preview.tree(result))
+    print()
+    the_plan = planning.build_plan(loaded.definition)
+    policies = {(p.vhost, p.pattern): p.definition for p in the_plan.topology.policies}
+    consumers = {q: w.name for w in the_plan.workers for q in w.queues}
+    rows = [(q.vhost, q.name, q.type, consumers.get(q.name, "-"),
+             _policy_summary(policies.get((q.vhost, f"^{re.escape(q.name)}$"), {})))
+            for q in the_plan.topology.queues]
+    print(table(("vhost", "queue", "type", "pool", "policy"), rows))
+    print()
+    print(table(("pool", "queues", "concurrency", "pool type", "prefetch"),
+                [(w.name, ",".join(w.queues), w.concurrency, w.pool, w.prefetch_multiplier)
+                 for w in the_plan.workers]))
+    t = the_plan.topology
+    print(f"\n{len(result.resources)} resources: {len(t.vhosts)} vhost(s), {len(t.users)} user(s), "
+          f"{len(t.exchanges)} exchange(s), {len(t.queues)} queue(s), {len(t.bindings)} binding(s), "
+          f"{len(t.policies)} polic(ies), {len(the_plan.services)} container(s) of the app")
+    return ExitStatus.OK
+
+
+def cmd_diff(args) -> ExitStatus:
+    from infra.ops import changes, gitref
+    from infra.cli import diff_report
+    stacks_dir = args.stacks_dir or STACKS_DIR
+    head = _valid(_load(argparse.Namespace(stack=args.stack, file=None, overlay=[], stacks_dir=args.stacks_dir)),
+                  "nothing compared")
+    if head is None:
+        return ExitStatus.INVALID
+    with tempfile.TemporaryDirectory(prefix="stacks-at-ref-") as copy_dir:
+        try:
+            base = gitref.definition_at(args.base, args.stack, stacks_dir, Path(copy_dir))
+        except gitref.GitError as exc:
+            print(f"python -m infra diff: cannot read {args.base!r}: {exc}", file=sys.stderr)
+            return ExitStatus.ERROR
+        if base is not None and not base.ok:
+            for finding in base.findings:
+                print(f"{args.base}: " + format_finding(finding).replace(copy_dir + "/", "stacks/"), file=sys.stderr)
+            print(f"the definition at {args.base} is invalid; nothing compared", file=sys.stderr)
+            return ExitStatus.INVALID
+    base_plan = None if base is None else planning.build_plan(base.definition)
+    head_plan = planning.build_plan(head.definition)
+    found = changes.classify(base_plan, head_plan)
+    report = diff_report.markdown if args.format == "markdown" else diff_report.text
+    print(report(args.stack, args.base, found, changes.rendered_diffs(base_plan, head_plan), args.allow_data_loss))
+    lost = any(c.impact is changes.Impact.DATA_LOSS for c in found)
+    return ExitStatus.DATA_LOSS if lost and not args.allow_data_loss else ExitStatus.OK
+
+
+def cmd_deploy(args) -> ExitStatus:
+    from pulumi.automation import CommandError
+
+    from infra.pulumi import deploy
+    if _valid(load_definition(stack=args.stack), "nothing deployed") is None:
+        return ExitStatus.INVALID
+    try:
+        deploy.up(args.stack, preview_only=args.preview)
+    except deploy.DeployError as exc:
+        print(f"python -m infra deploy: {exc}", file=sys.stderr)
+        return ExitStatus.ERROR
+    except CommandError:  # pulumi's own output has been streamed above
+        print("python -m infra deploy: pulumi failed; its output is above", file=sys.stderr)
+        return ExitStatus.ERROR
+    return ExitStatus.OK
+
+
+def cmd_verify(args) -> ExitStatus:
+    from infra.ops import broker_api, drift
+    loaded = _valid(_load(args), "nothing compared")
+    if loaded is None:
+        return ExitStatus.INVALID
+    topology = planning.build_plan(loaded.definition).topology
+    secrets_path, known = _known_secrets(args, loaded.definition.environment)
+    if known is None:
+        return ExitStatus.ERROR
+    passwords = {u.name: known[u.password.secret] for u in topology.users if u.password.secret in known}
+    user = args.user or loaded.definition.broker.admin_user
+    password = os.environ.get("RABBITMQ_PASSWORD") or passwords.get(user)
+    if password is None:
+        print(f"python -m infra verify: no password for {user!r}: set RABBITMQ_PASSWORD or pass --secrets",
+              file=sys.stderr)
+        return ExitStatus.USAGE
+    try:
+        live = broker_api.read_snapshot(args.management_url, user, password, ca_cert=args.ca_cert)
+    except broker_api.BrokerAPIError as exc:
+        print(f"python -m infra verify: {exc}", file=sys.stderr)
+        return ExitStatus.ERROR
+    found = drift.compare(drift.expected_snapshot(topology), live, passwords)
+    unchecked = sorted(u.name for u in topology.users if u.name not in passwords)
+    if args.json:
+        print(json.dumps({"in_sync": not found, "drift": [d.as_dict() for d in found],
+                          "passwords_not_checked": unchecked}, indent=2))
+    else:
+        if found:
+            print(table(("kind", "object", "drift", "detail"), [(d.kind, d.name, d.state, d.detail) for d in found]))
+        print(f"{len(found)} difference(s) between {' + '.join(loaded.files)} and {args.management_url}",
+              file=sys.stderr)
+        if unchecked:
+            print(f"passwords not checked (not in {secrets_path}): {', '.join(unchecked)}", file=sys.stderr)
+    return ExitStatus.DRIFT if found else ExitStatus.OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "docs":
+        print(docs.reference(), end="")
+        return ExitStatus.OK
+    handler = {"validate": cmd_validate, "render": cmd_render, "plan": cmd_plan,
+               "diff": cmd_diff, "deploy": cmd_deploy, "verify": cmd_verify}[args.command]
+    try:
+        return handler(args)
+    except OSError as exc:
+        print(f"python -m infra {args.command}: {exc}", file=sys.stderr)
+        return ExitStatus.ERROR

@@ -1,0 +1,3 @@
+"""Day-two operations on a running or changing system: what a change does (`diff`), drift (`verify`),
+a definition at a git ref.
+"""

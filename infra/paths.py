@@ -1,0 +1,10 @@
+"""Where things are in the project: the one place that knows the repository's layout."""
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STACKS_DIR = REPO / "stacks"  # stack definitions and Pulumi.<stack>.yaml
+TEMPLATES = REPO / "templates"  # the Jinja2 templates of rabbitmq.conf and its neighbours
+README = REPO / "README.md"
+LOCAL_CLI_ROOT = REPO / ".pulumi"  # a Pulumi CLI built or installed for this project (`make pulumi`)
+LOCAL_STATE = REPO / ".pulumi-state"  # the file backend `make deploy` uses
+CA_DIR = REPO / ".pulumi-tls"  # the generated CA's certificate, for clients outside the stack

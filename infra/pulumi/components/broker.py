@@ -1,0 +1,131 @@
+"""Broker: the RabbitMQ node(s) as Docker containers, with their network, data volumes and files.
+
+Children: `<name>-network`, `<name>-image`, and per node a named volume that outlives the container and the
+container, which gets the rendered rabbitmq.conf, enabled_plugins and boot definitions as uploads (with TLS
+also its CA, certificate and key under tls/), is healthy before Pulumi moves on (`wait`), and is replaced
+delete-first because it is named. One node is `<name>-data` / `<name>-container` on host `rabbitmq`; a
+cluster's node i is `<name>-<i>-data` / `<name>-<i>-container` on host `rabbitmq-<i>`, publishes each port
++ (i - 1), gets the Erlang cookie, and is created once node i - 1 is healthy (one after another: the first
+forms the cluster, each next one joins it).
+
+With `broker.hosts` node i has a Docker host of its own: a provider `<name>-<i>-docker`, and on it the
+node's own network `<name>-<i>-network` and image `<name>-<i>-image`; it publishes its ports unchanged on
+its host's address, with Erlang distribution, and its /etc/hosts maps the other nodes' names to their
+addresses, so the node names, the peer list and the certificate's names stay `rabbitmq-<j>`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import pulumi
+import pulumi_docker as docker
+
+from infra.plan.plan import BrokerConfig
+from infra.plan.services import BROKER_CONFIG_DIR as CONFIG_DIR, BROKER_DATA_DIR as DATA_DIR
+from infra.plan.services import (BROKER_HEALTHCHECK, DIST_PORT, HealthCheck, broker_hosts, node_addresses, node_ports,
+                        published_endpoints)
+
+RABBITMQ_UID = "999"  # the rabbitmq user of the official images; definitions.json is readable by it alone
+COOKIE_UPLOAD = "/run/secrets/erlang.cookie"
+# The cookie goes where the node and its CLI tools (the health check too) read it, owned by the node's
+# user and private, or Erlang refuses it; then the image's usual entry point.
+CLUSTER_ENTRYPOINT = (f"install -o rabbitmq -g rabbitmq -m 0400 {COOKIE_UPLOAD} {DATA_DIR}/.erlang.cookie "
+                      "&& exec docker-entrypoint.sh rabbitmq-server")
+
+
+def uploads(files: Mapping[str, pulumi.Input[str]], cookie: Optional[pulumi.Input[str]] = None
+            ) -> list[docker.ContainerUploadArgs]:
+    """The rendered files, where the official image reads them; a cluster's cookie where its entry point
+    installs it from."""
+    private = {"definitions.json", "boot-definitions.json", "tls/server.key"}
+    result = [docker.ContainerUploadArgs(file=f"{CONFIG_DIR}/{name}", content=content,
+                                         owner=RABBITMQ_UID, group=RABBITMQ_UID,
+                                         permissions="0600" if name in private else "0644")
+              for name, content in sorted(files.items())]
+    if cookie is not None:
+        result.append(docker.ContainerUploadArgs(file=COOKIE_UPLOAD, content=cookie, permissions="0400"))
+    return result
+
+
+def published_ports(b: BrokerConfig, index: int = 0) -> list[docker.ContainerPortArgs]:
+    return [docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip) for p in node_ports(b, index)]
+
+
+def host_entries(addresses: Mapping[str, str], skip: str = "") -> list[docker.ContainerHostArgs] | None:
+    """/etc/hosts entries: each node's name → its host's address (but `skip`'s, a node's own name)."""
+    return [docker.ContainerHostArgs(host=host, ip=ip) for host, ip in addresses.items() if host != skip] or None
+
+
+def healthcheck(check: HealthCheck = BROKER_HEALTHCHECK) -> docker.ContainerHealthcheckArgs:
+    return docker.ContainerHealthcheckArgs(tests=list(check.test), interval=check.interval, timeout=check.timeout,
+                                           retries=check.retries, start_period=check.start_period)
+
+
+def management_url(b: BrokerConfig) -> str:
+    """Where the deployer reaches the management API: the first node's (every node serves the whole cluster),
+    HTTPS on its own port when TLS is on."""
+    host, port = published_endpoints(b, b.management_client_port)[0]
+    return f"{b.management_scheme}://{host}:{port}"
+
+
+@dataclass
+class BrokerArgs:
+    config: BrokerConfig
+    files: Mapping[str, pulumi.Input[str]]  # rendered file name → content (definitions, tls/server.key:
+                                            # secrets)
+    resource_prefix: str  # Docker object names: `<prefix>-rabbitmq`, `<prefix>-rabbitmq-data`, ...
+    erlang_cookie: Optional[pulumi.Input[str]] = None  # a cluster's shared secret
+
+
+class Broker(pulumi.ComponentResource):
+    def __init__(self, name: str, args: BrokerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("rabbitmq-celery:broker:Broker", name, None, opts)
+        prefix, config = args.resource_prefix, args.config
+        cluster = config.nodes > 1
+        addresses = node_addresses(config)
+        self.providers: list[docker.Provider] = [
+            docker.Provider(f"{name}-{i}-docker", host=h.docker, ssh_opts=list(h.ssh_opts) or None,
+                            opts=pulumi.ResourceOptions(parent=self))
+            for i, h in enumerate(config.hosts, start=1)]
+        self.networks: list[docker.Network] = []
+        self.volumes: list[docker.Volume] = []
+        self.containers: list[docker.Container] = []
+        for index, host in enumerate(broker_hosts(config.nodes)):
+            node = f"-{index + 1}" if cluster else ""
+            on_host = pulumi.ResourceOptions(parent=self, provider=self.providers[index] if addresses else None)
+            # A network and the image on every Docker host: each node's own, or the default one they share.
+            if addresses or index == 0:
+                own = node if addresses else ""
+                network = docker.Network(f"{name}{own}-network", name=f"{prefix}-{host}-net" if own else
+                                         f"{prefix}-net", opts=on_host)
+                image = docker.RemoteImage(f"{name}{own}-image", name=config.image, keep_locally=True, opts=on_host)
+                self.networks.append(network)
+            volume = docker.Volume(f"{name}{node}-data", name=f"{prefix}-{host}-data",
+                                   opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(
+                                       retain_on_delete=True)))
+            container = docker.Container(
+                f"{name}{node}-container",
+                name=f"{prefix}-{host}",
+                hostname=host,  # the node is rabbit@<host>: the same name in every replacement of the container
+                image=image.image_id,
+                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[host])],
+                volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)],
+                uploads=uploads(args.files, args.erlang_cookie if cluster else None),
+                entrypoints=["sh", "-c", CLUSTER_ENTRYPOINT] if cluster else None,
+                envs=[f"RABBITMQ_DIST_PORT={DIST_PORT}"] if addresses else None,  # the port node_ports publishes
+                hosts=host_entries(addresses, skip=host),
+                ports=published_ports(config, index),
+                healthcheck=healthcheck(),
+                wait=True,
+                wait_timeout=180,
+                restart="unless-stopped",
+                # a cluster's node i boots once node i - 1 is healthy (`joins_after`), whatever its host
+                opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(
+                    delete_before_replace=True, depends_on=self.containers[-1:])),
+            )
+            self.volumes.append(volume)
+            self.containers.append(container)
+        self.network, self.volume, self.container = self.networks[0], self.volumes[0], self.containers[0]
+        self.management_url = management_url(config)
+        self.register_outputs({"containers": [c.name for c in self.containers], "management_url": self.management_url})
