@@ -100,7 +100,7 @@ preview: $(VENV)/.installed
 
 ## make golden: rewrite tests/golden after an intended change to rendering (review the diff)
 golden: $(VENV)/.installed
-	UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_render.py -k golden
+	UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/unit/test_render.py -k golden
 
 ## make docs: the definition's field reference, as pasted in the README
 docs: $(VENV)/.installed

@@ -22,7 +22,7 @@ bench/RESULTS.md). Collection resumes when the run ends.
 Never applied to `pulumi up` (the root `__main__.py` runs `infra.pulumi.program` straight): there the stack trace
 is what the engine shows beside an error, and the debug lines are `pulumi up --debug`'s. Written against
 the pinned pulumi==3.272.0 (requirements.txt); with any other version `applied()` changes nothing and
-`plan` runs the SDK as it is, slower with the same output, and tests/program/test_sdk_shortcuts.py fails
+`plan` runs the SDK as it is, slower with the same output, and tests/unit/program/test_sdk_shortcuts.py fails
 so that the shortcuts are checked against the new SDK's code before they come back.
 """
 from __future__ import annotations

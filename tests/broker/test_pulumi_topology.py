@@ -20,8 +20,8 @@ from infra.pulumi import program
 from infra.render import files as render
 from infra.definition.load import load_definition, require
 from infra.pulumi.preview import run
-from tests.program.test_program import unwrap, with_config
-from tests.program.test_topology_component import _provider_int
+from tests.unit.program.test_program import unwrap, with_config
+from tests.unit.program.test_topology_component import _provider_int
 from tests.support.live import expected_topology, live_topology
 from tests.support.rabbit_node import Ports, RabbitNode
 from tests.support.stacks import TEST_SECRETS, render_for_node

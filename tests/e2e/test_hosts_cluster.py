@@ -16,7 +16,7 @@ from infra.pulumi import program
 from infra.definition.load import load_definition, require
 from infra.pulumi.preview import run
 from tests.e2e.docker_hosts import apply_container, docker_hosts
-from tests.program.test_program import unwrap, with_config
+from tests.unit.program.test_program import unwrap, with_config
 from tests.support.rabbit_node import ManagementAPI
 from tests.support.stacks import TEST_SECRETS
 from tests.support.waiting import wait_for

@@ -16,7 +16,7 @@ from infra.render.compose import TLS_MOUNT
 from infra.plan.plan import APP_TLS_FILES, BROKER_TLS_FILES, build_plan
 from infra.plan.services import BROKER_CONFIG_DIR, CONFIG_DIR
 from infra.pulumi.preview import run
-from tests.program.test_program import unwrap, with_config
+from tests.unit.program.test_program import unwrap, with_config
 from tests.support.stacks import TEST_SECRETS
 
 

@@ -11,7 +11,7 @@ from infra.ops import changes
 from infra.ops.changes import Impact
 from infra.definition.load import load_definition, require
 from infra.plan.plan import build_plan
-from tests.test_cli import infra
+from tests.unit.test_cli import infra
 
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
 

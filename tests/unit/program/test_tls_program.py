@@ -13,7 +13,7 @@ from infra.definition.load import load_definition, require
 from infra.plan.plan import build_plan
 from infra.pulumi.preview import run
 from infra.pulumi.stack_config import MissingSecret
-from tests.program.test_program import PROJECT, is_secret, unwrap, with_config
+from tests.unit.program.test_program import PROJECT, is_secret, unwrap, with_config
 from tests.support.stacks import TEST_SECRETS
 
 TLS = "tls:index/"

@@ -9,7 +9,7 @@ from infra.render import files as render
 from infra.definition.load import load_definition, require
 from infra.plan.plan import build_plan
 from infra.pulumi.preview import run
-from tests.program.test_program import PROJECT, clean_config, is_secret, unwrap, with_config  # noqa: F401
+from tests.unit.program.test_program import PROJECT, clean_config, is_secret, unwrap, with_config  # noqa: F401
 from tests.support.stacks import TEST_SECRETS
 
 

@@ -13,7 +13,7 @@ from infra.plan.plan import build_plan
 from infra.pulumi import preview
 from infra.pulumi.preview import run
 from infra.plan.services import broker_ports
-from tests.program.test_program import PROJECT, clean_config, is_secret, unwrap, with_config  # noqa: F401
+from tests.unit.program.test_program import PROJECT, clean_config, is_secret, unwrap, with_config  # noqa: F401
 from tests.support.stacks import TEST_SECRETS
 
 HOSTS = [("ssh://deploy@10.0.0.11", "10.0.0.11", ["-i", "/keys/deploy", "-o", "StrictHostKeyChecking=yes"]),

@@ -11,7 +11,7 @@ import pytest
 from infra.ops import changes
 from infra.ops.changes import Impact
 from infra.cli.main import main
-from tests.test_diff import GIT, diff, overlay, plans, repo, rows  # noqa: F401 (repo: a fixture)
+from tests.unit.test_diff import GIT, diff, overlay, plans, repo, rows  # noqa: F401 (repo: a fixture)
 
 REFUSED = sorted(Path("tests/data/invalid").glob("hosts-*.yaml"))
 HOSTS = [{"docker": f"ssh://deploy@10.0.0.1{i}", "address": f"10.0.0.1{i}"} for i in (1, 2, 3)]

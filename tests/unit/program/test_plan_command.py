@@ -7,8 +7,8 @@ import shutil
 from infra.definition.load import load_definition, require
 from infra.plan.plan import build_plan
 from infra.pulumi.preview import PLACEHOLDER
-from tests.program.test_program import expected_graph
-from tests.test_cli import infra
+from tests.unit.program.test_program import expected_graph
+from tests.unit.test_cli import infra
 
 
 def test_plan_prints_the_resource_tree_with_secrets_masked():

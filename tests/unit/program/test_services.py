@@ -13,7 +13,7 @@ from infra.render.images import context_digest
 from infra.definition.load import load_definition, require
 from infra.plan.plan import build_plan
 from infra.plan.services import CELERY_JSON, DATA_DIR, SecretEnv
-from tests.program.test_program import PROJECT, is_secret, unwrap, with_config
+from tests.unit.program.test_program import PROJECT, is_secret, unwrap, with_config
 from infra.pulumi.preview import run
 from tests.support.stacks import TEST_SECRETS
 
