@@ -16,6 +16,10 @@ from infra.plan.services import (CONFIG_DIR as APP_CONFIG_DIR, ServiceSpec, app_
                        service_specs)
 
 POLICY_PRIORITY = 10  # above the 0 of hand-made catch-all policies, so ours is the one that applies
+# Enabled on every broker: `python -m infra migrate` moves a queue's messages with dynamic shovels, and
+# enabling a plugin later takes a node restart (every connection drops) just when a migration wants the
+# consumers working. Idle, they run no process per shovel; the management part reports a shovel's state.
+MIGRATION_PLUGINS = ("rabbitmq_shovel", "rabbitmq_shovel_management")
 
 
 def boot_definitions_file(nodes: int) -> str:
@@ -184,6 +188,7 @@ class QueueSpec:
     vhost: str
     name: str
     type: str
+    renamed_from: Optional[str] = None  # the old queue `migrate` empties into this one, then deletes
 
     @property
     def arguments(self) -> dict:
@@ -318,7 +323,7 @@ def broker_config(d: StackDefinition, layout: NodeLayout) -> BrokerConfig:
         log_level=b.log.level,
         log_console="console" in b.log.targets,
         log_file=b.log.file if "file" in b.log.targets else None,
-        plugins=tuple(b.plugins),
+        plugins=tuple(dict.fromkeys([*b.plugins, *MIGRATION_PLUGINS])),
         definitions_path=f"{layout.config_dir.rstrip('/')}/{boot_definitions_file(int(b.nodes))}",
         admin_user=b.admin_user,
         tls=tls_config(d, layout),
@@ -363,7 +368,7 @@ def topology(d: StackDefinition) -> Topology:
             exchanges.append(ExchangeSpec(vname, vhost.dead_letter_exchange, "direct"))
         for qname in sorted(vhost.queues):
             q = vhost.queues[qname]
-            queues.append(QueueSpec(vname, qname, q.type))
+            queues.append(QueueSpec(vname, qname, q.type, q.renamed_from))
             bindings.append(BindingSpec(vname, q.exchange or vhost.default_exchange, qname,
                                         q.routing_key or qname))
             if qname in targets:

@@ -1,0 +1,111 @@
+"""Queue migrations: a queue whose type changes (classic ↔ quorum) or which is renamed (`renamed_from`).
+
+Pure. A queue's type is an argument the broker cannot change in place, so the queue is re-created; its
+messages move through a temporary queue with dynamic shovels while publishers keep publishing:
+
+    type change of Q                         rename OLD → NEW
+    1. declare T (Q's temporary queue)       1. declare NEW (its type), bind it like OLD
+    2. bind T like Q, then unbind Q          2. unbind OLD
+    3. shovel Q → T until Q is empty         3. shovel OLD → NEW until OLD is empty
+    4. delete Q                              4. delete OLD
+    5. declare Q with its new type
+    6. bind Q, then unbind T
+    7. shovel T → Q until T is empty
+    8. delete T
+
+Every step is decided from what the broker holds (which queues exist, their type, the shovels), never from
+a local file, so running `migrate` again after an interruption takes up where the broker is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from infra.plan.plan import Plan, QueueSpec
+
+TEMPORARY_SUFFIX = ".migrating"
+SHOVEL_PREFIX = "migrate-"
+
+# The consumers of a migrated queue get nothing from the moment it is empty until it is declared again
+# (steps 4-5) and the shovel back fills it: the executor waits out the management statistics' interval to
+# be sure no worker still holds one of its messages. Measured worst case: bench/RESULTS.md.
+EXPECTED_PAUSE = "about 10 s"
+
+
+@dataclass(frozen=True)
+class Migration:
+    vhost: str
+    source: str  # the queue whose messages move (Q, or OLD for a rename)
+    target: str  # the queue that holds them afterwards (Q, or NEW)
+    source_type: Optional[str]  # None: unknown until read from the broker
+    target_type: str
+
+    @property
+    def is_rename(self) -> bool:
+        return self.source != self.target
+
+    @property
+    def temporary(self) -> str:
+        """The queue messages wait in while the queue is re-created (type changes only)."""
+        return self.target + TEMPORARY_SUFFIX
+
+    @property
+    def out_shovel(self) -> str:
+        return f"{SHOVEL_PREFIX}{self.source}-out"
+
+    @property
+    def back_shovel(self) -> str:
+        return f"{SHOVEL_PREFIX}{self.target}-back"
+
+    def describe(self) -> str:
+        if self.is_rename:
+            return f"queue {self.vhost}:{self.source} → {self.target} ({self.target_type})"
+        return f"queue {self.vhost}:{self.target} {self.source_type or '?'} → {self.target_type}"
+
+    def steps(self) -> list[str]:
+        """What the executor does, in order, for `migrate --dry-run` and the diff."""
+        if self.is_rename:
+            return [f"declare {self.target} ({self.target_type}) and bind it like {self.source}",
+                    f"unbind {self.source}: new messages go to {self.target}",
+                    f"shovel {self.source} → {self.target} (ack on confirm) until {self.source} is empty "
+                    f"and no consumer holds one of its messages",
+                    f"delete {self.source} and the shovel"]
+        return [f"declare {self.temporary} ({self.target_type}) and bind it like {self.target}",
+                f"unbind {self.target}: new messages wait in {self.temporary}",
+                f"shovel {self.target} → {self.temporary} (ack on confirm) until {self.target} is empty and no "
+                f"consumer holds one of its messages",
+                f"delete {self.target} and the shovel (its consumers pause from here)",
+                f"declare {self.target} ({self.target_type}), bind it, unbind {self.temporary}",
+                f"shovel {self.temporary} → {self.target} until {self.temporary} is empty (consumers resume)",
+                f"delete {self.temporary} and the shovel"]
+
+
+def planned_migrations(base: Plan, head: Plan) -> list[Migration]:
+    """The migrations from one plan to the next: `diff`'s view, before any broker is read."""
+    old = {(q.vhost, q.name): q for q in base.topology.queues}
+    found = []
+    for q in head.topology.queues:
+        before = old.get((q.vhost, q.name))
+        if before is not None and before.type != q.type:
+            found.append(Migration(q.vhost, q.name, q.name, before.type, q.type))
+        elif before is None and q.renamed_from and (q.vhost, q.renamed_from) in old:
+            found.append(Migration(q.vhost, q.renamed_from, q.name, old[(q.vhost, q.renamed_from)].type, q.type))
+    return found
+
+
+def live_migrations(head: Plan, live_types: dict[tuple[str, str], str]) -> list[Migration]:
+    """The migrations a broker needs to match the plan, from its queues' types by (vhost, name), the
+    temporary queues included: a migration interrupted half-way is found again by its temporary queue
+    (the queue itself may be gone) or its old name (a rename)."""
+    found = []
+    for q in head.topology.queues:
+        key, temporary = (q.vhost, q.name), (q.vhost, q.name + TEMPORARY_SUFFIX)
+        if q.renamed_from and (q.vhost, q.renamed_from) in live_types:
+            found.append(Migration(q.vhost, q.renamed_from, q.name, live_types[(q.vhost, q.renamed_from)], q.type))
+        elif temporary in live_types or (key in live_types and live_types[key] != q.type):
+            found.append(Migration(q.vhost, q.name, q.name, live_types.get(key), q.type))
+    return found
+
+
+def queue_of(plan: Plan, vhost: str, name: str) -> Optional[QueueSpec]:
+    return next((q for q in plan.topology.queues if (q.vhost, q.name) == (vhost, name)), None)
