@@ -118,7 +118,7 @@ class LocalStack:
         """A management API call as the admin user (HTTPS verified against the stack's CA with TLS)."""
         b = self.plan.broker
         request = urllib.request.Request(
-            f"{b.management_scheme}://{client_host(b.publish_ip)}:{b.management_client_port}/api/{path}",
+            f"{b.management_url}/api/{path}",
             data=data, method="POST" if data is not None else "GET",
             headers={"Content-Type": "application/json", "Authorization": self._admin_auth})
         context = ssl.create_default_context(cafile=str(self.out / "tls" / "ca.pem")) if b.tls else None
@@ -156,7 +156,7 @@ def urls(stack: str) -> list[tuple[str, str]]:
     host = client_host(plan.broker.publish_ip)
     b = plan.broker
     return [("web", f"http://{host}:{definition.app.web.port}/healthz"),
-            ("management", f"{b.management_scheme}://{host}:{b.management_client_port}"),
+            ("management", b.management_url),
             (b.client_scheme, f"{b.client_scheme}://{host}:{b.client_port}")]
 
 

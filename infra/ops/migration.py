@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from infra.plan.plan import Plan, QueueSpec
+from infra.plan.plan import Plan
 
 TEMPORARY_SUFFIX = ".migrating"
 SHOVEL_PREFIX = "migrate-"
@@ -106,6 +106,3 @@ def live_migrations(head: Plan, live_types: dict[tuple[str, str], str]) -> list[
             found.append(Migration(q.vhost, q.name, q.name, live_types.get(key), q.type))
     return found
 
-
-def queue_of(plan: Plan, vhost: str, name: str) -> Optional[QueueSpec]:
-    return next((q for q in plan.topology.queues if (q.vhost, q.name) == (vhost, name)), None)

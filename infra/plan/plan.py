@@ -13,7 +13,7 @@ from typing import Optional
 from infra.definition.model import Secret, StackDefinition, TlsSecrets, Vhost
 from infra.plan.permissions import service_access, service_users
 from infra.plan.services import (CONFIG_DIR as APP_CONFIG_DIR, ServiceSpec, app_secrets, broker_hosts,
-                       service_specs)
+                       client_host, service_specs)
 
 POLICY_PRIORITY = 10  # above the 0 of hand-made catch-all policies, so ours is the one that applies
 # Enabled on every broker: `python -m infra migrate` moves a queue's messages with dynamic shovels, and
@@ -149,6 +149,11 @@ class BrokerConfig:
     @property
     def management_client_port(self) -> int:
         return self.tls.management_port if self.tls else self.management_port
+
+    @property
+    def management_url(self) -> str:
+        """Where the deployer, on the Docker host, reaches the management API (the first node's)."""
+        return f"{self.management_scheme}://{client_host(self.publish_ip)}:{self.management_client_port}"
     nodes: int = 1  # cluster size
     cluster_nodes: tuple[str, ...] = ()  # the Erlang node names peer discovery joins; empty on one node
     erlang_cookie: Optional[Secret] = None  # on a cluster
