@@ -7,18 +7,14 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import requests
-import yaml
-
 from infra.render.secrets import write_secrets_file
-from tests.app.deployment import APP_DIR, REPO, Deployment, Process, TunedNode, celery_argv
+from tests.app.deployment import REPO, Deployment, Process, TunedNode
 from tests.support.rabbit_node import Ports
 from tests.support.stacks import TEST_SECRETS, Rendered, render_for_node
 from tests.support.waiting import wait_for
@@ -58,6 +54,11 @@ class Rig:
                                passwords=passwords)
 
     # -- processes
+    def stop_workers(self) -> None:
+        for process in self.processes:
+            if "worker-" in process.log.name:
+                process.stop()
+
     def start_workers(self, rendered: Rendered, pool: str = QUEUE) -> Process:
         """The pool's worker with `rendered`'s celery.json (a deploy re-creates workers with the new one)."""
         self.app.env["CELERY_TOPOLOGY_FILE"] = str(rendered.config_dir / "celery.json")
@@ -81,6 +82,14 @@ class Rig:
         wait_for(lambda: not process.alive(), timeout, "migrate finished", interval=0.5)
         assert process.popen.returncode == 0, process.output()[-4000:]
         return process.output()
+
+    def apply_topology(self, rendered: Rendered) -> None:
+        """`rendered`'s definitions.json POSTed to the broker: what `pulumi up` (or `make local`) does after
+        migrating, e.g. the pool's user allowed to read its renamed queue."""
+        api = self.api
+        response = api.session.post(f"{api.base}/definitions", timeout=120, headers={"Content-Type": "application/json"},
+                                    data=(rendered.config_dir / "definitions.json").read_bytes())
+        assert response.status_code in (200, 201, 204), response.text
 
     def close(self) -> None:
         for process in self.processes:
@@ -114,11 +123,11 @@ class Rig:
         app.conf.broker_transport_options = {"confirm_publish": True}
         return app
 
-    def publish(self, rendered: Rendered, tags, seconds: float = 0.0) -> None:
+    def publish(self, rendered: Rendered, tags, seconds: float = 0.0, queue: str = QUEUE) -> None:
         app = self.client(rendered)
         with app.producer_or_acquire() as producer:
             for tag in tags:
-                app.send_task("migration.record", args=[tag, seconds], queue=QUEUE, producer=producer)
+                app.send_task("migration.record", args=[tag, seconds], queue=queue, producer=producer)
 
     def effects(self) -> tuple[int, int, int]:
         """(distinct effects, effects, runs)."""
@@ -148,9 +157,9 @@ class Rig:
 class Publisher(threading.Thread):
     """`rate` tasks a second, tagged `prefix`-<n>, until stopped; each one confirmed by the broker."""
 
-    def __init__(self, rig: Rig, rendered: Rendered, prefix: str, rate: float = 50):
+    def __init__(self, rig: Rig, rendered: Rendered, prefix: str, rate: float = 50, queue: str = QUEUE):
         super().__init__(daemon=True)
-        self.rig, self.rendered, self.prefix, self.rate = rig, rendered, prefix, rate
+        self.rig, self.rendered, self.prefix, self.rate, self.queue = rig, rendered, prefix, rate, queue
         self.sent: list[str] = []
         self.errors: list[str] = []
         self._halt = threading.Event()
@@ -162,7 +171,7 @@ class Publisher(threading.Thread):
             while not self._halt.is_set():
                 tag = f"{self.prefix}-{len(self.sent)}"
                 try:
-                    app.send_task("migration.record", args=[tag], queue=QUEUE, producer=producer)
+                    app.send_task("migration.record", args=[tag], queue=self.queue, producer=producer)
                     self.sent.append(tag)
                 except Exception as exc:  # noqa: BLE001 — a publish that failed is not counted as sent
                     self.errors.append(repr(exc))
@@ -185,5 +194,3 @@ def kill_when(process: Process, marker: str, timeout: float = 120) -> None:
     os.killpg(process.pid, signal.SIGKILL)
     process.popen.wait(timeout=30)
 
-
-__all__ = ["Rig", "Publisher", "kill_when", "QUEUE", "yaml", "requests", "subprocess", "APP_DIR", "celery_argv"]

@@ -17,9 +17,11 @@ import pytest
 from tests.app.migration_rig import QUEUE, Publisher, Rig, kill_when
 from tests.support.waiting import wait_for
 
-BACKLOG = 1500
+BACKLOG = 1000
 CLASSIC = "vhosts: {'/': {queues: {effects: {type: classic}}}}\n"
 QUORUM = "vhosts: {'/': {queues: {effects: {type: quorum}}}}\n"
+RENAMED = ("vhosts: {'/': {queues: {effects: ~, effects_v2: {type: quorum, renamed_from: effects}}}}\n"
+           "celery: {workers: {effects: {queues: [effects_v2]}}}\n")
 
 
 @pytest.fixture
@@ -31,8 +33,7 @@ def workdir():
 
 @pytest.fixture
 def rig(workdir, request):
-    variant = request.param
-    rig = Rig(workdir, variant)
+    rig = Rig(workdir, request.param)
     rig.node.start()
     try:
         yield rig
@@ -55,39 +56,82 @@ def settle(rig: Rig, expected: set[str], timeout: float = 180) -> None:
     assert rig.parked() == 0
 
 
-def migrate_under_load(rig: Rig, target: str, before, after, interrupt) -> float:
-    """BACKLOG tasks queued, the workers on `before`'s celery.json, a publisher throughout; `interrupt(rig)`
-    mid-way, then the same command again; the workers re-created with `after`'s celery.json, as a deploy
-    does. The consumers' longest pause (s)."""
+def migrate_under_load(rig: Rig, target: str, interrupt, queue: str = QUEUE, broker_down: bool = False) -> float:
+    """BACKLOG tasks queued, the workers and a publisher (50/s) on the first render's celery.json; the
+    migration started, `interrupt(rig, process, target)` mid-way; then the workers and the publisher re-created with
+    the target's celery.json, as a deploy does after migrating. The consumers' longest pause (s)."""
+    before, after = rig.rendered, rig.render(target)
     rig.start_workers(before)
-    rig.publish(before, (f"backlog-{i}" for i in range(BACKLOG)), seconds=0.02)
+    rig.publish(before, (f"backlog-{i}" for i in range(BACKLOG)), seconds=0.01)
     publisher = Publisher(rig, before, "live")
     publisher.start()
     started = time.time()
-    interrupt(rig, target)
-    rig.migrate(target)
-    for worker in rig.processes:
-        if "worker-effects" in worker.log.name:
-            worker.stop()
+    process = rig.migrate_process(target)
+    interrupt(rig, process, target)
+    if process.alive() or process.popen.returncode != 0:
+        wait_for(lambda: not process.alive(), 240, "migrate finished", interval=0.5)
+    rig.apply_topology(after)
+    rig.stop_workers()
     rig.start_workers(after)
-    time.sleep(3)  # the publisher goes on across the re-created workers
     sent = publisher.stop()
-    assert not publisher.errors, publisher.errors[:3]
+    late = Publisher(rig, after, "after", queue=queue)
+    late.start()
+    time.sleep(2)
+    sent += late.stop()
+    # While the broker is down a publish fails, is not counted as sent, and its tag is sent again.
+    assert broker_down or not publisher.errors + late.errors, (publisher.errors + late.errors)[:3]
     settle(rig, {f"backlog-{i}" for i in range(BACKLOG)} | set(sent))
-    assert rig.queue(QUEUE)["type"] == after.plan.topology.queues[0].type or True
     return rig.longest_pause(started)
 
 
-def sigkill_mid_way(rig: Rig, target: str) -> None:
-    """The migrating process SIGKILLed while its shovel moves the backlog into the temporary queue."""
-    kill_when(rig.migrate_process(target), "\n  shovel effects → effects.migrating\n")
+def sigkill_then_rerun(rig: Rig, process, target: str) -> None:
+    """The migrating process SIGKILLed while its shovel moves the backlog out; then the same command again."""
+    kill_when(process, "\n  shovel effects → effects.migrating\n")
     assert "effects.migrating" in rig.queue_names()
+    rig.migrate(target)
 
 
 @pytest.mark.parametrize("rig", [CLASSIC], indirect=True)
 def test_classic_to_quorum_under_load_survives_a_sigkill_of_the_migration(rig):
-    after = rig.render(QUORUM)
-    pause = migrate_under_load(rig, QUORUM, rig.rendered, after, sigkill_mid_way)
+    pause = migrate_under_load(rig, QUORUM, sigkill_then_rerun)
     assert rig.queue(QUEUE)["type"] == "quorum"
+    assert {("tasks", QUEUE), ("tasks", "#.effects")} <= rig.bindings(QUEUE)
+    print(f"consumers' longest pause: {pause:.1f} s")
+
+
+def restart_the_broker(rig: Rig, process, target: str) -> None:
+    """The broker stopped and started while the migration waits for the queue to drain; the same process
+    waits for it and carries on."""
+    wait_for(lambda: "\n  shovel effects → effects.migrating\n" in process.output(), 120, "the shovel out",
+             interval=0.05)
+    rig.node.stop()
+    rig.node.start()
+    wait_for(lambda: not process.alive(), 240, "migrate finished", interval=0.5)
+    assert process.popen.returncode == 0, process.output()[-3000:]
+    assert "retrying" in process.output()
+
+
+@pytest.mark.parametrize("rig", [QUORUM], indirect=True)
+def test_quorum_to_classic_under_load_survives_a_broker_restart(rig):
+    pause = migrate_under_load(rig, CLASSIC, restart_the_broker, broker_down=True)
+    assert rig.queue(QUEUE)["type"] == "classic"
     assert ("tasks", QUEUE) in rig.bindings(QUEUE)
-    print(f"longest pause {pause:.1f}s")
+    print(f"consumers' longest pause: {pause:.1f} s")
+
+
+def run_to_the_end(rig: Rig, process, target: str) -> None:
+    wait_for(lambda: not process.alive(), 240, "migrate finished", interval=0.5)
+    assert process.popen.returncode == 0, process.output()[-3000:]
+
+
+@pytest.mark.parametrize("rig", [QUORUM], indirect=True)
+def test_a_rename_moves_the_messages_and_the_pool_follows_its_queue(rig):
+    """The pool's -Q moves from effects to effects_v2 (its workers re-created after the migration); tasks
+    published with the old routing key meanwhile still arrive, through the old key's binding carried over."""
+    dry = rig.migrate(RENAMED, 60, "--dry-run")
+    assert "queue /:effects → effects_v2 (quorum)" in dry and "effects_v2" not in rig.queue_names()
+    migrate_under_load(rig, RENAMED, run_to_the_end, queue="effects_v2")
+    assert "effects" not in rig.queue_names()
+    assert rig.queue("effects_v2")["type"] == "quorum"
+    assert {("tasks", "effects_v2"), ("tasks", QUEUE)} <= rig.bindings("effects_v2")
+    assert "0 queue migration(s) pending" in rig.migrate(RENAMED, 60)  # done: running it again does nothing
