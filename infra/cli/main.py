@@ -296,14 +296,51 @@ def cmd_diff(args) -> ExitStatus:
     return ExitStatus.DATA_LOSS if lost and not args.allow_data_loss else ExitStatus.OK
 
 
+def _migrations_before_up(loaded: Loaded, dry_run: bool):
+    """`deploy`'s first step: the queue migrations the live broker needs, carried out (printed only with
+    --preview). The admin's password from $RABBITMQ_PASSWORD, the stack's config, or the secrets file; no
+    broker answering yet (a first deploy) means nothing to migrate. Here, not in infra/pulumi: the program's
+    layer does not reach into ops."""
+    from infra.ops import broker_api, migrator
+    from infra.pulumi.deploy import DeployError
+    the_plan = planning.build_plan(loaded.definition)
+    b = the_plan.broker
+
+    def before_up(stack_value) -> bool:
+        key = the_plan.topology.password_key(b.admin_user)
+        path = secrets.SECRETS_DIR / f"{the_plan.environment}.yaml"
+        known = secrets.read_secrets_file(path) if path.exists() else {}
+        password = os.environ.get("RABBITMQ_PASSWORD") or stack_value(key) or known.get(key)
+        if password is None:
+            raise DeployError(f"cannot check for queue migrations: no password for {b.admin_user!r} (set "
+                              f"RABBITMQ_PASSWORD, or `pulumi config set --secret {key}`)")
+        with tempfile.NamedTemporaryFile("w", suffix=".pem") as ca:
+            if b.tls:  # the stack's own CA, as the last `up` exported it
+                ca.write(stack_value("ca_cert") or known.get(b.tls.secrets.ca_cert, ""))
+                ca.flush()
+            client = broker_api.ManagementClient(b.management_url, b.admin_user, password,
+                                                 ca_cert=ca.name if b.tls else None)
+            try:
+                return bool(run_migrations(the_plan, client, dry_run=dry_run)) and not dry_run
+            except broker_api.BrokerAPIError as exc:
+                if str(exc).startswith("cannot reach"):
+                    print(f"no broker answers at {b.management_url} yet: no queue to migrate", file=sys.stderr)
+                    return False
+                raise DeployError(f"queue migration: {exc}") from None
+            except migrator.MigrationTimeout as exc:
+                raise DeployError(f"queue migration: {exc}") from None
+    return before_up
+
+
 def cmd_deploy(args) -> ExitStatus:
     from pulumi.automation import CommandError
 
     from infra.pulumi import deploy
-    if _valid(load_definition(stack=args.stack), "nothing deployed") is None:
+    loaded = _valid(load_definition(stack=args.stack), "nothing deployed")
+    if loaded is None:
         return ExitStatus.INVALID
     try:
-        deploy.up(args.stack, preview_only=args.preview)
+        deploy.up(args.stack, preview_only=args.preview, before_up=_migrations_before_up(loaded, args.preview))
     except deploy.DeployError as exc:
         print(f"python -m infra deploy: {exc}", file=sys.stderr)
         return ExitStatus.ERROR

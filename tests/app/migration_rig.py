@@ -68,10 +68,14 @@ class Rig:
         self.processes.append(worker)
         return worker
 
+    def overlays(self, variant: str) -> tuple[Path, ...]:
+        """What lies over the dev stack for `variant` on this node: its ports, migration.yaml, the variant."""
+        return self.rendered.config_dir.parent / "ports.yaml", OVERLAY, self.variant_file(variant)
+
     def migrate_process(self, variant: str, *extra: str) -> Process:
-        argv = [sys.executable, "-m", "infra", "migrate", "--stack", "dev", "--overlay",
-                str(self.rendered.config_dir.parent / "ports.yaml"), "--overlay", str(OVERLAY),
-                "--overlay", str(self.variant_file(variant)), "--secrets", str(self.secrets), *extra]
+        argv = [sys.executable, "-m", "infra", "migrate", "--stack", "dev",
+                *(arg for path in self.overlays(variant) for arg in ("--overlay", str(path))),
+                "--secrets", str(self.secrets), *extra]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         process = Process(argv, env, self.workdir / f"migrate-{time.monotonic_ns()}.log", cwd=REPO)
         self.processes.append(process)

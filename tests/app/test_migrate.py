@@ -7,6 +7,7 @@ The backlogs are small (the bench moves 10,000 and 100,000): enough that the que
 it is re-created, which is the point proved."""
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -15,10 +16,10 @@ from pathlib import Path
 import pika
 import pytest
 
-from infra.definition.load import load_definition, require
-from infra.ops.broker_api import ManagementClient
-from infra.ops.migrator import Migrator, run_all
-from infra.plan.plan import build_plan
+from infra.cli import main as cli
+from infra.cli.localstack import LocalStack
+from infra.definition.load import load_definition
+from infra.render.secrets import write_secrets_file
 from tests.app.migration_rig import OVERLAY, QUEUE, Publisher, Rig, kill_when
 from tests.support.rabbit_cluster import RabbitCluster
 from tests.support.stacks import TEST_SECRETS
@@ -93,10 +94,16 @@ def migrate_under_load(rig: Rig, target: str, interrupt, queue: str = QUEUE, bro
 
 
 def sigkill_then_rerun(rig: Rig, process, target: str) -> None:
-    """The migrating process SIGKILLed while its shovel moves the backlog out; then the same command again."""
+    """The migrating process SIGKILLed while its shovel moves the backlog out; then run again, as `deploy`
+    runs it before `pulumi up` (its hook, in-process), which says the state needs a refresh."""
     kill_when(process, "\n  shovel effects → effects.migrating\n")
     assert "effects.migrating" in rig.queue_names()
-    rig.migrate(target)
+    loaded = load_definition(stack="dev", overlays=rig.overlays(target))
+    os.environ["RABBITMQ_PASSWORD"] = TEST_SECRETS["rabbitmqAdminPassword"]
+    try:
+        assert cli._migrations_before_up(loaded, dry_run=False)(lambda key: None) is True
+    finally:
+        del os.environ["RABBITMQ_PASSWORD"]
 
 
 @pytest.mark.parametrize("rig", [CLASSIC], indirect=True)
@@ -146,7 +153,7 @@ def test_a_rename_moves_the_messages_and_the_pool_follows_its_queue(rig):
 
 
 def test_classic_to_quorum_on_a_three_node_cluster_gives_every_node_a_member(workdir):
-    """The executor in-process against a cluster: persistent messages in a classic queue (allowed on a
+    """`make local`'s migration step against a cluster: persistent messages in a classic queue (allowed on a
     cluster by the stack's switch), a quorum queue with a member on each node afterwards, none lost."""
     classic, quorum = workdir / "classic.yaml", workdir / "quorum.yaml"
     classic.write_text("broker: {allow_classic_task_queues: true}\n" + CLASSIC)
@@ -160,11 +167,12 @@ def test_classic_to_quorum_on_a_three_node_cluster_gives_every_node_a_member(wor
             channel.confirm_delivery()
             for i in range(CLUSTER_MESSAGES):
                 channel.basic_publish("tasks", QUEUE, str(i).encode(), pika.BasicProperties(delivery_mode=2))
-        target = require(load_definition(stack="dev", overlays=(cluster.work / "cluster.yaml", OVERLAY, quorum)))
-        client = ManagementClient(f"http://127.0.0.1:{first.ports.management}", "admin",
-                                  TEST_SECRETS["rabbitmqAdminPassword"])
-        assert [m.describe() for m in run_all(Migrator(client, build_plan(target), progress=print))] == \
-            ["queue /:effects classic → quorum"]
+        # as `make local` runs it, before it applies the topology: the first node's ports, the stack's secrets
+        secrets = workdir / "secrets.yaml"
+        write_secrets_file(secrets, TEST_SECRETS)
+        local = LocalStack("dev", workdir, "unused", secrets, overlays=(
+            cluster.work / "cluster.yaml", cluster.rendered[0].config_dir.parent / "ports.yaml", OVERLAY, quorum))
+        assert [m.describe() for m in local.migrate_queues()] == ["queue /:effects classic → quorum"]
         queue = wait_for(lambda: (lambda q: q if q.get("messages") == CLUSTER_MESSAGES else None)(
             cluster.queue(QUEUE)), 30, "every message in the quorum queue")
         assert queue["type"] == "quorum" and set(queue["members"]) == set(cluster.names)

@@ -1,0 +1,53 @@
+"""Queue migrations, pure: which ones a change of definition or a live broker calls for, and their steps."""
+from __future__ import annotations
+
+import dataclasses
+
+from infra.definition.load import load_definition, require
+from infra.ops.migration import Migration, live_migrations, planned_migrations
+from infra.plan.plan import QueueSpec, Topology, build_plan
+
+PLAN = build_plan(require(load_definition(stack="dev")))
+
+
+def with_queues(*changes: tuple[str, QueueSpec | None]):
+    """PLAN with queues of vhost / replaced (a QueueSpec), removed (None) or added, by name."""
+    queues = {q.name: q for q in PLAN.topology.queues}
+    for name, spec in changes:
+        queues.pop(name, None)
+        if spec is not None:
+            queues[spec.name] = spec
+    topology: Topology = dataclasses.replace(PLAN.topology, queues=tuple(queues.values()))
+    return dataclasses.replace(PLAN, topology=topology)
+
+
+def test_a_type_change_and_a_rename_are_migrations_and_a_removal_is_not():
+    head = with_queues(("recovery", QueueSpec("/", "recovery", "classic")),
+                       ("maintenance", QueueSpec("/", "housekeeping", "quorum", renamed_from="maintenance")),
+                       ("default", None))
+    assert planned_migrations(PLAN, head) == [
+        Migration("/", "recovery", "recovery", "quorum", "classic"),
+        Migration("/", "maintenance", "housekeeping", "quorum", "quorum")]
+
+
+def test_the_broker_decides_what_is_left_to_do():
+    head = with_queues(("recovery", QueueSpec("/", "recovery", "classic")),
+                       ("maintenance", QueueSpec("/", "housekeeping", "quorum", renamed_from="maintenance")))
+    live = {("/", q.name): q.type for q in PLAN.topology.queues}
+    assert [m.describe() for m in live_migrations(head, live)] == [
+        "queue /:recovery quorum → classic", "queue /:maintenance → housekeeping (quorum)"]
+    # interrupted after `recovery` was deleted: its temporary queue says a migration is under way
+    del live[("/", "recovery")]
+    live[("/", "recovery.migrating")] = "classic"
+    assert live_migrations(head, live)[0] == Migration("/", "recovery", "recovery", None, "classic")
+    # done: the new type and no temporary queue; the old name gone
+    live = {("/", q.name): q.type for q in head.topology.queues}
+    assert live_migrations(head, live) == []
+
+
+def test_steps_name_the_temporary_queue_and_where_consumers_pause():
+    steps = Migration("/", "recovery", "recovery", "quorum", "classic").steps()
+    assert steps[0] == "declare recovery.migrating (classic) and bind it like recovery"
+    assert "its consumers pause from here" in steps[3] and len(steps) == 7
+    rename = Migration("/", "old", "new", "quorum", "quorum").steps()
+    assert rename[0] == "declare new (quorum) and bind it like old" and len(rename) == 4
