@@ -6,6 +6,7 @@ import dataclasses
 from infra.definition.load import load_definition, require
 from infra.ops.migration import Migration, live_migrations, planned_migrations
 from infra.plan.plan import QueueSpec, Topology, build_plan
+from tests.unit.test_cli import infra
 
 PLAN = build_plan(require(load_definition(stack="dev")))
 
@@ -51,3 +52,14 @@ def test_steps_name_the_temporary_queue_and_where_consumers_pause():
     assert "its consumers pause from here" in steps[3] and len(steps) == 7
     rename = Migration("/", "old", "new", "quorum", "quorum").steps()
     assert rename[0] == "declare new (quorum) and bind it like old" and len(rename) == 4
+
+
+def test_migrate_refuses_an_invalid_definition_and_reports_an_unreachable_broker(tmp_path):
+    bad = infra("migrate", "--file", "tests/data/invalid/rename-chain.yaml", "--dry-run")
+    assert bad.returncode == 2 and "nothing migrated" in bad.stderr
+    assert "rename-chain.yaml:19: vhosts.main.queues.sync_v2.renamed_from:" in bad.stderr
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text("rabbitmqAdminPassword: x\n")
+    down = infra("migrate", "--stack", "dev", "--dry-run", "--secrets", str(secrets),
+                 "--management-url", "http://127.0.0.1:9")  # the discard port: nothing listens
+    assert down.returncode == 1 and "python -m infra migrate: cannot reach http://127.0.0.1:9/api" in down.stderr
