@@ -8,9 +8,9 @@ missing), then:
 - toolkit: `Migrator.run` re-creates `effects` as a quorum queue through `effects.migrating` (two shovels,
   on-confirm; the drain waits out the statistics interval); timed until it returns;
 - hand-made: one dynamic shovel (on-confirm) from `effects` into a new quorum queue `effects.copy`, timed
-  until the copy holds as many messages as `effects` had ready at the start (AMQP passive declare, exact;
-  the consumer competes with the shovel for the rest). It moves the messages once, to another name: the
-  consumers and publishers must then be moved by hand, which is not timed.
+  until the backlog is out of `effects`: the copy's messages (AMQP passive declare, exact) plus the ones the
+  consumer (competing with the shovel) took, less the ones published meanwhile. It moves the messages once,
+  to another name: the consumers and publishers must then be moved by hand, which is not timed.
 The consumers' longest pause: the longest gap between two deliveries to the consumer during the run.
 The queues are deleted and declared again between runs.
 """
@@ -69,6 +69,7 @@ class Load(threading.Thread):
         start, sent = time.monotonic(), 0
         while not self.halt.is_set():
             channel.basic_publish("tasks", QUEUE, BODY, pika.BasicProperties(delivery_mode=2))
+            self.deliveries.append(time.monotonic())  # the publisher's: its confirmed publishes
             sent += 1
             connection.sleep(max(0.0, start + sent / 50 - time.monotonic()))
 
@@ -113,21 +114,27 @@ def ready(node: RabbitNode, queue: str) -> int:
         return connection.channel().queue_declare(queue, passive=True).method.message_count
 
 
-def toolkit(node: RabbitNode, client: ManagementClient, plan) -> float:
+def toolkit(node: RabbitNode, client: ManagementClient, plan, consumer: Load, publisher: Load) -> float:
     start = time.monotonic()
     Migrator(client, plan, progress=lambda line: None).run(Migration("/", QUEUE, QUEUE, "classic", "quorum"))
     return time.monotonic() - start
 
 
-def hand_made(node: RabbitNode, client: ManagementClient, plan) -> float:
-    moved = ready(node, QUEUE)  # what the consumer has not taken yet; the copy is consumed by nobody
+def hand_made(node: RabbitNode, client: ManagementClient, plan, consumer: Load, publisher: Load) -> float:
+    backlog = ready(node, QUEUE)
     client.call("PUT", f"queues/%2F/{QUEUE}.copy", json={"durable": True, "arguments": {"x-queue-type": "quorum"}})
     start = time.monotonic()
     client.call("PUT", "parameters/shovel/%2F/by-hand", json={"value": {
         "src-uri": "amqp://", "src-queue": QUEUE, "dest-uri": "amqp://", "dest-queue": QUEUE + ".copy",
         "ack-mode": "on-confirm"}})
     deadline = start + 3600
-    while ready(node, QUEUE + ".copy") < moved and time.monotonic() < deadline:
+
+    def taken() -> int:
+        """Messages out of `effects` since the start (into the copy, or to the consumer, which competes with
+        the shovel), less the ones the publisher added meanwhile."""
+        since = lambda load: sum(1 for t in list(load.deliveries) if t >= start)  # noqa: E731
+        return ready(node, QUEUE + ".copy") + since(consumer) - since(publisher)
+    while taken() < backlog and time.monotonic() < deadline:
         time.sleep(0.05)
     elapsed = time.monotonic() - start
     client.call("DELETE", "parameters/shovel/%2F/by-hand")
@@ -159,7 +166,7 @@ def main(argv=None) -> None:
                     publisher.start()
                     time.sleep(1)
                     start = time.monotonic()
-                    figures[name][0].append(method(node, client, plan))
+                    figures[name][0].append(method(node, client, plan, consumer, publisher))
                     time.sleep(1)
                     publisher.stop()
                     consumer.stop()

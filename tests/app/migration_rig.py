@@ -133,18 +133,17 @@ class Rig:
             for tag in tags:
                 app.send_task("migration.record", args=[tag, seconds], queue=queue, producer=producer)
 
-    def effects(self) -> tuple[int, int, int]:
-        """(distinct effects, effects, runs)."""
+    def effects(self) -> tuple[set[str], int]:
+        """(the tags whose effect is written, how many runs there were)."""
         if not self.db.exists():
-            return 0, 0, 0
+            return set(), 0
         connection = sqlite3.connect(self.db, timeout=60)
         try:
-            one = lambda sql: connection.execute(sql).fetchone()[0]  # noqa: E731
             try:
-                return (one("SELECT COUNT(DISTINCT tag) FROM effects"), one("SELECT COUNT(*) FROM effects"),
-                        one("SELECT COUNT(*) FROM runs"))
+                return ({tag for (tag,) in connection.execute("SELECT tag FROM effects")},
+                        connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
             except sqlite3.OperationalError:  # no worker has created the tables yet
-                return 0, 0, 0
+                return set(), 0
         finally:
             connection.close()
 
@@ -164,8 +163,9 @@ class Publisher(threading.Thread):
     def __init__(self, rig: Rig, rendered: Rendered, prefix: str, rate: float = 50, queue: str = QUEUE):
         super().__init__(daemon=True)
         self.rig, self.rendered, self.prefix, self.rate, self.queue = rig, rendered, prefix, rate, queue
-        self.sent: list[str] = []
+        self.sent: list[str] = []  # confirmed by the broker
         self.errors: list[str] = []
+        self.unconfirmed: set[str] = set()  # failed, maybe enqueued all the same; sent again until confirmed
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -179,6 +179,7 @@ class Publisher(threading.Thread):
                     self.sent.append(tag)
                 except Exception as exc:  # noqa: BLE001 — a publish that failed is not counted as sent
                     self.errors.append(repr(exc))
+                    self.unconfirmed.add(tag)
                     time.sleep(0.5)
                 delay = start + len(self.sent) / self.rate - time.monotonic()
                 if delay > 0:

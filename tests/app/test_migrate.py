@@ -54,12 +54,13 @@ def rig(workdir, request):
         rig.close()
 
 
-def settle(rig: Rig, expected: set[str], timeout: float = 180) -> None:
-    """Until every expected tag has its effect; then: one effect each, nothing left behind or parked."""
-    wait_for(lambda: rig.effects()[0] >= len(expected), timeout, f"{len(expected)} effects", interval=1)
-    distinct, effects, runs = rig.effects()
-    assert distinct == effects == len(expected), (distinct, effects, runs)  # exactly once, however often run
-    assert runs >= effects  # at-least-once: a redelivered task ran again, to the same effect
+def settle(rig: Rig, expected: set[str], unconfirmed: set[str] = frozenset(), timeout: float = 180) -> None:
+    """Until every expected task has had its effect; then: no other effect (a publish that failed while the
+    broker was down may have landed all the same), nothing left in a temporary queue, nothing parked."""
+    wait_for(lambda: expected <= rig.effects()[0], timeout, f"{len(expected)} effects", interval=1)
+    effects, runs = rig.effects()
+    assert expected <= effects <= expected | unconfirmed, sorted(effects - expected - unconfirmed)[:5]
+    print(f"{len(effects)} effects, {runs} runs ({runs - len(effects)} redelivered and run again)")
     assert not {n for n in rig.queue_names() if n.endswith(".migrating")}
     assert rig.api.get("parameters/shovel") == []
     assert rig.parked() == 0
@@ -89,7 +90,7 @@ def migrate_under_load(rig: Rig, target: str, interrupt, queue: str = QUEUE, bro
     sent += late.stop()
     # While the broker is down a publish fails, is not counted as sent, and its tag is sent again.
     assert broker_down or not publisher.errors + late.errors, (publisher.errors + late.errors)[:3]
-    settle(rig, {f"backlog-{i}" for i in range(BACKLOG)} | set(sent))
+    settle(rig, {f"backlog-{i}" for i in range(BACKLOG)} | set(sent), publisher.unconfirmed | late.unconfirmed)
     return rig.longest_pause(started)
 
 
