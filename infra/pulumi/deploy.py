@@ -50,8 +50,10 @@ def environment(env: dict[str, str] | None = None) -> Environment:
         raise DeployError("Set PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE): the stack's secrets "
                           "are encrypted with it. Keep it out of the repository, e.g. in a password manager.")
     backend = env.get("PULUMI_BACKEND_URL") or LOCAL_BACKEND
-    # The CLI finds the language host and its exec script on PATH: put the built ones first.
-    path = os.pathsep.join([str(LOCAL_CLI_ROOT / "bin"), env.get("PATH", os.defpath)])
+    # The CLI finds the language host and its exec script on PATH: the built ones first. Then this virtualenv's
+    # python, which has the SDKs: the language host `make pulumi` builds predates the engine passing Pulumi.yaml's
+    # `virtualenv` option to it, and runs the first python on PATH.
+    path = os.pathsep.join([str(LOCAL_CLI_ROOT / "bin"), str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
     return Environment(backend, {"PULUMI_BACKEND_URL": backend, "PATH": path, **OFFLINE})
 
 
