@@ -51,8 +51,8 @@ docker:
 images: $(VENV)/.installed docker
 	$(SUDO) $(PY) scripts/build-local-images
 
-## make pulumi: build the Pulumi CLI from Go modules into .pulumi/bin/ (skipped when current; see
-## docs/pulumi-engine.md). make test and make deploy run it when no `pulumi` is on PATH.
+## make pulumi: build the Pulumi CLI and Python language host from Go modules into .pulumi/bin/ (skipped
+## when current; docs/pulumi-engine.md). make test, deploy and preview run it when no `pulumi` is on PATH.
 pulumi: $(VENV)/.installed
 	$(PY) scripts/build-pulumi
 NEED_PULUMI := $(if $(shell command -v pulumi 2>/dev/null),,pulumi)

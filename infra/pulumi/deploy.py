@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pulumi import automation as auto
+
 from infra.paths import LOCAL_CLI_ROOT, LOCAL_STATE, REPO
 from infra.pulumi import engine
 
@@ -53,7 +54,8 @@ def environment(env: dict[str, str] | None = None) -> Environment:
     # The CLI finds the language host and its exec script on PATH: the built ones first. Then this virtualenv's
     # python, which has the SDKs: the language host `make pulumi` builds predates the engine passing Pulumi.yaml's
     # `virtualenv` option to it, and runs the first python on PATH.
-    path = os.pathsep.join([str(LOCAL_CLI_ROOT / "bin"), str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
+    path = os.pathsep.join([str(LOCAL_CLI_ROOT / "bin"), str(Path(sys.executable).parent),
+                            env.get("PATH", os.defpath)])
     return Environment(backend, {"PULUMI_BACKEND_URL": backend, "PATH": path, **OFFLINE})
 
 

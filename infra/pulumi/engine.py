@@ -43,7 +43,8 @@ def installed_plugins(cli: str, env: dict[str, str]) -> set[Plugin]:
 
 def missing_parts(cli: str, env: dict[str, str]) -> list[str]:
     """What `pulumi up` of this program would stop on, in words; empty when nothing is missing."""
-    missing = [] if shutil.which(LANGUAGE_HOST, path=env.get("PATH")) else [f"the Python language host ({LANGUAGE_HOST})"]
+    missing = [] if shutil.which(LANGUAGE_HOST, path=env.get("PATH")) else [
+        f"the Python language host ({LANGUAGE_HOST})"]
     have = installed_plugins(cli, env)
     missing += [f"the {plugin} resource plugin" for plugin in required_plugins() if plugin not in have]
     return missing

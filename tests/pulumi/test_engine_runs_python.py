@@ -1,8 +1,8 @@
 """`make pulumi`'s CLI and Python language host run a Python program on the pinned SDK for real, the way
 `python -m infra deploy` drives them (its PATH and offline settings, a file backend, the passphrase provider):
-`up` from nothing, a second `up` that changes nothing, `destroy`; a secret never reaches the state in plaintext.
-The program needs no resource plugin (those are not served by the Go module proxy yet): a component, a child
-resource of it, config and a secret output exercise the engine, the language host and the SDK between them."""
+`up` from nothing, a second `up` that changes nothing, `refresh`, a config change, `destroy`; a secret never
+reaches the state in plaintext. The program needs no resource plugin (the Go module proxy serves none yet): a
+component, a child of it, config and a secret output exercise the engine, the language host and the SDK."""
 from __future__ import annotations
 
 import textwrap
@@ -64,6 +64,8 @@ def test_up_then_no_change_then_destroy_with_the_secret_encrypted(stack, tmp_pat
 
     again = stack.preview(expect_no_changes=True, color="never")  # raises if the engine plans any change
     assert again.change_summary == {"same": 3}
+    refreshed = stack.refresh(color="never")  # components have nothing to read back: nothing drifts
+    assert refreshed.summary.result == "succeeded" and refreshed.summary.resource_changes == {"same": 3}
 
     stack.set_config("size", auto.ConfigValue("4"))
     changed = stack.up(color="never")
