@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench gnu-time bench-cluster bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: pulumi bench gnu-time bench-cluster bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -51,8 +51,14 @@ docker:
 images: $(VENV)/.installed docker
 	$(SUDO) $(PY) scripts/build-local-images
 
+## make pulumi: build the Pulumi CLI and Python language host from Go modules into .pulumi/bin/ (skipped
+## when current; docs/pulumi-engine.md). make test, deploy and preview run it when no `pulumi` is on PATH.
+pulumi: $(VENV)/.installed
+	$(PY) scripts/build-pulumi
+NEED_PULUMI := $(if $(shell command -v pulumi 2>/dev/null),,pulumi)
+
 ## make test: install what the tests need, then run the whole suite
-test: $(VENV)/.installed rabbitmq-server prometheus images
+test: $(VENV)/.installed rabbitmq-server prometheus images $(NEED_PULUMI)
 	$(PY) -m pytest
 
 ## make local STACK=local: images, render with --compose, up, wait until healthy, print the URLs.
@@ -92,10 +98,10 @@ render: $(VENV)/.installed
 
 ## make deploy STACK=env: validate, then `pulumi up` on the local file backend (.pulumi-state/);
 ## needs PULUMI_CONFIG_PASSPHRASE. make preview STACK=env: `pulumi preview --diff` instead.
-deploy: $(VENV)/.installed
+deploy: $(VENV)/.installed $(NEED_PULUMI)
 	$(PY) -m infra deploy --stack $(STACK)
 
-preview: $(VENV)/.installed
+preview: $(VENV)/.installed $(NEED_PULUMI)
 	$(PY) -m infra deploy --stack $(STACK) --preview
 
 ## make golden: rewrite tests/golden after an intended change to rendering (review the diff)

@@ -5,6 +5,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 os.chdir(REPO)  # findings name files relative to the working directory, as users see them
+# No test may make the Pulumi CLI reach the internet: no update check, no plugin download (`make pulumi`
+# builds what the tests use).
+os.environ.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
+os.environ.setdefault("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
 
 
 def pytest_collection_modifyitems(config, items):
