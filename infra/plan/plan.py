@@ -179,15 +179,17 @@ class ExchangeSpec:
 
 @dataclass(frozen=True)
 class QueueSpec:
-    """Always durable; the queue type is its only argument (everything else is in its policy)."""
+    """Always durable; its arguments are the queue type and a classic queue's max priority (everything else
+    is in its policy): what cannot change without deleting the queue."""
 
     vhost: str
     name: str
     type: str
+    max_priority: Optional[int] = None  # classic only: a quorum queue (4.x) has its two levels undeclared
 
     @property
     def arguments(self) -> dict:
-        return {"x-queue-type": self.type}
+        return {"x-queue-type": self.type, **({"x-max-priority": self.max_priority} if self.max_priority else {})}
 
 
 @dataclass(frozen=True)
@@ -351,6 +353,10 @@ def queue_policy(vname: str, vhost: Vhost, qname: str) -> Optional[PolicySpec]:
     return PolicySpec(vname, f"queue.{qname}", f"^{re.escape(qname)}$", definition)
 
 
+def queue_spec(vname: str, qname: str, q) -> QueueSpec:
+    return QueueSpec(vname, qname, q.type, int(q.max_priority) if q.max_priority and q.type == "classic" else None)
+
+
 def topology(d: StackDefinition) -> Topology:
     exchanges, queues, bindings, policies = [], [], [], []
     for vname in sorted(d.vhosts):
@@ -363,7 +369,7 @@ def topology(d: StackDefinition) -> Topology:
             exchanges.append(ExchangeSpec(vname, vhost.dead_letter_exchange, "direct"))
         for qname in sorted(vhost.queues):
             q = vhost.queues[qname]
-            queues.append(QueueSpec(vname, qname, q.type))
+            queues.append(queue_spec(vname, qname, q))
             bindings.append(BindingSpec(vname, q.exchange or vhost.default_exchange, qname,
                                         q.routing_key or qname))
             if qname in targets:
@@ -396,7 +402,7 @@ def _queue_declaration(vhost: Vhost, qname: str) -> dict:
         "exchange_durable": exchange.durable,
         "routing_key": q.routing_key or qname,
         "durable": True,
-        "queue_arguments": {"x-queue-type": q.type},
+        "queue_arguments": queue_spec("", qname, q).arguments,
         # The deployer declares it; Celery only uses it, so its users need no `configure` on it.
         "no_declare": True,
     }
@@ -414,7 +420,10 @@ def celery_declarations(d: StackDefinition, tls: Optional[TlsConfig] = None) -> 
     routes, annotations = {}, {}
     for task in sorted(c.routes):
         decl = _queue_declaration(vhost, c.routes[task])
-        routes[task] = {"queue": decl["name"], "exchange": decl["exchange"], "routing_key": decl["routing_key"]}
+        options = c.route_options.get(task)
+        routes[task] = {"queue": decl["name"], "exchange": decl["exchange"], "routing_key": decl["routing_key"],
+                        **({"priority": int(options.priority)} if options and options.priority is not None else {}),
+                        **({"compression": options.compression} if options and options.compression else {})}
         rate = vhost.queues[c.routes[task]].rate_limit
         if rate is not None:
             annotations[task] = {"rate_limit": str(rate)}
@@ -430,6 +439,7 @@ def celery_declarations(d: StackDefinition, tls: Optional[TlsConfig] = None) -> 
         "task_queues": [_queue_declaration(vhost, n) for n in sorted(task_queues)],
         "task_routes": routes,
         "task_annotations": annotations,
+        "task_compression": c.compression,
         "dead_letter": {
             "exchange": vhost.dead_letter_exchange,
             "routes": {n: q.dead_letter for n, q in sorted(vhost.queues.items()) if q.dead_letter},
