@@ -127,6 +127,7 @@ class RabbitNode:
             "ERL_EPMD_ADDRESS": "127.0.0.1",
             # Erlang distribution (clustering, CLI tools) on loopback too, not on every interface.
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            **self.series.env,
         }
 
     def _popen_kwargs(self) -> dict:

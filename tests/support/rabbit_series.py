@@ -31,6 +31,16 @@ class Series:
     def install_hint(self) -> str:
         return "make rabbitmq-server" if self.root is None else "make rabbitmq4"
 
+    @property
+    def env(self) -> dict[str, str]:
+        """What the series' scripts need beside the node's own RABBITMQ_* settings: trixie's CLI tools do not
+        find the plugins directory by themselves (`rabbitmq-plugins list` fails with
+        plugins_dir_does_not_exist)."""
+        if self.root is None:
+            return {}
+        plugins = sorted(self.root.glob("usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins"))
+        return {"RABBITMQ_PLUGINS_DIR": "/" + str(plugins[-1].relative_to(self.root))} if plugins else {}
+
     def overlay(self) -> str:
         """A definition overlay for stacks rendered for this series' nodes ("" for the host's own 3.10,
         which the shipped stacks' 3.13 stands for: the tests have always run them there)."""
