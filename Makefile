@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench gnu-time bench-cluster bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: rabbitmq4 bench gnu-time bench-cluster bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -19,6 +19,18 @@ rabbitmq-server:
 	  echo "Installing Debian's rabbitmq-server for the broker tests"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends rabbitmq-server; }
+
+# Debian trixie's rabbitmq-server 4.0 in a debootstrapped root, for the tests' 4.0 nodes
+# (tests/support/rabbit_series.py chroots into it); rebuilt only when missing. Debian's mirror, as apt's.
+RABBITMQ4_ROOT = .rabbitmq/4.0
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+rabbitmq4: $(RABBITMQ4_ROOT)/usr/lib/rabbitmq/bin/rabbitmq-server
+$(RABBITMQ4_ROOT)/usr/lib/rabbitmq/bin/rabbitmq-server:
+	@command -v debootstrap >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends debootstrap; }
+	rm -rf $(RABBITMQ4_ROOT).tmp
+	$(SUDO) debootstrap --variant=minbase --include=rabbitmq-server trixie $(RABBITMQ4_ROOT).tmp $(DEBIAN_MIRROR)
+	rm -rf $(RABBITMQ4_ROOT) && mv $(RABBITMQ4_ROOT).tmp $(RABBITMQ4_ROOT)
 
 # GNU time: bench/toolkit.py reads each command's peak memory from it.
 gnu-time:
@@ -52,8 +64,13 @@ images: $(VENV)/.installed docker
 	$(SUDO) $(PY) scripts/build-local-images
 
 ## make test: install what the tests need, then run the whole suite
-test: $(VENV)/.installed rabbitmq-server prometheus images
+# Everything on RabbitMQ 3.10, then on 4.0 what 4.0 may do differently: the shipped stacks, the broker's
+# behaviour, priorities and compression, and the app's reliability on real workers.
+SERIES_4_TESTS = tests/broker/test_shipped_stacks.py tests/broker/test_behaviour.py \
+	tests/broker/test_priorities.py tests/app/test_reliability.py
+test: $(VENV)/.installed rabbitmq-server rabbitmq4 prometheus images
 	$(PY) -m pytest
+	RABBITMQ_SERIES=4.0 $(PY) -m pytest $(SERIES_4_TESTS)
 
 ## make local STACK=local: images, render with --compose, up, wait until healthy, print the URLs.
 ## make local-down [VOLUMES=1]: stop it, keeping the data volumes unless VOLUMES=1.
