@@ -149,6 +149,11 @@ class BrokerConfig:
     cluster_nodes: tuple[str, ...] = ()  # the Erlang node names peer discovery joins; empty on one node
     erlang_cookie: Optional[Secret] = None  # on a cluster
     hosts: tuple[NodeHost, ...] = ()  # a cluster's node i on hosts[i]; empty: every node on the default host
+    version: str = "3.13"  # the RabbitMQ series (broker.version): some settings exist from a series on
+
+    @property
+    def version_major(self) -> int:
+        return int(self.version.split(".")[0])
 
 
 @dataclass(frozen=True)
@@ -328,6 +333,7 @@ def broker_config(d: StackDefinition, layout: NodeLayout) -> BrokerConfig:
         cluster_nodes=layout.cluster_nodes(int(b.nodes)),
         erlang_cookie=b.erlang_cookie if b.nodes > 1 else None,
         hosts=tuple(NodeHost(h.docker, str(h.address), tuple(h.ssh_opts)) for h in b.hosts),
+        version=str(b.version),
     )
 
 

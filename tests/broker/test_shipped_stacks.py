@@ -10,7 +10,6 @@ from celery import Celery
 
 from config.topology import celery_settings  # the app's own reading of celery.json
 from tests.support.rabbit_node import port_open
-from tests.support.rabbit_series import current
 from tests.support.live import expected_topology, live_topology
 from tests.support.stacks import booted
 
@@ -31,13 +30,8 @@ def _env_value(environment: str, key: str) -> str:
     return match.group(1)
 
 
-def test_effective_settings_equal_the_definition(stack, request):
+def test_effective_settings_equal_the_definition(stack):
     node, rendered = stack
-    if current().name.startswith("4.") and not rendered.plan.broker.plain:
-        # Known gap, kept visible: 4.0's rabbitmq_prometheus defaults to a plain listener on 0.0.0.0:15692
-        # that rabbitmq.conf cannot turn off once the TLS one is configured (advanced.config could).
-        request.applymarker(pytest.mark.xfail(strict=True, reason="RabbitMQ 4.0 keeps a plain Prometheus "
-                                                                 "listener on 0.0.0.0:15692 beside the TLS one"))
     b = rendered.plan.broker
     environment = node.ctl("rabbitmq-diagnostics", "environment")
     assert float(_env_value(environment, "vm_memory_high_watermark")) == b.memory_high_watermark
