@@ -72,11 +72,13 @@ test: $(VENV)/.installed rabbitmq-server rabbitmq4 prometheus images
 	$(PY) -m pytest
 	RABBITMQ_SERIES=4.0 $(PY) -m pytest $(SERIES_4_TESTS)
 
-## make local STACK=local: images, render with --compose, up, wait until healthy, print the URLs.
+## make local STACK=local [RABBITMQ_SERIES=4.0]: images, render with --compose, up, wait until healthy, print the
+## URLs; RABBITMQ_SERIES=4.0 runs the broker on Debian trixie's RabbitMQ 4.0 (stacks/overlays/rabbitmq-4.0.yaml).
 ## make local-down [VOLUMES=1]: stop it, keeping the data volumes unless VOLUMES=1.
 LOCAL_STACK = $(if $(filter command line environment,$(origin STACK)),$(STACK),local)
 local: images
-	$(PY) -m infra.cli.localstack up --stack $(LOCAL_STACK)
+	$(PY) -m infra.cli.localstack up --stack $(LOCAL_STACK) \
+	  $(if $(filter 4.0,$(RABBITMQ_SERIES)),--overlay stacks/overlays/rabbitmq-4.0.yaml)
 
 ## make bench: every benchmark of bench/ (issue 7), each table to stdout; about 16½ minutes on 2 cores (bench/RESULTS.md).
 ## Paste a real run's tables into bench/RESULTS.md with its date and machine.
