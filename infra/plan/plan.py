@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from infra.definition.model import Secret, StackDefinition, TlsSecrets, Vhost
+from infra.definition.model import Queue, Secret, StackDefinition, TlsSecrets, Vhost
 from infra.plan.permissions import service_access, service_users
 from infra.plan.services import (CONFIG_DIR as APP_CONFIG_DIR, ServiceSpec, app_secrets, broker_hosts,
                        service_specs)
@@ -359,7 +359,8 @@ def queue_policy(vname: str, vhost: Vhost, qname: str) -> Optional[PolicySpec]:
     return PolicySpec(vname, f"queue.{qname}", f"^{re.escape(qname)}$", definition)
 
 
-def queue_spec(vname: str, qname: str, q) -> QueueSpec:
+def queue_spec(vname: str, qname: str, q: Queue) -> QueueSpec:
+    """A classic queue's max priority is its argument; a quorum queue's two levels (4.x) are not declared."""
     return QueueSpec(vname, qname, q.type, int(q.max_priority) if q.max_priority and q.type == "classic" else None)
 
 
