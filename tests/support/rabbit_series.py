@@ -56,7 +56,8 @@ class Series:
             return [script]
         tmp = tempfile.gettempdir()
         user = [f"--userspec={run_as[0]}:{run_as[1]}", "--groups="] if run_as else []
-        mounts = (f"mount --bind {shlex.quote(tmp)} {shlex.quote(str(self.root) + tmp)} && "
+        inside = shlex.quote(str(self.root) + tmp)
+        mounts = (f"mkdir -p {inside} && mount --bind {shlex.quote(tmp)} {inside} && "
                   f"mount -t proc proc {shlex.quote(str(self.root / 'proc'))} && ")
         chroot = shlex.join(["chroot", *user, str(self.root), script])
         # unshare execs (no fork): the process group and SIGKILL reach the node itself
