@@ -34,7 +34,6 @@ FIRST_FEW = 5
 QUEUE_TYPES = ["classic"] + (["quorum"] if current().name.startswith("4.") else [])
 
 
-
 @pytest.fixture(scope="module", params=QUEUE_TYPES)
 def probe(request):
     work = Path(tempfile.mkdtemp(prefix="priorities-"))
@@ -66,7 +65,8 @@ def start_worker(node, rendered, work: Path, pool: str, log: Path) -> Process:
 
 
 def ran(log: Path) -> list[dict]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    """What the worker recorded so far: whole lines only (one may be half written)."""
+    return [json.loads(line) for line in log.read_text().split("\n")[:-1]] if log.exists() else []
 
 
 def match_history(count: int) -> list:
