@@ -234,6 +234,12 @@ class _Checker:
                                                      f"broker.version is {self.d.broker.version} (a quorum "
                                                      f"queue of {self.d.broker.version} ignores message "
                                                      f"priorities): use a classic queue or target 4.0")
+            if (queue.parking and queue.type == "quorum" and queue.delivery_limit is None
+                    and self.d.broker.version.major >= 4):
+                self.report(qat, f"on RabbitMQ {self.d.broker.version} a quorum queue without delivery_limit "
+                                 f"drops a message returned 20 times, and `dead_letters list` returns what it "
+                                 f"reads: make this parking queue classic, or set a delivery_limit",
+                            Severity.WARNING)
             if queue.overflow and queue.max_length is None and queue.max_length_bytes is None:
                 self.report(qat + ("overflow",), "overflow has no effect without max_length or "
                                                  "max_length_bytes", Severity.WARNING)
