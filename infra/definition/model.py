@@ -262,7 +262,8 @@ class Broker:
         "differently: a quorum queue without `delivery_limit` dead-letters (or drops) a message after 20 "
         "returns instead of requeueing it forever; classic queue mirroring is gone (the toolkit never "
         "used it: replicated queues are quorum); quorum queues honour message priorities; Khepri may "
-        "replace Mnesia as the metadata store (a feature flag the toolkit leaves off)."))
+        "replace Mnesia as the metadata store (a feature flag the toolkit leaves off); with TLS only, "
+        "`rabbitmq.conf` gets `prometheus.tcp.listener = none` (4.x would open a plain metrics port 15692)."))
     image: str = field("rabbitmq:3.13-management", doc="Broker container image.")
     memory_high_watermark: float = field(0.6, doc="Fraction of RAM, in (0, 1], above which publishers "
                                                   "are blocked (`vm_memory_high_watermark.relative`).")
