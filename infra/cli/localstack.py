@@ -164,8 +164,8 @@ class LocalStack:
         self.compose("down", *(["--volumes"] if volumes else []), "--remove-orphans", timeout=300, check=False)
 
 
-def urls(stack: str) -> list[tuple[str, str]]:
-    definition = require(load_definition(stack=stack))
+def urls(stack: str, overlays: tuple[Path, ...] = ()) -> list[tuple[str, str]]:
+    definition = require(load_definition(stack=stack, overlays=overlays))
     plan = build_plan(definition)
     host = client_host(plan.broker.publish_ip)
     b = plan.broker
@@ -180,8 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="local")
     parser.add_argument("--out", type=Path, default=None, help="render directory (default build/<stack>)")
     parser.add_argument("--volumes", action="store_true", help="down: delete the data volumes too")
+    parser.add_argument("--overlay", type=Path, action="append", default=[],
+                        help="up: a file laid over the stack (repeatable), e.g. stacks/overlays/rabbitmq-4.0.yaml")
     args = parser.parse_args(argv)
-    local = LocalStack(args.stack, args.out or Path("build") / args.stack, f"rabbitmq-celery-{args.stack}")
+    local = LocalStack(args.stack, args.out or Path("build") / args.stack, f"rabbitmq-celery-{args.stack}",
+                       overlays=tuple(args.overlay))
     if args.command == "down":
         local.down(volumes=args.volumes)
         print(f"stopped {local.project}" + ("; volumes deleted" if args.volumes else "; volumes kept"))
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m infra.cli.localstack: {exc}\n  see: docker-compose -p {local.project} -f "
               f"{local.out / COMPOSE_FILE} logs", file=sys.stderr)
         return 1
-    for name, url in urls(args.stack):
+    for name, url in urls(args.stack, tuple(args.overlay)):
         print(f"{name:<11} {url}")
     return 0
 

@@ -6,8 +6,9 @@ The classes follow what `pulumi up` does with the program's resources:
   bindings, new queues), and app containers are re-created with a warm shutdown;
 - RESTART: the broker container is replaced (rabbitmq.conf, plugins, image, ports, the admin it boots
   with); its data volume keeps durable queues and persistent messages, but every connection drops;
-- MIGRATION: a queue's type changes or it is renamed (`renamed_from`): `python -m infra migrate` moves its
-  messages through a temporary queue before `pulumi up` (migration.py); its consumers pause briefly;
+- MIGRATION: a queue's arguments change (its type, a classic queue's max priority) or it is renamed
+  (`renamed_from`): `python -m infra migrate` moves its messages through a temporary queue before
+  `pulumi up` (migration.py); its consumers pause briefly;
 - DATA_LOSS: a queue is deleted (removed, or its vhost removed), a cluster loses the majority of its quorum
   queues' members, or a broker node starts anew with an empty data volume (1 ↔ N nodes, a node moved to
   another Docker host).
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Optional
 
-from infra.ops.migration import EXPECTED_PAUSE, planned_migrations
+from infra.ops.migration import EXPECTED_PAUSE, label, planned_migrations
 from infra.render import files as render
 from infra.plan.plan import Plan, PolicySpec
 from infra.plan.services import broker_hosts
@@ -173,8 +174,8 @@ def queue_changes(base: Plan, head: Plan) -> list[Change]:
         changes.append(Change(Impact.DATA_LOSS, f"queue {_q(*key)}", f"{why}: the queue and its messages are deleted"))
     for m in migrations:
         how = (f"renamed from {m.source}: its messages move here" if m.is_rename else
-               f"type {m.source_type} → {m.target_type}: re-created, its messages moved through "
-               f"{m.temporary}")
+               f"{label(m.source_arguments)} → {label(m.target_arguments)}: re-created, its messages moved "
+               f"through {m.temporary}")
         changes.append(Change(Impact.MIGRATION, f"queue {_q(m.vhost, m.target)}",
                               f"{how} by `python -m infra migrate` before `pulumi up`; its consumers pause "
                               f"{EXPECTED_PAUSE} (the steps: `migrate --dry-run`)"))

@@ -1,14 +1,15 @@
-"""Queue migrations: a queue whose type changes (classic ↔ quorum) or which is renamed (`renamed_from`).
+"""Queue migrations: a queue whose arguments change (its type, classic ↔ quorum, or a classic queue's max
+priority) or which is renamed (`renamed_from`).
 
-Pure. A queue's type is an argument the broker cannot change in place, so the queue is re-created; its
-messages move through a temporary queue with dynamic shovels while publishers keep publishing:
+Pure. The broker cannot change a queue's arguments in place, so the queue is re-created; its messages move
+through a temporary queue with dynamic shovels while publishers keep publishing:
 
-    type change of Q                         rename OLD → NEW
-    1. declare T (Q's temporary queue)       1. declare NEW (its type), bind it like OLD
+    arguments change of Q                    rename OLD → NEW
+    1. declare T (Q's temporary queue)       1. declare NEW (its arguments), bind it like OLD
     2. bind T like Q, then unbind Q          2. unbind OLD
     3. shovel Q → T until Q is empty         3. shovel OLD → NEW until OLD is empty
     4. delete Q                              4. delete OLD
-    5. declare Q with its new type
+    5. declare Q with its new arguments
     6. bind Q, then unbind T
     7. shovel T → Q until T is empty
     8. delete T
@@ -32,13 +33,36 @@ SHOVEL_PREFIX = "migrate-"
 EXPECTED_PAUSE = "about 10 s (at most 12.5 s measured)"
 
 
+# A queue's arguments, the ones a migration changes: its type, and a classic queue's max priority.
+Arguments = tuple[tuple[str, object], ...]
+
+
+def arguments_of(arguments: dict) -> Arguments:
+    return tuple(sorted(arguments.items()))
+
+
+def live_arguments(queue: dict) -> Arguments:
+    """What the management API says of a queue, as a QueueSpec states it."""
+    declared = queue.get("arguments") or {}
+    return arguments_of({"x-queue-type": queue.get("type", "classic"),
+                         **({"x-max-priority": declared["x-max-priority"]} if "x-max-priority" in declared else {})})
+
+
+def label(arguments: Optional[Arguments]) -> str:
+    if arguments is None:
+        return "?"
+    given = dict(arguments)
+    priority = f" (max priority {given['x-max-priority']})" if "x-max-priority" in given else ""
+    return f"{given['x-queue-type']}{priority}"
+
+
 @dataclass(frozen=True)
 class Migration:
     vhost: str
     source: str  # the queue whose messages move (Q, or OLD for a rename)
     target: str  # the queue that holds them afterwards (Q, or NEW)
-    source_type: Optional[str]  # None: unknown until read from the broker
-    target_type: str
+    source_arguments: Optional[Arguments]  # None: unknown (the queue is gone: its migration is under way)
+    target_arguments: Arguments
 
     @property
     def is_rename(self) -> bool:
@@ -46,36 +70,28 @@ class Migration:
 
     @property
     def temporary(self) -> str:
-        """The queue messages wait in while the queue is re-created (type changes only)."""
+        """The queue messages wait in while the queue is re-created (argument changes only)."""
         return self.target + TEMPORARY_SUFFIX
-
-    @property
-    def out_shovel(self) -> str:
-        return f"{SHOVEL_PREFIX}{self.source}-out"
-
-    @property
-    def back_shovel(self) -> str:
-        return f"{SHOVEL_PREFIX}{self.target}-back"
 
     def describe(self) -> str:
         if self.is_rename:
-            return f"queue {self.vhost}:{self.source} → {self.target} ({self.target_type})"
-        return f"queue {self.vhost}:{self.target} {self.source_type or '?'} → {self.target_type}"
+            return f"queue {self.vhost}:{self.source} → {self.target} ({label(self.target_arguments)})"
+        return f"queue {self.vhost}:{self.target} {label(self.source_arguments)} → {label(self.target_arguments)}"
 
     def steps(self) -> list[str]:
         """What the executor does, in order, for `migrate --dry-run` and the diff."""
         if self.is_rename:
-            return [f"declare {self.target} ({self.target_type}) and bind it like {self.source}",
+            return [f"declare {self.target} ({label(self.target_arguments)}) and bind it like {self.source}",
                     f"unbind {self.source}: new messages go to {self.target}",
                     f"shovel {self.source} → {self.target} (ack on confirm) until {self.source} is empty "
                     f"and no consumer holds one of its messages",
                     f"delete {self.source} and the shovel"]
-        return [f"declare {self.temporary} ({self.target_type}) and bind it like {self.target}",
+        return [f"declare {self.temporary} ({label(self.target_arguments)}) and bind it like {self.target}",
                 f"unbind {self.target}: new messages wait in {self.temporary}",
                 f"shovel {self.target} → {self.temporary} (ack on confirm) until {self.target} is empty and no "
                 f"consumer holds one of its messages",
                 f"delete {self.target} and the shovel (its consumers pause from here)",
-                f"declare {self.target} ({self.target_type}), bind it, unbind {self.temporary}",
+                f"declare {self.target} ({label(self.target_arguments)}), bind it, unbind {self.temporary}",
                 f"shovel {self.temporary} → {self.target} until {self.temporary} is empty (consumers resume)",
                 f"delete {self.temporary} and the shovel"]
 
@@ -86,23 +102,23 @@ def planned_migrations(base: Plan, head: Plan) -> list[Migration]:
     found = []
     for q in head.topology.queues:
         before = old.get((q.vhost, q.name))
-        if before is not None and before.type != q.type:
-            found.append(Migration(q.vhost, q.name, q.name, before.type, q.type))
+        if before is not None and before.arguments != q.arguments:
+            found.append(Migration(q.vhost, q.name, q.name, arguments_of(before.arguments), arguments_of(q.arguments)))
         elif before is None and q.renamed_from and (q.vhost, q.renamed_from) in old:
-            found.append(Migration(q.vhost, q.renamed_from, q.name, old[(q.vhost, q.renamed_from)].type, q.type))
+            found.append(Migration(q.vhost, q.renamed_from, q.name,
+                                   arguments_of(old[(q.vhost, q.renamed_from)].arguments), arguments_of(q.arguments)))
     return found
 
 
-def live_migrations(head: Plan, live_types: dict[tuple[str, str], str]) -> list[Migration]:
-    """The migrations a broker needs to match the plan, from its queues' types by (vhost, name), the
+def live_migrations(head: Plan, live: dict[tuple[str, str], Arguments]) -> list[Migration]:
+    """The migrations a broker needs to match the plan, from its queues' arguments by (vhost, name), the
     temporary queues included: a migration interrupted half-way is found again by its temporary queue
     (the queue itself may be gone) or its old name (a rename)."""
     found = []
     for q in head.topology.queues:
-        key, temporary = (q.vhost, q.name), (q.vhost, q.name + TEMPORARY_SUFFIX)
-        if q.renamed_from and (q.vhost, q.renamed_from) in live_types:
-            found.append(Migration(q.vhost, q.renamed_from, q.name, live_types[(q.vhost, q.renamed_from)], q.type))
-        elif temporary in live_types or (key in live_types and live_types[key] != q.type):
-            found.append(Migration(q.vhost, q.name, q.name, live_types.get(key), q.type))
+        key, temporary, wanted = (q.vhost, q.name), (q.vhost, q.name + TEMPORARY_SUFFIX), arguments_of(q.arguments)
+        if q.renamed_from and (q.vhost, q.renamed_from) in live:
+            found.append(Migration(q.vhost, q.renamed_from, q.name, live[(q.vhost, q.renamed_from)], wanted))
+        elif temporary in live or (key in live and live[key] != wanted):
+            found.append(Migration(q.vhost, q.name, q.name, live.get(key), wanted))
     return found
-

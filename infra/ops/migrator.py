@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from infra.ops.broker_api import BrokerAPIError, ManagementClient
-from infra.ops.migration import SHOVEL_PREFIX, Migration, live_migrations
+from infra.ops.migration import SHOVEL_PREFIX, Arguments, Migration, label, live_arguments, live_migrations
 from infra.plan.plan import Plan
 
 # Queue statistics are emitted every 5 s (collect_statistics_interval): a queue counts as drained once it
@@ -45,12 +45,12 @@ class Migrator:
         self.quiet_s, self.timeout_s, self.poll_s = quiet_s, timeout_s, poll_s
 
     # -- reading the broker
-    def queue_types(self) -> dict[tuple[str, str], str]:
-        return {(q["vhost"], q["name"]): q.get("type", "classic")
-                for q in self.api.get("queues", columns="vhost,name,type")}
+    def queue_arguments(self) -> dict[tuple[str, str], Arguments]:
+        return {(q["vhost"], q["name"]): live_arguments(q)
+                for q in self.api.get("queues", columns="vhost,name,type,arguments")}
 
     def pending(self) -> list[Migration]:
-        return live_migrations(self.plan, self.queue_types())
+        return live_migrations(self.plan, self.queue_arguments())
 
     def _queue(self, vhost: str, name: str) -> dict | None:
         response = self.api.call("GET", f"queues/{_p(vhost, name)}", ok=(200, 404))
@@ -66,11 +66,11 @@ class Migrator:
                 if (b.vhost, b.destination) == (vhost, queue)}
 
     # -- steps, each one safe to repeat
-    def _declare(self, vhost: str, name: str, queue_type: str) -> None:
+    def _declare(self, vhost: str, name: str, arguments: Arguments) -> None:
         if self._queue(vhost, name) is None:
-            self.progress(f"  declare {name} ({queue_type})")
+            self.progress(f"  declare {name} ({label(arguments)})")
             self.api.call("PUT", f"queues/{_p(vhost, name)}", json={"durable": True, "auto_delete": False,
-                                                                     "arguments": {"x-queue-type": queue_type}})
+                                                                     "arguments": dict(arguments)})
 
     def _carry_bindings(self, vhost: str, source: str, dest: str, final: str) -> None:
         """`dest` bound like `source` (and as planned for `final`) first, then `source` unbound: a message
@@ -152,18 +152,18 @@ class Migrator:
             if self._queue(v, m.source) is None:
                 self._drop_shovel(v, m.source)
                 return
-            self._declare(v, m.target, m.target_type)
+            self._declare(v, m.target, m.target_arguments)
             self._move(v, m.source, m.target, m.target, deadline)
             return
         queue, temporary = self._queue(v, m.target), self._queue(v, m.temporary)
-        if queue is not None and queue.get("type") != m.target_type:
-            self._declare(v, m.temporary, m.target_type)
+        if queue is not None and live_arguments(queue) != m.target_arguments:
+            self._declare(v, m.temporary, m.target_arguments)
             self._move(v, m.target, m.temporary, m.target, deadline)
-        elif temporary is None:  # already of its new type, nothing waiting
+        elif temporary is None:  # already with its new arguments, nothing waiting
             self._drop_shovel(v, m.target)
             return
         self._drop_shovel(v, m.target)  # the shovel out must not declare the queue again, as classic
-        self._declare(v, m.target, m.target_type)
+        self._declare(v, m.target, m.target_arguments)
         self._move(v, m.temporary, m.target, m.target, deadline)
 
 

@@ -80,7 +80,7 @@ def test_a_queue_type_change_is_a_migration_and_passes_the_gate(repo):
     assert result.returncode == 0, result.stdout + result.stderr
     found = rows(result.stdout)
     assert found[0][:2] == ("migration", "queue /:timeline_processing")
-    assert found[0][2].startswith("type quorum → classic: re-created, its messages moved through "
+    assert found[0][2].startswith("quorum → classic: re-created, its messages moved through "
                                   "timeline_processing.migrating by `python -m infra migrate` before `pulumi up`; "
                                   "its consumers pause about")
     assert all(impact == "in place" for impact, _, _ in found[1:])  # its policy, and the services' celery.json
@@ -189,3 +189,14 @@ def test_going_from_one_node_to_a_cluster_is_data_loss_and_growing_a_cluster_res
     assert result.returncode == 0, result.stdout + result.stderr
     ((impact, subject, what),) = [r for r in rows(result.stdout) if r[1] == "broker"]
     assert impact == "restart" and "cluster_formation.classic_config.nodes.5 unset → rabbit@rabbitmq-5" in what
+
+
+def test_a_max_priority_change_is_a_migration(repo):
+    # dead_letters is classic: its x-max-priority is a queue argument, so the queue is re-created, its
+    # messages moved through a temporary queue
+    overlay(repo, 'vhosts: {"/": {queues: {dead_letters: {max_priority: 5}}}}')
+    result = diff(repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert rows(result.stdout)[0][:2] == ("migration", "queue /:dead_letters")
+    assert rows(result.stdout)[0][2].startswith("classic → classic (max priority 5): re-created, its messages "
+                                                "moved through dead_letters.migrating")

@@ -4,11 +4,15 @@ from __future__ import annotations
 import dataclasses
 
 from infra.definition.load import load_definition, require
-from infra.ops.migration import Migration, live_migrations, planned_migrations
+from infra.ops.migration import Migration, arguments_of, live_migrations, planned_migrations
 from infra.plan.plan import QueueSpec, Topology, build_plan
 from tests.unit.test_cli import infra
 
 PLAN = build_plan(require(load_definition(stack="dev")))
+
+
+def args(queue_type: str, **extra) -> tuple:
+    return arguments_of({"x-queue-type": queue_type, **{k.replace("_", "-"): v for k, v in extra.items()}})
 
 
 def with_queues(*changes: tuple[str, QueueSpec | None]):
@@ -27,30 +31,37 @@ def test_a_type_change_and_a_rename_are_migrations_and_a_removal_is_not():
                        ("maintenance", QueueSpec("/", "housekeeping", "quorum", renamed_from="maintenance")),
                        ("default", None))
     assert planned_migrations(PLAN, head) == [
-        Migration("/", "recovery", "recovery", "quorum", "classic"),
-        Migration("/", "maintenance", "housekeeping", "quorum", "quorum")]
+        Migration("/", "recovery", "recovery", args("quorum"), args("classic")),
+        Migration("/", "maintenance", "housekeeping", args("quorum"), args("quorum"))]
+
+
+def test_a_max_priority_change_is_a_migration_too():
+    head = with_queues(("dead_letters", QueueSpec("/", "dead_letters", "classic", max_priority=10)))
+    (m,) = planned_migrations(PLAN, head)
+    assert m.describe() == "queue /:dead_letters classic → classic (max priority 10)"
+    assert m.target_arguments == args("classic", x_max_priority=10)
 
 
 def test_the_broker_decides_what_is_left_to_do():
     head = with_queues(("recovery", QueueSpec("/", "recovery", "classic")),
                        ("maintenance", QueueSpec("/", "housekeeping", "quorum", renamed_from="maintenance")))
-    live = {("/", q.name): q.type for q in PLAN.topology.queues}
+    live = {("/", q.name): arguments_of(q.arguments) for q in PLAN.topology.queues}
     assert [m.describe() for m in live_migrations(head, live)] == [
         "queue /:recovery quorum → classic", "queue /:maintenance → housekeeping (quorum)"]
     # interrupted after `recovery` was deleted: its temporary queue says a migration is under way
     del live[("/", "recovery")]
-    live[("/", "recovery.migrating")] = "classic"
-    assert live_migrations(head, live)[0] == Migration("/", "recovery", "recovery", None, "classic")
+    live[("/", "recovery.migrating")] = args("classic")
+    assert live_migrations(head, live)[0] == Migration("/", "recovery", "recovery", None, args("classic"))
     # done: the new type and no temporary queue; the old name gone
-    live = {("/", q.name): q.type for q in head.topology.queues}
+    live = {("/", q.name): arguments_of(q.arguments) for q in head.topology.queues}
     assert live_migrations(head, live) == []
 
 
 def test_steps_name_the_temporary_queue_and_where_consumers_pause():
-    steps = Migration("/", "recovery", "recovery", "quorum", "classic").steps()
+    steps = Migration("/", "recovery", "recovery", args("quorum"), args("classic")).steps()
     assert steps[0] == "declare recovery.migrating (classic) and bind it like recovery"
     assert "its consumers pause from here" in steps[3] and len(steps) == 7
-    rename = Migration("/", "old", "new", "quorum", "quorum").steps()
+    rename = Migration("/", "old", "new", args("quorum"), args("quorum")).steps()
     assert rename[0] == "declare new (quorum) and bind it like old" and len(rename) == 4
 
 
