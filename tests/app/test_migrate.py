@@ -27,6 +27,7 @@ from tests.support.waiting import wait_for
 
 BACKLOG = 1000
 CLUSTER_MESSAGES = 2000
+PRIORITY_MESSAGES = 500
 CLASSIC = "vhosts: {'/': {queues: {effects: {type: classic}}}}\n"
 QUORUM = "vhosts: {'/': {queues: {effects: {type: quorum}}}}\n"
 RENAMED = ("vhosts: {'/': {queues: {effects: ~, effects_v2: {type: quorum, renamed_from: effects}}}}\n"
@@ -180,3 +181,19 @@ def test_classic_to_quorum_on_a_three_node_cluster_gives_every_node_a_member(wor
         assert not [q for q in cluster.api().get("queues") if q["name"].endswith(".migrating")]
     finally:
         cluster.close()
+
+
+@pytest.mark.parametrize("rig", [CLASSIC], indirect=True)
+def test_a_max_priority_added_to_a_classic_queue_keeps_its_messages(rig):
+    """x-max-priority is a queue argument too: the queue is re-created with it, its messages moved."""
+    with pika.BlockingConnection(rig.node.amqp_params("/", "admin", TEST_SECRETS["rabbitmqAdminPassword"])) as c:
+        channel = c.channel()
+        channel.confirm_delivery()
+        for i in range(PRIORITY_MESSAGES):
+            channel.basic_publish("tasks", QUEUE, str(i).encode(), pika.BasicProperties(delivery_mode=2))
+    output = rig.migrate("vhosts: {'/': {queues: {effects: {type: classic, max_priority: 5}}}}\n")
+    assert "queue /:effects classic → classic (max priority 5)" in output
+    queue = wait_for(lambda: (lambda q: q if q.get("messages") == PRIORITY_MESSAGES else None)(rig.queue(QUEUE)),
+                     30, "every message in the re-created queue")
+    assert queue["arguments"] == {"x-max-priority": 5, "x-queue-type": "classic"}
+    assert ("tasks", QUEUE) in rig.bindings(QUEUE)
