@@ -20,6 +20,7 @@ from infra.cli import main as cli
 from infra.cli.localstack import LocalStack
 from infra.definition.load import load_definition
 from infra.render.secrets import write_secrets_file
+from tests.app.deployment import print_logs_if_failed
 from tests.app.migration_rig import OVERLAY, QUEUE, Publisher, Rig, kill_when
 from tests.support.rabbit_cluster import RabbitCluster
 from tests.support.stacks import TEST_SECRETS
@@ -48,10 +49,7 @@ def rig(workdir, request):
     try:
         yield rig
     finally:
-        failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
-        if failed:
-            for process in rig.processes:
-                print(f"--- {process.log.name}\n{process.output()[-4000:]}")
+        print_logs_if_failed(request, rig.processes)
         rig.close()
 
 
