@@ -1,4 +1,4 @@
-"""Real parts for the migration tests: a RabbitMQ node (or a 3-node cluster) booted from the dev stack with
+"""Real parts for the migration tests: a RabbitMQ node booted from the dev stack with
 tests/app/data/migration.yaml over it, the app's Celery workers with the `effects` pool's own command line
 (plus `-I migrationtasks`), a publisher, and `python -m infra migrate` run as a process of its own, so it can
 be SIGKILLed. Every wait is bounded."""
@@ -12,6 +12,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import pika
+from config.topology import celery_settings
 
 from infra.render.secrets import write_secrets_file
 from tests.app.deployment import REPO, Deployment, Process, TunedNode
@@ -116,14 +119,14 @@ class Rig:
         return {(b["source"], b["routing_key"]) for b in self.api.get(f"queues/%2F/{name}/bindings") if b["source"]}
 
     def parked(self) -> int:
-        return (self.queue("dead_letters") or {}).get("messages", 0)
+        """The parking queue's messages, exact (AMQP passive declare; the management statistics lag)."""
+        with pika.BlockingConnection(self.node.amqp_params("/", "admin", TEST_SECRETS["rabbitmqAdminPassword"])) as c:
+            return c.channel().queue_declare("dead_letters", passive=True).method.message_count
 
     # -- tasks and their effects
     def client(self, rendered: Rendered):
         app = self.app.client_app()
-        app.conf.task_queues = None  # from `rendered` instead of the deployment's first render
-        from config.topology import celery_settings
-        app.conf.update(celery_settings(rendered.celery))
+        app.conf.update(celery_settings(rendered.celery))  # `rendered`'s, not the deployment's first render
         app.conf.broker_transport_options = {"confirm_publish": True}
         return app
 
