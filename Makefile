@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-migration bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -97,6 +97,11 @@ bench: $(VENV)/.installed rabbitmq-server gnu-time
 	/usr/bin/time -f "bench/recovery.py: %e s" $(PY) bench/recovery.py --kills 7 --restarts 5
 	/usr/bin/time -f "bench/topology_load.py: %e s" $(PY) bench/topology_load.py --runs 5
 	/usr/bin/time -f "bench/toolkit.py: %e s" $(PY) bench/toolkit.py --runs 5
+
+## make bench-migration: a queue's type migrated (10,000 and 100,000 messages) against a hand-made shovel
+bench-migration: $(VENV)/.installed rabbitmq-server
+	$(PY) bench/migration.py --runs 5 --sizes 10000
+	$(PY) bench/migration.py --runs 2 --sizes 100000
 
 ## make bench-local: cold and warm times of the local stack (bench/RESULTS.md)
 bench-cluster: $(VENV)/.installed rabbitmq-server

@@ -6,7 +6,8 @@ from collections import Counter
 from infra.ops.changes import Change, Impact
 from infra.cli.table import table
 
-MARK = {Impact.DATA_LOSS: "🛑 data loss", Impact.RESTART: "🔁 restart", Impact.IN_PLACE: "✅ in place"}
+MARK = {Impact.DATA_LOSS: "🛑 data loss", Impact.MIGRATION: "🚚 migration", Impact.RESTART: "🔁 restart",
+        Impact.IN_PLACE: "✅ in place"}
 
 
 # Both plans come from this working tree's code: what a change of code (templates/, infra/, app/) does is

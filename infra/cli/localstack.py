@@ -3,7 +3,7 @@
 `python -m infra.cli.localstack up --stack local [--out DIR]` renders with `--compose`, starts every service
 (`docker-compose up -d --no-build`: the images come from scripts/build-local-images), waits until each
 container is healthy — printing progress —, applies the rendered topology to the running broker through
-its management API (brokers first, then the topology, then the app; so a changed TTL or a new queue takes effect in place, without replacing the broker:
+its management API (brokers first, then the queue migrations, then the topology, then the app; so a changed TTL or a new queue takes effect in place, without replacing the broker:
 definitions.json is read at boot only), and prints the URLs. Objects removed from the definition are not
 deleted this way; `pulumi up` does that. `down [--volumes]` stops the stack, keeping the data volumes
 unless asked. The end-to-end tests drive the same functions.
@@ -53,7 +53,7 @@ class LocalStack:
         status = cli.main(argv)
         if status != cli.ExitStatus.OK:
             raise SystemExit(status)
-        for cached in ("plan", "_admin_auth"):  # what was loaded before describes the last render, not this one
+        for cached in ("plan", "_admin_password"):  # what was loaded before describes the last render, not this one
             self.__dict__.pop(cached, None)
 
     def up(self, *services: str) -> None:
@@ -97,6 +97,7 @@ class LocalStack:
         self.up(*broker_hosts(nodes))  # one after another on a cluster (compose's depends_on)
         self.wait_healthy(progress=progress)
         self.wait_cluster(nodes)
+        self.migrate_queues()
         self.apply_topology()
         self.up()
         return self.wait_healthy(progress=progress)
@@ -107,18 +108,31 @@ class LocalStack:
         return build_plan(require(load_definition(stack=self.stack, overlays=self.overlays)))
 
     @cached_property
-    def _admin_auth(self) -> str:
-        """The deployer's Basic authorization, from the secrets file `render` wrote."""
+    def _admin_password(self) -> str:
+        """The deployer's password, from the secrets file `render` wrote."""
         known = read_secrets_file(self.secrets or SECRETS_DIR / f"{self.plan.environment}.yaml")
-        admin = self.plan.broker.admin_user
-        credentials = f"{admin}:{known[self.plan.topology.password_key(admin)]}"
+        return known[self.plan.topology.password_key(self.plan.broker.admin_user)]
+
+    @property
+    def _admin_auth(self) -> str:
+        """The deployer's Basic authorization."""
+        credentials = f"{self.plan.broker.admin_user}:{self._admin_password}"
         return "Basic " + base64.b64encode(credentials.encode()).decode()
+
+    def migrate_queues(self) -> list:
+        """Before the topology is applied: the queues whose type changed or that were renamed get their
+        messages moved (`python -m infra migrate`); a definitions import would refuse the new type."""
+        from infra.ops.broker_api import ManagementClient
+        b = self.plan.broker
+        client = ManagementClient(b.management_url, b.admin_user, self._admin_password,
+                                  ca_cert=str(self.out / "tls" / "ca.pem") if b.tls else None)
+        return cli.run_migrations(self.plan, client)
 
     def management(self, path: str, data: bytes | None = None) -> bytes:
         """A management API call as the admin user (HTTPS verified against the stack's CA with TLS)."""
         b = self.plan.broker
         request = urllib.request.Request(
-            f"{b.management_scheme}://{client_host(b.publish_ip)}:{b.management_client_port}/api/{path}",
+            f"{b.management_url}/api/{path}",
             data=data, method="POST" if data is not None else "GET",
             headers={"Content-Type": "application/json", "Authorization": self._admin_auth})
         context = ssl.create_default_context(cafile=str(self.out / "tls" / "ca.pem")) if b.tls else None
@@ -156,7 +170,7 @@ def urls(stack: str, overlays: tuple[Path, ...] = ()) -> list[tuple[str, str]]:
     host = client_host(plan.broker.publish_ip)
     b = plan.broker
     return [("web", f"http://{host}:{definition.app.web.port}/healthz"),
-            ("management", f"{b.management_scheme}://{host}:{b.management_client_port}"),
+            ("management", b.management_url),
             (b.client_scheme, f"{b.client_scheme}://{host}:{b.client_port}")]
 
 

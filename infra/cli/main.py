@@ -1,4 +1,4 @@
-"""`python -m infra validate|render|plan|diff|deploy|verify|docs`: parse arguments, call the core, print,
+"""`python -m infra validate|render|plan|diff|migrate|deploy|verify|docs`: parse arguments, call the core, print,
 return an exit status."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import tempfile
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
@@ -48,6 +49,17 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stacks-dir", metavar="DIR", type=Path, default=None, help=argparse.SUPPRESS)
 
 
+def _add_login_arguments(parser: argparse.ArgumentParser, url_help: str, required: bool = False,
+                         secrets_use: str = "the admin's password") -> None:
+    parser.add_argument("--management-url", metavar="URL", required=required, help=url_help)
+    parser.add_argument("--user", metavar="U", help="management user (default: broker.admin_user); its password "
+                                                    "from $RABBITMQ_PASSWORD, else from the secrets file")
+    parser.add_argument("--secrets", metavar="PATH", type=Path,
+                        help=f"secrets file (default .secrets/<environment>.yaml): {secrets_use}")
+    parser.add_argument("--ca-cert", metavar="PATH", help="the CA an https:// management URL is verified with, e.g. "
+                                                          "the rendered tls/ca.pem or `pulumi stack output ca_cert`")
+
+
 def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="python -m infra", description="RabbitMQ + Celery stacks from one definition.")
     commands = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -80,19 +92,20 @@ def parser() -> argparse.ArgumentParser:
                    help="markdown: for a pull-request comment")
     f.add_argument("--allow-data-loss", action="store_true", help="exit 0 even when a change loses messages")
     f.add_argument("--stacks-dir", metavar="DIR", type=Path, default=None, help=argparse.SUPPRESS)
+    m = commands.add_parser("migrate", help="move the messages of queues whose type changed or that were renamed "
+                                            "(renamed_from) on a live broker; prints the steps first")
+    _add_source_arguments(m)
+    _add_login_arguments(m, "default: the stack's own, from its listeners")
+    m.add_argument("--dry-run", action="store_true", help="print the steps and where the broker is; change nothing")
+    m.add_argument("--timeout", metavar="S", type=float, default=3600,
+                   help="give up after S seconds (run again to carry on)")
     d = commands.add_parser("deploy", help="validate, then `pulumi up` the stack on a local file backend")
     d.add_argument("--stack", metavar="ENV", required=True, help="the stack: stacks/base.yaml + stacks/ENV.yaml")
     d.add_argument("--preview", action="store_true", help="`pulumi preview --diff` instead of `up`")
     y = commands.add_parser("verify", help="compare a live broker with the definition; exit 4 on drift")
     _add_source_arguments(y)
-    y.add_argument("--management-url", metavar="URL", required=True, help="e.g. http://127.0.0.1:15672")
-    y.add_argument("--user", metavar="U", help="management user (default: broker.admin_user); its password "
-                                               "from $RABBITMQ_PASSWORD, else from the secrets file")
-    y.add_argument("--secrets", metavar="PATH", type=Path,
-                   help="secrets file (default .secrets/<environment>.yaml): users' passwords are checked "
-                        "against the broker's hashes")
-    y.add_argument("--ca-cert", metavar="PATH", help="the CA an https:// management URL is verified with, e.g. "
-                                                     "the rendered tls/ca.pem or `pulumi stack output ca_cert`")
+    _add_login_arguments(y, "e.g. http://127.0.0.1:15672", required=True,
+                         secrets_use="users' passwords are checked against the broker's hashes")
     y.add_argument("--json", action="store_true", help="the findings as JSON")
     commands.add_parser("docs", help="print the definition's field reference (Markdown)")
     return top
@@ -283,19 +296,111 @@ def cmd_diff(args) -> ExitStatus:
     return ExitStatus.DATA_LOSS if lost and not args.allow_data_loss else ExitStatus.OK
 
 
+def _migrations_before_up(loaded: Loaded, dry_run: bool):
+    """`deploy`'s first step: the queue migrations the live broker needs, carried out (printed only with
+    --preview). The admin's password from $RABBITMQ_PASSWORD, the stack's config, or the secrets file; no
+    broker answering yet (a first deploy) means nothing to migrate. Here, not in infra/pulumi: the program's
+    layer does not reach into ops."""
+    from infra.ops import broker_api, migrator
+    from infra.pulumi.deploy import DeployError
+    the_plan = planning.build_plan(loaded.definition)
+    b = the_plan.broker
+
+    def before_up(stack_value) -> bool:
+        key = the_plan.topology.password_key(b.admin_user)
+        path = secrets.SECRETS_DIR / f"{the_plan.environment}.yaml"
+        known = secrets.read_secrets_file(path) if path.exists() else {}
+        password = os.environ.get("RABBITMQ_PASSWORD") or stack_value(key) or known.get(key)
+        if password is None:
+            raise DeployError(f"cannot check for queue migrations: no password for {b.admin_user!r} (set "
+                              f"RABBITMQ_PASSWORD, or `pulumi config set --secret {key}`)")
+        with tempfile.NamedTemporaryFile("w", suffix=".pem") as ca:
+            if b.tls:  # the stack's own CA, as the last `up` exported it
+                ca.write(stack_value("ca_cert") or known.get(b.tls.secrets.ca_cert, ""))
+                ca.flush()
+            client = broker_api.ManagementClient(b.management_url, b.admin_user, password,
+                                                 ca_cert=ca.name if b.tls else None)
+            try:
+                return bool(run_migrations(the_plan, client, dry_run=dry_run)) and not dry_run
+            except broker_api.BrokerAPIError as exc:
+                if str(exc).startswith("cannot reach"):
+                    print(f"no broker answers at {b.management_url} yet: no queue to migrate", file=sys.stderr)
+                    return False
+                raise DeployError(f"queue migration: {exc}") from None
+            except migrator.MigrationTimeout as exc:
+                raise DeployError(f"queue migration: {exc}") from None
+    return before_up
+
+
 def cmd_deploy(args) -> ExitStatus:
     from pulumi.automation import CommandError
 
     from infra.pulumi import deploy
-    if _valid(load_definition(stack=args.stack), "nothing deployed") is None:
+    loaded = _valid(load_definition(stack=args.stack), "nothing deployed")
+    if loaded is None:
         return ExitStatus.INVALID
     try:
-        deploy.up(args.stack, preview_only=args.preview)
+        deploy.up(args.stack, preview_only=args.preview, before_up=_migrations_before_up(loaded, args.preview))
     except deploy.DeployError as exc:
         print(f"python -m infra deploy: {exc}", file=sys.stderr)
         return ExitStatus.ERROR
     except CommandError:  # pulumi's own output has been streamed above
         print("python -m infra deploy: pulumi failed; its output is above", file=sys.stderr)
+        return ExitStatus.ERROR
+    return ExitStatus.OK
+
+
+@dataclass
+class _Login:
+    user: str
+    password: str
+    passwords: dict[str, str]  # every user's password the secrets file holds
+    secrets_path: Path
+
+
+def _login(args, loaded: Loaded, topology: planning.Topology) -> "_Login | ExitStatus":
+    """The management user and password of --user/$RABBITMQ_PASSWORD/--secrets, or why there is none."""
+    secrets_path, known = _known_secrets(args, loaded.definition.environment)
+    if known is None:
+        return ExitStatus.ERROR
+    passwords = {u.name: known[u.password.secret] for u in topology.users if u.password.secret in known}
+    user = args.user or loaded.definition.broker.admin_user
+    password = os.environ.get("RABBITMQ_PASSWORD") or passwords.get(user)
+    if password is None:
+        print(f"python -m infra {args.command}: no password for {user!r}: set RABBITMQ_PASSWORD or pass --secrets",
+              file=sys.stderr)
+        return ExitStatus.USAGE
+    return _Login(user, password, passwords, secrets_path)
+
+
+def run_migrations(the_plan: planning.Plan, client, dry_run: bool = False, timeout_s: float = 3600) -> list:
+    """The pending migrations' steps printed, then (unless `dry_run`) carried out; the migrations."""
+    from infra.ops.migrator import Migrator, run_all
+    migrator = Migrator(client, the_plan, progress=lambda line: print(line, file=sys.stderr), timeout_s=timeout_s)
+    pending = migrator.pending()
+    print(f"{len(pending)} queue migration(s) pending on {client.base}" + (":" if pending else ""), file=sys.stderr)
+    for m in pending:
+        print(f"  {m.describe()}", file=sys.stderr)
+        for i, step in enumerate(m.steps(), 1):
+            print(f"    {i}. {step}", file=sys.stderr)
+    return pending if dry_run else run_all(migrator)
+
+
+def cmd_migrate(args) -> ExitStatus:
+    from infra.ops import broker_api, migrator
+    loaded = _valid(_load(args), "nothing migrated")
+    if loaded is None:
+        return ExitStatus.INVALID
+    the_plan = planning.build_plan(loaded.definition)
+    login = _login(args, loaded, the_plan.topology)
+    if isinstance(login, ExitStatus):
+        return login
+    client = broker_api.ManagementClient(args.management_url or the_plan.broker.management_url, login.user,
+                                         login.password, ca_cert=args.ca_cert)
+    try:
+        run_migrations(the_plan, client, dry_run=args.dry_run, timeout_s=args.timeout)
+    except (broker_api.BrokerAPIError, migrator.MigrationTimeout) as exc:
+        print(f"python -m infra migrate: {exc}", file=sys.stderr)
         return ExitStatus.ERROR
     return ExitStatus.OK
 
@@ -306,18 +411,12 @@ def cmd_verify(args) -> ExitStatus:
     if loaded is None:
         return ExitStatus.INVALID
     topology = planning.build_plan(loaded.definition).topology
-    secrets_path, known = _known_secrets(args, loaded.definition.environment)
-    if known is None:
-        return ExitStatus.ERROR
-    passwords = {u.name: known[u.password.secret] for u in topology.users if u.password.secret in known}
-    user = args.user or loaded.definition.broker.admin_user
-    password = os.environ.get("RABBITMQ_PASSWORD") or passwords.get(user)
-    if password is None:
-        print(f"python -m infra verify: no password for {user!r}: set RABBITMQ_PASSWORD or pass --secrets",
-              file=sys.stderr)
-        return ExitStatus.USAGE
+    login = _login(args, loaded, topology)
+    if isinstance(login, ExitStatus):
+        return login
+    passwords, secrets_path = login.passwords, login.secrets_path
     try:
-        live = broker_api.read_snapshot(args.management_url, user, password, ca_cert=args.ca_cert)
+        live = broker_api.read_snapshot(args.management_url, login.user, login.password, ca_cert=args.ca_cert)
     except broker_api.BrokerAPIError as exc:
         print(f"python -m infra verify: {exc}", file=sys.stderr)
         return ExitStatus.ERROR
@@ -342,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         print(docs.reference(), end="")
         return ExitStatus.OK
     handler = {"validate": cmd_validate, "render": cmd_render, "plan": cmd_plan,
-               "diff": cmd_diff, "deploy": cmd_deploy, "verify": cmd_verify}[args.command]
+               "diff": cmd_diff, "migrate": cmd_migrate, "deploy": cmd_deploy, "verify": cmd_verify}[args.command]
     try:
         return handler(args)
     except OSError as exc:

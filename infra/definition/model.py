@@ -355,6 +355,9 @@ class Queue:
                                                       "worker process pool, e.g. `10/m`.")
     parking: bool = field(False, doc="A queue that holds dead letters for inspection and replay; no worker "
                                      "consumes it.")
+    renamed_from: Optional[str] = field(None, doc="The queue's former name in the same vhost: `python -m infra "
+                                                  "migrate` moves its messages here, then deletes it "
+                                                  "(docs/migrations.md). Remove once deployed.")
 
 
 @dataclass(frozen=True)

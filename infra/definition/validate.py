@@ -50,6 +50,7 @@ class _Checker:
         self.roles_and_users()
         for name in self.d.vhosts:
             self.vhost(name)
+            self.renames(name)
         self.celery()
         self.app()
         self.monitoring()
@@ -261,6 +262,30 @@ class _Checker:
                                 f"dead letters go to {queue.dead_letter!r}, a queue workers consume: an "
                                 f"expired task would run anyway and a second failure would drop it; "
                                 f"prefer a queue marked parking: true", Severity.WARNING)
+
+    def renames(self, vname: str) -> None:
+        """`renamed_from`: one old queue into one new queue per deploy; the old name must be gone from the
+        definition (else the rename would empty a queue the definition still declares)."""
+        queues, at = self.d.vhosts[vname].queues, ("vhosts", vname, "queues")
+        claimed: dict[str, str] = {}
+        for qname, queue in queues.items():
+            old = queue.renamed_from
+            if old is None:
+                continue
+            path = at + (qname, "renamed_from")
+            if old == qname:
+                self.report(path, "a queue cannot be renamed from its own name")
+            elif old in queues and queues[old].renamed_from is not None:
+                self.report(path, f"{old!r} is itself renamed from {queues[old].renamed_from!r}: rename one "
+                                  f"step per deploy (deploy {old!r}, remove its renamed_from, then rename again)")
+            elif old in queues:
+                self.report(path, f"{old!r} is still declared in vhost {vname!r}: a rename moves its messages "
+                                  f"here and deletes it; remove {old!r} or drop renamed_from")
+            elif old in claimed:
+                self.report(path, f"{old!r} is already renamed to {claimed[old]!r}: one queue can be renamed "
+                                  f"to one new name only")
+            else:
+                claimed[old] = qname
 
     def cluster_queue(self, qat: tuple, queue) -> None:
         """On a cluster a classic queue lives on one node: its tasks stop when that node does."""

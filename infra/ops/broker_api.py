@@ -1,6 +1,7 @@
-"""The live side of `verify`: a broker's topology read from its management HTTP API, as a drift.Snapshot.
+"""A broker's management HTTP API: the session `verify` reads a drift.Snapshot with and `migrate` acts through.
 
-A thin adapter: GETs and reshaping only; what counts as drift is decided in `drift.py`.
+A thin adapter: requests and reshaping only; what counts as drift is decided in `drift.py`, what a
+migration does in `migration.py` and `migrator.py`.
 """
 from __future__ import annotations
 
@@ -25,30 +26,46 @@ def _reason(response: requests.Response) -> str:
         return "wrong user or password"
 
 
-def read_snapshot(url: str, user: str, password: str, timeout: float = 30, ca_cert: str | None = None) -> Snapshot:
-    """Every vhost, user, permission, exchange, queue, binding and policy the broker holds. `ca_cert`: the
-    CA an https:// URL is verified with (the stack's own); without it, the system's CAs."""
-    session = requests.Session()
-    session.auth = (user, password)
-    base = url.rstrip("/") + ("" if url.rstrip("/").endswith("/api") else "/api")
+class ManagementClient:
+    """A management HTTP API session as one user; errors worded for the user as BrokerAPIError. `ca_cert`:
+    the CA an https:// URL is verified with (the stack's own); without it, the system's CAs."""
 
-    def get(path: str, **params):
+    def __init__(self, url: str, user: str, password: str, timeout: float = 30, ca_cert: str | None = None):
+        self.session = requests.Session()
+        self.session.auth = (user, password)
+        self.user, self.timeout, self.ca_cert = user, timeout, ca_cert
+        self.base = url.rstrip("/") + ("" if url.rstrip("/").endswith("/api") else "/api")
+
+    def call(self, method: str, path: str, ok: tuple[int, ...] = (200, 201, 204), json=None,
+             **params) -> requests.Response:
+        """The response to a request whose status is one of `ok`; anything else is a BrokerAPIError."""
         try:
             # verify per request: a session's is overridden by $REQUESTS_CA_BUNDLE
-            response = session.get(f"{base}/{path}", params=params, timeout=timeout, verify=ca_cert or True)
+            response = self.session.request(method, f"{self.base}/{path}", params=params, json=json,
+                                            timeout=self.timeout, verify=self.ca_cert or True)
         except requests.exceptions.SSLError as exc:
-            raise BrokerAPIError(f"{base}: TLS verification failed ({exc.__class__.__name__}): pass the stack's "
-                                 f"CA with --ca-cert") from None
+            raise BrokerAPIError(f"{self.base}: TLS verification failed ({exc.__class__.__name__}): pass the "
+                                 f"stack's CA with --ca-cert") from None
         except requests.RequestException as exc:
-            raise BrokerAPIError(f"cannot reach {base}: {exc.__class__.__name__}") from None
+            raise BrokerAPIError(f"cannot reach {self.base}: {exc.__class__.__name__}") from None
         if response.status_code == 401:
             # The broker says why: bad credentials, or (for /users, /permissions) "Not administrator user".
             reason = _reason(response)
-            hint = "; verify needs a user with the administrator tag" if "administrator" in reason else ""
-            raise BrokerAPIError(f"{base}/{path}: user {user!r} was refused (401): {reason}{hint}")
-        if response.status_code != 200:
-            raise BrokerAPIError(f"{base}/{path}: HTTP {response.status_code}")
-        return response.json()
+            hint = "; this needs a user with the administrator tag" if "administrator" in reason else ""
+            raise BrokerAPIError(f"{self.base}/{path}: user {self.user!r} was refused (401): {reason}{hint}")
+        if response.status_code not in ok:
+            detail = response.text[:300].strip()
+            raise BrokerAPIError(f"{method} {self.base}/{path}: HTTP {response.status_code}"
+                                 + (f": {detail}" if detail and method != "GET" else ""))
+        return response
+
+    def get(self, path: str, **params):
+        return self.call("GET", path, **params).json()
+
+
+def read_snapshot(url: str, user: str, password: str, timeout: float = 30, ca_cert: str | None = None) -> Snapshot:
+    """Every vhost, user, permission, exchange, queue, binding and policy the broker holds."""
+    get = ManagementClient(url, user, password, timeout, ca_cert).get
 
     return Snapshot(
         vhosts={v["name"]: {"description": v.get("description") or ""}

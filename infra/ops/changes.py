@@ -6,9 +6,12 @@ The classes follow what `pulumi up` does with the program's resources:
   bindings, new queues), and app containers are re-created with a warm shutdown;
 - RESTART: the broker container is replaced (rabbitmq.conf, plugins, image, ports, the admin it boots
   with); its data volume keeps durable queues and persistent messages, but every connection drops;
-- DATA_LOSS: a queue is deleted (removed, its vhost removed, or re-created with another type), a cluster
-  loses the majority of its quorum queues' members, or a broker node starts anew with an empty data volume
-  (1 ↔ N nodes, a node moved to another Docker host).
+- MIGRATION: a queue's arguments change (its type, a classic queue's max priority) or it is renamed
+  (`renamed_from`): `python -m infra migrate` moves its messages through a temporary queue before
+  `pulumi up` (migration.py); its consumers pause briefly;
+- DATA_LOSS: a queue is deleted (removed, or its vhost removed), a cluster loses the majority of its quorum
+  queues' members, or a broker node starts anew with an empty data volume (1 ↔ N nodes, a node moved to
+  another Docker host).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Optional
 
+from infra.ops.migration import EXPECTED_PAUSE, label, planned_migrations
 from infra.render import files as render
 from infra.plan.plan import Plan, PolicySpec
 from infra.plan.services import broker_hosts
@@ -25,6 +29,7 @@ from infra.definition.units import Duration, Size
 
 class Impact(Enum):
     DATA_LOSS = "data loss"
+    MIGRATION = "migration"
     RESTART = "restart"
     IN_PLACE = "in place"
 
@@ -161,22 +166,21 @@ def queue_changes(base: Plan, head: Plan) -> list[Change]:
     old = {(q.vhost, q.name): q for q in base.topology.queues}
     new = {(q.vhost, q.name): q for q in head.topology.queues}
     head_vhosts = {v for v, _ in head.topology.vhosts}
+    migrations = planned_migrations(base, head)
+    moved = {(m.vhost, m.source) for m in migrations}  # renamed: emptied into the new name, not lost
     changes = []
-    for key in sorted(old.keys() - new.keys()):
+    for key in sorted(old.keys() - new.keys() - moved):
         why = f"vhost {key[0]} removed" if key[0] not in head_vhosts else "removed"
         changes.append(Change(Impact.DATA_LOSS, f"queue {_q(*key)}", f"{why}: the queue and its messages are deleted"))
-    for key in sorted(old.keys() & new.keys()):
-        if old[key].type != new[key].type:
-            changes.append(Change(Impact.DATA_LOSS, f"queue {_q(*key)}",
-                                  f"type {old[key].type} → {new[key].type}: the queue is deleted and re-created, "
-                                  f"its messages are lost"))
-        elif old[key].max_priority != new[key].max_priority:
-            changes.append(Change(Impact.DATA_LOSS, f"queue {_q(*key)}",
-                                  f"max priority {old[key].max_priority or 'none'} → {new[key].max_priority or 'none'}"
-                                  f" (x-max-priority, a queue argument): the queue is deleted and re-created, "
-                                  f"its messages are lost; to keep them, add a new queue, move the route and "
-                                  f"drain the old one first"))
-    for key in sorted(new.keys() - old.keys()):
+    for m in migrations:
+        how = (f"renamed from {m.source}: its messages move here" if m.is_rename else
+               f"{label(m.source_arguments)} → {label(m.target_arguments)}: re-created, its messages moved "
+               f"through {m.temporary}")
+        changes.append(Change(Impact.MIGRATION, f"queue {_q(m.vhost, m.target)}",
+                              f"{how} by `python -m infra migrate` before `pulumi up`; its consumers pause "
+                              f"{EXPECTED_PAUSE} (the steps: `migrate --dry-run`)"))
+    renamed = {(m.vhost, m.target) for m in migrations if m.is_rename}
+    for key in sorted(new.keys() - old.keys() - renamed):
         changes.append(Change(Impact.IN_PLACE, f"queue {_q(*key)}", f"created ({new[key].type})"))
     return changes
 

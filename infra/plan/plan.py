@@ -13,9 +13,13 @@ from typing import Optional
 from infra.definition.model import Queue, Secret, StackDefinition, TlsSecrets, Vhost
 from infra.plan.permissions import service_access, service_users
 from infra.plan.services import (CONFIG_DIR as APP_CONFIG_DIR, ServiceSpec, app_secrets, broker_hosts,
-                       service_specs)
+                       client_host, service_specs)
 
 POLICY_PRIORITY = 10  # above the 0 of hand-made catch-all policies, so ours is the one that applies
+# Enabled on every broker: `python -m infra migrate` moves a queue's messages with dynamic shovels, and
+# enabling a plugin later takes a node restart (every connection drops) just when a migration wants the
+# consumers working. Idle, they run no process per shovel; the management part reports a shovel's state.
+MIGRATION_PLUGINS = ("rabbitmq_shovel", "rabbitmq_shovel_management")
 
 
 def boot_definitions_file(nodes: int) -> str:
@@ -145,6 +149,11 @@ class BrokerConfig:
     @property
     def management_client_port(self) -> int:
         return self.tls.management_port if self.tls else self.management_port
+
+    @property
+    def management_url(self) -> str:
+        """Where the deployer, on the Docker host, reaches the management API (the first node's)."""
+        return f"{self.management_scheme}://{client_host(self.publish_ip)}:{self.management_client_port}"
     nodes: int = 1  # cluster size
     cluster_nodes: tuple[str, ...] = ()  # the Erlang node names peer discovery joins; empty on one node
     erlang_cookie: Optional[Secret] = None  # on a cluster
@@ -191,6 +200,7 @@ class QueueSpec:
     name: str
     type: str
     max_priority: Optional[int] = None  # classic only: a quorum queue (4.x) has its two levels undeclared
+    renamed_from: Optional[str] = None  # the old queue `migrate` empties into this one, then deletes
 
     @property
     def arguments(self) -> dict:
@@ -325,7 +335,7 @@ def broker_config(d: StackDefinition, layout: NodeLayout) -> BrokerConfig:
         log_level=b.log.level,
         log_console="console" in b.log.targets,
         log_file=b.log.file if "file" in b.log.targets else None,
-        plugins=tuple(b.plugins),
+        plugins=tuple(dict.fromkeys([*b.plugins, *MIGRATION_PLUGINS])),
         definitions_path=f"{layout.config_dir.rstrip('/')}/{boot_definitions_file(int(b.nodes))}",
         admin_user=b.admin_user,
         tls=tls_config(d, layout),
@@ -361,7 +371,8 @@ def queue_policy(vname: str, vhost: Vhost, qname: str) -> Optional[PolicySpec]:
 
 def queue_spec(vname: str, qname: str, q: Queue) -> QueueSpec:
     """A classic queue's max priority is its argument; a quorum queue's two levels (4.x) are not declared."""
-    return QueueSpec(vname, qname, q.type, int(q.max_priority) if q.max_priority and q.type == "classic" else None)
+    return QueueSpec(vname, qname, q.type, int(q.max_priority) if q.max_priority and q.type == "classic" else None,
+                     q.renamed_from)
 
 
 def topology(d: StackDefinition) -> Topology:

@@ -12,6 +12,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 from pulumi import automation as auto
 
@@ -59,8 +60,12 @@ def environment(env: dict[str, str] | None = None) -> Environment:
     return Environment(backend, {"PULUMI_BACKEND_URL": backend, "PATH": path, **OFFLINE})
 
 
-def up(stack_name: str, *, preview_only: bool = False, install_root: Path = LOCAL_CLI_ROOT) -> None:
-    """Select or create the stack on the backend and run `pulumi up` (or `preview`), streaming its output."""
+def up(stack_name: str, *, preview_only: bool = False, install_root: Path = LOCAL_CLI_ROOT,
+       before_up: Callable[[Callable[[str], Optional[str]]], bool] | None = None) -> None:
+    """Select or create the stack on the backend and run `pulumi up` (or `preview`), streaming its output.
+    `before_up(stack_value)` runs first (the queue migrations), with the stack's config and outputs by key; when
+    it changed the broker it returns True and `up` refreshes the state from the broker first, so a queue
+    re-created with its new type is not replaced again."""
     env = environment()
     command = pulumi_command(install_root)
     missing = engine.missing_parts(command.command, {**os.environ, **env.env_vars})
@@ -73,7 +78,17 @@ def up(stack_name: str, *, preview_only: bool = False, install_root: Path = LOCA
     print(f"pulumi {command.version or ''} · backend {env.backend_url} · stack {stack_name}", file=sys.stderr)
     stack = auto.create_or_select_stack(stack_name, work_dir=str(REPO), opts=auto.LocalWorkspaceOptions(
         pulumi_command=command, env_vars=env.env_vars, secrets_provider="passphrase"))
+    changed = before_up(lambda key: _stack_value(stack, key)) if before_up else False
     if preview_only:
-        stack.preview(on_output=print, diff=True)
+        stack.preview(on_output=print, diff=True, refresh=changed)
     else:
-        stack.up(on_output=print, diff=True, show_secrets=False)
+        stack.up(on_output=print, diff=True, show_secrets=False, refresh=changed)
+
+
+def _stack_value(stack: auto.Stack, key: str) -> Optional[str]:
+    """The stack's config value `key` (secrets decrypted), else its output `key` from the last `up`."""
+    config = stack.get_all_config().get(f"{stack.workspace.project_settings().name}:{key}")
+    if config is not None:
+        return config.value
+    output = stack.outputs().get(key)
+    return None if output is None else str(output.value)

@@ -103,6 +103,13 @@ class Process:
             self.popen.wait(timeout=30)
 
 
+def print_logs_if_failed(request, processes) -> None:
+    """After a failed test (tests/app/conftest.py records `rep_call`), the tail of each process's log."""
+    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+        for process in processes:
+            print(f"--- {process.log.name}\n{process.output()[-4000:]}")
+
+
 class Deployment:
     def __init__(self, node: RabbitNode, rendered: Rendered, riot, workdir: Path):
         self.node, self.rendered, self.riot, self.workdir = node, rendered, riot, workdir

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from config.topology import time_limits
-from tests.app.deployment import deploy, wait_for
+from tests.app.deployment import deploy, print_logs_if_failed, wait_for
 from tests.app.fake_riot import FakeRiot
 
 
@@ -42,10 +42,7 @@ def app(deployment, request):
     try:
         yield deployment
     finally:
-        failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
-        if failed:
-            for process in deployment.processes:
-                print(f"--- {process.log.name}\n{process.output()[-4000:]}")
+        print_logs_if_failed(request, deployment.processes)
         deployment.stop_workers()
         deployment.processes = [p for p in deployment.processes if p.alive()]
 

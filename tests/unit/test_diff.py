@@ -43,7 +43,7 @@ def rows(output: str) -> list[tuple[str, str, str]]:
     """(impact, object, change) of the text table."""
     found = []
     for line in output.splitlines():
-        for impact in ("data loss", "restart", "in place"):
+        for impact in ("data loss", "migration", "restart", "in place"):
             if line.startswith(impact + " "):
                 subject, what = line[len(impact):].strip().split("  ", 1)
                 found.append((impact, subject, what.strip()))
@@ -74,16 +74,34 @@ def test_a_watermark_change_restarts_the_broker(repo):
     assert "1 change(s): 1 restart" in result.stdout
 
 
-def test_a_queue_type_change_is_data_loss_and_exits_3(repo):
+def test_a_queue_type_change_is_a_migration_and_passes_the_gate(repo):
     overlay(repo, 'vhosts: {"/": {queues: {timeline_processing: {type: classic, delivery_limit: ~}}}}')
     result = diff(repo)
-    assert result.returncode == 3, result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
     found = rows(result.stdout)
-    assert found[0] == ("data loss", "queue /:timeline_processing", "type quorum → classic: the queue is deleted "
-                                                                      "and re-created, its messages are lost")
+    assert found[0][:2] == ("migration", "queue /:timeline_processing")
+    assert found[0][2].startswith("quorum → classic: re-created, its messages moved through "
+                                  "timeline_processing.migrating by `python -m infra migrate` before `pulumi up`; "
+                                  "its consumers pause about")
     assert all(impact == "in place" for impact, _, _ in found[1:])  # its policy, and the services' celery.json
-    assert "Exit 3: this change loses messages; pass --allow-data-loss" in result.stdout
-    assert diff(repo, "--allow-data-loss").returncode == 0
+    assert "1 migration" in result.stdout and "Exit 3" not in result.stdout
+
+
+def test_a_rename_is_a_migration_and_not_a_removal(repo):
+    dev = repo / "stacks" / "dev.yaml"
+    text = dev.read_text()
+    overlay(repo, 'vhosts: {"/": {queues: {maintenance: ~, housekeeping: {type: quorum, renamed_from: maintenance}}}}'
+                  '\ncelery: {routes: {matches.tasks.purge_old_data: housekeeping}, '
+                  'workers: {background: {queues: [default, recovery, housekeeping]}}}')
+    result = diff(repo, "--format", "markdown")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| 🚚 migration | `queue /:housekeeping` | renamed from maintenance: its messages move here" in result.stdout
+    assert "data loss" not in result.stdout and "/:maintenance" not in result.stdout
+    dev.write_text(text)
+    overlay(repo, 'vhosts: {"/": {queues: {maintenance: ~, housekeeping: {type: quorum}}}}'
+                  '\ncelery: {routes: {matches.tasks.purge_old_data: housekeeping}, '
+                  'workers: {background: {queues: [default, recovery, housekeeping]}}}')
+    assert diff(repo).returncode == 3  # without renamed_from: the old queue is removed, with its messages
 
 
 def test_a_removed_queue_is_data_loss_in_markdown_too(repo):
@@ -173,11 +191,12 @@ def test_going_from_one_node_to_a_cluster_is_data_loss_and_growing_a_cluster_res
     assert impact == "restart" and "cluster_formation.classic_config.nodes.5 unset → rabbit@rabbitmq-5" in what
 
 
-def test_a_max_priority_change_is_data_loss(repo):
-    # dead_letters is classic: its x-max-priority is a queue argument, so the queue is re-created
+def test_a_max_priority_change_is_a_migration(repo):
+    # dead_letters is classic: its x-max-priority is a queue argument, so the queue is re-created, its
+    # messages moved through a temporary queue
     overlay(repo, 'vhosts: {"/": {queues: {dead_letters: {max_priority: 5}}}}')
     result = diff(repo)
-    assert result.returncode == 3, result.stdout + result.stderr
-    assert rows(result.stdout)[0][:2] == ("data loss", "queue /:dead_letters")
-    assert rows(result.stdout)[0][2].startswith("max priority none → 5 (x-max-priority, a queue argument): the "
-                                                "queue is deleted and re-created")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert rows(result.stdout)[0][:2] == ("migration", "queue /:dead_letters")
+    assert rows(result.stdout)[0][2].startswith("classic → classic (max priority 5): re-created, its messages "
+                                                "moved through dead_letters.migrating")
