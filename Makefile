@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench gnu-time bench-cluster bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: bench gnu-time bench-cluster bench-local test test-fast validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -51,9 +51,13 @@ docker:
 images: $(VENV)/.installed docker
 	$(SUDO) $(PY) scripts/build-local-images
 
-## make test: install what the tests need, then run the whole suite
+## make test: install what the tests need, then run the whole suite (every tier)
 test: $(VENV)/.installed rabbitmq-server prometheus images
 	$(PY) -m pytest
+
+## make test-fast: the unit tier only (no broker, Docker or network), about a minute
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q tests/unit
 
 ## make local STACK=local: images, render with --compose, up, wait until healthy, print the URLs.
 ## make local-down [VOLUMES=1]: stop it, keeping the data volumes unless VOLUMES=1.
