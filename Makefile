@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench gnu-time bench-cluster bench-local test test-fast validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: bench gnu-time bench-cluster bench-local test test-fast lint validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -52,8 +52,15 @@ images: $(VENV)/.installed docker
 	$(SUDO) $(PY) scripts/build-local-images
 
 ## make test: install what the tests need, then run the whole suite (every tier)
-test: $(VENV)/.installed rabbitmq-server prometheus images
+test: $(VENV)/.installed rabbitmq-server prometheus images lint
 	$(PY) -m pytest
+
+## make lint: ruff's lint, mypy over infra/ and app/, and the layers' import contract (pyproject.toml).
+## `ruff format` is configured (line length 120) but not checked yet.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check infra app
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 ## make test-fast: the unit tier only (no broker, Docker or network), about a minute
 test-fast: $(VENV)/.installed

@@ -1,7 +1,6 @@
 """Keep the README's field reference equal to `python -m infra docs`."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from infra.paths import README
 from infra.definition.reference import reference

@@ -51,7 +51,8 @@ def field(default=dataclasses.MISSING, *, doc: str, factory=dataclasses.MISSING)
 
 
 class _BoundedInt(int):
-    low, high = 1, None
+    low: int = 1
+    high: int | None = None
     label = expected = ""
 
     @classmethod
