@@ -1,11 +1,11 @@
-# The README names these targets. STACK picks stacks/<STACK>.yaml over stacks/base.yaml.
+# README.md's table names these targets. STACK picks stacks/<STACK>.yaml over stacks/base.yaml.
 STACK ?= dev
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench gnu-time bench-cluster bench-local test test-fast lint validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: bench gnu-time bench-cluster bench-local test test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -52,7 +52,7 @@ images: $(VENV)/.installed docker
 	$(SUDO) $(PY) scripts/build-local-images
 
 ## make test: install what the tests need, then run the whole suite (every tier)
-test: $(VENV)/.installed rabbitmq-server prometheus images lint
+test: $(VENV)/.installed rabbitmq-server prometheus images lint docs
 	$(PY) -m pytest
 
 ## make lint: ruff's lint, mypy over infra/ and app/, and the layers' import contract (pyproject.toml).
@@ -113,9 +113,13 @@ preview: $(VENV)/.installed
 golden: $(VENV)/.installed
 	UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/unit/test_render.py -k golden
 
-## make docs: the definition's field reference, as pasted in the README
+## make docs: build the docs site (docs/ → site/) with --strict: a broken link or anchor fails (make test runs it).
+## make docs-serve: the site on http://127.0.0.1:8800, rebuilt as docs/ changes.
 docs: $(VENV)/.installed
-	$(PY) -m infra docs
+	$(VENV)/bin/mkdocs build --strict --quiet
+
+docs-serve: $(VENV)/.installed
+	$(VENV)/bin/mkdocs serve --strict -a 127.0.0.1:8800
 
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build site .pytest_cache

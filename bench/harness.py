@@ -42,7 +42,7 @@ def worker_command(deployment: Deployment, pool_name: str, *, queues: str | None
 
 def start_worker(deployment: Deployment, argv: list[str], label: str, env: dict | None = None) -> Process:
     """A worker with bench/ on its PYTHONPATH, running once it logs ' ready.'. As the admin: the variants
-    measured consume other queues and take other node names than a pool's own user may (README, "Security")."""
+    measured consume other queues and take other node names than a pool's own user may (docs/security.md)."""
     saved = deployment.env
     deployment.env = {**saved, "PYTHONPATH": str(BENCH), "BENCH_WORKER": label,
                       "CELERY_BROKER_URL": deployment.admin_url, **(env or {})}

@@ -1,7 +1,7 @@
 """The stack definition as typed data: one dataclass per object, each field documented where it is declared.
 
 `build.py` turns loaded YAML into these classes (types, units, unknown keys); `validate.py` checks what
-spans several objects; `plan.py` turns a valid definition into what gets deployed. The README's field
+spans several objects; `plan.py` turns a valid definition into what gets deployed. The field
 reference is generated from the `doc=` strings here (`python -m infra docs`), so they are the documentation.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ KNOWN_PLUGINS = (
 
 
 def field(default=dataclasses.MISSING, *, doc: str, factory=dataclasses.MISSING):
-    """A model field: its default (or `factory` for lists and maps) and the sentence the README shows."""
+    """A model field: its default (or `factory` for lists and maps) and the sentence the field reference shows."""
     return dataclasses.field(default=default, default_factory=factory, metadata={"doc": doc})
 
 
@@ -322,7 +322,7 @@ class Vhost:
 class WorkerPool:
     queues: list[str] = field(doc="Queues this pool consumes (`celery worker -Q`).")
     user: str = field(doc="User this pool's workers connect as, its own: its permissions in `celery.vhost` "
-                          "are derived from `queues` (README, \"Security\").")
+                          "are derived from `queues` (docs/security.md).")
     concurrency: PositiveInt = field(PositiveInt(2), doc="Worker processes or threads.")
     pool: WorkerPoolType = field("prefork", doc="Celery execution pool.")
     prefetch_multiplier: PositiveInt = field(PositiveInt(1), doc="Messages reserved per process; 1 with "
@@ -333,7 +333,7 @@ class WorkerPool:
 class Celery:
     vhost: str = field(doc="Vhost the Celery app uses; routes and pools name its queues.")
     web_user: str = field(doc="User the web service (and `manage.py dead_letters`) connects as: publishes "
-                              "tasks, reads parked ones; permissions derived (README, \"Security\").")
+                              "tasks, reads parked ones; permissions derived (docs/security.md).")
     beat_user: str = field(doc="User Celery beat connects as: publishes tasks only; permissions derived.")
     default_queue: str = field("default", doc="Queue of tasks that have no route.")
     routes: dict[str, str] = field(factory=dict, doc="Task name → queue name.")

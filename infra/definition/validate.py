@@ -333,7 +333,7 @@ class _Checker:
             if c.vhost in self.d.users[user].permissions:
                 self.report(("users", user, "permissions", c.vhost),
                             f"{service}'s permissions in vhost {c.vhost!r} are derived from the definition "
-                            f"(README, \"Security\"): remove this entry")
+                            f"(docs/security.md): remove this entry")
 
     def celery_queue(self, vhost, qname: str, qat: tuple, routing_keys: dict) -> None:
         """A queue Celery declares and publishes to: its exchange and routing key must let exactly this

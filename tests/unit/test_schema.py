@@ -35,7 +35,7 @@ def error_paths(errors) -> list[tuple]:
 
 
 def test_the_committed_schema_is_the_generated_one():
-    assert STACK_SCHEMA.read_text() == schema_text(), "run: .venv/bin/python -m infra.cli.readme"
+    assert STACK_SCHEMA.read_text() == schema_text(), "run: .venv/bin/python -m infra.cli.regenerate"
 
 
 @pytest.mark.parametrize("path", STACK_FILES + [Path("tests/data/valid/minimal.yaml"), Path("tests/data/valid/behaviour.yaml")], ids=str)
