@@ -16,7 +16,7 @@ for path in (REPO, REPO / "app"):
         sys.path.insert(0, str(path))
 
 from tests.app.deployment import Deployment, Process, celery_argv, deploy, wait_for  # noqa: E402
-from tests.app.fake_riot import FakeRiot  # noqa: E402
+from sample_riot.server import FakeRiot  # noqa: E402
 
 __all__ = ["Deployment", "FakeRiot", "deploy", "wait_for", "start_worker", "worker_command", "successes",
            "machine"]

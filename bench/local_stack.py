@@ -7,6 +7,10 @@ current. Cold up: from nothing (new volumes) to every container healthy; warm up
 volumes, then up again. Sync: POST a player with N matches (the fake Riot API answering at once) until
 the job is complete, median of R runs, cold (first after a cold up) and warm. Prints a Markdown table for
 bench/RESULTS.md.
+
+`--first-run`: only a fresh clone's `make local` — no Riot key, the stack's own sample Riot API — from
+nothing (new volumes) to every container healthy, and warm (`down` keeping the volumes, then up), each the
+median of --runs.
 """
 from __future__ import annotations
 
@@ -40,11 +44,43 @@ def sync_seconds(stack, player: dict) -> float:
     return time.monotonic() - started
 
 
+def first_run(runs: int) -> list[tuple[str, str]]:
+    cold, warm = [], []
+    for run in range(runs):
+        with running_stack(None, {}, project=f"rcfirst{os.getpid()}x{run}") as stack:
+            cold.append(stack.up_seconds)
+            stack.local.down()
+            started = time.monotonic()
+            stack.local.start(progress=lambda line: None)
+            warm.append(time.monotonic() - started)
+    def spread(xs: list[float]) -> str:
+        return f"{statistics.median(xs):.1f} s (min {min(xs):.1f}, max {max(xs):.1f})"
+    return [(f"first run up to healthy, cold (new volumes; median of {runs})", spread(cold)),
+            (f"first run up to healthy, warm (volumes kept; median of {runs})", spread(warm))]
+
+
+def machine() -> str:
+    return (f"Machine: {os.cpu_count()} cores, {platform.platform()}, Docker "
+            f"{subprocess.run(['docker', 'version', '-f', '{{.Server.Version}}'], capture_output=True, text=True).stdout.strip()}"
+            f", load average at the end {os.getloadavg()[0]:.1f}")
+
+
+def table(rows: list[tuple[str, str]]) -> None:
+    print(machine())
+    print("\n| measure | time |\n| --- | --- |")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--matches", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--first-run", action="store_true", help="only make local's first run, with no Riot key")
     args = parser.parse_args()
+    if args.first_run:
+        table(first_run(args.runs))
+        return 0
     players = [{"game_name": f"Bench{r}", "tag_line": "EUW", "puuid": f"puuid-bench-{r}",
                 "match_ids": [f"EUW1_9{r:02d}{i:04d}" for i in range(args.matches)]} for r in range(args.runs + 1)]
     rows = [("image build, cold (all rebuilt)", f"{build(force=True):.0f} s"),
@@ -60,11 +96,7 @@ def main() -> int:
         stack.local.up()
         stack.local.wait_healthy(progress=lambda line: None)
         rows.append(("stack up to healthy, warm (volumes kept)", f"{time.monotonic() - started:.0f} s"))
-    print(f"Machine: {os.cpu_count()} cores, {platform.platform()}, Docker "
-          f"{subprocess.run(['docker', 'version', '-f', '{{.Server.Version}}'], capture_output=True, text=True).stdout.strip()}")
-    print("\n| measure | time |\n| --- | --- |")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    table(rows)
     return 0
 
 

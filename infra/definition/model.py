@@ -380,6 +380,10 @@ class App:
                                                      "`pulumi config set --secret KEY`.")
     riot_api_base_url: str = field("https://{routing}.api.riotgames.com",
                                    doc="`RIOT_API_BASE_URL`; `{routing}` becomes the regional route.")
+    riot_sample: bool = field(False, doc="The local stack only: run the sample Riot API (a few players' "
+                                         "matches, `python -m sample_riot` in the app image) as the "
+                                         "`riot-sample` service and point the app at it, with no Riot key. "
+                                         "`make local` sets it when no `riotApiKey` is set.")
     web: Web = field(factory=Web, doc="The web service.")
     database: Database = field(factory=Database, doc="The app's database.")
     beat: bool = field(True, doc="Run Celery beat (the periodic recovery and maintenance tasks).")

@@ -16,7 +16,7 @@ import requests
 
 from config.topology import time_limits
 from tests.app.deployment import deploy, wait_for
-from tests.app.fake_riot import FakeRiot
+from sample_riot.server import FakeRiot
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.app.fake_riot import FakeRiot
+from sample_riot.server import FakeRiot
 
 
 @pytest.fixture
