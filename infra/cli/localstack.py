@@ -62,7 +62,7 @@ class LocalStack:
             self.__dict__.pop(cached, None)
 
     def up(self, *services: str) -> None:
-        self.compose("up", "-d", "--no-build", *services)
+        self.compose("up", "-d", "--no-build", "--remove-orphans", *services)  # e.g. riot-sample once a key is set
 
     def container(self, service: str) -> str:
         return self.compose("ps", "-q", service).stdout.strip()
@@ -183,7 +183,7 @@ def urls(stack: str, overlays: tuple[Path, ...] = ()) -> list[tuple[str, str]]:
             (b.client_scheme, f"{b.client_scheme}://{host}:{b.client_port}")]
 
 
-def sample_note(stack: str, web_port: int) -> str:
+def sample_note(stack: str, web: str) -> str:
     """What `make local` says when it runs on the sample Riot API: that it does, how to sync a sample
     player, and how to talk to Riot instead."""
     players = json.loads(SAMPLE_RIOT_PLAYERS.read_text())["players"]
@@ -192,7 +192,7 @@ def sample_note(stack: str, web_port: int) -> str:
     names = ", ".join(f"{s['game_name']}#{s['tag_line']} ({s['region']})" for s in players)
     return (f"riot-sample the sample Riot API serves the app (no Riot key set): {names}\n"
             f"            try: curl -X POST -H 'Content-Type: application/json' -d '{body}' "
-            f"http://127.0.0.1:{web_port}/api/players/sync\n"
+            f"{web}/api/players/sync\n"
             f"            with your key in .secrets/{stack}.yaml (riotApiKey: RGAPI-...), `make local` talks to Riot")
 
 
@@ -221,10 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m infra.cli.localstack: {exc}\n  see: docker-compose -p {local.project} -f "
               f"{local.out / COMPOSE_FILE} logs", file=sys.stderr)
         return 1
-    for name, url in urls(args.stack, local.overlays):
+    where = urls(args.stack, local.overlays)
+    for name, url in where:
         print(f"{name:<11} {url}")
     if sample:
-        print(sample_note(args.stack, require(load_definition(stack=args.stack, overlays=local.overlays)).app.web.port))
+        print(sample_note(args.stack, dict(where)["web"].removesuffix("/healthz")))
     return 0
 
 

@@ -59,10 +59,10 @@ def test_with_a_key_the_stack_talks_to_riot(tmp_path):
 
 
 def test_the_output_names_the_sample_and_a_player_to_sync():
-    note = sample_note("local", 8000)
+    note = sample_note("local", "http://127.0.0.1:8000")
     first = json.loads(SAMPLE_RIOT_PLAYERS.read_text())["players"][0]
     assert note.startswith("riot-sample ") and f'"game_name": "{first["game_name"]}"' in note
-    assert ".secrets/local.yaml" in note
+    assert "http://127.0.0.1:8000/api/players/sync" in note and ".secrets/local.yaml" in note
 
 
 def test_the_sample_server_serves_its_players_in_riots_shapes():
