@@ -10,7 +10,8 @@ bench/RESULTS.md.
 
 `--first-run`: only a fresh clone's `make local` — no Riot key, the stack's own sample Riot API — from
 nothing (new volumes) to every container healthy, and warm (`down` keeping the volumes, then up), each the
-median of --runs.
+median of --runs; side by side, runs alternating, with the health checks as Docker ran them before they were
+paced (each spec's own test and interval: HealthCheck.paced undone in the compose file).
 """
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import yaml  # noqa: E402
+
+from infra.plan.services import BROKER_HEALTHCHECK, HealthCheck  # noqa: E402
+from infra.render.compose import COMPOSE_FILE  # noqa: E402
 from tests.e2e.harness import running_stack  # noqa: E402
 
 
@@ -44,19 +49,39 @@ def sync_seconds(stack, player: dict) -> float:
     return time.monotonic() - started
 
 
+def unpaced(local) -> None:
+    """The compose file with each health check as its spec says, every `interval` from the start."""
+    path = local.out / COMPOSE_FILE
+    document = yaml.safe_load(path.read_text())
+    specs = {s.name: HealthCheck(s.healthcheck) for s in local.plan.services}
+    for name, service in document["services"].items():
+        check = specs.get(name, BROKER_HEALTHCHECK)
+        service["healthcheck"] = {"test": [part.replace("$", "$$") for part in check.test],
+                                  "interval": check.interval, "timeout": check.timeout, "retries": check.retries,
+                                  "start_period": check.start_period}
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
 def first_run(runs: int) -> list[tuple[str, str]]:
-    cold, warm = [], []
+    times: dict[str, list[float]] = {f"{kind} {when}": [] for kind in ("paced", "unpaced") for when in ("cold", "warm")}
     for run in range(runs):
-        with running_stack(None, {}, project=f"rcfirst{os.getpid()}x{run}") as stack:
-            cold.append(stack.up_seconds)
-            stack.local.down()
-            started = time.monotonic()
-            stack.local.start(progress=lambda line: None)
-            warm.append(time.monotonic() - started)
+        for kind, prepare in (("paced", None), ("unpaced", unpaced)):
+            with running_stack(None, {}, project=f"rcfirst{os.getpid()}x{run}{kind}", prepare=prepare) as stack:
+                times[f"{kind} cold"].append(stack.up_seconds)
+                stack.local.down()
+                started = time.monotonic()
+                stack.local.start(progress=lambda line: None)
+                times[f"{kind} warm"].append(time.monotonic() - started)
+
     def spread(xs: list[float]) -> str:
         return f"{statistics.median(xs):.1f} s (min {min(xs):.1f}, max {max(xs):.1f})"
-    return [(f"first run up to healthy, cold (new volumes; median of {runs})", spread(cold)),
-            (f"first run up to healthy, warm (volumes kept; median of {runs})", spread(warm))]
+    rows = []
+    for when, what in (("cold", "new volumes"), ("warm", "volumes kept")):
+        paced, before = times[f"paced {when}"], times[f"unpaced {when}"]
+        rows += [(f"first run up to healthy, {when} ({what}), paced checks", spread(paced)),
+                 (f"first run up to healthy, {when} ({what}), unpaced checks", spread(before)),
+                 (f"ratio paced / unpaced, {when} (medians)", f"{statistics.median(paced) / statistics.median(before):.2f}")]
+    return rows
 
 
 def machine() -> str:

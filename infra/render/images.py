@@ -10,6 +10,7 @@ from docker.utils.build import PatternMatcher
 
 from infra.definition.model import App
 
+
 def ignore_patterns(context: Path) -> list[str]:
     """The context's .dockerignore: what `docker build` leaves out is what the digest leaves out."""
     path = context / ".dockerignore"

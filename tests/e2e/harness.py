@@ -142,10 +142,11 @@ def _bindable(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_stack(players: list[dict] | None, slow: dict[str, float], project: str, nodes: int = 1):
+def running_stack(players: list[dict] | None, slow: dict[str, float], project: str, nodes: int = 1, prepare=None):
     """The local stack up and healthy, with a fake Riot API serving `players`; everything removed after.
     `nodes`: the broker's nodes (`broker.nodes`). `players=None`: as on a fresh clone, no Riot key, and the
-    stack's own sample Riot API service (`make local`'s default)."""
+    stack's own sample Riot API service (`make local`'s default). `prepare(local)`: runs between the render
+    and the start (bench/local_stack.py changes the compose file there)."""
     require_images("local")
     amqp, management, prometheus = free_port_blocks(3, nodes)
     taken = {start + i for start in (amqp, management, prometheus) for i in range(nodes)}
@@ -172,6 +173,8 @@ def running_stack(players: list[dict] | None, slow: dict[str, float], project: s
     fake = f"{project}-fake-riot"
     try:
         local.render()
+        if prepare:
+            prepare(local)
         secrets = yaml.safe_load(secrets_file.read_text())
         if players is not None:
             local.up(*broker_hosts(nodes), "postgres")  # creates the stack's network
