@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench gnu-time bench-cluster bench-local test test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-local test test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -19,6 +19,18 @@ rabbitmq-server:
 	  echo "Installing Debian's rabbitmq-server for the broker tests"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends rabbitmq-server; }
+
+# Debian trixie's rabbitmq-server 4.0 in a debootstrapped root, for the tests' 4.0 nodes
+# (tests/support/rabbit_series.py chroots into it); rebuilt only when missing. Debian's mirror, as apt's.
+RABBITMQ4_ROOT = .rabbitmq/4.0
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+rabbitmq4: $(RABBITMQ4_ROOT)/usr/lib/rabbitmq/bin/rabbitmq-server
+$(RABBITMQ4_ROOT)/usr/lib/rabbitmq/bin/rabbitmq-server:
+	@command -v debootstrap >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends debootstrap; }
+	rm -rf $(RABBITMQ4_ROOT).tmp
+	$(SUDO) debootstrap --variant=minbase --include=rabbitmq-server trixie $(RABBITMQ4_ROOT).tmp $(DEBIAN_MIRROR)
+	rm -rf $(RABBITMQ4_ROOT) && mv $(RABBITMQ4_ROOT).tmp $(RABBITMQ4_ROOT)
 
 # GNU time: bench/toolkit.py reads each command's peak memory from it.
 gnu-time:
@@ -51,9 +63,23 @@ docker:
 images: $(VENV)/.installed docker
 	$(SUDO) $(PY) scripts/build-local-images
 
-## make test: install what the tests need, then run the whole suite (every tier)
-test: $(VENV)/.installed rabbitmq-server prometheus images lint docs
+## make pulumi: build the Pulumi CLI and Python language host from Go modules into .pulumi/bin/ (skipped
+## when current; docs/pulumi-engine.md). make test, deploy and preview run it when no `pulumi` is on PATH.
+pulumi: $(VENV)/.installed
+	$(PY) scripts/build-pulumi
+NEED_PULUMI := $(if $(shell command -v pulumi 2>/dev/null),,pulumi)
+
+## make test: install what the tests need, then lint, the docs site, and the whole suite (every tier)
+# Everything on RabbitMQ 3.10, then on 4.0 what 4.0 may do differently: the shipped stacks, the broker's
+# behaviour, priorities and compression, the app's reliability on real workers, and the local stack coming
+# up on the 4.0 image with a sync stored (about 7 minutes on 2 cores).
+SERIES_4_TESTS = tests/broker/test_shipped_stacks.py tests/broker/test_behaviour.py \
+	tests/broker/test_priorities.py tests/app/test_reliability.py \
+	tests/e2e/test_local_stack.py::test_the_stack_comes_up_healthy_with_the_broker_as_defined \
+	tests/e2e/test_local_stack.py::test_a_sync_is_stored_in_postgres_by_the_worker_containers
+test: $(VENV)/.installed rabbitmq-server rabbitmq4 prometheus images $(NEED_PULUMI) lint docs
 	$(PY) -m pytest
+	RABBITMQ_SERIES=4.0 $(PY) -m pytest $(SERIES_4_TESTS)
 
 ## make lint: ruff's lint, mypy over infra/ and app/, and the layers' import contract (pyproject.toml).
 ## `ruff format` is configured (line length 120) but not checked yet.
@@ -66,11 +92,13 @@ lint: $(VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q tests/unit
 
-## make local STACK=local: images, render with --compose, up, wait until healthy, print the URLs.
+## make local STACK=local [RABBITMQ_SERIES=4.0]: images, render with --compose, up, wait until healthy, print the
+## URLs; RABBITMQ_SERIES=4.0 runs the broker on Debian trixie's RabbitMQ 4.0 (stacks/overlays/rabbitmq-4.0.yaml).
 ## make local-down [VOLUMES=1]: stop it, keeping the data volumes unless VOLUMES=1.
 LOCAL_STACK = $(if $(filter command line environment,$(origin STACK)),$(STACK),local)
 local: images
-	$(PY) -m infra.cli.localstack up --stack $(LOCAL_STACK)
+	$(PY) -m infra.cli.localstack up --stack $(LOCAL_STACK) \
+	  $(if $(filter 4.0,$(RABBITMQ_SERIES)),--overlay stacks/overlays/rabbitmq-4.0.yaml)
 
 ## make bench: every benchmark of bench/ (issue 7), each table to stdout; about 16½ minutes on 2 cores (bench/RESULTS.md).
 ## Paste a real run's tables into bench/RESULTS.md with its date and machine.
@@ -103,10 +131,10 @@ render: $(VENV)/.installed
 
 ## make deploy STACK=env: validate, then `pulumi up` on the local file backend (.pulumi-state/);
 ## needs PULUMI_CONFIG_PASSPHRASE. make preview STACK=env: `pulumi preview --diff` instead.
-deploy: $(VENV)/.installed
+deploy: $(VENV)/.installed $(NEED_PULUMI)
 	$(PY) -m infra deploy --stack $(STACK)
 
-preview: $(VENV)/.installed
+preview: $(VENV)/.installed $(NEED_PULUMI)
 	$(PY) -m infra deploy --stack $(STACK) --preview
 
 ## make golden: rewrite tests/golden after an intended change to rendering (review the diff)

@@ -19,6 +19,9 @@ from kombu import Exchange, Queue
 # task at 80% of the timeout; the soft limit, at 70%, first raises SoftTimeLimitExceeded so it can clean up.
 HARD_LIMIT_FRACTION = 0.8
 SOFT_LIMIT_FRACTION = 0.7
+# The priority of work nobody waits for (recovery's re-sends): the lowest, so on a queue with priorities
+# (celery.json's routes carry the user-facing one) a sync a user asked for runs first.
+BACKGROUND_PRIORITY = 0
 
 
 def _queue(declaration: dict) -> Queue:
@@ -51,6 +54,10 @@ def celery_settings(declarations: dict) -> dict:
         "task_default_routing_key": declarations["task_default_routing_key"],
         "task_create_missing_queues": False,  # a queue that is not in celery.json is a bug, not a queue
     }
+    if declarations.get("task_compression"):
+        # Every task body compressed (routes may pick another codec); the worker decompresses by the
+        # message's own `compression` header.
+        settings["task_compression"] = declarations["task_compression"]
     if any(d["queue_arguments"].get("x-queue-type") == "quorum" for d in declarations["task_queues"]):
         # Quorum queues: Celery detects them and uses per-consumer prefetch (they refuse global QoS), and
         # sends countdowns and retries through native delayed delivery, whose own queues are quorum too.

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from config.topology import BACKGROUND_PRIORITY
 from config.tasks import RETRY_OPTIONS, AppTask
 from players.models import JobMatch, Player, SyncJob
 from riot import RiotClient, RiotNotFound
@@ -72,7 +73,9 @@ def recover_stale_jobs(self, stale_after_s: int | None = None) -> int:
     recovered = 0
     for job in SyncJob.objects.filter(status__in=[SyncJob.PENDING, SyncJob.RUNNING], updated_at__lt=deadline):
         if job.player_id is None:
-            sync_player_data.delay(job.game_name, job.tag_line, job.region, job_id=str(job.pk))
+            # after any sync a user is waiting for, where the queue has priorities
+            sync_player_data.apply_async((job.game_name, job.tag_line, job.region), {"job_id": str(job.pk)},
+                                         priority=BACKGROUND_PRIORITY)
         else:
             for match_id in job.matches.exclude(state=JobMatch.PROCESSED).values_list("match_id", flat=True):
                 process_match.delay(match_id, str(job.pk))

@@ -160,10 +160,11 @@ class LocalStack:
 SAMPLE_OVERLAY = "riot-sample.yaml"
 
 
-def sample_overlay(stack: str, out: Path, secrets: Path | None = None) -> Path | None:
+def sample_overlay(stack: str, out: Path, secrets: Path | None = None,
+                   overlays: tuple[Path, ...] = ()) -> Path | None:
     """With no Riot key set for the stack: an overlay file (in `out`) that runs it on the sample Riot API
     instead. None when the key is set, or when the stack takes no key."""
-    definition = require(load_definition(stack=stack))
+    definition = require(load_definition(stack=stack, overlays=overlays))
     key = definition.app.riot_api_key
     if key is None or key.secret in read_secrets_file(secrets or SECRETS_DIR / f"{definition.environment}.yaml"):
         return None
@@ -202,15 +203,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="local")
     parser.add_argument("--out", type=Path, default=None, help="render directory (default build/<stack>)")
     parser.add_argument("--volumes", action="store_true", help="down: delete the data volumes too")
+    parser.add_argument("--overlay", type=Path, action="append", default=[],
+                        help="up: a file laid over the stack (repeatable), e.g. stacks/overlays/rabbitmq-4.0.yaml")
     args = parser.parse_args(argv)
     out = args.out or Path("build") / args.stack
-    local = LocalStack(args.stack, out, f"rabbitmq-celery-{args.stack}")
+    local = LocalStack(args.stack, out, f"rabbitmq-celery-{args.stack}", overlays=tuple(args.overlay))
     if args.command == "down":
         local.down(volumes=args.volumes)
         print(f"stopped {local.project}" + ("; volumes deleted" if args.volumes else "; volumes kept"))
         return 0
-    sample = sample_overlay(args.stack, out)
-    local.overlays = (sample,) if sample else ()
+    sample = sample_overlay(args.stack, out, overlays=local.overlays)
+    local.overlays += (sample,) if sample else ()
     local.render()
     try:
         local.start()

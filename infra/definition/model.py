@@ -67,6 +67,42 @@ class PositiveInt(_BoundedInt):
     expected = "a whole number of at least 1"
 
 
+class Priority(_BoundedInt):
+    low, high = 0, 255
+    label = "priority 0–255"
+    expected = "a whole number from 0 to 255"
+
+
+class MaxPriority(_BoundedInt):
+    high = 255
+    label = "integer 1–255"
+    expected = "a whole number from 1 to 255 (RabbitMQ advises at most 10)"
+
+
+# The RabbitMQ series a stack may target: Debian bookworm's 3.10 (the tests' default nodes), the official
+# images' 3.11 to 3.13, and 4.0 / 4.1 (Debian trixie ships 4.0).
+RABBITMQ_SERIES = ("3.10", "3.11", "3.12", "3.13", "4.0", "4.1")
+
+
+class RabbitVersion(str):
+    """A RabbitMQ release series, "MAJOR.MINOR". Quoted in YAML: an unquoted 3.10 is the number 3.1."""
+
+    label = "RabbitMQ series"
+    expected = f"a quoted RabbitMQ series, one of {', '.join(RABBITMQ_SERIES)}"
+
+    @classmethod
+    def parse(cls, raw: object) -> "RabbitVersion":
+        text = str(raw) if isinstance(raw, (str, float)) and not isinstance(raw, bool) else ""
+        if text not in RABBITMQ_SERIES:
+            hint = " (quote it: unquoted, 3.10 is the number 3.1)" if isinstance(raw, float) else ""
+            raise ValueError(f"expected {cls.expected}, got {raw!r}{hint}")
+        return cls(text)
+
+    @property
+    def major(self) -> int:
+        return int(self.split(".")[0])
+
+
 class Port(_BoundedInt):
     high = 65535
     label = "port"
@@ -221,6 +257,14 @@ class BrokerHost:
 
 @dataclass(frozen=True)
 class Broker:
+    version: RabbitVersion = field(RabbitVersion("3.13"), doc=(
+        "RabbitMQ series the stack targets; `image` must be that series when it is the official image. "
+        "Validation refuses what the series lacks (priorities on quorum queues before 4.0). What 4.x does "
+        "differently: a quorum queue without `delivery_limit` dead-letters (or drops) a message after 20 "
+        "returns instead of requeueing it forever; classic queue mirroring is gone (the toolkit never "
+        "used it: replicated queues are quorum); quorum queues honour message priorities; Khepri may "
+        "replace Mnesia as the metadata store (a feature flag the toolkit leaves off); with TLS only, "
+        "`rabbitmq.conf` gets `prometheus.tcp.listener = none` (4.x would open a plain metrics port 15692)."))
     image: str = field("rabbitmq:3.13-management", doc="Broker container image.")
     memory_high_watermark: float = field(0.6, doc="Fraction of RAM, in (0, 1], above which publishers "
                                                   "are blocked (`vm_memory_high_watermark.relative`).")
@@ -301,7 +345,13 @@ class Queue:
     dead_letter: Optional[str] = field(None, doc="Queue of the same vhost that expired, dropped and rejected "
                                                  "messages go to, through the vhost's dead-letter exchange.")
     delivery_limit: Optional[PositiveInt] = field(None, doc="Quorum only: deliveries after which a message "
-                                                            "is dead-lettered instead of requeued.")
+                                                            "is dead-lettered instead of requeued. Unset: "
+                                                            "unlimited on RabbitMQ 3.x, 20 on 4.x.")
+    max_priority: Optional[MaxPriority] = field(None, doc=(
+        "Message priorities. Classic: the queue's `x-max-priority` argument (priorities 0 to this; an "
+        "argument, not a policy, so changing it deletes and re-creates the queue: `diff` reports data "
+        "loss). Quorum (RabbitMQ 4.0+ only): nothing is declared, the queue has two levels, priority 5 "
+        "and above before 0 to 4; this is the highest priority a route may send."))
     rate_limit: Optional[RateLimit] = field(None, doc="Celery rate limit of the tasks routed here, per "
                                                       "worker process pool, e.g. `10/m`.")
     parking: bool = field(False, doc="A queue that holds dead letters for inspection and replay; no worker "
@@ -329,6 +379,20 @@ class WorkerPool:
                                                                  "late acks, so a lost worker holds one.")
 
 
+Compression = Literal["zlib", "bzip2", "lzma"]
+
+
+@dataclass(frozen=True)
+class RouteOptions:
+    """What a routed task's messages carry, besides where they go (Celery's route options)."""
+
+    priority: Optional[Priority] = field(None, doc="Priority of the task's messages unless the call gives one "
+                                                   "(`apply_async(priority=)`); its queue needs "
+                                                   "`max_priority` at least this.")
+    compression: Optional[Compression] = field(None, doc="Compression of the task's message bodies, over "
+                                                         "`celery.compression`.")
+
+
 @dataclass(frozen=True)
 class Celery:
     vhost: str = field(doc="Vhost the Celery app uses; routes and pools name its queues.")
@@ -337,6 +401,11 @@ class Celery:
     beat_user: str = field(doc="User Celery beat connects as: publishes tasks only; permissions derived.")
     default_queue: str = field("default", doc="Queue of tasks that have no route.")
     routes: dict[str, str] = field(factory=dict, doc="Task name → queue name.")
+    route_options: dict[str, RouteOptions] = field(factory=dict, doc="Routed task name → the priority and "
+                                                                     "compression of its messages.")
+    compression: Optional[Compression] = field(None, doc="Compression of every task's message body "
+                                                         "(Celery's `task_compression`); unset sends them "
+                                                         "uncompressed.")
     workers: dict[str, WorkerPool] = field(factory=dict, doc="Worker pools by name.")
 
 

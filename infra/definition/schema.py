@@ -13,7 +13,7 @@ import re
 from typing import Any, Literal, Union, get_args, get_origin
 
 from infra.definition.build import hints
-from infra.definition.model import DockerHost, IPAddress, NodeAddress, Port, PositiveInt, StackDefinition
+from infra.definition.model import RABBITMQ_SERIES, DockerHost, IPAddress, NodeAddress, RabbitVersion, StackDefinition
 from infra.definition.units import Duration, RateLimit, Size
 
 SCHEMA_ID = "https://rabbitmq-celery.invalid/stack.schema.json"
@@ -26,8 +26,9 @@ def _positive(pattern: re.Pattern) -> str:
 
 # The value types with their own `parse`: what each accepts, as JSON Schema.
 PARSED: dict[type, dict] = {
-    PositiveInt: {"type": "integer", "minimum": 1},
-    Port: {"type": "integer", "minimum": 1, "maximum": 65535},
+    # Quoted, or a number that reads as the series (4.0, 3.13; not 3.10, which YAML reads as 3.1).
+    RabbitVersion: {"anyOf": [{"enum": list(RABBITMQ_SERIES)},
+                              {"enum": [float(s) for s in RABBITMQ_SERIES if str(float(s)) == s]}]},
     IPAddress: {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
     NodeAddress: {"type": "string", "format": "ipv4", "not": {"pattern": r"^(127\.|0\.0\.0\.0$)"}},
     DockerHost: {"type": "string", "pattern": r"^(unix|tcp|ssh)://\S+$"},
@@ -74,6 +75,8 @@ class _Generator:
             return {"$ref": f"#/$defs/{self.dataclass(tp)}"}
         if tp in PARSED:
             return dict(PARSED[tp])
+        if isinstance(tp, type) and issubclass(tp, int) and hasattr(tp, "low"):  # the model's bounded integers
+            return {"type": "integer", "minimum": tp.low, **({"maximum": tp.high} if tp.high else {})}
         if tp in PLAIN:
             return {"type": PLAIN[tp]}
         raise TypeError(f"no JSON Schema for {tp!r}: add it to infra/definition/schema.py's PARSED")

@@ -29,6 +29,9 @@ IMAGE_REPOSITORY = re.compile(r"^([a-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+((\.|_|__|-+|
 # `worker-<pool>` is a container, host and Kubernetes name: a DNS label of at most 63 characters.
 POOL_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,54}[a-z0-9])?$")
 MAX_TTL_MS = 2**32 - 1  # RabbitMQ refuses a larger message-ttl
+# The official image's tag starts with its series: rabbitmq:3.13-management, rabbitmq:4.0.5
+OFFICIAL_IMAGE_SERIES = re.compile(r"^(docker\.io/(library/)?)?rabbitmq:(\d+\.\d+)")
+QUORUM_HIGH_PRIORITY = 5  # RabbitMQ 4 quorum queues: priority 5 and above is high, 0 to 4 normal
 
 
 class _Checker:
@@ -109,6 +112,10 @@ class _Checker:
                                          f"queues need a majority, so {b.nodes} nodes survive no more "
                                          f"node losses than {b.nodes - 1} do")
         self.hosts()
+        image_series = OFFICIAL_IMAGE_SERIES.match(b.image)
+        if image_series and image_series.group(3) != b.version:
+            self.report(at + ("image",), f"{b.image} is RabbitMQ {image_series.group(3)}, but broker.version "
+                                         f"says {b.version}: set one to match the other")
         admin = self.d.users.get(b.admin_user)
         if admin is None:
             self.report(at + ("admin_user",), f"no user {b.admin_user!r}{suggest(b.admin_user, self.d.users)}")
@@ -222,6 +229,17 @@ class _Checker:
                 self.report(qat + ("overflow",), f"overflow {queue.overflow} is not supported by "
                                                  f"{queue.type} queues; expected one of "
                                                  f"{', '.join(sorted(OVERFLOW_SUPPORTED[queue.type]))}")
+            if queue.max_priority is not None and queue.type == "quorum" and self.d.broker.version.major < 4:
+                self.report(qat + ("max_priority",), f"priorities on quorum queues need RabbitMQ 4.0 or later, "
+                                                     f"broker.version is {self.d.broker.version} (a quorum "
+                                                     f"queue of {self.d.broker.version} ignores message "
+                                                     f"priorities): use a classic queue or target 4.0")
+            if (queue.parking and queue.type == "quorum" and queue.delivery_limit is None
+                    and self.d.broker.version.major >= 4):
+                self.report(qat, f"on RabbitMQ {self.d.broker.version} a quorum queue without delivery_limit "
+                                 f"drops a message returned 20 times, and `dead_letters list` returns what it "
+                                 f"reads: make this parking queue classic, or set a delivery_limit",
+                            Severity.WARNING)
             if queue.overflow and queue.max_length is None and queue.max_length_bytes is None:
                 self.report(qat + ("overflow",), "overflow has no effect without max_length or "
                                                  "max_length_bytes", Severity.WARNING)
@@ -279,6 +297,7 @@ class _Checker:
         task_queue(at + ("default_queue",), c.default_queue)
         for task, qname in c.routes.items():
             task_queue(at + ("routes", task), qname)
+        self.route_options(queues)
         consumed: set[str] = set()
         for pname, pool in c.workers.items():
             if not POOL_NAME.match(pname):
@@ -304,6 +323,27 @@ class _Checker:
                 self.report(qat + ("rate_limit",), "no task is routed to this queue in celery.routes, so "
                                                    "the rate limit applies to nothing", Severity.WARNING)
 
+
+    def route_options(self, queues: dict) -> None:
+        """A route's priority must fit its queue: a queue without priorities would carry it for nothing."""
+        c, at = self.d.celery, ("celery", "route_options")
+        for task, options in c.route_options.items():
+            if task not in c.routes:
+                self.report(at + (task,), f"{task!r} has no route in celery.routes{suggest(task, c.routes)}")
+                continue
+            queue = queues.get(c.routes[task])
+            if options.priority is None or queue is None:
+                continue
+            if queue.max_priority is None:
+                self.report(at + (task, "priority"), f"queue {c.routes[task]!r} has no max_priority: the "
+                                                     f"priority would be ignored")
+            elif options.priority > queue.max_priority:
+                self.report(at + (task, "priority"), f"above queue {c.routes[task]!r}'s max_priority "
+                                                     f"{queue.max_priority}, which is what the broker uses")
+            elif queue.type == "quorum" and 0 < options.priority < QUORUM_HIGH_PRIORITY:
+                self.report(at + (task, "priority"), f"a quorum queue has two levels: {options.priority} is "
+                                                     f"normal, as 0 is; high is {QUORUM_HIGH_PRIORITY} or "
+                                                     f"more", Severity.WARNING)
 
     def service_users(self) -> None:
         """Each Celery service connects as its own user, whose permissions in the Celery vhost the plan

@@ -170,6 +170,12 @@ def queue_changes(base: Plan, head: Plan) -> list[Change]:
             changes.append(Change(Impact.DATA_LOSS, f"queue {_q(*key)}",
                                   f"type {old[key].type} → {new[key].type}: the queue is deleted and re-created, "
                                   f"its messages are lost"))
+        elif old[key].max_priority != new[key].max_priority:
+            changes.append(Change(Impact.DATA_LOSS, f"queue {_q(*key)}",
+                                  f"max priority {old[key].max_priority or 'none'} → {new[key].max_priority or 'none'}"
+                                  f" (x-max-priority, a queue argument): the queue is deleted and re-created, "
+                                  f"its messages are lost; to keep them, add a new queue, move the route and "
+                                  f"drain the old one first"))
     for key in sorted(new.keys() - old.keys()):
         changes.append(Change(Impact.IN_PLACE, f"queue {_q(*key)}", f"created ({new[key].type})"))
     return changes

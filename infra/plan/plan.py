@@ -10,8 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from infra.definition.model import Secret, StackDefinition, TlsSecrets, Vhost
-from infra.definition.model import service_users
+from infra.definition.model import Queue, Secret, StackDefinition, TlsSecrets, Vhost, service_users
 from infra.plan.permissions import service_access
 from infra.plan.services import (CONFIG_DIR as APP_CONFIG_DIR, ServiceSpec, app_secrets, broker_hosts,
                        service_specs)
@@ -150,6 +149,11 @@ class BrokerConfig:
     cluster_nodes: tuple[str, ...] = ()  # the Erlang node names peer discovery joins; empty on one node
     erlang_cookie: Optional[Secret] = None  # on a cluster
     hosts: tuple[NodeHost, ...] = ()  # a cluster's node i on hosts[i]; empty: every node on the default host
+    version: str = "3.13"  # the RabbitMQ series (broker.version): some settings exist from a series on
+
+    @property
+    def version_major(self) -> int:
+        return int(self.version.split(".")[0])
 
 
 @dataclass(frozen=True)
@@ -180,15 +184,17 @@ class ExchangeSpec:
 
 @dataclass(frozen=True)
 class QueueSpec:
-    """Always durable; the queue type is its only argument (everything else is in its policy)."""
+    """Always durable; its arguments are the queue type and a classic queue's max priority (everything else
+    is in its policy): what cannot change without deleting the queue."""
 
     vhost: str
     name: str
     type: str
+    max_priority: Optional[int] = None  # classic only: a quorum queue (4.x) has its two levels undeclared
 
     @property
     def arguments(self) -> dict:
-        return {"x-queue-type": self.type}
+        return {"x-queue-type": self.type, **({"x-max-priority": self.max_priority} if self.max_priority else {})}
 
 
 @dataclass(frozen=True)
@@ -327,6 +333,7 @@ def broker_config(d: StackDefinition, layout: NodeLayout) -> BrokerConfig:
         cluster_nodes=layout.cluster_nodes(int(b.nodes)),
         erlang_cookie=b.erlang_cookie if b.nodes > 1 else None,
         hosts=tuple(NodeHost(h.docker, str(h.address), tuple(h.ssh_opts)) for h in b.hosts),
+        version=str(b.version),
     )
 
 
@@ -352,6 +359,11 @@ def queue_policy(vname: str, vhost: Vhost, qname: str) -> Optional[PolicySpec]:
     return PolicySpec(vname, f"queue.{qname}", f"^{re.escape(qname)}$", definition)
 
 
+def queue_spec(vname: str, qname: str, q: Queue) -> QueueSpec:
+    """A classic queue's max priority is its argument; a quorum queue's two levels (4.x) are not declared."""
+    return QueueSpec(vname, qname, q.type, int(q.max_priority) if q.max_priority and q.type == "classic" else None)
+
+
 def topology(d: StackDefinition) -> Topology:
     exchanges, queues, bindings, policies = [], [], [], []
     for vname in sorted(d.vhosts):
@@ -364,7 +376,7 @@ def topology(d: StackDefinition) -> Topology:
             exchanges.append(ExchangeSpec(vname, vhost.dead_letter_exchange, "direct"))
         for qname in sorted(vhost.queues):
             q = vhost.queues[qname]
-            queues.append(QueueSpec(vname, qname, q.type))
+            queues.append(queue_spec(vname, qname, q))
             bindings.append(BindingSpec(vname, q.exchange or vhost.default_exchange, qname,
                                         q.routing_key or qname))
             if qname in targets:
@@ -397,7 +409,7 @@ def _queue_declaration(vhost: Vhost, qname: str) -> dict:
         "exchange_durable": exchange.durable,
         "routing_key": q.routing_key or qname,
         "durable": True,
-        "queue_arguments": {"x-queue-type": q.type},
+        "queue_arguments": queue_spec("", qname, q).arguments,
         # The deployer declares it; Celery only uses it, so its users need no `configure` on it.
         "no_declare": True,
     }
@@ -415,7 +427,10 @@ def celery_declarations(d: StackDefinition, tls: Optional[TlsConfig] = None) -> 
     routes, annotations = {}, {}
     for task in sorted(c.routes):
         decl = _queue_declaration(vhost, c.routes[task])
-        routes[task] = {"queue": decl["name"], "exchange": decl["exchange"], "routing_key": decl["routing_key"]}
+        options = c.route_options.get(task)
+        routes[task] = {"queue": decl["name"], "exchange": decl["exchange"], "routing_key": decl["routing_key"],
+                        **({"priority": int(options.priority)} if options and options.priority is not None else {}),
+                        **({"compression": options.compression} if options and options.compression else {})}
         rate = vhost.queues[c.routes[task]].rate_limit
         if rate is not None:
             annotations[task] = {"rate_limit": str(rate)}
@@ -431,6 +446,7 @@ def celery_declarations(d: StackDefinition, tls: Optional[TlsConfig] = None) -> 
         "task_queues": [_queue_declaration(vhost, n) for n in sorted(task_queues)],
         "task_routes": routes,
         "task_annotations": annotations,
+        "task_compression": c.compression,
         "dead_letter": {
             "exchange": vhost.dead_letter_exchange,
             "routes": {n: q.dead_letter for n, q in sorted(vhost.queues.items()) if q.dead_letter},

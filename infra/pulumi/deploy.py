@@ -2,8 +2,8 @@
 
 No Pulumi Cloud account: state lives in `.pulumi-state/` (or wherever `PULUMI_BACKEND_URL` points) and
 secrets are encrypted with a passphrase (`PULUMI_CONFIG_PASSPHRASE` or `PULUMI_CONFIG_PASSPHRASE_FILE`).
-The Pulumi CLI is the one on PATH, else the pinned version installed into `.pulumi/` — and where that
-download cannot happen, the user is told what to install instead of seeing a traceback.
+The Pulumi CLI is the one on PATH, else the one `make pulumi` built from Go modules into `.pulumi/bin/`;
+nothing is ever downloaded (no CLI, no plugin): with neither, the user is told how to get one.
 """
 from __future__ import annotations
 
@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pulumi import automation as auto
-from semver import VersionInfo
 
 from infra.paths import LOCAL_CLI_ROOT, LOCAL_STATE, REPO
+from infra.pulumi import engine
 
 PULUMI_VERSION = "3.272.0"  # the CLI that matches the pinned SDK (requirements.txt: pulumi==3.272.0)
 LOCAL_BACKEND = f"file://{LOCAL_STATE}"
-INSTALL_HINT = (f"Install the Pulumi CLI v{PULUMI_VERSION} (https://www.pulumi.com/docs/install/, or "
-                f"`curl -fsSL https://get.pulumi.com | sh -s -- --version {PULUMI_VERSION}`), put it on PATH, and "
-                f"run the command again.")
+INSTALL_HINT = (f"Run `make pulumi` (it builds the CLI from Go modules into .pulumi/bin/), or install the Pulumi "
+                f"CLI v{PULUMI_VERSION} and put it on PATH, then run the command again.")
+# Nothing is fetched behind the user's back: no update check, no plugin download (`make pulumi` installs them).
+OFFLINE = {"PULUMI_SKIP_UPDATE_CHECK": "true", "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true"}
 
 
 class DeployError(Exception):
@@ -36,15 +37,12 @@ class Environment:
 
 
 def pulumi_command(install_root: Path = LOCAL_CLI_ROOT) -> auto.PulumiCommand:
-    """The CLI on PATH, or the pinned one under `install_root` (installed there if missing)."""
+    """The CLI on PATH, else the one `make pulumi` built under `install_root`/bin; never a download."""
     if shutil.which("pulumi"):
         return auto.PulumiCommand()
-    try:
-        return auto.PulumiCommand.install(root=str(install_root), version=VersionInfo.parse(PULUMI_VERSION))
-    except Exception as exc:  # noqa: BLE001 — a failed download surfaces as urllib, OS or subprocess errors
-        reason = str(getattr(exc, "reason", "") or exc).strip() or type(exc).__name__
-        raise DeployError(f"The Pulumi CLI is not on PATH, and installing v{PULUMI_VERSION} into "
-                          f"{install_root} failed ({reason}). {INSTALL_HINT}") from None
+    if (install_root / "bin" / "pulumi").is_file():
+        return auto.PulumiCommand(root=str(install_root))
+    raise DeployError(f"The Pulumi CLI is not on PATH and none is built in {install_root / 'bin'}. {INSTALL_HINT}")
 
 
 def environment(env: dict[str, str] | None = None) -> Environment:
@@ -53,13 +51,23 @@ def environment(env: dict[str, str] | None = None) -> Environment:
         raise DeployError("Set PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE): the stack's secrets "
                           "are encrypted with it. Keep it out of the repository, e.g. in a password manager.")
     backend = env.get("PULUMI_BACKEND_URL") or LOCAL_BACKEND
-    return Environment(backend, {"PULUMI_BACKEND_URL": backend})
+    # The CLI finds the language host and its exec script on PATH: the built ones first. Then this virtualenv's
+    # python, which has the SDKs: the language host `make pulumi` builds predates the engine passing Pulumi.yaml's
+    # `virtualenv` option to it, and runs the first python on PATH.
+    path = os.pathsep.join([str(LOCAL_CLI_ROOT / "bin"), str(Path(sys.executable).parent),
+                            env.get("PATH", os.defpath)])
+    return Environment(backend, {"PULUMI_BACKEND_URL": backend, "PATH": path, **OFFLINE})
 
 
 def up(stack_name: str, *, preview_only: bool = False, install_root: Path = LOCAL_CLI_ROOT) -> None:
     """Select or create the stack on the backend and run `pulumi up` (or `preview`), streaming its output."""
     env = environment()
     command = pulumi_command(install_root)
+    missing = engine.missing_parts(command.command, {**os.environ, **env.env_vars})
+    if missing:
+        raise DeployError(f"The Pulumi CLI {command.version or ''} is here, but not {', '.join(missing)}; "
+                          f"automatic plugin downloads are off. `make pulumi` builds those the Go module proxy "
+                          f"serves (docs/pulumi-engine.md says which it does not).")
     if env.backend_url.startswith("file://"):
         Path(env.backend_url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
     print(f"pulumi {command.version or ''} · backend {env.backend_url} · stack {stack_name}", file=sys.stderr)

@@ -9,6 +9,7 @@ import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker, NackError
 
+from tests.support.rabbit_series import current
 from tests.support.stacks import booted
 
 DEFINITION = Path("tests/data/valid/behaviour.yaml")
@@ -124,23 +125,47 @@ def test_max_length_bytes_refuses_what_does_not_fit(channel):
     assert depth(channel, "bytes_classic") == 1
 
 
-def test_quorum_message_rejected_past_its_delivery_limit_is_dead_lettered(channel):
-    publish(channel, "limited_quorum", "poison")
+def reject_until_gone(ch, queue: str, most: int) -> int:
+    """Get and reject (requeue) the queue's message until it is gone or `most` deliveries; how many."""
     deliveries = 0
     deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline and deliveries < 10:
-        method, _, _ = channel.basic_get("limited_quorum")
+    while time.monotonic() < deadline and deliveries < most:
+        method, _, _ = ch.basic_get(queue)
         if method is None:
-            if depth(channel, "limited_quorum") == 0:
+            if depth(ch, queue) == 0:
                 break
             time.sleep(0.05)
             continue
         deliveries += 1
-        channel.basic_reject(method.delivery_tag, requeue=True)
+        ch.basic_reject(method.delivery_tag, requeue=True)
+    return deliveries
+
+
+def test_quorum_message_rejected_past_its_delivery_limit_is_dead_lettered(channel):
+    publish(channel, "limited_quorum", "poison")
+    deliveries = reject_until_gone(channel, "limited_quorum", 10)
     properties, body = get_parked(channel)
     death = properties.headers["x-death"][0]
     assert (body, death["reason"], death["queue"]) == ("poison", "delivery_limit", "limited_quorum")
     assert deliveries == 3  # delivery_limit: 2 → the third return is one too many
+
+
+def test_quorum_queue_without_delivery_limit_follows_its_series(channel):
+    """RabbitMQ 3.x requeues a rejected quorum message forever; 4.x dead-letters it after 20 returns."""
+    publish(channel, "unlimited_quorum", "poison")
+    deliveries = reject_until_gone(channel, "unlimited_quorum", 30)
+    if current().name.startswith("3."):
+        assert deliveries == 30
+        deadline = time.monotonic() + WAIT_S  # the last return is applied by the queue's Raft log, not at once
+        while depth(channel, "unlimited_quorum") != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert depth(channel, "unlimited_quorum") == 1  # still there, to be delivered a 31st time
+        assert get_parked(channel, timeout=1) is None
+        return
+    assert deliveries == 21  # the default delivery limit 20 → the 21st return is one too many
+    properties, body = get_parked(channel)
+    death = properties.headers["x-death"][0]
+    assert (body, death["reason"], death["queue"]) == ("poison", "delivery_limit", "unlimited_quorum")
 
 
 @pytest.mark.parametrize("crash", [True, False], ids=["sigkill", "clean-restart"])

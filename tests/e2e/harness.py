@@ -23,10 +23,13 @@ from infra.render.images import app_image_name
 from infra.cli.localstack import LocalStack, sample_overlay
 from infra.plan.services import broker_hosts
 from tests.support.rabbit_node import ManagementAPI, free_ports
+from tests.support.rabbit_series import current as current_series
 from tests.support.stacks import TEST_SECRETS
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
+# RABBITMQ_SERIES=4.0: the local stack's broker on the trixie image (scripts/build-local-images builds it)
+SERIES_OVERLAYS = {"4.0": (REPO / "stacks" / "overlays" / "rabbitmq-4.0.yaml",)}
 PLAYERS = [  # every match id is unique across players: the fake serves the fixture under each id
     {"game_name": "Flow", "tag_line": "EUW", "puuid": "puuid-e2e-flow", "match_ids": [f"EUW1_1{i:03d}" for i in range(6)]},
     {"game_name": "Crash", "tag_line": "EUW", "puuid": "puuid-e2e-crash", "match_ids": [f"EUW1_2{i:03d}" for i in range(8)]},
@@ -108,8 +111,8 @@ class ImagesMissing(Exception):
     pass
 
 
-def require_images(stack: str) -> None:
-    definition = require(load_definition(stack=stack))
+def require_images(stack: str, overlays: tuple = ()) -> None:
+    definition = require(load_definition(stack=stack, overlays=overlays))
     images = [definition.broker.image, definition.app.database.image, definition.app.base_image,
               app_image_name(definition.app, REPO)]
     missing = [i for i in images if subprocess.run(["docker", "image", "inspect", i], capture_output=True).returncode]
@@ -147,7 +150,8 @@ def running_stack(players: list[dict] | None, slow: dict[str, float], project: s
     `nodes`: the broker's nodes (`broker.nodes`). `players=None`: as on a fresh clone, no Riot key, and the
     stack's own sample Riot API service (`make local`'s default). `prepare(local)`: runs between the render
     and the start (bench/local_stack.py changes the compose file there)."""
-    require_images("local")
+    series_overlays = SERIES_OVERLAYS.get(current_series().name, ())
+    require_images("local", series_overlays)
     amqp, management, prometheus = free_port_blocks(3, nodes)
     taken = {start + i for start in (amqp, management, prometheus) for i in range(nodes)}
     web = next(p for p in free_ports(len(taken) + 1) if p not in taken)
@@ -169,7 +173,7 @@ def running_stack(players: list[dict] | None, slow: dict[str, float], project: s
     sample = sample_overlay("local", work / "out", secrets_file)
     assert (sample is None) == (players is not None)
     local = LocalStack("local", work / "out", project, secrets=secrets_file,
-                       overlays=(overlay,) + ((sample,) if sample else ()))
+                       overlays=(*series_overlays, overlay) + ((sample,) if sample else ()))
     fake = f"{project}-fake-riot"
     try:
         local.render()

@@ -56,6 +56,8 @@ def test_the_stack_comes_up_healthy_with_the_broker_as_defined(e2e_stack):
     assert set(stack.local.health()) == {"rabbitmq", "postgres", "web", "beat", "worker-sync", "worker-matches",
                                          "worker-background"}
     definitions = json.loads((stack.local.out / "definitions.json").read_text())
+    # the series the stack says (RABBITMQ_SERIES=4.0 lays stacks/overlays/rabbitmq-4.0.yaml over it)
+    assert stack.management.get("overview")["rabbitmq_version"].startswith(stack.local.plan.broker.version + ".")
     assert without_celerys_own(live_topology(stack.management)) == expected_topology(definitions)
     environment = docker("exec", stack.container("rabbitmq"), "rabbitmq-diagnostics", "environment")
     assert re.search(r"\{vm_memory_high_watermark,0\.4\}", environment)

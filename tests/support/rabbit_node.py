@@ -1,4 +1,5 @@
-"""A throwaway RabbitMQ node: Debian's rabbitmq-server on free loopback ports under a temp dir.
+"""A throwaway RabbitMQ node: Debian's rabbitmq-server on free loopback ports under a temp dir, of the series
+`RABBITMQ_SERIES` selects (rabbit_series.py).
 
 The node reads the files `python -m infra render --target host` writes. It runs as user `rabbitmq` when
 the tests run as root (its data dirs are owned by that user), as the current user otherwise. Every wait
@@ -22,7 +23,8 @@ from pathlib import Path
 import pika
 import requests
 
-RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")  # the real scripts; /usr/sbin's wrappers reset HOME and logs
+from .rabbit_series import Series, current
+
 BOOT_TIMEOUT_S = 90
 _counter = itertools.count()
 
@@ -78,12 +80,14 @@ class BootFailed(RuntimeError):
 
 
 class RabbitNode:
-    def __init__(self, config_dir: Path, ports: Ports, name: str | None = None, tls_only: bool = False):
+    def __init__(self, config_dir: Path, ports: Ports, name: str | None = None, tls_only: bool = False,
+                 series: Series | None = None):
         """`config_dir` holds rabbitmq.conf, enabled_plugins and definitions.json, rendered with
         `--target host --out config_dir` (so the conf points at config_dir/definitions.json), and, for a
         cluster's node, the rendered erlang.cookie, which becomes the node's (and its CLI tools') cookie.
         `tls_only`: the plain listeners are off, so boot is awaited on the AMQPS and HTTPS ports."""
         self.ports = ports
+        self.series = series or current()
         self.listening = (ports.amqps, ports.management_tls) if tls_only else (ports.amqp, ports.management)
         self.tls_dir = config_dir / "tls" if (config_dir / "tls" / "ca.pem").exists() else None
         self.tls_only = tls_only
@@ -123,18 +127,23 @@ class RabbitNode:
             "ERL_EPMD_ADDRESS": "127.0.0.1",
             # Erlang distribution (clustering, CLI tools) on loopback too, not on every interface.
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            **self.series.env,
         }
 
     def _popen_kwargs(self) -> dict:
-        if not self._run_as:
+        if not self._run_as or self.series.root:  # chrooted: chroot itself switches user
             return {}
         account = pwd.getpwnam(self._run_as)
         return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
+    def _argv(self, tool: str) -> list[str]:
+        account = pwd.getpwnam(self._run_as) if self._run_as else None
+        return self.series.argv(tool, (account.pw_uid, account.pw_gid) if account else None)
+
     # -- life cycle --------------------------------------------------------------------------------
     def start(self) -> "RabbitNode":
         log = open(self.base / "log" / "console.out", "ab")
-        self.process = subprocess.Popen([str(RABBIT_BIN / "rabbitmq-server")], env=self.env, stdout=log,
+        self.process = subprocess.Popen(self._argv("rabbitmq-server"), env=self.env, stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True, **self._popen_kwargs())
         log.close()
         deadline = time.monotonic() + BOOT_TIMEOUT_S
@@ -153,7 +162,7 @@ class RabbitNode:
 
     def ctl(self, tool: str, *args: str, check: bool = True, timeout: float = 90) -> str:
         """Run rabbitmqctl / rabbitmq-diagnostics / rabbitmq-queues against this node."""
-        result = subprocess.run([str(RABBIT_BIN / tool), *args], env=self.env, capture_output=True, text=True,
+        result = subprocess.run([*self._argv(tool), *args], env=self.env, capture_output=True, text=True,
                                 timeout=timeout, **self._popen_kwargs())
         if check and result.returncode != 0:
             raise RuntimeError(f"{tool} {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")

@@ -12,6 +12,7 @@ from infra.definition.load import load_definition, require
 from infra.plan.plan import NodeLayout, Plan, build_plan
 
 from .rabbit_node import Ports, RabbitNode
+from .rabbit_series import current as current_series
 
 # Fake credentials of the test stacks: every secret key the shipped and test definitions use.
 TEST_SECRETS = {
@@ -52,13 +53,15 @@ class Rendered:
 def render_for_node(ports: Ports, *, stack: str | None = None, file: Path | None = None,
                     passwords: dict[str, str] | None = None, overlays: tuple = (),
                     node_names: tuple[str, ...] = ()) -> Rendered:
-    """Render with an overlay that puts the listeners on `ports` (then `overlays`), for a node on this host;
-    `node_names`: on a cluster, every node's name."""
+    """Render with an overlay that puts the listeners on `ports` and one that sets the series of the tests'
+    nodes (then `overlays`), for a node on this host; `node_names`: on a cluster, every node's name."""
     work = Path(tempfile.mkdtemp(prefix="rendered-"))
     work.chmod(0o755)
     overlay = work / "ports.yaml"
     overlay.write_text(ports.overlay())
-    definition = require(load_definition(stack=stack, file=file, overlays=(overlay, *overlays)))
+    series = work / "series.yaml"
+    series.write_text(current_series().overlay() or "{}\n")
+    definition = require(load_definition(stack=stack, file=file, overlays=(overlay, series, *overlays)))
     config_dir = work / "etc"
     plan = build_plan(definition, NodeLayout(listen_on_bind=True, config_dir=str(config_dir), node_names=node_names))
     passwords = dict(passwords or TEST_SECRETS)

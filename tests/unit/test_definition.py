@@ -81,3 +81,14 @@ def test_render_of_a_broken_definition_writes_nothing(path, tmp_path, capsys):
     assert main(["render", "--file", str(path), "--out", str(out), "--secrets", str(secrets)]) == 2
     assert not out.exists() and not secrets.exists()
     assert "nothing written" in capsys.readouterr().err
+
+
+def test_a_quorum_parking_queue_on_4_warns_of_the_default_delivery_limit(tmp_path):
+    overlay = tmp_path / "4.0.yaml"
+    overlay.write_text('broker: {version: "4.0", image: "rabbitmq:4.0-management"}\n')
+    assert load_definition(file=Path("tests/data/valid/minimal.yaml")).findings == []
+    loaded = load_definition(file=Path("tests/data/valid/minimal.yaml"), overlays=(overlay,))
+    assert loaded.ok
+    assert [(".".join(map(str, f.path)), f.message.split(":")[0]) for f in loaded.findings] == [
+        ("vhosts.main.queues.parked", "on RabbitMQ 4.0 a quorum queue without delivery_limit drops a message "
+                                      "returned 20 times, and `dead_letters list` returns what it reads")]

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from infra.paths import REPO
@@ -31,14 +32,31 @@ def test_without_a_passphrase_it_says_what_to_set_and_writes_nothing():
     assert not (REPO / ".pulumi-state").exists()
 
 
-def test_without_a_cli_and_no_download_it_says_what_to_install(tmp_path):
-    result = run_deploy("--stack", "dev", PULUMI_CONFIG_PASSPHRASE="test-passphrase",
-                        PULUMI_BACKEND_URL=f"file://{tmp_path / 'state'}")
-    assert result.returncode == 1, result.stderr
-    assert "The Pulumi CLI is not on PATH" in result.stderr
-    assert f"Install the Pulumi CLI v{deploy.PULUMI_VERSION}" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_without_a_cli_it_says_how_to_build_one_and_touches_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no pulumi on PATH, and no download is attempted
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test-passphrase")
+    monkeypatch.setenv("PULUMI_BACKEND_URL", f"file://{tmp_path / 'state'}")
+    with pytest.raises(deploy.DeployError) as refused:
+        deploy.up("dev", install_root=tmp_path / "no-build")
+    assert "not on PATH and none is built in" in str(refused.value) and "make pulumi" in str(refused.value)
     assert not (tmp_path / "state").exists()  # the backend is not touched before a CLI is found
+    assert not (tmp_path / "no-build").exists()  # and nothing is installed
+
+
+def test_the_cli_built_by_make_pulumi_is_used_when_none_is_on_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    cli = tmp_path / "built" / "bin" / "pulumi"
+    cli.parent.mkdir(parents=True)
+    cli.write_text("#!/bin/sh\necho v3.274.0\n")
+    cli.chmod(0o755)
+    assert deploy.pulumi_command(tmp_path / "built").command == str(cli)
+
+
+def test_deploy_env_downloads_nothing_and_finds_the_built_language_host(monkeypatch):
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test-passphrase")
+    env = deploy.environment().env_vars
+    assert env["PULUMI_SKIP_UPDATE_CHECK"] == env["PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"] == "true"
+    assert env["PATH"].split(os.pathsep)[0] == str(REPO / ".pulumi" / "bin")
 
 
 def test_an_invalid_definition_stops_before_pulumi():

@@ -171,3 +171,13 @@ def test_going_from_one_node_to_a_cluster_is_data_loss_and_growing_a_cluster_res
     assert result.returncode == 0, result.stdout + result.stderr
     ((impact, subject, what),) = [r for r in rows(result.stdout) if r[1] == "broker"]
     assert impact == "restart" and "cluster_formation.classic_config.nodes.5 unset → rabbit@rabbitmq-5" in what
+
+
+def test_a_max_priority_change_is_data_loss(repo):
+    # dead_letters is classic: its x-max-priority is a queue argument, so the queue is re-created
+    overlay(repo, 'vhosts: {"/": {queues: {dead_letters: {max_priority: 5}}}}')
+    result = diff(repo)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert rows(result.stdout)[0][:2] == ("data loss", "queue /:dead_letters")
+    assert rows(result.stdout)[0][2].startswith("max priority none → 5 (x-max-priority, a queue argument): the "
+                                                "queue is deleted and re-created")

@@ -86,3 +86,23 @@ def test_layout_decides_where_the_node_listens():
     host = build_plan(definition, NodeLayout(listen_on_bind=True, config_dir="/srv/rmq")).broker
     assert (host.listen_ip, host.publish_ip, host.definitions_path) == ("127.0.0.1", "127.0.0.1",
                                                                        "/srv/rmq/definitions.json")
+
+
+def test_priorities_and_compression_reach_the_broker_and_celery_json():
+    plan = plan_of(file="tests/data/valid/priorities.yaml")
+    queues = {q.name: q.arguments for q in plan.topology.queues}
+    assert queues == {"work": {"x-queue-type": "classic", "x-max-priority": 9}, "bulk": {"x-queue-type": "classic"}}
+    celery = plan.celery
+    assert [q["queue_arguments"] for q in celery["task_queues"]] == [queues["bulk"], queues["work"]]
+    assert celery["task_routes"]["probe.urgent"]["priority"] == 9
+    assert celery["task_routes"]["probe.bulk"]["compression"] == "zlib"
+    assert "priority" not in celery["task_routes"]["probe.background"]
+
+
+def test_a_quorum_queue_on_4_declares_no_priority_argument(tmp_path):
+    overlay = tmp_path / "quorum.yaml"
+    overlay.write_text('broker: {version: "4.0", image: "rabbitmq:4.0-management"}\n'
+                       'vhosts: {probe: {queues: {work: {type: quorum}}}}\ncelery: {compression: bzip2}\n')
+    plan = plan_of(file="tests/data/valid/priorities.yaml", overlays=(overlay,))
+    assert {q.name: q.arguments for q in plan.topology.queues}["work"] == {"x-queue-type": "quorum"}
+    assert plan.celery["task_compression"] == "bzip2"

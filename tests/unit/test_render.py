@@ -102,3 +102,12 @@ def test_bad_secrets_files_are_reported(tmp_path, capsys, content, expected_code
                  "--secrets", str(secrets)])
     assert code == expected_code and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("version, closed", [("3.13", False), ("4.0", True)])
+def test_tls_only_on_4_turns_off_the_plain_prometheus_listener(tmp_path, version, closed):
+    # 4.x opens 0.0.0.0:15692 unless `prometheus.tcp.listener = none`, a key 3.x does not know (boot fails)
+    overlay = tmp_path / "version.yaml"
+    overlay.write_text(f'broker: {{version: "{version}", image: "rabbitmq:{version}-management"}}\n')
+    plan = build_plan(require(load_definition(stack="prod", overlays=(overlay,))))
+    assert ("prometheus.tcp.listener = none" in render.rabbitmq_conf(plan)) == closed

@@ -112,14 +112,15 @@ def test_recovery_reenqueues_only_stale_unfinished_work(db, player):
     SyncJob.objects.filter(pk=job_id).update(status=SyncJob.RUNNING, updated_at=timezone.now() - timedelta(hours=1))
     fresh = SyncJob.objects.create(game_name="Fresh", tag_line="EUW", region="euw1")
     with mock.patch("matches.tasks.process_match.delay") as process, \
-            mock.patch("players.tasks.sync_player_data.delay") as sync:
+            mock.patch("players.tasks.sync_player_data.apply_async") as sync:
         assert recover_stale_jobs.delay().get() == 1
     process.assert_called_once_with("EUW1_1002", job_id)
     sync.assert_not_called()
     SyncJob.objects.filter(pk=fresh.pk).update(updated_at=timezone.now() - timedelta(hours=1))
-    with mock.patch("players.tasks.sync_player_data.delay") as sync:
+    with mock.patch("players.tasks.sync_player_data.apply_async") as sync:
         assert recover_stale_jobs.delay().get() == 1
-    sync.assert_called_once_with("Fresh", "EUW", "euw1", job_id=str(fresh.pk))
+    # re-sent at the lowest priority: after any sync a user asked for (on a queue with priorities)
+    sync.assert_called_once_with(("Fresh", "EUW", "euw1"), {"job_id": str(fresh.pk)}, priority=0)
     assert recover_stale_jobs.delay().get() == 0  # touched: not stale any more
 
 
