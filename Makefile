@@ -1,11 +1,11 @@
-# The README names these targets. STACK picks stacks/<STACK>.yaml over stacks/base.yaml.
+# README.md's table names these targets. STACK picks stacks/<STACK>.yaml over stacks/base.yaml.
 STACK ?= dev
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-migration bench-local test validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-migration bench-local test test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -69,7 +69,7 @@ pulumi: $(VENV)/.installed
 	$(PY) scripts/build-pulumi
 NEED_PULUMI := $(if $(shell command -v pulumi 2>/dev/null),,pulumi)
 
-## make test: install what the tests need, then run the whole suite
+## make test: install what the tests need, then lint, the docs site, and the whole suite (every tier)
 # Everything on RabbitMQ 3.10, then on 4.0 what 4.0 may do differently: the shipped stacks, the broker's
 # behaviour, priorities and compression, the app's reliability on real workers, and the local stack coming
 # up on the 4.0 image with a sync stored (about 7 minutes on 2 cores).
@@ -77,9 +77,20 @@ SERIES_4_TESTS = tests/broker/test_shipped_stacks.py tests/broker/test_behaviour
 	tests/broker/test_priorities.py tests/app/test_reliability.py \
 	tests/e2e/test_local_stack.py::test_the_stack_comes_up_healthy_with_the_broker_as_defined \
 	tests/e2e/test_local_stack.py::test_a_sync_is_stored_in_postgres_by_the_worker_containers
-test: $(VENV)/.installed rabbitmq-server rabbitmq4 prometheus images $(NEED_PULUMI)
+test: $(VENV)/.installed rabbitmq-server rabbitmq4 prometheus images $(NEED_PULUMI) lint docs
 	$(PY) -m pytest
 	RABBITMQ_SERIES=4.0 $(PY) -m pytest $(SERIES_4_TESTS)
+
+## make lint: ruff's lint, mypy over infra/ and app/, and the layers' import contract (pyproject.toml).
+## `ruff format` is configured (line length 120) but not checked yet.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check infra app
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+## make test-fast: the unit tier only (no broker, Docker or network), about a minute
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q tests/unit
 
 ## make local STACK=local [RABBITMQ_SERIES=4.0]: images, render with --compose, up, wait until healthy, print the
 ## URLs; RABBITMQ_SERIES=4.0 runs the broker on Debian trixie's RabbitMQ 4.0 (stacks/overlays/rabbitmq-4.0.yaml).
@@ -135,9 +146,13 @@ preview: $(VENV)/.installed $(NEED_PULUMI)
 golden: $(VENV)/.installed
 	UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/unit/test_render.py -k golden
 
-## make docs: the definition's field reference, as pasted in the README
+## make docs: build the docs site (docs/ → site/) with --strict: a broken link or anchor fails (make test runs it).
+## make docs-serve: the site on http://127.0.0.1:8800, rebuilt as docs/ changes.
 docs: $(VENV)/.installed
-	$(PY) -m infra docs
+	$(VENV)/bin/mkdocs build --strict --quiet
+
+docs-serve: $(VENV)/.installed
+	$(VENV)/bin/mkdocs serve --strict -a 127.0.0.1:8800
 
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build site .pytest_cache

@@ -16,7 +16,7 @@ for path in (REPO, REPO / "app"):
         sys.path.insert(0, str(path))
 
 from tests.app.deployment import Deployment, Process, celery_argv, deploy, wait_for  # noqa: E402
-from tests.app.fake_riot import FakeRiot  # noqa: E402
+from sample_riot.server import FakeRiot  # noqa: E402
 
 __all__ = ["Deployment", "FakeRiot", "deploy", "wait_for", "start_worker", "worker_command", "successes",
            "machine"]
@@ -42,7 +42,7 @@ def worker_command(deployment: Deployment, pool_name: str, *, queues: str | None
 
 def start_worker(deployment: Deployment, argv: list[str], label: str, env: dict | None = None) -> Process:
     """A worker with bench/ on its PYTHONPATH, running once it logs ' ready.'. As the admin: the variants
-    measured consume other queues and take other node names than a pool's own user may (README, "Security")."""
+    measured consume other queues and take other node names than a pool's own user may (docs/security.md)."""
     saved = deployment.env
     deployment.env = {**saved, "PYTHONPATH": str(BENCH), "BENCH_WORKER": label,
                       "CELERY_BROKER_URL": deployment.admin_url, **(env or {})}

@@ -17,7 +17,7 @@ starts with the node the worker is connected to.
 
 Delayed delivery, own queues only: the stock step binds *every* queue of `task_queues` to
 `celery_delayed_delivery` (`#.<key>`), which needs `write` on each of them; a worker of one pool may write
-only to its own (README, "Security"), and the queue it consumes is the one whose delayed tasks must reach
+only to its own (docs/security.md), and the queue it consumes is the one whose delayed tasks must reach
 it. Each pool binds its own queues.
 """
 from __future__ import annotations

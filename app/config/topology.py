@@ -28,7 +28,7 @@ def _queue(declaration: dict) -> Queue:
     exchange = Exchange(declaration["exchange"], type=declaration["exchange_type"],
                         durable=declaration["exchange_durable"])
     # no_declare: the deployer declares the queue, its exchange and binding; the app's users may not
-    # (no `configure` on them: README, "Security"), and kombu then neither declares nor binds them.
+    # (no `configure` on them: docs/security.md), and kombu then neither declares nor binds them.
     return Queue(declaration["name"], exchange, routing_key=declaration["routing_key"],
                  durable=declaration["durable"], queue_arguments=declaration["queue_arguments"],
                  no_declare=declaration.get("no_declare", False))

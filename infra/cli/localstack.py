@@ -5,7 +5,9 @@
 container is healthy — printing progress —, applies the rendered topology to the running broker through
 its management API (brokers first, then the queue migrations, then the topology, then the app; so a changed TTL or a new queue takes effect in place, without replacing the broker:
 definitions.json is read at boot only), and prints the URLs. Objects removed from the definition are not
-deleted this way; `pulumi up` does that. `down [--volumes]` stops the stack, keeping the data volumes
+deleted this way; `pulumi up` does that. With no Riot key in the secrets file, the stack runs on the sample
+Riot API (`app.riot_sample`, laid over the stack from an overlay file in the render directory), so a fresh
+clone comes up without one. `down [--volumes]` stops the stack, keeping the data volumes
 unless asked. The end-to-end tests drive the same functions.
 """
 from __future__ import annotations
@@ -22,12 +24,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import yaml
+
 from infra.cli import main as cli
 from infra.render.compose import COMPOSE_FILE
 from infra.definition.load import load_definition, require
 from infra.plan.plan import build_plan
 from infra.render.secrets import SECRETS_DIR, read_secrets_file
 from infra.plan.services import broker_hosts, client_host
+from infra.paths import SAMPLE_RIOT_PLAYERS
 
 HEALTH_TIMEOUT_S = 300
 
@@ -57,7 +62,7 @@ class LocalStack:
             self.__dict__.pop(cached, None)
 
     def up(self, *services: str) -> None:
-        self.compose("up", "-d", "--no-build", *services)
+        self.compose("up", "-d", "--no-build", "--remove-orphans", *services)  # e.g. riot-sample once a key is set
 
     def container(self, service: str) -> str:
         return self.compose("ps", "-q", service).stdout.strip()
@@ -91,10 +96,12 @@ class LocalStack:
             time.sleep(2)
 
     def start(self, progress=print) -> dict[str, str]:
-        """The brokers first, healthy, then the topology, then everything else: a cluster's nodes boot with
-        the admin alone, and the app's users must exist before its services log in."""
+        """The brokers (and the database, which needs none) first, healthy, then the topology, then everything
+        else: a cluster's nodes boot with the admin alone, and the app's users must exist before its services
+        log in."""
         nodes = self.plan.broker.nodes
-        self.up(*broker_hosts(nodes))  # one after another on a cluster (compose's depends_on)
+        databases = [s.name for s in self.plan.services if s.role == "database"]
+        self.up(*broker_hosts(nodes), *databases)  # the nodes one after another on a cluster (depends_on)
         self.wait_healthy(progress=progress)
         self.wait_cluster(nodes)
         self.migrate_queues()
@@ -164,6 +171,23 @@ class LocalStack:
         self.compose("down", *(["--volumes"] if volumes else []), "--remove-orphans", timeout=300, check=False)
 
 
+SAMPLE_OVERLAY = "riot-sample.yaml"
+
+
+def sample_overlay(stack: str, out: Path, secrets: Path | None = None,
+                   overlays: tuple[Path, ...] = ()) -> Path | None:
+    """With no Riot key set for the stack: an overlay file (in `out`) that runs it on the sample Riot API
+    instead. None when the key is set, or when the stack takes no key."""
+    definition = require(load_definition(stack=stack, overlays=overlays))
+    key = definition.app.riot_api_key
+    if key is None or key.secret in read_secrets_file(secrets or SECRETS_DIR / f"{definition.environment}.yaml"):
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / SAMPLE_OVERLAY
+    path.write_text(yaml.safe_dump({"app": {"riot_sample": True, "riot_api_key": None}}))
+    return path
+
+
 def urls(stack: str, overlays: tuple[Path, ...] = ()) -> list[tuple[str, str]]:
     definition = require(load_definition(stack=stack, overlays=overlays))
     plan = build_plan(definition)
@@ -172,6 +196,19 @@ def urls(stack: str, overlays: tuple[Path, ...] = ()) -> list[tuple[str, str]]:
     return [("web", f"http://{host}:{definition.app.web.port}/healthz"),
             ("management", b.management_url),
             (b.client_scheme, f"{b.client_scheme}://{host}:{b.client_port}")]
+
+
+def sample_note(stack: str, web: str) -> str:
+    """What `make local` says when it runs on the sample Riot API: that it does, how to sync a sample
+    player, and how to talk to Riot instead."""
+    players = json.loads(SAMPLE_RIOT_PLAYERS.read_text())["players"]
+    p = players[0]
+    body = json.dumps({"game_name": p["game_name"], "tag_line": p["tag_line"], "region": p["region"]})
+    names = ", ".join(f"{s['game_name']}#{s['tag_line']} ({s['region']})" for s in players)
+    return (f"riot-sample the sample Riot API serves the app (no Riot key set): {names}\n"
+            f"            try: curl -X POST -H 'Content-Type: application/json' -d '{body}' "
+            f"{web}/api/players/sync\n"
+            f"            with your key in .secrets/{stack}.yaml (riotApiKey: RGAPI-...), `make local` talks to Riot")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,12 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlay", type=Path, action="append", default=[],
                         help="up: a file laid over the stack (repeatable), e.g. stacks/overlays/rabbitmq-4.0.yaml")
     args = parser.parse_args(argv)
-    local = LocalStack(args.stack, args.out or Path("build") / args.stack, f"rabbitmq-celery-{args.stack}",
-                       overlays=tuple(args.overlay))
+    out = args.out or Path("build") / args.stack
+    local = LocalStack(args.stack, out, f"rabbitmq-celery-{args.stack}", overlays=tuple(args.overlay))
     if args.command == "down":
         local.down(volumes=args.volumes)
         print(f"stopped {local.project}" + ("; volumes deleted" if args.volumes else "; volumes kept"))
         return 0
+    sample = sample_overlay(args.stack, out, overlays=local.overlays)
+    local.overlays += (sample,) if sample else ()
     local.render()
     try:
         local.start()
@@ -199,8 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m infra.cli.localstack: {exc}\n  see: docker-compose -p {local.project} -f "
               f"{local.out / COMPOSE_FILE} logs", file=sys.stderr)
         return 1
-    for name, url in urls(args.stack, tuple(args.overlay)):
+    where = urls(args.stack, local.overlays)
+    for name, url in where:
         print(f"{name:<11} {url}")
+    if sample:
+        print(sample_note(args.stack, dict(where)["web"].removesuffix("/healthz")))
     return 0
 
 

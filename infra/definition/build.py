@@ -27,7 +27,7 @@ def hints(cls: type) -> dict[str, Any]:
 
 
 def type_name(tp: Any) -> str:
-    """How the README and the messages name a type."""
+    """How the field reference and the messages name a type."""
     origin = get_origin(tp)
     if origin is Literal:
         return " | ".join(str(a) for a in get_args(tp))

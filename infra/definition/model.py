@@ -1,7 +1,7 @@
 """The stack definition as typed data: one dataclass per object, each field documented where it is declared.
 
 `build.py` turns loaded YAML into these classes (types, units, unknown keys); `validate.py` checks what
-spans several objects; `plan.py` turns a valid definition into what gets deployed. The README's field
+spans several objects; `plan.py` turns a valid definition into what gets deployed. The field
 reference is generated from the `doc=` strings here (`python -m infra docs`), so they are the documentation.
 """
 from __future__ import annotations
@@ -46,12 +46,13 @@ KNOWN_PLUGINS = (
 
 
 def field(default=dataclasses.MISSING, *, doc: str, factory=dataclasses.MISSING):
-    """A model field: its default (or `factory` for lists and maps) and the sentence the README shows."""
+    """A model field: its default (or `factory` for lists and maps) and the sentence the field reference shows."""
     return dataclasses.field(default=default, default_factory=factory, metadata={"doc": doc})
 
 
 class _BoundedInt(int):
-    low, high = 1, None
+    low: int = 1
+    high: int | None = None
     label = expected = ""
 
     @classmethod
@@ -374,7 +375,7 @@ class Vhost:
 class WorkerPool:
     queues: list[str] = field(doc="Queues this pool consumes (`celery worker -Q`).")
     user: str = field(doc="User this pool's workers connect as, its own: its permissions in `celery.vhost` "
-                          "are derived from `queues` (README, \"Security\").")
+                          "are derived from `queues` (docs/security.md).")
     concurrency: PositiveInt = field(PositiveInt(2), doc="Worker processes or threads.")
     pool: WorkerPoolType = field("prefork", doc="Celery execution pool.")
     prefetch_multiplier: PositiveInt = field(PositiveInt(1), doc="Messages reserved per process; 1 with "
@@ -399,7 +400,7 @@ class RouteOptions:
 class Celery:
     vhost: str = field(doc="Vhost the Celery app uses; routes and pools name its queues.")
     web_user: str = field(doc="User the web service (and `manage.py dead_letters`) connects as: publishes "
-                              "tasks, reads parked ones; permissions derived (README, \"Security\").")
+                              "tasks, reads parked ones; permissions derived (docs/security.md).")
     beat_user: str = field(doc="User Celery beat connects as: publishes tasks only; permissions derived.")
     default_queue: str = field("default", doc="Queue of tasks that have no route.")
     routes: dict[str, str] = field(factory=dict, doc="Task name → queue name.")
@@ -451,6 +452,10 @@ class App:
                                                      "`pulumi config set --secret KEY`.")
     riot_api_base_url: str = field("https://{routing}.api.riotgames.com",
                                    doc="`RIOT_API_BASE_URL`; `{routing}` becomes the regional route.")
+    riot_sample: bool = field(False, doc="The local stack only: run the sample Riot API (a few players' "
+                                         "matches, `python -m sample_riot` in the app image) as the "
+                                         "`riot-sample` service and point the app at it, with no Riot key. "
+                                         "`make local` sets it when no `riotApiKey` is set.")
     web: Web = field(factory=Web, doc="The web service.")
     database: Database = field(factory=Database, doc="The app's database.")
     beat: bool = field(True, doc="Run Celery beat (the periodic recovery and maintenance tasks).")

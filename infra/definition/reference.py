@@ -1,4 +1,4 @@
-"""The README's field reference, generated from the model's `doc=` strings."""
+"""The docs' field reference (docs/reference.md), generated from the model's `doc=` strings."""
 from __future__ import annotations
 
 import dataclasses

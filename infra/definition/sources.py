@@ -1,7 +1,7 @@
 """Reading definition files: YAML with the line of every key, and the overlay merge.
 
 A stack is `stacks/base.yaml` overlaid with `stacks/<env>.yaml` (and any `--overlay` files). The merge
-rules, also in the README:
+rules, also in docs/stack-definition.md:
 
 - mappings merge key by key, recursively (so a queue, a user or a vhost is changed by naming only the
   keys that differ);

@@ -398,7 +398,7 @@ class _Checker:
             if c.vhost in self.d.users[user].permissions:
                 self.report(("users", user, "permissions", c.vhost),
                             f"{service}'s permissions in vhost {c.vhost!r} are derived from the definition "
-                            f"(README, \"Security\"): remove this entry")
+                            f"(docs/security.md): remove this entry")
 
     def celery_queue(self, vhost, qname: str, qat: tuple, routing_keys: dict) -> None:
         """A queue Celery declares and publishes to: its exchange and routing key must let exactly this
@@ -441,6 +441,12 @@ class _Checker:
                                                      "https://{routing}.api.riotgames.com")
         if not a.web.allowed_hosts:
             self.report(at + ("web", "allowed_hosts"), "expected at least one host name")
+        if a.riot_sample and self.d.environment != "local":
+            self.report(at + ("riot_sample",), f"the sample Riot API is a service of the local stack "
+                                               f"(`make local`) only, not of {self.d.environment}")
+        if a.riot_sample and a.riot_api_key is not None:
+            self.report(at + ("riot_sample",), "the sample Riot API takes no key: unset app.riot_api_key "
+                                               "(`riot_api_key: ~`)")
         db, dat = a.database, at + ("database",)
         if db.kind == "sqlite" and not self.d.is_dev:
             self.report(dat + ("kind",), f"SQLite is for dev only (one file, one host); use postgres or url in "

@@ -114,7 +114,7 @@ def _flat(value, prefix: str = "") -> dict:
     """{"definition": {"max-length": 5}} → {"definition.max-length": 5}: a difference names its key."""
     if not isinstance(value, dict):
         return {prefix: value}
-    out = {}
+    out: dict = {}
     for key, inner in value.items():
         out.update(_flat(inner, f"{prefix}.{key}" if prefix else str(key)) if isinstance(inner, dict) and inner
                    else {f"{prefix}.{key}" if prefix else str(key): inner})

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from infra.definition.model import StackDefinition, service_users
+from infra.definition.model import StackDefinition
 
 # Celery's own objects (names as Celery 5.7 makes them; `drift.py` knows the same names as not drift):
 PIDBOX = (r"celery\.pidbox", r"reply\.celery\.pidbox")  # remote control (`inspect ping`), mingle: exchanges

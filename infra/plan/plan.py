@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from infra.definition.model import Queue, Secret, StackDefinition, TlsSecrets, Vhost
-from infra.plan.permissions import service_access, service_users
+from infra.definition.model import Queue, Secret, StackDefinition, TlsSecrets, Vhost, service_users
+from infra.plan.permissions import service_access
 from infra.plan.services import (CONFIG_DIR as APP_CONFIG_DIR, ServiceSpec, app_secrets, broker_hosts,
                        client_host, service_specs)
 

@@ -6,6 +6,7 @@ never holds a credential.
 """
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import quote
@@ -18,6 +19,10 @@ APP_UID = "10001"  # the app image's user (app/Dockerfile): owner of the uploade
 CELERY_JSON = f"{CONFIG_DIR}/celery.json"
 DATA_DIR = "/data"  # the app image's data volume (DJANGO_DATA_DIR): dev SQLite database, beat's schedule
 WEB_PORT = 8000  # inside the container; published on listeners.bind at app.web.port
+WORKER_READY = "/dev/shm/celery-worker-ready"  # CELERY_WORKER_READY_FILE: touched once ready (config/celery_app.py)
+# `app.riot_sample`: the sample Riot API, a service of the stack's network only (nothing published).
+SAMPLE_RIOT_HOST, SAMPLE_RIOT_PORT = "riot-sample", 8080
+SAMPLE_RIOT_URL = f"http://{SAMPLE_RIOT_HOST}:{SAMPLE_RIOT_PORT}/{{routing}}"
 WORKER_STOP_TIMEOUT_S = 60  # warm shutdown: running tasks finish (late acks requeue the rest anyway)
 BROKER_HOST = "rabbitmq"  # the broker container's hostname and alias: the node is rabbit@rabbitmq in every
                           # replacement of the container, so it finds its data again
@@ -36,6 +41,30 @@ class HealthCheck:
     timeout: str = "15s"
     retries: int = 3
     start_period: str = "60s"
+
+    def paced(self) -> "HealthCheck":
+        """This check as Docker runs it, starting fast and then slowing down. Docker's own `start_interval`
+        needs Engine 25 (and compose v2); on Debian's engine the check instead runs every PROBE_EVERY_S and
+        skips the real probe (answering healthy) while its last success is younger than `interval`: healthy
+        within seconds of being ready, then probed as often as before. A failure is never skipped, and
+        `retries` scale so that a failing container turns unhealthy after as long as before."""
+        kind, *argv = self.test
+        probe = argv[0] if kind == "CMD-SHELL" else shlex.join(argv)
+        test = (f"last=$(cat {LAST_OK} 2>/dev/null || echo 0); "
+                f"[ $(( $(date +%s) - last )) -lt {_seconds(self.interval)} ] && exit 0; "
+                f"{probe} && date +%s > {LAST_OK}")
+        return HealthCheck(("CMD-SHELL", test), f"{PROBE_EVERY_S}s", self.timeout,
+                           self.retries * max(1, _seconds(self.interval) // PROBE_EVERY_S), self.start_period)
+
+
+PROBE_EVERY_S = 2
+# The time of the last successful probe, in the container's /dev/shm: a tmpfs Docker makes anew at each start,
+# so a restarted container is probed at once instead of trusting its last life's success.
+LAST_OK = "/dev/shm/healthcheck-ok"
+
+
+def _seconds(duration: str) -> int:
+    return int(duration.removesuffix("s"))
 
 
 # Healthy once the node has booted: `check_running` (RabbitMQ's stage-2 health check), not `ping`, which
@@ -76,7 +105,7 @@ class PortSpec:
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str  # web, worker-<pool>, beat, postgres: the container is `<prefix>-<name>`
-    role: str  # web | worker | beat | database
+    role: str  # web | worker | beat | database | riot-sample
     command: tuple[str, ...]  # empty: the image's own
     env: tuple[tuple[str, str], ...]  # plain values, sorted by name
     secret_env: tuple[tuple[str, SecretEnv], ...]
@@ -184,7 +213,7 @@ def _common_env(d: StackDefinition, amqp_port: int, scheme: str) -> tuple[dict, 
         "DJANGO_SETTINGS_MODULE": a.settings_module,
         "DJANGO_ALLOWED_HOSTS": ",".join(a.web.allowed_hosts),
         "CELERY_TOPOLOGY_FILE": CELERY_JSON,
-        "RIOT_API_BASE_URL": a.riot_api_base_url,
+        "RIOT_API_BASE_URL": SAMPLE_RIOT_URL if a.riot_sample else a.riot_api_base_url,
         **db_env,
     }
     secret_env = {"DJANGO_SECRET_KEY": SecretEnv(a.secret_key.secret), **db_secret_env}
@@ -226,11 +255,16 @@ def service_specs(d: StackDefinition, workers, publish_ip: str, amqp_port: int,
                    ports=(PortSpec(WEB_PORT, int(web.port), publish_ip),))]
     for w in workers:
         name = f"worker-{w.name}"
-        # `inspect ping` asks this very worker, by name, to answer through the broker.
-        specs.append(_spec(name, "worker", w.command, env, secret_env(name),
-                           ("CMD", "celery", "-A", "config", "inspect", "ping", "-d", f"{w.name}@{name}",
-                            "--timeout", "10"),
+        # `inspect ping` asks this very worker, by name, to answer through the broker; only once the worker
+        # says it is ready (config/celery_app.py): a ping before then would wait out its whole timeout.
+        specs.append(_spec(name, "worker", w.command, {**env, "CELERY_WORKER_READY_FILE": WORKER_READY}, secret_env(name),
+                           ("CMD-SHELL", f"[ -e {WORKER_READY} ] && celery -A config inspect ping -d "
+                                         f"{w.name}@{name} --timeout 5"),
                            stop_timeout_s=WORKER_STOP_TIMEOUT_S))
+    if d.app.riot_sample:
+        specs.append(_spec(SAMPLE_RIOT_HOST, "riot-sample", ("python", "-m", "sample_riot", "--port", str(SAMPLE_RIOT_PORT)),
+                           {}, {}, ("CMD", "python", "-c", "import socket; socket.create_connection(('127.0.0.1', "
+                                                           f"{SAMPLE_RIOT_PORT}), 5)")))
     if d.app.beat:
         specs.append(_spec("beat", "beat", ("celery", "-A", "config", "beat", "-l", "info", "--schedule",
                                             f"{DATA_DIR}/celerybeat-schedule"),

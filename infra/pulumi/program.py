@@ -5,7 +5,6 @@ stack outputs.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import pulumi
 import pulumi_rabbitmq as rabbitmq

@@ -71,8 +71,10 @@ def config_label(*contents: str) -> dict:
 
 
 def _healthcheck(check: HealthCheck) -> dict:
-    return {"test": list(check.test), "interval": check.interval, "timeout": check.timeout,
-            "retries": check.retries, "start_period": check.start_period}
+    docker = check.paced()
+    # `$$`: compose would read the shell's `$(...)` as its own variables
+    return {"test": [part.replace("$", "$$") for part in docker.test], "interval": docker.interval, "timeout": docker.timeout,
+            "retries": docker.retries, "start_period": docker.start_period}
 
 
 def broker_services(plan: Plan, mounted: dict[str, str]) -> dict[str, dict]:

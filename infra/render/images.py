@@ -3,12 +3,12 @@ new tag (and its containers are replaced) and an unchanged one gets none. Used b
 the compose file alike."""
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 from pathlib import Path
 
-from infra.definition.model import App
+from docker.utils.build import PatternMatcher
 
+from infra.definition.model import App
 
 
 def ignore_patterns(context: Path) -> list[str]:
@@ -18,12 +18,10 @@ def ignore_patterns(context: Path) -> list[str]:
     return [line.strip().removeprefix("/") for line in lines if line.strip() and not line.startswith("#")]
 
 
-def ignored(relative: Path, patterns: list[str]) -> bool:
-    """Docker's rule, for the patterns used here: a pattern matches the path or one of its parents
-    (`**/` matches any depth, including none)."""
-    candidates = [Path(*relative.parts[:i]).as_posix() for i in range(1, len(relative.parts) + 1)]
-    return any(fnmatch.fnmatchcase(c, p) or (p.startswith("**/") and fnmatch.fnmatchcase(c.rsplit("/", 1)[-1], p[3:]))
-               for p in patterns for c in candidates)
+def ignored(relative: Path, matcher: PatternMatcher) -> bool:
+    """Docker's rules, by the Docker SDK's own matcher: patterns anchored at the context's root, a pattern
+    matches a path or one of its parents, `**` any depth, and a later `!pattern` takes a path back."""
+    return matcher.matches(relative.as_posix())
 
 
 class MissingBuildContext(Exception):
@@ -32,11 +30,11 @@ class MissingBuildContext(Exception):
 
 def context_digest(context: Path) -> str:
     """A digest of the build context's files (names and bytes), less what its .dockerignore leaves out."""
-    patterns = ignore_patterns(context)
+    matcher = PatternMatcher(ignore_patterns(context))
     digest = hashlib.sha256()
     for path in sorted(p for p in context.rglob("*") if p.is_file()):
         relative = path.relative_to(context)
-        if ignored(relative, patterns) and relative != Path("Dockerfile"):  # the build reads it anyway
+        if ignored(relative, matcher) and relative != Path("Dockerfile"):  # the build reads it anyway
             continue
         digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]

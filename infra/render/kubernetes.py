@@ -193,7 +193,7 @@ def workload(plan: Plan, spec: ServiceSpec, app_image: str) -> dict:
         container["readinessProbe"] = {**_probe(spec.healthcheck, check, spec.hostname), "initialDelaySeconds": 5}
     volume_key, path = spec.volume
     mounts = [{"name": volume_key, "mountPath": path}]
-    volumes = []
+    volumes: list[dict] = []
     if spec.runs_app:
         mounts.append({"name": "celery-json", "mountPath": CONFIG_DIR, "readOnly": True})
         volumes.append({"name": "celery-json", "configMap": {"name": "celery-json"}})

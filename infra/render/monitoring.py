@@ -70,7 +70,8 @@ def _scheme(plan: Plan) -> dict:
 
 def prometheus_config(d: StackDefinition, plan: Plan) -> dict:
     target = f"{_scrape_host(plan)}:{plan.broker.prometheus_port}"
-    labels = lambda: {"environment": d.environment}  # one dict each: no YAML anchors in the output
+    def labels() -> dict:
+        return {"environment": d.environment}  # one dict each: no YAML anchors in the output
     interval = str(d.monitoring.scrape_interval)
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
@@ -90,7 +91,7 @@ def _selector(vhost: str, queue: str) -> str:
 
 
 def _rule(name: str, expr: str, duration, severity: str, summary: str, description: str, **labels) -> dict:
-    rule = {"alert": name, "expr": expr}
+    rule: dict = {"alert": name, "expr": expr}
     if duration:
         rule["for"] = str(duration)
     rule["labels"] = {"severity": severity, **labels}  # per-queue rules carry their queue: no two alike
@@ -173,6 +174,7 @@ def dashboard(d: StackDefinition) -> dict:
 def monitoring_files(d: StackDefinition, plan: Plan) -> dict[str, str]:
     """File name → content, for every file in render.MONITORING_FILES. No credential: the prometheus
     endpoint takes none."""
-    dump = lambda data: yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=120)
+    def dump(data) -> str:
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=120)
     return {"prometheus.yml": dump(prometheus_config(d, plan)), "alerts.yml": dump(alert_rules(d)),
             "dashboard.json": json.dumps(dashboard(d), indent=2) + "\n"}

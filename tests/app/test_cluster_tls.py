@@ -1,7 +1,7 @@
 """The three-node cluster with TLS on (AMQPS and HTTPS only, mutual TLS, one CA for the cluster): the same
 cluster tests as tests/app/test_cluster.py, run against it, with the app's failover URLs over AMQPS; and
 every connection the app makes is TLS with its client certificate. The Erlang distribution between the
-nodes is not TLS here (README, "Clustering")."""
+nodes is not TLS here (docs/clustering.md)."""
 from __future__ import annotations
 
 import pytest

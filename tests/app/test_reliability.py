@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from config.topology import time_limits
+from sample_riot.server import FakeRiot
 from tests.app.deployment import deploy, print_logs_if_failed, wait_for
-from tests.app.fake_riot import FakeRiot
 
 
 @pytest.fixture(scope="module")

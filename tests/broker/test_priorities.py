@@ -27,7 +27,7 @@ from tests.support.stacks import booted
 from tests.support.waiting import wait_for
 
 DEFINITION = Path("tests/data/valid/priorities.yaml")
-MATCH = Path("tests/app/fixtures/match.json")
+MATCH = Path("app/sample_riot/data/match.json")
 BACKGROUND = 500
 FIRST_FEW = 5
 # Quorum queues honour priorities from RabbitMQ 4.0 on.

@@ -168,7 +168,7 @@ def test_the_app_works_over_tls_web_and_a_real_worker(overlay, tmp_path):
     """The reliability harness's deployment with TLS on: bin/web (migrate, gunicorn) and a worker started
     with the plan's command line, configured only by the environment and celery.json, run a sync job."""
     from tests.app.deployment import deploy
-    from tests.app.fake_riot import FakeRiot
+    from sample_riot.server import FakeRiot
 
     (tmp_path / "tls.yaml").write_text(overlay)
     riot = FakeRiot().start()

@@ -171,8 +171,8 @@ def apply_container(host: DockerHost, inputs: dict, image: str) -> None:
     for env in inputs.get("envs") or []:
         argv += ["-e", env]
     check = inputs["healthcheck"]
-    assert check["tests"][0] == "CMD"
-    argv += ["--health-cmd", " ".join(check["tests"][1:]), "--health-interval", check["interval"],
+    kind, *test = check["tests"]
+    argv += ["--health-cmd", test[0] if kind == "CMD-SHELL" else " ".join(test), "--health-interval", check["interval"],
              "--health-timeout", check["timeout"], "--health-retries", str(int(check["retries"])),
              "--health-start-period", check["startPeriod"]]
     entrypoints = inputs.get("entrypoints") or []

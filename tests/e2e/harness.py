@@ -20,7 +20,7 @@ import yaml
 
 from infra.definition.load import load_definition, require
 from infra.render.images import app_image_name
-from infra.cli.localstack import LocalStack
+from infra.cli.localstack import LocalStack, sample_overlay
 from infra.plan.services import broker_hosts
 from tests.support.rabbit_node import ManagementAPI, free_ports
 from tests.support.rabbit_series import current as current_series
@@ -95,6 +95,18 @@ class E2EStack:
         return int(self.sql(f"SELECT COUNT(*) FROM {table} {where}")[0])
 
 
+def fake_riot(project: str, name: str, config_dir: Path, config: dict) -> None:
+    """The sample Riot API serving `config`'s players (and delays) as a container on the stack's network."""
+    config_dir.mkdir()
+    (config_dir / "config.json").write_text(json.dumps(config))
+    config_dir.chmod(0o755)
+    (config_dir / "config.json").chmod(0o644)
+    app_image = app_image_name(require(load_definition(stack="local")).app, REPO)
+    docker("run", "-d", "--name", name, "--network", f"{project}_stack", "--network-alias", "fake-riot",
+           "-v", f"{config_dir}:/e2e-config:ro", app_image,
+           "python", "-m", "sample_riot", "--config", "/e2e-config/config.json")
+
+
 class ImagesMissing(Exception):
     pass
 
@@ -133,9 +145,11 @@ def _bindable(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_stack(players: list[dict], slow: dict[str, float], project: str, nodes: int = 1):
+def running_stack(players: list[dict] | None, slow: dict[str, float], project: str, nodes: int = 1, prepare=None):
     """The local stack up and healthy, with a fake Riot API serving `players`; everything removed after.
-    `nodes`: the broker's nodes (`broker.nodes`)."""
+    `nodes`: the broker's nodes (`broker.nodes`). `players=None`: as on a fresh clone, no Riot key, and the
+    stack's own sample Riot API service (`make local`'s default). `prepare(local)`: runs between the render
+    and the start (bench/local_stack.py changes the compose file there)."""
     series_overlays = SERIES_OVERLAYS.get(current_series().name, ())
     require_images("local", series_overlays)
     amqp, management, prometheus = free_port_blocks(3, nodes)
@@ -148,30 +162,27 @@ def running_stack(players: list[dict], slow: dict[str, float], project: str, nod
     overlay.write_text(yaml.safe_dump({
         "broker": {"nodes": nodes, "listeners": {"bind": "127.0.0.1", "amqp": amqp, "management": management,
                                                  "prometheus": prometheus}},
-        "app": {"web": {"port": web}, "riot_api_base_url": "http://fake-riot:8080/{routing}"},
+        "app": {"web": {"port": web}, **({} if players is None else {"riot_api_base_url": "http://fake-riot:8080/{routing}"})},
         # no pacing of the match queues: a batch here is a few seconds, not 20 timelines a minute
         "vhosts": {"/": {"queues": {"match_processing": {"rate_limit": None},
                                     "timeline_processing": {"rate_limit": None}}}},
     }))
     secrets_file = work / "secrets.yaml"
-    secrets_file.write_text(yaml.safe_dump({"riotApiKey": TEST_SECRETS["riotApiKey"]}))
+    secrets_file.write_text(yaml.safe_dump({} if players is None else {"riotApiKey": TEST_SECRETS["riotApiKey"]}))
     secrets_file.chmod(0o600)
-    riot_config = work / "riot" / "config.json"
-    riot_config.parent.mkdir()
-    riot_config.write_text(json.dumps({"players": players, "slow": slow}))
-    riot_config.parent.chmod(0o755)
-    riot_config.chmod(0o644)
-    local = LocalStack("local", work / "out", project, secrets=secrets_file, overlays=(*series_overlays, overlay))
+    sample = sample_overlay("local", work / "out", secrets_file)
+    assert (sample is None) == (players is not None)
+    local = LocalStack("local", work / "out", project, secrets=secrets_file,
+                       overlays=(*series_overlays, overlay) + ((sample,) if sample else ()))
     fake = f"{project}-fake-riot"
     try:
         local.render()
+        if prepare:
+            prepare(local)
         secrets = yaml.safe_load(secrets_file.read_text())
-        local.up(*broker_hosts(nodes), "postgres")  # creates the stack's network
-        app_image = app_image_name(require(load_definition(stack="local")).app, REPO)
-        docker("run", "-d", "--name", fake, "--network", f"{project}_stack", "--network-alias", "fake-riot",
-               "-v", f"{REPO / 'tests' / 'app'}:/fake:ro", "-v", f"{REPO / 'tests' / 'e2e'}:/e2e:ro",
-               "-v", f"{riot_config.parent}:/e2e-config:ro", app_image,
-               "python", "/e2e/fake_riot_container.py", "/e2e-config/config.json")
+        if players is not None:
+            local.up(*broker_hosts(nodes), "postgres")  # creates the stack's network
+            fake_riot(project, fake, work / "riot", {"players": players, "slow": slow})
         started = time.monotonic()
         local.start(progress=lambda line: print(f"[e2e up] {line}", flush=True))
         yield E2EStack(local, work, ports, secrets, fake, time.monotonic() - started)

@@ -3,7 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.cli.readme import with_reference
+from infra.cli.regenerate import with_reference
 
 
 def infra(*args: str) -> subprocess.CompletedProcess:
@@ -35,6 +35,6 @@ def test_wrong_command_line_exits_64():
     assert infra("frobnicate").returncode == 64
 
 
-def test_readme_field_reference_is_current():
-    readme = Path("README.md").read_text()
-    assert with_reference(readme) == readme, "run: .venv/bin/python -m infra.cli.readme"
+def test_the_docs_field_reference_is_current():
+    page = Path("docs/reference.md").read_text()
+    assert with_reference(page) == page, "run: .venv/bin/python -m infra.cli.regenerate"

@@ -43,6 +43,11 @@ def pulumi_containers(stack: str, ca_dir) -> dict:
     return {r.name: r.inputs for r in monitor.of_type("docker:index/container:Container")}
 
 
+def unescaped(test: list[str]) -> list[str]:
+    """A compose health check as Docker gets it: compose reads `$$` as `$`."""
+    return [part.replace("$$", "$") for part in test]
+
+
 def mount_paths(volumes: list[str]) -> set[str]:
     return {v.split(":")[1] for v in volumes}
 
@@ -70,11 +75,11 @@ def test_compose_services_equal_the_pulumi_containers(tmp_path, stack):
             mounted = mounted - {TLS_MOUNT} | tls
         assert mounted == {v["containerPath"] for v in container["volumes"]} | pulumi_files
         assert service.get("ports", []) == [f"{p['ip']}:{int(p['external'])}:{int(p['internal'])}" for p in container.get("ports", [])]
-        assert service["healthcheck"]["test"] == container["healthcheck"]["tests"]
+        assert unescaped(service["healthcheck"]["test"]) == container["healthcheck"]["tests"]
         assert service["hostname"] == container["hostname"]
     broker, container = compose["services"]["rabbitmq"], containers["broker-container"]
     assert broker["ports"] == [f"{p['ip']}:{int(p['external'])}:{int(p['internal'])}" for p in container["ports"]]
-    assert broker["healthcheck"]["test"] == container["healthcheck"]["tests"]
+    assert unescaped(broker["healthcheck"]["test"]) == container["healthcheck"]["tests"]
     assert mount_paths(broker["volumes"]) - {"/run/secrets/definitions.json", TLS_MOUNT} | \
         {"/etc/rabbitmq/definitions.json"} | broker_tls == \
         {v["containerPath"] for v in container["volumes"]} | {u["file"] for u in unwrap(container["uploads"])}
@@ -172,3 +177,29 @@ def test_a_three_node_stack_is_three_broker_services_the_app_waits_for(tmp_path)
         if spec.runs_app:
             assert set(compose["services"][spec.name]["depends_on"]) >= set(brokers)
     assert TEST_SECRETS["rabbitmqErlangCookie"] not in compose_yaml(compose)
+
+
+def test_health_checks_probe_fast_until_healthy_then_at_the_specs_interval(tmp_path):
+    """The paced check in a real shell: it runs the probe until it passes, then answers from the time of the
+    last success until `interval` has gone by; a failing probe is never skipped."""
+    import subprocess
+
+    from infra.plan.services import LAST_OK, HealthCheck
+
+    calls = tmp_path / "calls"
+    state = tmp_path / "state"
+    probe = f"echo x >> {calls}; [ -f {state} ]"
+    check = HealthCheck(("CMD-SHELL", probe), interval="30s", retries=3).paced()
+    assert (check.interval, check.retries) == ("2s", 45)
+    script = check.test[1].replace(LAST_OK, str(tmp_path / "last-ok"))
+
+    def run() -> int:
+        return subprocess.run(["sh", "-c", script]).returncode
+
+    assert run() != 0 and run() != 0  # not ready: probed each time
+    state.touch()
+    assert run() == 0 and run() == 0 and run() == 0  # ready: probed once, then skipped
+    assert calls.read_text().count("x") == 3
+    (tmp_path / "last-ok").write_text("0\n")  # the last success long ago: probed again, and fails now
+    state.unlink()
+    assert run() != 0 and calls.read_text().count("x") == 4

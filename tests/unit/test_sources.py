@@ -1,4 +1,4 @@
-"""Loading YAML with the line of every key, and the overlay merge rules the README documents."""
+"""Loading YAML with the line of every key, and the overlay merge rules docs/stack-definition.md documents."""
 from pathlib import Path
 
 import pytest

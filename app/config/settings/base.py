@@ -1,7 +1,7 @@
 """Settings every environment shares. Everything that differs comes from the environment:
 
 DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DJANGO_DATA_DIR, DATABASE_URL, CELERY_BROKER_URL,
-CELERY_TOPOLOGY_FILE, RIOT_API_KEY, RIOT_API_BASE_URL (see README, "Running the app").
+CELERY_TOPOLOGY_FILE, RIOT_API_KEY, RIOT_API_BASE_URL (see docs/app.md).
 """
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """pytest: eager tasks, an in-memory broker, the shipped dev topology, a fake Riot host."""
 import os
-from pathlib import Path
 
 from .base import *  # noqa: F401,F403
 from .base import APP_DIR, celery_topology

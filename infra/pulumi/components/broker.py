@@ -58,8 +58,9 @@ def host_entries(addresses: Mapping[str, str], skip: str = "") -> list[docker.Co
 
 
 def healthcheck(check: HealthCheck = BROKER_HEALTHCHECK) -> docker.ContainerHealthcheckArgs:
-    return docker.ContainerHealthcheckArgs(tests=list(check.test), interval=check.interval, timeout=check.timeout,
-                                           retries=check.retries, start_period=check.start_period)
+    paced = check.paced()  # fast until healthy, then at the check's interval (HealthCheck.paced)
+    return docker.ContainerHealthcheckArgs(tests=list(paced.test), interval=paced.interval, timeout=paced.timeout,
+                                           retries=paced.retries, start_period=paced.start_period)
 
 
 def management_url(b: BrokerConfig) -> str:

@@ -48,7 +48,9 @@ def test_broker_container_gets_the_rendered_files_and_waits_healthy(stack):
     assert inputs["name"] == f"{PROJECT}-{stack}-rabbitmq" and inputs["hostname"] == "rabbitmq"
     assert inputs["wait"] is True and inputs["restart"] == "unless-stopped"
     assert container.request.deleteBeforeReplace
-    assert inputs["healthcheck"]["tests"] == ["CMD", "rabbitmq-diagnostics", "-q", "check_running"]
+    check = inputs["healthcheck"]  # RabbitMQ's check_running, paced: every 2 s until it passed, then every 10 s
+    assert check["tests"][0] == "CMD-SHELL" and "rabbitmq-diagnostics -q check_running" in check["tests"][1]
+    assert (check["interval"], check["retries"]) == ("2s", 30) and "-lt 10 ]" in check["tests"][1]
     # definitions.json is secret, so the whole uploads input travels as one secret
     assert is_secret(inputs["uploads"])
     uploads = {u["file"]: u for u in unwrap(inputs["uploads"])}

@@ -12,7 +12,7 @@ from infra.render import files as render
 from infra.render.images import context_digest
 from infra.definition.load import load_definition, require
 from infra.plan.plan import build_plan
-from infra.plan.services import CELERY_JSON, DATA_DIR, SecretEnv
+from infra.plan.services import CELERY_JSON, DATA_DIR, HealthCheck, SecretEnv
 from tests.unit.program.test_program import PROJECT, is_secret, unwrap, with_config
 from infra.pulumi.preview import run
 from tests.support.stacks import TEST_SECRETS
@@ -45,7 +45,7 @@ def specs_as_expected(plan) -> dict:
         "command": s.command,
         "env": {**dict(s.env), **{n: t.fill(TEST_SECRETS[t.key]) for n, t in s.secret_env}},
         "ports": {(p.internal, p.external, p.ip) for p in s.ports},
-        "healthcheck": s.healthcheck,
+        "healthcheck": HealthCheck(s.healthcheck).paced().test,
         "hostname": s.hostname,
         "stop_timeout": s.stop_timeout_s,
     } for s in plan.services}
@@ -153,6 +153,27 @@ def test_context_digest_follows_the_files_docker_builds_from(tmp_path):
     assert context_digest(tmp_path) != second
 
 
+def test_context_digest_follows_dockerignore_exceptions(tmp_path):
+    """A `!pattern` takes a file back into the context (Docker's rule): it changes the tag; the files still
+    ignored do not. Patterns are anchored at the context's root, so a nested `notes.md` is built from."""
+    (tmp_path / ".dockerignore").write_text("data/*.json\n!data/players.json\nnotes.md\n")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "players.json").write_text("[]\n")
+    (tmp_path / "data" / "cache.json").write_text("{}\n")
+    (tmp_path / "notes.md").write_text("a\n")
+    first = context_digest(tmp_path)
+    (tmp_path / "data" / "cache.json").write_text('{"more": 1}\n')
+    (tmp_path / "notes.md").write_text("b\n")
+    assert context_digest(tmp_path) == first
+    (tmp_path / "data" / "players.json").write_text("[1]\n")
+    second = context_digest(tmp_path)
+    assert second != first
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.md").write_text("c\n")
+    assert context_digest(tmp_path) != second
+
+
 def test_postgres_runs_with_its_own_volume_and_the_app_reaches_it_with_a_secret_url():
     with_config(TEST_SECRETS | {"postgresPassword": "pg/pass@word"})
     monitor, _ = run(program.main, stack="prod")
@@ -162,7 +183,7 @@ def test_postgres_runs_with_its_own_volume_and_the_app_reaches_it_with_a_secret_
     assert "uploads" not in postgres and "command" not in postgres  # the official image's own entry point
     env = dict(e.split("=", 1) for e in unwrap(postgres["envs"]))
     assert env == {"POSTGRES_DB": "app", "POSTGRES_USER": "app", "POSTGRES_PASSWORD": "pg/pass@word"}
-    assert postgres["healthcheck"]["tests"] == ["CMD", "pg_isready", "-U", "app", "-d", "app"]
+    assert postgres["healthcheck"]["tests"] == list(HealthCheck(("CMD", "pg_isready", "-U", "app", "-d", "app")).paced().test)
     web = monitor.named("app-web")
     web_env = dict(e.split("=", 1) for e in unwrap(web.inputs["envs"]))
     assert web_env["DATABASE_URL"] == "postgres://app:pg%2Fpass%40word@postgres:5432/app"

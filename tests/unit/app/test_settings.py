@@ -16,7 +16,7 @@ from config.celery_app import app as celery_app
 from infra.definition.load import load_definition, require
 from infra.plan.plan import celery_declarations
 
-APP_DIR = Path(__file__).resolve().parents[2] / "app"
+APP_DIR = Path(__file__).resolve().parents[3] / "app"
 GOLDEN = Path("tests/golden")
 
 

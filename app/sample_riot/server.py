@@ -1,4 +1,5 @@
-"""A fake Riot API on 127.0.0.1, serving tests/app/fixtures in account-v1 and match-v5's shapes.
+"""A fake Riot API on 127.0.0.1, serving app/sample_riot/data in account-v1 and match-v5's shapes: the tests'
+fake, and with `python -m sample_riot` the local stack's sample Riot API.
 
 URLs are the real paths under a routing prefix: RIOT_API_BASE_URL=http://127.0.0.1:PORT/{routing}.
 The test scripts failures per path pattern: `fail(pattern, (500,), (429, {"Retry-After": "3"}))` answers the
@@ -7,7 +8,6 @@ next two matching requests so, then the fixtures again; `fail_always(pattern, 50
 """
 from __future__ import annotations
 
-import copy
 import json
 import re
 import threading
@@ -15,9 +15,10 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 from urllib.parse import unquote, urlsplit
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "data"
 ROUTINGS = {"americas", "asia", "europe", "sea"}
 
 
@@ -35,14 +36,14 @@ class Request:
 
 class FakeRiot:
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
-        """On loopback and a free port for the tests; tests/e2e runs it in a container on 0.0.0.0:8080."""
+        """On loopback and a free port for the tests; in a container on 0.0.0.0:8080 as the sample Riot API."""
         self.players: dict[tuple[str, str], dict] = {}  # (game name lower, tag lower) → account
         self.match_ids: dict[str, list[str]] = {}  # puuid → ids
         self.requests: list[Request] = []
         self._scripts: list[tuple[re.Pattern, list]] = []  # scripted answers, consumed in order
         self._always: dict[str, int] = {}
         self._slow: dict[str, float] = {}
-        self._hooks: list[tuple[re.Pattern, callable]] = []
+        self._hooks: list[tuple[re.Pattern, Callable]] = []
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer((host, port), self._handler())
         self.server.daemon_threads = True

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.rabbit_node import free_ports
 
-BIN = Path(__file__).resolve().parents[2] / "app" / "bin"
+BIN = Path(__file__).resolve().parents[3] / "app" / "bin"
 
 
 def test_bin_scripts_are_executable_and_web_is_posix_sh():
