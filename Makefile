@@ -28,8 +28,8 @@ rabbitmq4: $(RABBITMQ4_ROOT)/usr/lib/rabbitmq/bin/rabbitmq-server
 $(RABBITMQ4_ROOT)/usr/lib/rabbitmq/bin/rabbitmq-server:
 	@command -v debootstrap >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends debootstrap; }
-	rm -rf $(RABBITMQ4_ROOT).tmp
-	$(SUDO) debootstrap --variant=minbase --include=rabbitmq-server trixie $(RABBITMQ4_ROOT).tmp $(DEBIAN_MIRROR)
+	rm -rf $(RABBITMQ4_ROOT).tmp && mkdir -p $(dir $(RABBITMQ4_ROOT))
+	$(SUDO) debootstrap --variant=minbase --include=rabbitmq-server trixie $(CURDIR)/$(RABBITMQ4_ROOT).tmp $(DEBIAN_MIRROR)
 	rm -rf $(RABBITMQ4_ROOT) && mv $(RABBITMQ4_ROOT).tmp $(RABBITMQ4_ROOT)
 
 # GNU time: bench/toolkit.py reads each command's peak memory from it.
