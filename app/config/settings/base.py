@@ -91,7 +91,8 @@ if "{routing}" not in RIOT_API_BASE_URL:
 # The Riot rate limiter (docs/rate-limits.md). The application limit until Riot's headers say otherwise:
 # a development key's 20 per second and 100 per 2 minutes, per routing region.
 RIOT_APP_RATE_LIMIT = os.environ.get("RIOT_APP_RATE_LIMIT", "20:1,100:120")
-# Worker processes of the stack: when the limiter's store does not answer, each takes this share of a limit.
+# When the limiter's store does not answer, each worker process keeps 1/this of a limit (set per pool by the
+# stack: its processes × the number of pools).
 RIOT_RATE_LIMIT_PROCESSES = int(os.environ.get("RIOT_RATE_LIMIT_PROCESSES", "1"))
 RIOT_RATE_LIMIT_MARGIN_S = 0.05  # added to each window: the spread of request latencies Riot counts by arrival
 RIOT_RATE_LIMIT_INLINE_WAIT_S = 10.0  # a slot further away than this: the task is delayed instead of sleeping
