@@ -50,7 +50,7 @@ class RegionalRouter:
 
             task = current_app.tasks.get(name)
         region = task.riot_region(*(args or ()), **(kwargs or {})) if task is not None else None
-        return by_region.get(region) or by_region["default"]
+        return dict(by_region.get(region) or by_region["default"])  # a copy: Celery's router pops from it
 
 
 def time_limits(consumer_timeout_ms: int) -> tuple[int, int]:

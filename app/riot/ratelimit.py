@@ -20,7 +20,7 @@ import threading
 import time
 from collections import defaultdict, deque
 
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, transaction
 
 log = logging.getLogger(__name__)
 
@@ -170,16 +170,18 @@ class RateLimiter:
     def from_settings(cls) -> "RateLimiter":
         from django.conf import settings
 
+        # a quarter of the task's soft time limit at most, so a task that waited in-process still has time
+        soft_limit = getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None) or float("inf")
         return cls(default_app_limits=parse_limits(settings.RIOT_APP_RATE_LIMIT),
                    alias=settings.RIOT_RATE_LIMIT_DATABASE, processes=settings.RIOT_RATE_LIMIT_PROCESSES,
-                   margin=settings.RIOT_RATE_LIMIT_MARGIN_S, inline_wait=settings.RIOT_RATE_LIMIT_INLINE_WAIT_S)
+                   margin=settings.RIOT_RATE_LIMIT_MARGIN_S,
+                   inline_wait=min(settings.RIOT_RATE_LIMIT_INLINE_WAIT_S, soft_limit / 4))
 
     # -- the store, or this process alone when it does not answer -------------------------------------
     def _use(self, operation: str, *args):
         try:
             result = getattr(self.database, operation)(*args)
         except DatabaseError as exc:
-            connections[self.database.alias].close_if_unusable_or_obsolete()
             if self._degraded_since is None:
                 self._degraded_since = self.clock()
                 log.warning("rate limiter store unreachable (%s): per-process limits (1/%d of each) until it "
