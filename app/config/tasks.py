@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-
 import time
 
 from celery import Task

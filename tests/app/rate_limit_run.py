@@ -69,10 +69,11 @@ def regional_floor_s(everyone: list[Player], limits: str) -> float:
 
 
 @contextlib.contextmanager
-def rate_limited_deployment(max_wait_s: float = 15 * 60):
+def rate_limited_deployment(max_wait_s: float = 15 * 60, overlays: tuple = ()):
     """(deployment) with the limiter's store migrated; the fake Riot API is set per run (`use_riot`)."""
     placeholder = FakeRiot()  # deploy() wants one for the web's environment; each run brings its own
-    deployment, cleanup = deploy(placeholder, overlays=(OVERLAY,))
+    deployment, cleanup = deploy(placeholder, overlays=(OVERLAY, *overlays))
+    placeholder.server.server_close()
     try:
         deployment.limiter_db = deployment.workdir / "ratelimit.sqlite3"
         deployment.env.update({"RIOT_RATE_LIMIT_DATABASE_URL": f"sqlite:///{deployment.limiter_db}",
