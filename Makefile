@@ -109,7 +109,6 @@ bench-local: images
 ## sync pacing against the limiter's (bench/RESULTS.md, "Riot rate limits"); about 5 minutes
 bench-rate-limits: $(VENV)/.installed rabbitmq-server
 	$(PY) bench/rate_limits.py
-	$(PY) bench/sync_pacing.py
 
 local-down:
 	$(PY) -m infra.cli.localstack down --stack $(LOCAL_STACK) $(if $(VOLUMES),--volumes)

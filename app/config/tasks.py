@@ -58,7 +58,9 @@ class AppTask(Task):
     def retry(self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None, max_retries=None,
               **options):
         if eta is None and countdown is not None:  # an automatic retry
-            headers = dict(self.request.headers or {})
+            # the custom headers without the broker's x-death: a message that carries them into the delayed
+            # delivery's queues again is taken for a dead-letter cycle and dropped (as Celery's own retry does)
+            headers = self.request.as_execution_options()["headers"]
             waits = int(headers.get(WAITS_HEADER, 0))
             if isinstance(exc, RiotRateLimited):
                 countdown = max(1, math.ceil(exc.retry_after))

@@ -179,6 +179,14 @@ class Deployment:
             if process.argv[0] != str(APP_DIR / "bin" / "web"):
                 process.stop()
 
+    def after_test(self, request) -> None:
+        """A test's end: its processes' logs printed if it failed, the workers it started stopped."""
+        if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+            for process in self.processes:
+                print(f"--- {process.log.name}\n{process.output()[-4000:]}")
+        self.stop_workers()
+        self.processes = [p for p in self.processes if p.alive()]
+
     def close(self) -> None:
         for process in self.processes:
             process.stop(timeout=10)

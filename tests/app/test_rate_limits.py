@@ -107,11 +107,7 @@ def app(deployment, request):
     try:
         yield deployment
     finally:
-        if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-            for process in deployment.processes:
-                print(f"--- {process.log.name}\n{process.output()[-4000:]}")
-        deployment.stop_workers()
-        deployment.processes = [p for p in deployment.processes if p.alive()]
+        deployment.after_test(request)
         for riot in riots:
             riot.close()
 

@@ -149,9 +149,6 @@ def running_stack(players: list[dict], slow: dict[str, float], project: str, nod
         "broker": {"nodes": nodes, "listeners": {"bind": "127.0.0.1", "amqp": amqp, "management": management,
                                                  "prometheus": prometheus}},
         "app": {"web": {"port": web}, "riot_api_base_url": "http://fake-riot:8080/{routing}"},
-        # no pacing of the match queues: a batch here is a few seconds, not 20 timelines a minute
-        "vhosts": {"/": {"queues": {"match_processing": {"rate_limit": None},
-                                    "timeline_processing": {"rate_limit": None}}}},
     }))
     secrets_file = work / "secrets.yaml"
     secrets_file.write_text(yaml.safe_dump({"riotApiKey": TEST_SECRETS["riotApiKey"]}))

@@ -110,3 +110,16 @@ def test_a_quorum_queue_on_4_declares_no_priority_argument(tmp_path):
     plan = plan_of(file="tests/data/valid/priorities.yaml", overlays=(overlay,))
     assert {q.name: q.arguments for q in plan.topology.queues}["work"] == {"x-queue-type": "quorum"}
     assert plan.celery["task_compression"] == "bzip2"
+
+
+def test_every_app_service_gets_the_riot_limit_and_each_worker_its_share_of_it():
+    services = {s.name: dict(s.env) for s in plan_of(stack="dev").services}
+    assert {n: e["RIOT_APP_RATE_LIMIT"] for n, e in services.items() if n != "postgres"} == {
+        n: "20:1,100:120" for n in ("web", "worker-sync", "worker-matches", "worker-background", "beat")}
+    # dev: sync 2, matches 2, background 2 processes; each keeps 1/(its pool's processes × 3 pools) of a limit
+    # when the limiter's store does not answer, so the shares add up to one limit at most
+    shares = {n: int(e["RIOT_RATE_LIMIT_PROCESSES"]) for n, e in services.items() if n.startswith("worker-")}
+    assert shares == {"worker-sync": 6, "worker-matches": 6, "worker-background": 6}
+    prod = {s.name: dict(s.env) for s in plan_of(stack="prod").services}
+    concurrency = {w.name: w.concurrency for w in plan_of(stack="prod").workers}
+    assert sum(concurrency[n] / int(prod[f"worker-{n}"]["RIOT_RATE_LIMIT_PROCESSES"]) for n in concurrency) == 1
