@@ -177,8 +177,8 @@ class RiotClient:
         self.last_rate_limits = limits = RateLimits.from_headers(response.headers)
         if self.limiter is not None:
             self.limiter.learn(routing, method, limits.app_limit, limits.method_limit)
-        if limits.exhausted_windows():
-            log.warning("Riot rate limit reached in window(s) %s s for %s", limits.exhausted_windows(), path)
+        if limits.exhausted_windows():  # the limiter's business: it holds the next request back
+            log.debug("Riot rate limit reached in window(s) %s s for %s", limits.exhausted_windows(), path)
         status = response.status_code
         if status == 200:
             try:

@@ -101,14 +101,20 @@ class DatabaseStore:
     def __init__(self, alias: str):
         self.alias = alias
         self.acquires = 0
+        self.learned: dict[str, Limits] = {}  # the keys' limits as last read from the store
 
     def try_acquire(self, keys: dict[str, Limits], now: float, margin: float) -> float:
         from riot.models import RateGrant, RateKey
 
         with transaction.atomic(using=self.alias):
             RateKey.objects.using(self.alias).bulk_create([RateKey(key=k) for k in keys], ignore_conflicts=True)
-            rows = RateKey.objects.using(self.alias).select_for_update().filter(key__in=list(keys)).order_by("key")
+            rows = list(RateKey.objects.using(self.alias).select_for_update().filter(key__in=list(keys))
+                        .order_by("key"))
             wait = max([row.blocked_until - now for row in rows] + [0.0])
+            # what any process learned, as of this very transaction; else what this one knows
+            learned = {row.key: parse_limits(row.limits) for row in rows if row.limits}
+            self.learned.update(learned)
+            keys = {key: learned.get(key, limits) for key, limits in keys.items()}
             for key, limits in keys.items():
                 if not limits:
                     continue
@@ -123,12 +129,6 @@ class DatabaseStore:
                     horizon = now - max((max(lim, default=0) for lim in keys.values()), default=0) - 60
                     RateGrant.objects.using(self.alias).filter(key__in=list(keys), at__lt=horizon).delete()
             return wait
-
-    def learned(self) -> dict[str, Limits]:
-        from riot.models import RateKey
-
-        return {k: parse_limits(v) for k, v in RateKey.objects.using(self.alias).exclude(limits="")
-                .values_list("key", "limits")}
 
     def learn(self, key: str, limits: Limits) -> None:
         from riot.models import RateKey
@@ -162,8 +162,7 @@ class RateLimiter:
         self.memory = MemoryStore(processes)
         self.margin, self.inline_wait = margin, inline_wait
         self.clock, self.sleep = clock, sleep
-        self.known: dict[str, Limits] = {}  # learned limits, as this process last read or wrote them
-        self._known_read = 0.0
+        self.known: dict[str, Limits] = {}  # learned limits, as this process last learned or read them
         self._degraded_since: float | None = None
 
     @classmethod
@@ -194,9 +193,8 @@ class RateLimiter:
         return result
 
     def _limits(self, region: str, method: str) -> dict[str, Limits]:
-        if self.clock() - self._known_read > 30:  # what other processes learned, at most 30 s late
-            self._known_read = self.clock()
-            self.known.update(self._use("learned") or {})
+        """This process's view; the store's learned limits take precedence inside its transaction."""
+        self.known.update(self.database.learned)
         a, m = app_key(region), method_key(region, method)
         return {a: self.known.get(a) or self.default_app_limits, m: self.known.get(m, {})}
 
