@@ -164,9 +164,10 @@ class RiotClient:
     # -- transport ---------------------------------------------------------------------------------
     def _get(self, routing: str, method: str, path: str, params: dict | None = None):
         url = self.base_url.format(routing=routing) + path
+        grants = []
         if self.limiter is not None:
             try:
-                self.limiter.acquire(routing, method)
+                grants = self.limiter.acquire(routing, method)
             except SlotUnavailable as exc:
                 raise RiotRateLimited(f"GET {url}: {exc}", retry_after=exc.retry_after, limits=RateLimits(),
                                       by_limiter=True, url=url) from None
@@ -174,6 +175,9 @@ class RiotClient:
             response = self.session.get(url, params=params, timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise RiotUnavailable(f"GET {url}: {exc.__class__.__name__}: {exc}", url=url) from exc
+        finally:
+            if self.limiter is not None:
+                self.limiter.answered(grants)
         self.last_rate_limits = limits = RateLimits.from_headers(response.headers)
         if self.limiter is not None:
             self.limiter.learn(routing, method, limits.app_limit, limits.method_limit)

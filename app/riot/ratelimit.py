@@ -3,7 +3,8 @@ and per region and method (the method limits), in the database the app already s
 
 Riot counts requests per key in sliding windows (`20:1,100:120` = 20 per second and 100 per 2 minutes).
 Every request is first granted a slot here: a slot is free when, for each window of both keys, fewer than
-`limit` grants fall within the last `window + margin` seconds. The grants are rows in the limiter's store,
+`limit` grants fall within the last `window + margin` seconds; once its answer is back, a grant counts from
+then (Riot counts by arrival, which is no later). The grants are rows in the limiter's store,
 so every process sees every other's. The limits are learned from each response's `X-App-Rate-Limit` /
 `X-Method-Rate-Limit` headers (until then the application limit is the configured RIOT_APP_RATE_LIMIT; a
 method's limit is unknown until its first answer), and a 429's `Retry-After` blocks its key for everyone.
@@ -102,6 +103,7 @@ class DatabaseStore:
         self.alias = alias
         self.acquires = 0
         self.learned: dict[str, Limits] = {}  # the keys' limits as last read from the store
+        self.granted: list[int] = []  # the rows of the last slot taken
 
     def try_acquire(self, keys: dict[str, Limits], now: float, margin: float) -> float:
         from riot.models import RateGrant, RateKey
@@ -123,12 +125,18 @@ class DatabaseStore:
                               .values_list("at", flat=True)[:max(limits.values())])
                 wait = max(wait, wait_for_slot(newest, limits, now, margin))
             if wait <= 0:
-                RateGrant.objects.using(self.alias).bulk_create([RateGrant(key=k, at=now) for k in keys])
+                grants = RateGrant.objects.using(self.alias).bulk_create([RateGrant(key=k, at=now) for k in keys])
+                self.granted = [g.pk for g in grants]
                 self.acquires += 1
                 if self.acquires % PRUNE_EVERY == 0:
                     horizon = now - max((max(lim, default=0) for lim in keys.values()), default=0) - 60
                     RateGrant.objects.using(self.alias).filter(key__in=list(keys), at__lt=horizon).delete()
             return wait
+
+    def answered(self, grants: list[int], now: float) -> None:
+        from riot.models import RateGrant
+
+        RateGrant.objects.using(self.alias).filter(pk__in=grants).update(at=now)
 
     def learn(self, key: str, limits: Limits) -> None:
         from riot.models import RateKey
@@ -199,17 +207,25 @@ class RateLimiter:
         return {a: self.known.get(a) or self.default_app_limits, m: self.known.get(m, {})}
 
     # -- what the client calls ---------------------------------------------------------------------
-    def acquire(self, region: str, method: str) -> None:
-        """Wait for a slot for one request; SlotUnavailable if it is further away than `inline_wait`."""
+    def acquire(self, region: str, method: str) -> list[int]:
+        """Wait for a slot for one request; SlotUnavailable if it is further away than `inline_wait`. Returns
+        the slot's grants, for `answered`."""
         deadline = self.clock() + self.inline_wait
         while True:
             keys = self._limits(region, method)
+            self.database.granted = []
             wait = self._use("try_acquire", keys, self.clock(), self.margin)
             if wait <= 0:
-                return
+                return self.database.granted
             if self.clock() + wait > deadline:
                 raise SlotUnavailable(method_key(region, method), wait)
             self.sleep(wait + random.uniform(0, 0.01))  # a little spread: waiters do not all wake at once
+
+    def answered(self, grants: list[int]) -> None:
+        """The request of these grants is answered: it reached Riot by now at the latest, so its grants count
+        from now (a request that took long to arrive, e.g. over a new connection, is not counted too early)."""
+        if grants:
+            self._use("answered", grants, self.clock())
 
     def learn(self, region: str, method: str, app_limits: Limits, method_limits: Limits) -> None:
         """What a response's headers announce; written only when it differs from what is known."""
