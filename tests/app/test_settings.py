@@ -126,8 +126,9 @@ def test_compression_and_priorities_come_from_celery_json():
     declarations = celery_declarations(require(load_definition(file="tests/data/valid/priorities.yaml")))
     settings_ = topology.celery_settings(declarations)
     assert "task_compression" not in settings_  # no global compression: only the bulk route's
-    assert settings_["task_routes"]["probe.bulk"]["compression"] == "zlib"
-    assert settings_["task_routes"]["probe.urgent"]["priority"] == 9
+    _, routes = settings_["task_routes"]  # (the regional router, the task → queue routes)
+    assert routes["probe.bulk"]["compression"] == "zlib"
+    assert routes["probe.urgent"]["priority"] == 9
     work = next(q for q in settings_["task_queues"] if q.name == "work")
     assert work.queue_arguments == {"x-queue-type": "classic", "x-max-priority": 9}
     assert topology.celery_settings({**declarations, "task_compression": "bzip2"})["task_compression"] == "bzip2"
