@@ -8,8 +8,8 @@ next two matching requests so, then the fixtures again; `fail_always(pattern, 50
 Rate limits as Riot enforces them: per routing region (the application limit, `app_limit`) and per region
 and method (`method_limits`), in sliding windows, announced on every answer in X-App-Rate-Limit /
 X-Method-Rate-Limit and their -Count headers. A request past a limit is answered 429 with Retry-After and
-X-Rate-Limit-Type, and counted in `violations`. The default is a production key's application limit;
-`window_scale` shortens every window (0.1: 100 per 12 s) so a test can cross one in seconds.
+X-Rate-Limit-Type, and counted in `violations`. The default is a production key's application limit; a
+test may give any, e.g. a development key's with the 2-minute window shortened (`20:1,100:12`).
 """
 from __future__ import annotations
 
@@ -47,16 +47,15 @@ def parse_limits(value: str) -> list[tuple[int, float]]:
 
 
 class Limiter:
-    """Riot's side: accepted requests per key, in sliding windows; `window_scale` shortens the windows
-    (the headers announce the shortened ones, in whole seconds)."""
+    """Riot's side: accepted requests per key, in sliding windows."""
 
-    def __init__(self, limits: str, window_scale: float = 1.0):
-        self.limits = [(count, window * window_scale) for count, window in parse_limits(limits)]
+    def __init__(self, limits: str):
+        self.limits = parse_limits(limits)
         self.accepted: list[float] = []
 
     @property
     def header(self) -> str:
-        return ",".join(f"{count}:{round(window) or 1}" for count, window in self.limits)
+        return ",".join(f"{count}:{window:g}" for count, window in self.limits)
 
     def counts(self, now: float) -> list[int]:
         return [sum(1 for at in self.accepted if at > now - window) for _, window in self.limits]
@@ -85,9 +84,9 @@ class Request:
 
 class FakeRiot:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, app_limit: str = PRODUCTION_KEY_LIMIT,
-                 method_limits: dict | None = None, window_scale: float = 1.0):
+                 method_limits: dict | None = None):
         """On loopback and a free port for the tests; tests/e2e runs it in a container on 0.0.0.0:8080."""
-        self.app_limit, self.window_scale = app_limit, window_scale
+        self.app_limit = app_limit
         self.method_limits = {**METHOD_LIMITS, **(method_limits or {})}
         self.limiters: dict[str, Limiter] = {}  # region, or region:method
         self.violations: list[Request] = []
@@ -180,7 +179,7 @@ class FakeRiot:
     # -- rate limits -------------------------------------------------------------------------------
     def _limiter(self, key: str, limits: str) -> Limiter:
         if key not in self.limiters:
-            self.limiters[key] = Limiter(limits, self.window_scale)
+            self.limiters[key] = Limiter(limits)
         return self.limiters[key]
 
     def _admit(self, routing: str, path: str, now: float) -> tuple[dict, tuple | None]:
@@ -195,9 +194,9 @@ class FakeRiot:
                 app.accepted.append(now)
                 per_method.accepted.append(now)
             headers = {"X-App-Rate-Limit": app.header, "X-Method-Rate-Limit": per_method.header,
-                       "X-App-Rate-Limit-Count": ",".join(f"{n}:{round(w) or 1}" for n, (_, w) in
+                       "X-App-Rate-Limit-Count": ",".join(f"{n}:{w:g}" for n, (_, w) in
                                                           zip(app.counts(now), app.limits)),
-                       "X-Method-Rate-Limit-Count": ",".join(f"{n}:{round(w) or 1}" for n, (_, w) in
+                       "X-Method-Rate-Limit-Count": ",".join(f"{n}:{w:g}" for n, (_, w) in
                                                              zip(per_method.counts(now), per_method.limits))}
         if not refused:
             return headers, None
