@@ -34,6 +34,25 @@ def _queue(declaration: dict) -> Queue:
                  no_declare=declaration.get("no_declare", False))
 
 
+class RegionalRouter:
+    """Celery router of celery.json's `task_regional_routes`: the task goes to the queue of the Riot routing
+    region its arguments call (the task's `riot_region(*args, **kwargs)`), else to the `default` one."""
+
+    def __init__(self, routes: dict):
+        self.routes = routes
+
+    def __call__(self, name, args, kwargs, options, task=None, **kw):
+        by_region = self.routes.get(name)
+        if not by_region:
+            return None
+        if task is None:  # send_task by name
+            from celery import current_app
+
+            task = current_app.tasks.get(name)
+        region = task.riot_region(*(args or ()), **(kwargs or {})) if task is not None else None
+        return dict(by_region.get(region) or by_region["default"])  # a copy: Celery's router pops from it
+
+
 def time_limits(consumer_timeout_ms: int) -> tuple[int, int]:
     """(soft, hard) task time limits in whole seconds, both below the broker's consumer timeout."""
     timeout_s = consumer_timeout_ms / 1000
@@ -46,7 +65,8 @@ def celery_settings(declarations: dict) -> dict:
     """Celery settings (lower-case names) from the content of celery.json."""
     settings = {
         "task_queues": [_queue(d) for d in declarations["task_queues"]],
-        "task_routes": declarations["task_routes"],
+        # the regional routes first: a task is in one of the two
+        "task_routes": (RegionalRouter(declarations.get("task_regional_routes", {})), declarations["task_routes"]),
         "task_annotations": declarations["task_annotations"],
         "task_default_queue": declarations["task_default_queue"],
         "task_default_exchange": declarations["task_default_exchange"],

@@ -13,7 +13,7 @@ from config.tasks import RETRY_OPTIONS, AppTask
 from matches.models import Match, Participant, Timeline
 from players.models import JobMatch, Player, SyncJob
 from riot import RiotClient
-from riot.client import platform_of_match
+from riot.client import platform_of_match, regional_routing
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,14 @@ def _set_state(job_id: str | None, match_id: str, state: str, error: str = "", o
 
 class MatchTask(AppTask):
     abstract = True
+
+    @staticmethod
+    def riot_region(match_id: str = "", job_id: str | None = None) -> str | None:
+        """The routing region of the match's Riot calls: the queue of celery.regional_routes it goes to."""
+        try:
+            return regional_routing(platform_of_match(match_id))
+        except ValueError:
+            return None
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         """Retries exhausted or a permanent error: counted as failed; the message goes to dead_letters,

@@ -12,13 +12,21 @@ from django.utils import timezone
 from config.topology import BACKGROUND_PRIORITY
 from config.tasks import RETRY_OPTIONS, AppTask
 from players.models import JobMatch, Player, SyncJob
-from riot import RiotClient, RiotNotFound
+from riot import RiotClient, RiotNotFound, regional_routing
 
 log = logging.getLogger(__name__)
 
 
 class SyncTask(AppTask):
     abstract = True
+
+    @staticmethod
+    def riot_region(game_name: str = "", tag_line: str = "", region: str = "", job_id: str | None = None) -> str | None:
+        """The routing region of the player's Riot calls: the queue of celery.regional_routes it goes to."""
+        try:
+            return regional_routing(region)
+        except ValueError:
+            return None
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         """Retries exhausted or a permanent error: the job says so; the message goes to dead_letters."""

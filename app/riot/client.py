@@ -6,6 +6,9 @@ player's *platform* (euw1, na1, kr, ...). The base URL is a template with `{rout
 
 Errors are typed: transient ones (429, 5xx, timeouts, refused connections) are worth retrying, with the
 server's Retry-After on a 429; permanent ones (400, 401, 403, 404, ...) are not.
+
+Rate limits: every request first takes a slot from the shared limiter (riot/ratelimit.py), named by routing
+region and Riot's method name; each response teaches it the limits, each 429 blocks its key.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import requests
+
+from riot.ratelimit import RateLimiter, SlotUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +79,14 @@ class RiotUnavailable(RiotTransientError):
 
 
 class RiotRateLimited(RiotTransientError):
-    def __init__(self, message: str, *, retry_after: float, limits: "RateLimits", **kwargs):
+    """A 429, or (`by_limiter`) no slot soon enough in the limiter: wait `retry_after`, no failure."""
+
+    def __init__(self, message: str, *, retry_after: float, limits: "RateLimits", by_limiter: bool = False,
+                 **kwargs):
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
         self.limits = limits
+        self.by_limiter = by_limiter
 
 
 def _windows(value: str | None) -> dict[int, int]:
@@ -115,7 +124,8 @@ class RateLimits:
 
 class RiotClient:
     def __init__(self, api_key: str, base_url: str = "https://{routing}.api.riotgames.com", *,
-                 timeout: tuple[float, float] = (3.05, 10.0), session: requests.Session | None = None):
+                 timeout: tuple[float, float] = (3.05, 10.0), session: requests.Session | None = None,
+                 limiter: RateLimiter | None = None):
         if "{routing}" not in base_url:
             raise ValueError("base_url must contain {routing}")
         self.base_url = base_url.rstrip("/")
@@ -123,41 +133,56 @@ class RiotClient:
         self.session = session or requests.Session()
         self.session.headers.update({"X-Riot-Token": api_key, "Accept": "application/json"})
         self.last_rate_limits = RateLimits()
+        self.limiter = limiter
 
     @classmethod
     def from_settings(cls) -> "RiotClient":
         from django.conf import settings
 
-        return cls(settings.RIOT_API_KEY, settings.RIOT_API_BASE_URL)
+        return cls(settings.RIOT_API_KEY, settings.RIOT_API_BASE_URL, limiter=shared_limiter())
 
     # -- endpoints ---------------------------------------------------------------------------------
     def account_by_riot_id(self, game_name: str, tag_line: str, platform: str) -> dict:
         routing = regional_routing(platform)
         routing = routing if routing in ACCOUNT_REGIONS else "asia"
-        return self._get(routing, f"/riot/account/v1/accounts/by-riot-id/{quote(game_name, safe='')}/"
-                                  f"{quote(tag_line, safe='')}")
+        return self._get(routing, "account-v1.getByRiotId",
+                         f"/riot/account/v1/accounts/by-riot-id/{quote(game_name, safe='')}/{quote(tag_line, safe='')}")
 
     def match_ids(self, puuid: str, platform: str, count: int = 20, start: int = 0) -> list[str]:
-        return self._get(regional_routing(platform), f"/lol/match/v5/matches/by-puuid/{quote(puuid, safe='')}/ids",
+        return self._get(regional_routing(platform), "match-v5.getMatchIdsByPUUID",
+                         f"/lol/match/v5/matches/by-puuid/{quote(puuid, safe='')}/ids",
                          params={"start": start, "count": count})
 
     def match(self, match_id: str) -> dict:
-        return self._get(regional_routing(platform_of_match(match_id)), f"/lol/match/v5/matches/{match_id}")
+        return self._get(regional_routing(platform_of_match(match_id)), "match-v5.getMatch",
+                         f"/lol/match/v5/matches/{match_id}")
 
     def timeline(self, match_id: str) -> dict:
-        return self._get(regional_routing(platform_of_match(match_id)),
+        return self._get(regional_routing(platform_of_match(match_id)), "match-v5.getTimeline",
                          f"/lol/match/v5/matches/{match_id}/timeline")
 
     # -- transport ---------------------------------------------------------------------------------
-    def _get(self, routing: str, path: str, params: dict | None = None):
+    def _get(self, routing: str, method: str, path: str, params: dict | None = None):
         url = self.base_url.format(routing=routing) + path
+        grants = []
+        if self.limiter is not None:
+            try:
+                grants = self.limiter.acquire(routing, method)
+            except SlotUnavailable as exc:
+                raise RiotRateLimited(f"GET {url}: {exc}", retry_after=exc.retry_after, limits=RateLimits(),
+                                      by_limiter=True, url=url) from None
         try:
             response = self.session.get(url, params=params, timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise RiotUnavailable(f"GET {url}: {exc.__class__.__name__}: {exc}", url=url) from exc
+        finally:
+            if self.limiter is not None:
+                self.limiter.answered(grants)
         self.last_rate_limits = limits = RateLimits.from_headers(response.headers)
-        if limits.exhausted_windows():
-            log.warning("Riot rate limit reached in window(s) %s s for %s", limits.exhausted_windows(), path)
+        if self.limiter is not None:
+            self.limiter.learn(routing, method, limits.app_limit, limits.method_limit)
+        if limits.exhausted_windows():  # the limiter's business: it holds the next request back
+            log.debug("Riot rate limit reached in window(s) %s s for %s", limits.exhausted_windows(), path)
         status = response.status_code
         if status == 200:
             try:
@@ -167,6 +192,8 @@ class RiotClient:
         message = f"GET {url}: HTTP {status}"
         if status == 429:
             retry_after = _retry_after(response.headers.get("Retry-After"))
+            if self.limiter is not None:
+                self.limiter.rate_limited(routing, method, limits.limit_type, retry_after)
             raise RiotRateLimited(f"{message} ({limits.limit_type or 'service'} limit), retry after {retry_after}s",
                                   retry_after=retry_after, limits=limits, status=status, url=url)
         if status == 404:
@@ -174,6 +201,17 @@ class RiotClient:
         if status >= 500:
             raise RiotServerError(message, status=status, url=url)
         raise RiotPermanentError(message, status=status, url=url)
+
+
+_limiter: RateLimiter | None = None
+
+
+def shared_limiter() -> RateLimiter:
+    """The process's limiter: what it learned stays learned between tasks."""
+    global _limiter
+    if _limiter is None:
+        _limiter = RateLimiter.from_settings()
+    return _limiter
 
 
 def _retry_after(value: str | None) -> float:

@@ -5,10 +5,17 @@ URLs are the real paths under a routing prefix: RIOT_API_BASE_URL=http://127.0.0
 The test scripts failures per path pattern: `fail(pattern, (500,), (429, {"Retry-After": "3"}))` answers the
 next two matching requests so, then the fixtures again; `fail_always(pattern, 503)` until `recover(pattern)`;
 `slow(pattern, seconds)`; `on_request(pattern, callback)`. Every request is logged with its time.
+
+Rate limits as Riot enforces them: per routing region (the application limit, `app_limit`) and per region
+and method (`method_limits`), in sliding windows, announced on every answer in X-App-Rate-Limit /
+X-Method-Rate-Limit and their -Count headers. A request past a limit is answered 429 with Retry-After and
+X-Rate-Limit-Type, and counted in `violations`. The default is a production key's application limit; a
+test may give any, e.g. a development key's with the 2-minute window shortened (`20:1,100:12`).
 """
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -20,6 +27,48 @@ from urllib.parse import unquote, urlsplit
 
 FIXTURES = Path(__file__).resolve().parent / "data"
 ROUTINGS = {"americas", "asia", "europe", "sea"}
+DEV_KEY_LIMIT = "20:1,100:120"
+PRODUCTION_KEY_LIMIT = "500:10,30000:600"  # the default: tests that are not about rate limits stay clear of it
+# Riot's documented method limits of the methods served here (generous next to a development key's).
+METHOD_LIMITS = {"account-v1.getByRiotId": "1000:60", "match-v5.getMatchIdsByPUUID": "2000:10",
+                 "match-v5.getMatch": "2000:10", "match-v5.getTimeline": "2000:10"}
+
+
+def method_of(path: str) -> str:
+    if path.startswith("/riot/account/"):
+        return "account-v1.getByRiotId"
+    if path.endswith("/ids"):
+        return "match-v5.getMatchIdsByPUUID"
+    return "match-v5.getTimeline" if path.endswith("/timeline") else "match-v5.getMatch"
+
+
+def parse_limits(value: str) -> list[tuple[int, float]]:
+    """'20:1,100:120' → [(20, 1.0), (100, 120.0)]: (count, window seconds)."""
+    return [(int(c), float(w)) for c, w in (part.split(":") for part in value.split(",") if part)]
+
+
+class Limiter:
+    """Riot's side: accepted requests per key, in sliding windows."""
+
+    def __init__(self, limits: str):
+        self.limits = parse_limits(limits)
+        self.accepted: list[float] = []
+
+    @property
+    def header(self) -> str:
+        return ",".join(f"{count}:{window:g}" for count, window in self.limits)
+
+    def counts(self, now: float) -> list[int]:
+        return [sum(1 for at in self.accepted if at > now - window) for _, window in self.limits]
+
+    def retry_after(self, now: float) -> float | None:
+        """None if a request now is within every window; else seconds until it would be."""
+        waits = []
+        for (count, window), seen in zip(self.limits, self.counts(now)):
+            if seen >= count:
+                inside = sorted(at for at in self.accepted if at > now - window)
+                waits.append(inside[seen - count] + window - now)
+        return max(waits) if waits else None
 
 
 def fixture(name: str):
@@ -35,8 +84,13 @@ class Request:
 
 
 class FakeRiot:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, app_limit: str = PRODUCTION_KEY_LIMIT,
+                 method_limits: dict | None = None):
         """On loopback and a free port for the tests; in a container on 0.0.0.0:8080 as the sample Riot API."""
+        self.app_limit = app_limit
+        self.method_limits = {**METHOD_LIMITS, **(method_limits or {})}
+        self.limiters: dict[str, Limiter] = {}  # region, or region:method
+        self.violations: list[Request] = []
         self.players: dict[tuple[str, str], dict] = {}  # (game name lower, tag lower) → account
         self.match_ids: dict[str, list[str]] = {}  # puuid → ids
         self.requests: list[Request] = []
@@ -123,6 +177,34 @@ class FakeRiot:
         with self._lock:
             return [r for r in self.requests if re.search(pattern, r.path)]
 
+    # -- rate limits -------------------------------------------------------------------------------
+    def _limiter(self, key: str, limits: str) -> Limiter:
+        if key not in self.limiters:
+            self.limiters[key] = Limiter(limits)
+        return self.limiters[key]
+
+    def _admit(self, routing: str, path: str, now: float) -> tuple[dict, tuple | None]:
+        """The rate-limit headers of a request arriving now, and a 429 answer if it is past a limit."""
+        method = method_of(path)
+        app = self._limiter(routing, self.app_limit)
+        per_method = self._limiter(f"{routing}:{method}", self.method_limits[method])
+        with self._lock:
+            refused = [(kind, wait) for kind, limiter in (("application", app), ("method", per_method))
+                       if (wait := limiter.retry_after(now)) is not None]
+            if not refused:
+                app.accepted.append(now)
+                per_method.accepted.append(now)
+            headers = {"X-App-Rate-Limit": app.header, "X-Method-Rate-Limit": per_method.header,
+                       "X-App-Rate-Limit-Count": ",".join(f"{n}:{w:g}" for n, (_, w) in
+                                                          zip(app.counts(now), app.limits)),
+                       "X-Method-Rate-Limit-Count": ",".join(f"{n}:{w:g}" for n, (_, w) in
+                                                             zip(per_method.counts(now), per_method.limits))}
+        if not refused:
+            return headers, None
+        kind, wait = max(refused, key=lambda r: r[1])
+        return headers, (429, {"Retry-After": str(max(1, math.ceil(wait))), "X-Rate-Limit-Type": kind},
+                         {"status": {"message": "Rate limit exceeded", "status_code": 429}})
+
     # -- serving -----------------------------------------------------------------------------------
     def _answer(self, routing: str, path: str, query: str) -> tuple[int, dict, object]:
         for rx, hook in list(self._hooks):
@@ -170,21 +252,21 @@ class FakeRiot:
                 routing, _, rest = url.path.lstrip("/").partition("/")
                 path = "/" + rest
                 arrived = time.monotonic()
+                limit_headers, refused = fake._admit(routing, path, arrived) if routing in ROUTINGS else ({}, None)
                 try:
-                    status, headers, body = fake._answer(routing, path, url.query)
+                    status, headers, body = refused or fake._answer(routing, path, url.query)
                 except (BrokenPipeError, ConnectionResetError):
                     return
+                headers = {**limit_headers, **headers}
                 with fake._lock:
                     fake.requests.append(Request(arrived, routing, path, status))
+                    if refused:
+                        fake.violations.append(fake.requests[-1])
                 payload = json.dumps(body).encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json;charset=utf-8")
                     self.send_header("Content-Length", str(len(payload)))
-                    self.send_header("X-App-Rate-Limit", "20:1,100:120")
-                    self.send_header("X-App-Rate-Limit-Count", "1:1,1:120")
-                    self.send_header("X-Method-Rate-Limit", "2000:10")
-                    self.send_header("X-Method-Rate-Limit-Count", "1:10")
                     for key, value in headers.items():
                         self.send_header(key, value)
                     self.end_headers()

@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from infra.definition.units import Duration, RateLimit, Size
+from infra.definition.units import Duration, RateLimit, RiotRateLimit, Size
 
 QueueType = Literal["quorum", "classic"]
 Overflow = Literal["drop-head", "reject-publish", "reject-publish-dlx"]
@@ -22,6 +22,8 @@ UserTag = Literal["administrator", "monitoring", "management", "policymaker", "i
 WorkerPoolType = Literal["prefork", "threads", "solo"]
 DatabaseKind = Literal["postgres", "url", "sqlite"]
 TlsCa = Literal["generate", "provided"]
+# Riot's routing regions (account-v1, match-v5): a regional route names a queue for each.
+RIOT_REGIONS = ("americas", "asia", "europe", "sea")
 
 # Erlang distribution, published by a node on its own host (`broker.hosts`) for its peers on other hosts:
 # epmd, and the port the node listens on for its peers, RabbitMQ's default (5672 + 20000) pinned with
@@ -409,6 +411,10 @@ class Celery:
     compression: Optional[Compression] = field(None, doc="Compression of every task's message body "
                                                          "(Celery's `task_compression`); unset sends them "
                                                          "uncompressed.")
+    regional_routes: dict[str, dict[str, str]] = field(
+        factory=dict, doc="Task name → Riot routing region (`americas`, `asia`, `europe`, `sea`) or `default` "
+                          "(the regions not named) → queue name: a task goes to the queue of the region its Riot "
+                          "calls go to, so one region's backlog never delays another's (docs/rate-limits.md).")
     workers: dict[str, WorkerPool] = field(factory=dict, doc="Worker pools by name.")
 
 
@@ -456,6 +462,10 @@ class App:
                                          "matches, `python -m sample_riot` in the app image) as the "
                                          "`riot-sample` service and point the app at it, with no Riot key. "
                                          "`make local` sets it when no `riotApiKey` is set.")
+    riot_rate_limit: RiotRateLimit = field(
+        RiotRateLimit("20:1,100:120"), doc="`RIOT_APP_RATE_LIMIT`: the key's application limit per routing "
+                                           "region until Riot's headers announce it; a development key's by "
+                                           "default (a production key's: docs/rate-limits.md).")
     web: Web = field(factory=Web, doc="The web service.")
     database: Database = field(factory=Database, doc="The app's database.")
     beat: bool = field(True, doc="Run Celery beat (the periodic recovery and maintenance tasks).")

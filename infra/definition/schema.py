@@ -14,7 +14,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from infra.definition.build import hints
 from infra.definition.model import RABBITMQ_SERIES, DockerHost, IPAddress, NodeAddress, RabbitVersion, StackDefinition
-from infra.definition.units import Duration, RateLimit, Size
+from infra.definition.units import Duration, RateLimit, RiotRateLimit, Size
 
 SCHEMA_ID = "https://rabbitmq-celery.invalid/stack.schema.json"
 
@@ -36,6 +36,8 @@ PARSED: dict[type, dict] = {
     Size: {"type": "string", "pattern": _positive(Size.pattern)},
     RateLimit: {"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?(/[smh])?$"},
                           {"type": "number", "exclusiveMinimum": 0}]},
+    # count:seconds windows, as Riot's X-App-Rate-Limit header writes them (the walk also refuses zeros)
+    RiotRateLimit: {"type": "string", "pattern": r"^\s*\d+:\d+\s*(,\s*\d+:\d+\s*)*$"},
 }
 PLAIN = {str: "string", bool: "boolean", float: "number", int: "integer"}
 # A mapping's names (queues, users, vhosts…): the walk refuses empty, over 255 bytes and the broker's `amq.`.

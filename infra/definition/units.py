@@ -18,6 +18,7 @@ _SIZE_BYTES = {
 }
 
 _RATE = re.compile(r"^\d+(\.\d+)?(/[smh])?$")
+_RIOT_WINDOW = re.compile(r"^(\d+):(\d+)$")
 
 
 class _Quantity(int):
@@ -80,3 +81,21 @@ class RateLimit(str):
     def per_second(self) -> float:
         count, _, unit = self.partition("/")
         return float(count) / {"": 1, "s": 1, "m": 60, "h": 3600}[unit]
+
+
+class RiotRateLimit(str):
+    """Riot's rate-limit notation, as in its X-App-Rate-Limit header: `20:1,100:120` is 20 requests per
+    second and 100 per 120 seconds."""
+
+    label = "Riot rate limit"
+    expected = "Riot's notation count:seconds[,count:seconds...], such as 20:1,100:120"
+
+    @classmethod
+    def parse(cls, raw: object) -> "RiotRateLimit":
+        parts = raw.split(",") if isinstance(raw, str) else [None]
+        windows = [_RIOT_WINDOW.match(p.strip()) if isinstance(p, str) else None for p in parts]
+        if not all(windows) or any(int(w.group(1)) <= 0 or int(w.group(2)) <= 0 for w in windows):
+            raise ValueError(f"expected {cls.expected}, got {raw!r}")
+        if len({w.group(2) for w in windows}) != len(windows):
+            raise ValueError(f"each window (seconds) once, got {raw!r}")
+        return cls(",".join(f"{int(w.group(1))}:{int(w.group(2))}" for w in windows))

@@ -8,7 +8,8 @@ import re
 
 from infra.definition.build import suggest
 from infra.definition.findings import Finding, Severity
-from infra.definition.model import DIST_PORT, EPMD_PORT, KNOWN_PLUGINS, StackDefinition, service_users
+from infra.definition.model import (DIST_PORT, EPMD_PORT, KNOWN_PLUGINS, RIOT_REGIONS, StackDefinition,
+                                    service_users)
 from infra.definition.sources import Source
 
 # Policy keys each queue type honours, by the model's field names (RabbitMQ 3.10 to 4.x).
@@ -323,6 +324,7 @@ class _Checker:
         for task, qname in c.routes.items():
             task_queue(at + ("routes", task), qname)
         self.route_options(queues)
+        self.regional_routes(task_queue)
         consumed: set[str] = set()
         for pname, pool in c.workers.items():
             if not POOL_NAME.match(pname):
@@ -337,6 +339,7 @@ class _Checker:
                                     f"{qname!r} is a parking queue: no worker may consume it")
         # Only the Celery vhost's consumers are known here; other vhosts serve other clients.
         routing_keys = self._routing_keys(vhost)
+        regional = {q for by_region in c.regional_routes.values() for q in by_region.values()}
         for qname, queue in queues.items():
             qat = ("vhosts", c.vhost, "queues", qname)
             if qname in consumed:
@@ -344,7 +347,11 @@ class _Checker:
             elif not queue.parking:
                 self.report(qat, "no worker pool consumes this queue: add it to a pool in "
                                  "celery.workers, or mark it parking: true")
-            if queue.rate_limit is not None and qname not in c.routes.values():
+            if queue.rate_limit is not None and qname in regional:
+                self.report(qat + ("rate_limit",), "a queue of celery.regional_routes has no Celery rate limit: "
+                                                   "Celery's holds per worker process, the Riot rate limiter "
+                                                   "paces these tasks for every worker (docs/rate-limits.md)")
+            elif queue.rate_limit is not None and qname not in c.routes.values():
                 self.report(qat + ("rate_limit",), "no task is routed to this queue in celery.routes, so "
                                                    "the rate limit applies to nothing", Severity.WARNING)
 
@@ -369,6 +376,23 @@ class _Checker:
                 self.report(at + (task, "priority"), f"a quorum queue has two levels: {options.priority} is "
                                                      f"normal, as 0 is; high is {QUORUM_HIGH_PRIORITY} or "
                                                      f"more", Severity.WARNING)
+    def regional_routes(self, task_queue) -> None:
+        """Each task once, each key a Riot routing region or `default`, every region served."""
+        c, at = self.d.celery, ("celery", "regional_routes")
+        for task, by_region in c.regional_routes.items():
+            if task in c.routes:
+                self.report(at + (task,), "this task is also in celery.routes: give it one route")
+            for region, qname in by_region.items():
+                if region not in RIOT_REGIONS + ("default",):
+                    self.report(at + (task, region), f"expected a Riot routing region ({', '.join(RIOT_REGIONS)}) "
+                                                     f"or default, got {region!r}"
+                                                     f"{suggest(region, RIOT_REGIONS + ('default',))}")
+                else:
+                    task_queue(at + (task, region), qname)
+            missing = [r for r in RIOT_REGIONS if r not in by_region]
+            if missing and "default" not in by_region:
+                self.report(at + (task,), f"no queue for {', '.join(missing)}: name one for each region, or a "
+                                          f"default for the regions not named")
 
     def service_users(self) -> None:
         """Each Celery service connects as its own user, whose permissions in the Celery vhost the plan

@@ -436,10 +436,14 @@ def celery_declarations(d: StackDefinition, tls: Optional[TlsConfig] = None) -> 
     parking = [n for n in vhost.queues if vhost.queues[n].parking]
     default = _queue_declaration(vhost, c.default_queue)
     routes, annotations = {}, {}
+
+    def route(qname: str) -> dict:
+        decl = _queue_declaration(vhost, qname)
+        return {"queue": decl["name"], "exchange": decl["exchange"], "routing_key": decl["routing_key"]}
+
     for task in sorted(c.routes):
-        decl = _queue_declaration(vhost, c.routes[task])
         options = c.route_options.get(task)
-        routes[task] = {"queue": decl["name"], "exchange": decl["exchange"], "routing_key": decl["routing_key"],
+        routes[task] = {**route(c.routes[task]),
                         **({"priority": int(options.priority)} if options and options.priority is not None else {}),
                         **({"compression": options.compression} if options and options.compression else {})}
         rate = vhost.queues[c.routes[task]].rate_limit
@@ -456,6 +460,9 @@ def celery_declarations(d: StackDefinition, tls: Optional[TlsConfig] = None) -> 
         "task_default_routing_key": default["routing_key"],
         "task_queues": [_queue_declaration(vhost, n) for n in sorted(task_queues)],
         "task_routes": routes,
+        # The app's router sends these by the Riot routing region of their arguments (config/topology.py).
+        "task_regional_routes": {task: {region: route(q) for region, q in sorted(by_region.items())}
+                                 for task, by_region in sorted(c.regional_routes.items())},
         "task_annotations": annotations,
         "task_compression": c.compression,
         "dead_letter": {

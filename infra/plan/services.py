@@ -214,6 +214,7 @@ def _common_env(d: StackDefinition, amqp_port: int, scheme: str) -> tuple[dict, 
         "DJANGO_ALLOWED_HOSTS": ",".join(a.web.allowed_hosts),
         "CELERY_TOPOLOGY_FILE": CELERY_JSON,
         "RIOT_API_BASE_URL": SAMPLE_RIOT_URL if a.riot_sample else a.riot_api_base_url,
+        "RIOT_APP_RATE_LIMIT": str(a.riot_rate_limit),
         **db_env,
     }
     secret_env = {"DJANGO_SECRET_KEY": SecretEnv(a.secret_key.secret), **db_secret_env}
@@ -255,9 +256,14 @@ def service_specs(d: StackDefinition, workers, publish_ip: str, amqp_port: int,
                    ports=(PortSpec(WEB_PORT, int(web.port), publish_ip),))]
     for w in workers:
         name = f"worker-{w.name}"
+        # When the Riot rate limiter's store does not answer, each worker process keeps 1/(its pool's
+        # processes × the number of pools) of a limit: the pools' shares add up to the whole limit at most,
+        # and only this pool's own concurrency changes its share.
+        share = {"RIOT_RATE_LIMIT_PROCESSES": str(w.concurrency * len(workers))}
         # `inspect ping` asks this very worker, by name, to answer through the broker; only once the worker
         # says it is ready (config/celery_app.py): a ping before then would wait out its whole timeout.
-        specs.append(_spec(name, "worker", w.command, {**env, "CELERY_WORKER_READY_FILE": WORKER_READY}, secret_env(name),
+        specs.append(_spec(name, "worker", w.command, {**env, **share, "CELERY_WORKER_READY_FILE": WORKER_READY},
+                           secret_env(name),
                            ("CMD-SHELL", f"[ -e {WORKER_READY} ] && celery -A config inspect ping -d "
                                          f"{w.name}@{name} --timeout 5"),
                            stop_timeout_s=WORKER_STOP_TIMEOUT_S))

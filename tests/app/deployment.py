@@ -186,6 +186,12 @@ class Deployment:
             if process.argv[0] != str(APP_DIR / "bin" / "web"):
                 process.stop()
 
+    def after_test(self, request) -> None:
+        """A test's end: its processes' logs printed if it failed, the workers it started stopped."""
+        print_logs_if_failed(request, self.processes)
+        self.stop_workers()
+        self.processes = [p for p in self.processes if p.alive()]
+
     def close(self) -> None:
         for process in self.processes:
             process.stop(timeout=10)

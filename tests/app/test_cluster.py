@@ -58,11 +58,7 @@ def app(deployment, cluster, request):
     try:
         yield deployment
     finally:
-        if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-            for process in deployment.processes:
-                print(f"--- {process.log.name}\n{process.output()[-4000:]}")
-        deployment.stop_workers()
-        deployment.processes = [p for p in deployment.processes if p.alive()]
+        deployment.after_test(request)
         for node in cluster.nodes:  # a test that stopped nodes leaves the next one a whole cluster
             if node not in cluster.alive():
                 node.start()

@@ -157,7 +157,8 @@ def test_each_service_runs_as_its_own_user_and_celery_is_refused_nothing(app, ri
     # each pool bound only its own queues to delayed delivery
     delayed = {b["destination"] for b in admin.get("bindings/%2F")
                if b["routing_key"].startswith("#.") and b["destination_type"] == "queue"}
-    assert delayed == {"player_sync", "match_processing", "timeline_processing"}
+    assert delayed == {f"{queue}{region}" for queue in ("player_sync", "match_processing", "timeline_processing")
+                       for region in ("", "_americas", "_asia", "_sea")}  # every region's
 
 
 def test_web_and_beat_publish_tasks_and_countdowns_as_their_own_users(app):

@@ -16,7 +16,7 @@ import requests
 
 from config.topology import time_limits
 from sample_riot.server import FakeRiot
-from tests.app.deployment import deploy, print_logs_if_failed, wait_for
+from tests.app.deployment import deploy, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +42,7 @@ def app(deployment, request):
     try:
         yield deployment
     finally:
-        print_logs_if_failed(request, deployment.processes)
-        deployment.stop_workers()
-        deployment.processes = [p for p in deployment.processes if p.alive()]
+        deployment.after_test(request)
 
 
 def match_ids(prefix: str, count: int) -> list[str]:
@@ -81,10 +79,10 @@ def test_whole_flow_stores_everything_and_each_task_runs_on_its_queue(app, riot)
     assert (job["status"], job["matches_found"], job["matches_failed"]) == ("complete", 4, 0)
     assert rows(app, job_id, ids) == {"matches": 4, "distinct_matches": 4, "participants": 40, "timelines": 4,
                                       "job_matches": 4}
-    routes = app.rendered.celery["task_routes"]
+    routes = app.rendered.celery["task_regional_routes"]  # europe's (EUW1) are the default queues
     for task in ("players.tasks.sync_player_data", "matches.tasks.process_match", "matches.tasks.process_timeline"):
         seen = {queue for queue, *_ in app.query("SELECT queue FROM players_taskattempt WHERE task_name = ?", task)}
-        assert seen == {routes[task]["routing_key"]}, task
+        assert seen == {routes[task]["default"]["routing_key"]}, task
     player = app.query("SELECT puuid, game_name FROM players_player WHERE puuid = 'puuid-flow'")
     assert player == [("puuid-flow", "Flow")]
     detail = requests.get(app.url("/api/players/euw1/Flow/EUW"), timeout=30).json()

@@ -163,9 +163,6 @@ def running_stack(players: list[dict] | None, slow: dict[str, float], project: s
         "broker": {"nodes": nodes, "listeners": {"bind": "127.0.0.1", "amqp": amqp, "management": management,
                                                  "prometheus": prometheus}},
         "app": {"web": {"port": web}, **({} if players is None else {"riot_api_base_url": "http://fake-riot:8080/{routing}"})},
-        # no pacing of the match queues: a batch here is a few seconds, not 20 timelines a minute
-        "vhosts": {"/": {"queues": {"match_processing": {"rate_limit": None},
-                                    "timeline_processing": {"rate_limit": None}}}},
     }))
     secrets_file = work / "secrets.yaml"
     secrets_file.write_text(yaml.safe_dump({} if players is None else {"riotApiKey": TEST_SECRETS["riotApiKey"]}))

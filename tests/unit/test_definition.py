@@ -8,10 +8,11 @@ from infra.definition.load import load_definition
 from infra.definition.findings import format_finding
 
 INVALID = sorted(Path("tests/data/invalid").glob("*.yaml"))
-SEED = {  # the seed's queue characteristics: ttl, max_length, rate_limit
-    "player_sync": ("2h", 1000, "10/m"),
-    "match_processing": ("30m", 5000, "30/m"),
-    "timeline_processing": ("30m", 5000, "20/m"),
+SEED = {  # the seed's queue characteristics: ttl, max_length, rate_limit (the Riot rate limiter paces the
+    # tasks that call Riot, for every worker together, instead of Celery's per-process limits)
+    "player_sync": ("2h", 1000, None),
+    "match_processing": ("30m", 5000, None),
+    "timeline_processing": ("30m", 5000, None),
     "recovery": ("4h", 100, "5/m"),
 }
 

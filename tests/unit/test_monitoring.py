@@ -12,6 +12,10 @@ import yaml
 from infra.render import monitoring
 from infra.cli.main import ExitStatus, main
 from infra.definition.load import load_definition, require
+
+# The queues of the tasks that call Riot: one per routing region (europe keeps the seed's names).
+RIOT_QUEUES = {f"{queue}{region}" for queue in ("player_sync", "match_processing", "timeline_processing")
+               for region in ("", "_americas", "_asia", "_sea")}
 from infra.definition.findings import format_finding
 
 SHIPPED = ["dev", "staging", "prod", "local"]
@@ -40,7 +44,7 @@ def test_backlog_thresholds_default_share_of_max_length_and_overrides(tmp_path):
     assert by_name["recovery"].backlog == 7  # its own
     assert by_name["dead_letters"].parking and not by_name["dead_letters"].consumed
     assert {q.name for q in by_name.values() if q.consumed} == {
-        "default", "player_sync", "match_processing", "timeline_processing", "recovery", "maintenance"}
+        "default", "recovery", "maintenance", *RIOT_QUEUES}
     d = require(load_definition(stack="dev"))
     assert {q.name: q.backlog for q in monitoring.queue_alerts(d)}["default"] == 8000  # 10,000 × 0.8 default
 
@@ -74,7 +78,7 @@ def test_every_alert_the_task_asks_for_is_there_per_queue(tmp_path):
     by_alert: dict[str, set] = {}
     for rule in rules:
         by_alert.setdefault(rule["alert"], set()).add(rule["labels"].get("queue"))
-    task_queues = {"default", "player_sync", "match_processing", "timeline_processing", "recovery", "maintenance"}
+    task_queues = {"default", "recovery", "maintenance", *RIOT_QUEUES}
     assert by_alert == {"RabbitMQQueueBacklog": task_queues, "RabbitMQNoConsumer": task_queues,
                         "RabbitMQDeadLettersGrowing": {"dead_letters"}, "RabbitMQDown": {None},
                         "RabbitMQMemoryAlarm": {None}, "RabbitMQDiskAlarm": {None},

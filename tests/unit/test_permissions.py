@@ -83,7 +83,8 @@ def test_queue_names_are_matched_literally_and_whole():
 
 def test_a_pool_that_changes_its_queues_changes_its_permissions(tmp_path):
     overlay = tmp_path / "overlay.yaml"
-    overlay.write_text("celery:\n  workers:\n    sync: {queues: [player_sync, recovery]}\n"
+    overlay.write_text("celery:\n  workers:\n    sync: {queues: [player_sync, player_sync_americas, player_sync_asia, "
+                       "player_sync_sea, recovery]}\n"
                        "    background: {queues: [default, maintenance]}\n")
     definition = require(load_definition(stack="dev", overlays=(overlay,)))
     sync = next(a for a in service_access(definition) if a.service == "worker-sync")

@@ -66,9 +66,13 @@ def test_celery_json_declares_the_brokers_arguments_and_routes():
     broker_args = {q.name: q.arguments for q in plan.topology.queues}
     assert all(q["queue_arguments"] == broker_args[name] for name, q in queues.items())
     assert all(q["exchange"] == "tasks" and q["exchange_type"] == "topic" and q["durable"] for q in queues.values())
-    assert celery["task_routes"]["players.tasks.sync_player_data"] == {
-        "queue": "player_sync", "exchange": "tasks", "routing_key": "player_sync"}
-    assert celery["task_annotations"]["players.tasks.sync_player_data"] == {"rate_limit": "10/m"}
+    assert celery["task_regional_routes"]["players.tasks.sync_player_data"]["americas"] == {
+        "queue": "player_sync_americas", "exchange": "tasks", "routing_key": "player_sync_americas"}
+    assert celery["task_regional_routes"]["players.tasks.sync_player_data"]["default"]["queue"] == "player_sync"
+    assert celery["task_routes"]["players.tasks.recover_stale_jobs"] == {
+        "queue": "recovery", "exchange": "tasks", "routing_key": "recovery"}
+    # the Riot rate limiter paces the tasks that call Riot, for all workers; Celery's limits hold per process
+    assert celery["task_annotations"] == {"players.tasks.recover_stale_jobs": {"rate_limit": "5/m"}}
     # uploaded into every app container: a pool's concurrency is not in it, so changing one re-creates one
     assert "worker_pools" not in celery
     assert (celery["broker_heartbeat_s"], celery["broker_consumer_timeout_ms"]) == (60, 30 * 60 * 1000)
@@ -77,7 +81,7 @@ def test_celery_json_declares_the_brokers_arguments_and_routes():
 def test_worker_command_is_the_seeds():
     sync = next(w for w in plan_of(stack="dev").workers if w.name == "sync")
     assert sync.command[:7] == ("celery", "-A", "config", "worker", "-l", "info", "-Q")
-    assert sync.command[7] == "player_sync"
+    assert sync.command[7] == "player_sync,player_sync_americas,player_sync_asia,player_sync_sea"
 
 
 def test_layout_decides_where_the_node_listens():
@@ -106,3 +110,16 @@ def test_a_quorum_queue_on_4_declares_no_priority_argument(tmp_path):
     plan = plan_of(file="tests/data/valid/priorities.yaml", overlays=(overlay,))
     assert {q.name: q.arguments for q in plan.topology.queues}["work"] == {"x-queue-type": "quorum"}
     assert plan.celery["task_compression"] == "bzip2"
+
+
+def test_every_app_service_gets_the_riot_limit_and_each_worker_its_share_of_it():
+    services = {s.name: dict(s.env) for s in plan_of(stack="dev").services}
+    assert {n: e["RIOT_APP_RATE_LIMIT"] for n, e in services.items() if n != "postgres"} == {
+        n: "20:1,100:120" for n in ("web", "worker-sync", "worker-matches", "worker-background", "beat")}
+    # dev: sync 2, matches 2, background 2 processes; each keeps 1/(its pool's processes × 3 pools) of a limit
+    # when the limiter's store does not answer, so the shares add up to one limit at most
+    shares = {n: int(e["RIOT_RATE_LIMIT_PROCESSES"]) for n, e in services.items() if n.startswith("worker-")}
+    assert shares == {"worker-sync": 6, "worker-matches": 6, "worker-background": 6}
+    prod = {s.name: dict(s.env) for s in plan_of(stack="prod").services}
+    concurrency = {w.name: w.concurrency for w in plan_of(stack="prod").workers}
+    assert sum(concurrency[n] / int(prod[f"worker-{n}"]["RIOT_RATE_LIMIT_PROCESSES"]) for n in concurrency) == 1

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "players",
     "matches",
+    "riot",
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -63,6 +64,16 @@ def database(url: str | None) -> dict:
 
 
 DATABASES = {"default": database(os.environ.get("DATABASE_URL"))}
+# The Riot rate limiter's store (riot/ratelimit.py): the app's database, or its own when this is set.
+if os.environ.get("RIOT_RATE_LIMIT_DATABASE_URL"):
+    DATABASES["ratelimit"] = database(os.environ["RIOT_RATE_LIMIT_DATABASE_URL"])
+    # A store that does not answer within a second: the limiter goes on per process instead of waiting.
+    if DATABASES["ratelimit"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["ratelimit"]["OPTIONS"]["timeout"] = 1
+    else:
+        DATABASES["ratelimit"].setdefault("OPTIONS", {})["connect_timeout"] = 2
+RIOT_RATE_LIMIT_DATABASE = "ratelimit" if "ratelimit" in DATABASES else "default"
+DATABASE_ROUTERS = ["riot.routers.RateLimitRouter"]
 
 LOGGING = {
     "version": 1,
@@ -77,6 +88,16 @@ RIOT_API_KEY = os.environ.get("RIOT_API_KEY", "")
 RIOT_API_BASE_URL = os.environ.get("RIOT_API_BASE_URL", "https://{routing}.api.riotgames.com")
 if "{routing}" not in RIOT_API_BASE_URL:
     raise ImproperlyConfigured("RIOT_API_BASE_URL must contain {routing}, e.g. https://{routing}.api.riotgames.com")
+# The Riot rate limiter (docs/rate-limits.md). The application limit until Riot's headers say otherwise:
+# a development key's 20 per second and 100 per 2 minutes, per routing region.
+RIOT_APP_RATE_LIMIT = os.environ.get("RIOT_APP_RATE_LIMIT", "20:1,100:120")
+# When the limiter's store does not answer, each worker process keeps 1/this of a limit (set per pool by the
+# stack: its processes × the number of pools).
+RIOT_RATE_LIMIT_PROCESSES = int(os.environ.get("RIOT_RATE_LIMIT_PROCESSES", "1"))
+RIOT_RATE_LIMIT_MARGIN_S = 0.05  # added to each window: the spread of request latencies Riot counts by arrival
+RIOT_RATE_LIMIT_INLINE_WAIT_S = 10.0  # a slot further away than this: the task is delayed instead of sleeping
+# A task that keeps getting 429s fails (and is parked) once its 429 waits add up to more than this.
+RIOT_RATE_LIMIT_MAX_WAIT_S = float(os.environ.get("RIOT_RATE_LIMIT_MAX_WAIT_S", 15 * 60))
 RIOT_MATCHES_PER_SYNC = 20  # recent matches a sync job fetches
 SYNC_JOB_STALE_AFTER_S = 30 * 60  # a running job untouched this long is recovered (players.tasks.recover_stale_jobs)
 DATA_RETENTION_DAYS = 90  # matches.tasks.purge_old_data deletes matches and finished jobs older than this

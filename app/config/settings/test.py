@@ -14,5 +14,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 RIOT_API_KEY = "test-key"
+RIOT_APP_RATE_LIMIT = "500:10,30000:600"  # a production key's: the eager tests are not about limits
 RIOT_API_BASE_URL = os.environ.get("RIOT_API_BASE_URL", "http://riot.invalid/{routing}")
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}

@@ -51,7 +51,7 @@ def test_429_raises_rate_limited_with_retry_after_and_the_limit_headers(client, 
         client.match("KR_7000000001")
     assert caught.value.retry_after == 7
     assert caught.value.limits.limit_type == "method"
-    assert caught.value.limits.app_limit == {1: 20, 120: 100}
+    assert caught.value.limits.app_limit == {10: 500, 600: 30000}  # the fake's default, a production key's
     assert client.match("KR_7000000001")["metadata"]["matchId"] == "KR_7000000001"  # the next one succeeds
 
 

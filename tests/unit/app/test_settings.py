@@ -64,11 +64,24 @@ def test_queues_routes_and_rate_limits_come_from_celery_json():
     assert [q.name for q in conf.task_queues] == [d["name"] for d in declarations["task_queues"]]
     assert all(q.queue_arguments == {"x-queue-type": "quorum"} for q in conf.task_queues)
     assert "dead_letters" not in {q.name for q in conf.task_queues}  # nobody consumes the parking queue
-    assert conf.task_routes == declarations["task_routes"]
+    import matches.tasks, players.tasks  # noqa: E401,F401 (registered: the routes read the tasks' regions)
+
+    regional, routes = conf.task_routes
+    assert routes == declarations["task_routes"] and regional.routes == declarations["task_regional_routes"]
     assert conf.task_annotations == declarations["task_annotations"]
-    assert celery_app.tasks["matches.tasks.process_match"].rate_limit == "30/m"
+    assert celery_app.tasks["players.tasks.recover_stale_jobs"].rate_limit == "5/m"
+    assert celery_app.tasks["matches.tasks.process_match"].rate_limit is None  # the Riot rate limiter's work
     assert conf.task_create_missing_queues is False
-    assert celery_app.amqp.router.route({}, "matches.tasks.process_timeline")["queue"].name == "timeline_processing"
+    route = celery_app.amqp.router.route
+    assert route({}, "players.tasks.recover_stale_jobs")["queue"].name == "recovery"
+    # the tasks that call Riot go to the queue of their routing region, europe's to the default one
+    assert route({}, "matches.tasks.process_timeline", args=("NA1_1",))["queue"].name == "timeline_processing_americas"
+    assert route({}, "matches.tasks.process_match", args=("OC1_1", None))["queue"].name == "match_processing_sea"
+    for _ in range(2):  # the second time too: Celery's router takes the route apart
+        assert route({}, "matches.tasks.process_match", args=("EUW1_1",))["queue"].name == "match_processing"
+    assert route({}, "players.tasks.sync_player_data", args=("a", "b", "kr"))["queue"].name == "player_sync_asia"
+    assert route({}, "players.tasks.sync_player_data", kwargs={"game_name": "a", "tag_line": "b", "region": "br1"}
+                 )["queue"].name == "player_sync_americas"
 
 
 def test_time_limits_stay_below_the_consumer_timeout_and_heartbeat_follows_the_broker():
@@ -113,8 +126,9 @@ def test_compression_and_priorities_come_from_celery_json():
     declarations = celery_declarations(require(load_definition(file="tests/data/valid/priorities.yaml")))
     settings_ = topology.celery_settings(declarations)
     assert "task_compression" not in settings_  # no global compression: only the bulk route's
-    assert settings_["task_routes"]["probe.bulk"]["compression"] == "zlib"
-    assert settings_["task_routes"]["probe.urgent"]["priority"] == 9
+    _, routes = settings_["task_routes"]  # (the regional router, the task → queue routes)
+    assert routes["probe.bulk"]["compression"] == "zlib"
+    assert routes["probe.urgent"]["priority"] == 9
     work = next(q for q in settings_["task_queues"] if q.name == "work")
     assert work.queue_arguments == {"x-queue-type": "classic", "x-max-priority": 9}
     assert topology.celery_settings({**declarations, "task_compression": "bzip2"})["task_compression"] == "bzip2"

@@ -130,7 +130,8 @@ def test_stack_outputs_keep_the_amqp_url_secret():
     assert unwrap(outputs["amqp_url"]) == f"amqp://web:{TEST_SECRETS['rabbitmqWebPassword']}@127.0.0.1:5672/%2F"
     plain = {k: v for k, v in outputs.items() if k != "amqp_url"}
     assert plain["web_url"] == "http://127.0.0.1:8000" and plain["management_url"] == "http://127.0.0.1:15672"
-    assert plain["worker_pools"]["matches"] == ["match_processing", "timeline_processing"]
+    assert plain["worker_pools"]["matches"] == [f"{task}_processing{region}" for task in ("match", "timeline")
+                                                for region in ("", "_americas", "_asia", "_sea")]
     assert not any(s in json.dumps(plain) for s in TEST_SECRETS.values())
 
 

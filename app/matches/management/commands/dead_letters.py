@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from kombu import Connection
 
 from config import topology
+from config.tasks import SINCE_HEADER
 
 # Headers the broker sets on dead-lettering and delivery; a replayed message starts afresh without them.
 BROKER_HEADERS = {"x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
@@ -101,8 +102,9 @@ class Command(BaseCommand):
         from amqp import Message
 
         properties = dict(message.properties)
+        # ... and without the time of its first 429: a replay starts its rate-limit clock again
         headers = {k: v for k, v in (properties.pop("application_headers", None) or {}).items()
-                   if k not in BROKER_HEADERS}
+                   if k not in BROKER_HEADERS and k != SINCE_HEADER}
         properties["delivery_mode"] = 2  # persistent
         # basic_publish waits for the broker's confirm (confirm_publish) and raises if it is refused
         channel.basic_publish(Message(message.body, application_headers=headers, **properties),
