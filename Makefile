@@ -81,10 +81,12 @@ test: $(VENV)/.installed rabbitmq-server rabbitmq4 prometheus images $(NEED_PULU
 	$(PY) -m pytest
 	RABBITMQ_SERIES=4.0 $(PY) -m pytest $(SERIES_4_TESTS)
 
-## make lint: ruff's lint, mypy over infra/ and app/, and the layers' import contract (pyproject.toml).
-## `ruff format` is configured (line length 120) but not checked yet.
+## make lint: ruff (lint and format) over the code and tests, mypy over infra/ and app/, and the layers' import
+## contract (pyproject.toml). `ruff format $(LINTED)` formats.
+LINTED = infra app tests bench scripts/build-pulumi scripts/build-local-images
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check infra app
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

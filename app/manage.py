@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Django's command-line utility, run from app/ (DJANGO_SETTINGS_MODULE defaults to config.settings.local)."""
+
 import os
 import sys
 

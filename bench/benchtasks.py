@@ -3,6 +3,7 @@
 They run under the app's Celery settings (acks late, reject on worker lost, persistent, confirms) and are
 routed by queue name through the rendered celery.json; they are not part of the app.
 """
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ Throughput: pika, persistent publishes each waiting for its confirm into a quoru
 with manual acks at prefetch 16, on one node and on the three-node cluster (the queue replicated on all
 three), interleaved run by run. Medians of --runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,22 +25,27 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pika  # noqa: E402
-
 from harness import FakeRiot, machine, wait_for  # noqa: E402
 from pipeline import RAW_QUEUE, raw_consume, raw_publish  # noqa: E402
 from stats import median, percentile, table  # noqa: E402
+
 from tests.app.deployment import OVERLAY, Deployment, TunedNode  # noqa: E402
 from tests.app.test_cluster import use_urls  # noqa: E402
 from tests.support.rabbit_cluster import RabbitCluster  # noqa: E402
 from tests.support.stacks import booted  # noqa: E402
 
-LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO \S+ Task matches\.tasks\.process_match"
-                      r"\[([^\]]+)\] (received|succeeded)", re.M)
+LOG_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO \S+ Task matches\.tasks\.process_match"
+    r"\[([^\]]+)\] (received|succeeded)",
+    re.M,
+)
 
 
 def _events(output: str) -> list[tuple[float, str, str]]:
-    return [(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp(), task_id, what)
-            for stamp, task_id, what in LOG_LINE.findall(output)]
+    return [
+        (datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp(), task_id, what)
+        for stamp, task_id, what in LOG_LINE.findall(output)
+    ]
 
 
 def failover_round(cluster: RabbitCluster, deployment: Deployment, riot: FakeRiot, n: int) -> float:
@@ -69,8 +75,9 @@ def failover_round(cluster: RabbitCluster, deployment: Deployment, riot: FakeRio
 
 
 def throughput(port: int, user: str, password: str, count: int) -> tuple[float, float]:
-    connection = pika.BlockingConnection(pika.ConnectionParameters(
-        "127.0.0.1", port, "/", pika.PlainCredentials(user, password)))
+    connection = pika.BlockingConnection(
+        pika.ConnectionParameters("127.0.0.1", port, "/", pika.PlainCredentials(user, password))
+    )
     try:
         channel = connection.channel()
         channel.queue_declare(RAW_QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
@@ -106,23 +113,42 @@ def main(argv=None) -> None:
             for n in range(args.runs):
                 one.append(throughput(node.ports.amqp, user, rendered.password(user), args.messages))
                 three.append(throughput(cluster.nodes[n % 3].ports.amqp, user, password, args.messages))
-                print(f"throughput {n + 1}/{args.runs}: one {one[-1][0]:.0f}/{one[-1][1]:.0f}, "
-                      f"three {three[-1][0]:.0f}/{three[-1][1]:.0f} msgs/s", file=sys.stderr)
+                print(
+                    f"throughput {n + 1}/{args.runs}: one {one[-1][0]:.0f}/{one[-1][1]:.0f}, "
+                    f"three {three[-1][0]:.0f}/{three[-1][1]:.0f} msgs/s",
+                    file=sys.stderr,
+                )
     finally:
         cluster.close()
         riot.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"{machine()}; {args.runs} runs, medians; RabbitMQ 3.10 (Debian), three nodes on one machine.\n")
-    print(table(("measure", "median", "p95", "max", "n"), [
-        ("leader SIGKILL → first task delivered after it completed (s)", f"{median(failovers):.2f}",
-         f"{percentile(failovers, 95):.2f}", f"{max(failovers):.2f}", len(failovers))]))
+    print(
+        table(
+            ("measure", "median", "p95", "max", "n"),
+            [
+                (
+                    "leader SIGKILL → first task delivered after it completed (s)",
+                    f"{median(failovers):.2f}",
+                    f"{percentile(failovers, 95):.2f}",
+                    f"{max(failovers):.2f}",
+                    len(failovers),
+                )
+            ],
+        )
+    )
     print(f"\nper run (s): {', '.join(f'{f:.2f}' for f in failovers)}\n")
     rows = []
     for label, runs in (("one node", one), ("three-node cluster", three)):
         rows.append((label, f"{median([p for p, _ in runs]):.0f}", f"{median([c for _, c in runs]):.0f}"))
-    rows.append(("cluster / one node", f"{median([p for p, _ in three]) / median([p for p, _ in one]):.2f}",
-                 f"{median([c for _, c in three]) / median([c for _, c in one]):.2f}"))
+    rows.append(
+        (
+            "cluster / one node",
+            f"{median([p for p, _ in three]) / median([p for p, _ in one]):.2f}",
+            f"{median([c for _, c in three]) / median([c for _, c in one]):.2f}",
+        )
+    )
     print(table(("quorum queue, persistent, confirms", "publish msgs/s", "consume msgs/s (prefetch 16)"), rows))
 
 

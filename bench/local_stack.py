@@ -13,10 +13,10 @@ nothing (new volumes) to every container healthy, and warm (`down` keeping the v
 median of --runs; side by side, runs alternating, with the health checks as Docker ran them before they were
 paced (each spec's own test and interval: HealthCheck.paced undone in the compose file).
 """
+
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -37,8 +37,11 @@ from tests.e2e.harness import running_stack  # noqa: E402
 
 def build(force: bool) -> float:
     started = time.monotonic()
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "build-local-images"), *(["--force"] if force else [])],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "build-local-images"), *(["--force"] if force else [])],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.monotonic() - started
 
 
@@ -56,9 +59,13 @@ def unpaced(local) -> None:
     specs = {s.name: HealthCheck(s.healthcheck) for s in local.plan.services}
     for name, service in document["services"].items():
         check = specs.get(name, BROKER_HEALTHCHECK)
-        service["healthcheck"] = {"test": [part.replace("$", "$$") for part in check.test],
-                                  "interval": check.interval, "timeout": check.timeout, "retries": check.retries,
-                                  "start_period": check.start_period}
+        service["healthcheck"] = {
+            "test": [part.replace("$", "$$") for part in check.test],
+            "interval": check.interval,
+            "timeout": check.timeout,
+            "retries": check.retries,
+            "start_period": check.start_period,
+        }
     path.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
@@ -75,19 +82,24 @@ def first_run(runs: int) -> list[tuple[str, str]]:
 
     def spread(xs: list[float]) -> str:
         return f"{statistics.median(xs):.1f} s (min {min(xs):.1f}, max {max(xs):.1f})"
+
     rows = []
     for when, what in (("cold", "new volumes"), ("warm", "volumes kept")):
         paced, before = times[f"paced {when}"], times[f"unpaced {when}"]
-        rows += [(f"first run up to healthy, {when} ({what}), paced checks", spread(paced)),
-                 (f"first run up to healthy, {when} ({what}), unpaced checks", spread(before)),
-                 (f"ratio paced / unpaced, {when} (medians)", f"{statistics.median(paced) / statistics.median(before):.2f}")]
+        rows += [
+            (f"first run up to healthy, {when} ({what}), paced checks", spread(paced)),
+            (f"first run up to healthy, {when} ({what}), unpaced checks", spread(before)),
+            (f"ratio paced / unpaced, {when} (medians)", f"{statistics.median(paced) / statistics.median(before):.2f}"),
+        ]
     return rows
 
 
 def machine() -> str:
-    return (f"Machine: {os.cpu_count()} cores, {platform.platform()}, Docker "
-            f"{subprocess.run(['docker', 'version', '-f', '{{.Server.Version}}'], capture_output=True, text=True).stdout.strip()}"
-            f", load average at the end {os.getloadavg()[0]:.1f}")
+    return (
+        f"Machine: {os.cpu_count()} cores, {platform.platform()}, Docker "
+        f"{subprocess.run(['docker', 'version', '-f', '{{.Server.Version}}'], capture_output=True, text=True).stdout.strip()}"
+        f", load average at the end {os.getloadavg()[0]:.1f}"
+    )
 
 
 def table(rows: list[tuple[str, str]]) -> None:
@@ -106,16 +118,29 @@ def main() -> int:
     if args.first_run:
         table(first_run(args.runs))
         return 0
-    players = [{"game_name": f"Bench{r}", "tag_line": "EUW", "puuid": f"puuid-bench-{r}",
-                "match_ids": [f"EUW1_9{r:02d}{i:04d}" for i in range(args.matches)]} for r in range(args.runs + 1)]
-    rows = [("image build, cold (all rebuilt)", f"{build(force=True):.0f} s"),
-            ("image build, warm (all current)", f"{build(force=False):.1f} s")]
+    players = [
+        {
+            "game_name": f"Bench{r}",
+            "tag_line": "EUW",
+            "puuid": f"puuid-bench-{r}",
+            "match_ids": [f"EUW1_9{r:02d}{i:04d}" for i in range(args.matches)],
+        }
+        for r in range(args.runs + 1)
+    ]
+    rows = [
+        ("image build, cold (all rebuilt)", f"{build(force=True):.0f} s"),
+        ("image build, warm (all current)", f"{build(force=False):.1f} s"),
+    ]
     with running_stack(players, {}, project=f"rcbench{os.getpid()}") as stack:
         rows.append(("stack up to healthy, cold (new volumes)", f"{stack.up_seconds:.0f} s"))
         rows.append((f"sync of {args.matches} matches, first", f"{sync_seconds(stack, players[0]):.1f} s"))
         warm = [sync_seconds(stack, p) for p in players[1:]]
-        rows.append((f"sync of {args.matches} matches, warm (median of {len(warm)})",
-                     f"{statistics.median(warm):.1f} s (min {min(warm):.1f}, max {max(warm):.1f})"))
+        rows.append(
+            (
+                f"sync of {args.matches} matches, warm (median of {len(warm)})",
+                f"{statistics.median(warm):.1f} s (min {min(warm):.1f}, max {max(warm):.1f})",
+            )
+        )
         stack.local.down()
         started = time.monotonic()
         stack.local.up()

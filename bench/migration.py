@@ -14,6 +14,7 @@ missing), then:
 The consumers' longest pause: the longest gap between two deliveries to the consumer during the run.
 The queues are deleted and declared again between runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,16 +24,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import machine  # noqa: E402
-
 import pika  # noqa: E402
+from harness import machine  # noqa: E402
+from stats import median, table  # noqa: E402
 
 from infra.definition.load import load_definition, require  # noqa: E402
 from infra.ops.broker_api import ManagementClient  # noqa: E402
 from infra.ops.migration import Migration  # noqa: E402
 from infra.ops.migrator import Migrator  # noqa: E402
 from infra.plan.plan import build_plan  # noqa: E402
-from stats import median, table  # noqa: E402
 from tests.app.migration_rig import OVERLAY, QUEUE  # noqa: E402
 from tests.support.rabbit_node import Ports, RabbitNode  # noqa: E402
 from tests.support.stacks import TEST_SECRETS, render_for_node  # noqa: E402
@@ -80,6 +80,7 @@ class Load(threading.Thread):
             self.deliveries.append(time.monotonic())
             time.sleep(0.01)  # a task's work: about 100 messages/s, so the backlog outlasts the migration
             ch.basic_ack(method.delivery_tag)
+
         channel.basic_consume(QUEUE, on_message)
         while not self.halt.is_set() and channel.consumer_tags:  # none: the broker cancelled it (queue deleted)
             connection.process_data_events(time_limit=0.2)
@@ -124,9 +125,19 @@ def hand_made(node: RabbitNode, client: ManagementClient, plan, consumer: Load, 
     backlog = ready(node, QUEUE)
     client.call("PUT", f"queues/%2F/{QUEUE}.copy", json={"durable": True, "arguments": {"x-queue-type": "quorum"}})
     start = time.monotonic()
-    client.call("PUT", "parameters/shovel/%2F/by-hand", json={"value": {
-        "src-uri": "amqp://", "src-queue": QUEUE, "dest-uri": "amqp://", "dest-queue": QUEUE + ".copy",
-        "ack-mode": "on-confirm"}})
+    client.call(
+        "PUT",
+        "parameters/shovel/%2F/by-hand",
+        json={
+            "value": {
+                "src-uri": "amqp://",
+                "src-queue": QUEUE,
+                "dest-uri": "amqp://",
+                "dest-queue": QUEUE + ".copy",
+                "ack-mode": "on-confirm",
+            }
+        },
+    )
     deadline = start + 3600
 
     def taken() -> int:
@@ -134,6 +145,7 @@ def hand_made(node: RabbitNode, client: ManagementClient, plan, consumer: Load, 
         the shovel), less the ones the publisher added meanwhile."""
         since = lambda load: sum(1 for t in list(load.deliveries) if t >= start)  # noqa: E731
         return ready(node, QUEUE + ".copy") + since(consumer) - since(publisher)
+
     while taken() < backlog and time.monotonic() < deadline:
         time.sleep(0.05)
     elapsed = time.monotonic() - start
@@ -150,8 +162,9 @@ def main(argv=None) -> None:
     rendered = render_for_node(ports, stack="dev", overlays=(OVERLAY,))
     quorum = rendered.config_dir.parent / "quorum.yaml"
     quorum.write_text("vhosts: {'/': {queues: {effects: {type: quorum}}}}\n")
-    plan = build_plan(require(load_definition(stack="dev", overlays=(rendered.config_dir.parent / "ports.yaml",
-                                                                     OVERLAY, quorum))))
+    plan = build_plan(
+        require(load_definition(stack="dev", overlays=(rendered.config_dir.parent / "ports.yaml", OVERLAY, quorum)))
+    )
     node = RabbitNode(rendered.config_dir, ports).start()
     client = ManagementClient(f"http://127.0.0.1:{ports.management}", *ADMIN)
     rows = []
@@ -171,18 +184,43 @@ def main(argv=None) -> None:
                     publisher.stop()
                     consumer.stop()
                     figures[name][1].append(consumer.longest_gap(start))
-                    print(f"  consumer: {len(consumer.deliveries)} deliveries, errors {consumer.errors[:2]}; "
-                          f"publisher errors {publisher.errors[:2]}", file=sys.stderr)
-                    print(f"{size} {name} run {run + 1}: {figures[name][0][-1]:.1f} s, pause "
-                          f"{figures[name][1][-1]:.1f} s", file=sys.stderr)
+                    print(
+                        f"  consumer: {len(consumer.deliveries)} deliveries, errors {consumer.errors[:2]}; "
+                        f"publisher errors {publisher.errors[:2]}",
+                        file=sys.stderr,
+                    )
+                    print(
+                        f"{size} {name} run {run + 1}: {figures[name][0][-1]:.1f} s, pause "
+                        f"{figures[name][1][-1]:.1f} s",
+                        file=sys.stderr,
+                    )
             for name, (times, gaps) in figures.items():
-                rows.append((f"{size:,}", name, f"{median(times):.1f}", f"{max(times):.1f}",
-                             f"{median(gaps):.1f}", f"{max(gaps):.1f}"))
+                rows.append(
+                    (
+                        f"{size:,}",
+                        name,
+                        f"{median(times):.1f}",
+                        f"{max(times):.1f}",
+                        f"{median(gaps):.1f}",
+                        f"{max(gaps):.1f}",
+                    )
+                )
     finally:
         node.close()
     print(f"{machine()}; {args.runs} run(s) per figure\n")
-    print(table(("messages", "method", "time median (s)", "time max (s)", "longest pause median (s)",
-                 "longest pause max (s)"), rows))
+    print(
+        table(
+            (
+                "messages",
+                "method",
+                "time median (s)",
+                "time max (s)",
+                "longest pause median (s)",
+                "longest pause max (s)",
+            ),
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

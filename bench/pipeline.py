@@ -15,6 +15,7 @@ Rates: publish = messages / time of the publish loop; consume = (n - 1) / (last 
 completions read from the worker's log (ms) or taken at the raw consumer's acks. Every run measures the
 ceiling and each variant once, interleaved; the figures are medians of --runs runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pika  # noqa: E402
-
 from harness import FakeRiot, deploy, machine, start_worker, wait_successes, worker_command  # noqa: E402
 from stats import median, table  # noqa: E402
 
@@ -35,9 +35,14 @@ LATENCY_S = 0.05
 
 def raw_connection(deployment) -> pika.BlockingConnection:
     user = deployment.rendered.plan.broker.admin_user  # it declares and deletes its own queue
-    return pika.BlockingConnection(pika.ConnectionParameters(
-        "127.0.0.1", deployment.node.ports.amqp, deployment.rendered.celery["broker_vhost"],
-        pika.PlainCredentials(user, deployment.rendered.password(user))))
+    return pika.BlockingConnection(
+        pika.ConnectionParameters(
+            "127.0.0.1",
+            deployment.node.ports.amqp,
+            deployment.rendered.celery["broker_vhost"],
+            pika.PlainCredentials(user, deployment.rendered.password(user)),
+        )
+    )
 
 
 def raw_publish(channel, count: int) -> float:
@@ -80,8 +85,7 @@ def celery_publish(client, task: str, queue: str, count: int, args) -> float:
 def start_variant(deployment, client, variant: dict):
     """The variant's worker, started once and idle: its consumer is cancelled until a round needs it."""
     name = f"{variant['label']}@bench"
-    argv = worker_command(deployment, variant["pool_name"], queues=variant["queue"], name=name,
-                          **variant["options"])
+    argv = worker_command(deployment, variant["pool_name"], queues=variant["queue"], name=name, **variant["options"])
     worker = start_worker(deployment, argv, variant["label"])
     control(client, "cancel_consumer", variant["queue"], name)
     return worker
@@ -125,29 +129,72 @@ def main(argv=None) -> None:
         pool_prefetch = background.concurrency * background.prefetch_multiplier
         client = deployment.client_app()
         variants = [
-            dict(label="noop-stack", task="bench.noop", queue="default", pool_name="background", options={},
-                 count=args.noop, what=f"no-op, stack: {background.pool} c={background.concurrency} "
-                                       f"prefetch x{background.prefetch_multiplier}",
-                 prefetch=pool_prefetch),
-            dict(label="noop-pm8", task="bench.noop", queue="default", pool_name="background",
-                 options={"prefetch_multiplier": 8}, count=args.noop,
-                 what=f"no-op, {background.pool} c={background.concurrency} prefetch x8",
-                 prefetch=background.concurrency * 8),
+            dict(
+                label="noop-stack",
+                task="bench.noop",
+                queue="default",
+                pool_name="background",
+                options={},
+                count=args.noop,
+                what=f"no-op, stack: {background.pool} c={background.concurrency} "
+                f"prefetch x{background.prefetch_multiplier}",
+                prefetch=pool_prefetch,
+            ),
+            dict(
+                label="noop-pm8",
+                task="bench.noop",
+                queue="default",
+                pool_name="background",
+                options={"prefetch_multiplier": 8},
+                count=args.noop,
+                what=f"no-op, {background.pool} c={background.concurrency} prefetch x8",
+                prefetch=background.concurrency * 8,
+            ),
             # The pool type, at the stack's prefetch: no pipe to a child process per task. (solo c=1 was
             # measured too, 0.30 of raw at its prefetch 1, and left out for the suite's 15 minutes: RESULTS.md)
-            dict(label="noop-threads", task="bench.noop", queue="default", pool_name="background",
-                 options={"pool": "threads"}, count=args.noop,
-                 what=f"no-op, threads c={background.concurrency} prefetch x{background.prefetch_multiplier}",
-                 prefetch=pool_prefetch),
-            dict(label="io-stack", task="bench.fetch", queue="match_processing", pool_name="matches", options={},
-                 count=args.io, url=url, concurrency=matches.concurrency,
-                 what=f"I/O 50 ms, stack: {matches.pool} c={matches.concurrency} prefetch x{matches.prefetch_multiplier}"),
-            dict(label="io-threads8", task="bench.fetch", queue="match_processing", pool_name="matches",
-                 options={"pool": "threads", "concurrency": 8}, count=args.io * 2, url=url, concurrency=8,
-                 what="I/O 50 ms, threads c=8 prefetch x1"),
-            dict(label="io-threads16", task="bench.fetch", queue="match_processing", pool_name="matches",
-                 options={"pool": "threads", "concurrency": 16}, count=args.io * 4, url=url, concurrency=16,
-                 what="I/O 50 ms, threads c=16 prefetch x1"),
+            dict(
+                label="noop-threads",
+                task="bench.noop",
+                queue="default",
+                pool_name="background",
+                options={"pool": "threads"},
+                count=args.noop,
+                what=f"no-op, threads c={background.concurrency} prefetch x{background.prefetch_multiplier}",
+                prefetch=pool_prefetch,
+            ),
+            dict(
+                label="io-stack",
+                task="bench.fetch",
+                queue="match_processing",
+                pool_name="matches",
+                options={},
+                count=args.io,
+                url=url,
+                concurrency=matches.concurrency,
+                what=f"I/O 50 ms, stack: {matches.pool} c={matches.concurrency} prefetch x{matches.prefetch_multiplier}",
+            ),
+            dict(
+                label="io-threads8",
+                task="bench.fetch",
+                queue="match_processing",
+                pool_name="matches",
+                options={"pool": "threads", "concurrency": 8},
+                count=args.io * 2,
+                url=url,
+                concurrency=8,
+                what="I/O 50 ms, threads c=8 prefetch x1",
+            ),
+            dict(
+                label="io-threads16",
+                task="bench.fetch",
+                queue="match_processing",
+                pool_name="matches",
+                options={"pool": "threads", "concurrency": 16},
+                count=args.io * 4,
+                url=url,
+                concurrency=16,
+                what="I/O 50 ms, threads c=16 prefetch x1",
+            ),
         ]
         raw_prefetches = sorted({1, pool_prefetch, 16})
         raw = {"publish": [], **{p: [] for p in raw_prefetches}}
@@ -164,8 +211,9 @@ def main(argv=None) -> None:
                 raw["publish"].append(raw_publish(channel, args.noop))
                 raw[prefetch].append(raw_consume(channel, args.noop, prefetch))
             for variant in variants:
-                published, consumed = celery_round(client, workers[variant["label"]], variant,
-                                                   f"r{run}{variant['label']}", variant["count"])
+                published, consumed = celery_round(
+                    client, workers[variant["label"]], variant, f"r{run}{variant['label']}", variant["count"]
+                )
                 results[variant["label"]][0].append(published)
                 results[variant["label"]][1].append(consumed)
             print(f"run {run + 1}/{args.runs} done at {time.monotonic() - started:.0f} s", file=sys.stderr)
@@ -176,12 +224,15 @@ def main(argv=None) -> None:
         riot.close()
 
     raw_pub = median(raw["publish"])
-    print(f"## Broker ceiling vs pipeline\n\n{machine()}; {args.runs} runs, medians; node booted from the "
-          f"rendered dev stack (quorum queues).\n")
+    print(
+        f"## Broker ceiling vs pipeline\n\n{machine()}; {args.runs} runs, medians; node booted from the "
+        f"rendered dev stack (quorum queues).\n"
+    )
     rows = [["raw AMQP (pika), persistent + confirms", f"{raw_pub:.0f}", "", "", "", ""]]
     for prefetch in raw_prefetches:
-        rows.append([f"raw AMQP consume, manual acks, prefetch {prefetch}", "", f"{median(raw[prefetch]):.0f}",
-                     "", "", ""])
+        rows.append(
+            [f"raw AMQP consume, manual acks, prefetch {prefetch}", "", f"{median(raw[prefetch]):.0f}", "", "", ""]
+        )
     for v in variants:
         pub, con = (median(x) for x in results[v["label"]])
         if v["task"] == "bench.noop":

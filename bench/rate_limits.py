@@ -14,6 +14,7 @@ Pacing: why a sync of 20 matches took 2.2 s the first time and 6.1 s (median) th
 side, with the seed's Celery rate limit on player_sync (`10/m`) and with the Riot rate limiter that replaced
 it; the fake answers under a production key's limits (the figure is about the app's own pacing).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,15 @@ import django  # noqa: E402
 django.setup()
 
 from sample_riot.server import DEV_KEY_LIMIT, FakeRiot  # noqa: E402
-from tests.app.rate_limit_run import (players, rate_limited_deployment, region_of, regional_floor_s,  # noqa: E402
-                                      start_workers, sync_all, use_riot)
+from tests.app.rate_limit_run import (  # noqa: E402
+    players,
+    rate_limited_deployment,
+    region_of,
+    regional_floor_s,
+    start_workers,
+    sync_all,
+    use_riot,
+)
 
 # The seed's pacing: the sync task on one queue with Celery's per-worker-process rate limit of 10 a minute.
 SEED_PACING = """
@@ -91,8 +99,10 @@ def pacing(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         seed = Path(tmp) / "seed-pacing.yaml"
         seed.write_text(SEED_PACING)
-        rows = [("player_sync at Celery's 10/m (the seed)", back_to_back((seed,), 5, args.runs, args.matches)),
-                ("Riot rate limiter (now)", back_to_back((), 6, args.runs, args.matches))]
+        rows = [
+            ("player_sync at Celery's 10/m (the seed)", back_to_back((seed,), 5, args.runs, args.matches)),
+            ("Riot rate limiter (now)", back_to_back((), 6, args.runs, args.matches)),
+        ]
     print(f"\n| pacing | first sync | next {args.runs} (median, min–max) |\n| --- | --- | --- |")
     for name, times in rows:
         warm = times[1:]

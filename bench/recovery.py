@@ -9,6 +9,7 @@ boot again; from the node answering again
 (await_startup) to the first task completing, sent right then. Two workers side by side: one on the app's
 settings (config/consumer.py: reconnect every second) and one with Celery's stock consumer (2, 4 ... 30 s).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,11 +59,15 @@ OUTAGE_EXTRA_S = (0, 2, 4, 6, 8)
 
 def broker_restart(deployment, client, runs: int) -> tuple[dict, list[float], list[float]]:
     # The app's settings on `default`, Celery's stock consumer on `maintenance` (both of the background pool).
-    app_worker = start_worker(deployment, worker_command(deployment, "background", queues="default",
-                                                         name="bg-app@%h"), "bg-app")
-    stock_worker = start_worker(deployment, worker_command(deployment, "background", queues="maintenance",
-                                                           name="bg-stock@%h"), "bg-stock",
-                                env={"DJANGO_SETTINGS_MODULE": "benchsettings"})
+    app_worker = start_worker(
+        deployment, worker_command(deployment, "background", queues="default", name="bg-app@%h"), "bg-app"
+    )
+    stock_worker = start_worker(
+        deployment,
+        worker_command(deployment, "background", queues="maintenance", name="bg-stock@%h"),
+        "bg-stock",
+        env={"DJANGO_SETTINGS_MODULE": "benchsettings"},
+    )
     result = {"app": [], "stock": []}
     downtime, boot = [], []
     for run in range(runs):
@@ -103,21 +108,50 @@ def main(argv=None) -> None:
     matches = deployment.pool("matches")
     print(f"## Recovery\n\n{machine()}; node booted from the rendered dev stack.\n")
     rows = [
-        [f"worker SIGKILL → task restarted on the other worker ({matches.pool} c={matches.concurrency})",
-         f"{median(kills):.2f} s", f"{percentile(kills, 95):.2f} s", f"{max(kills):.2f} s", len(kills), "< 5 s"],
-        ["broker restart → first task done, app settings (reconnect every 1 s)",
-         f"{median(restarts['app']):.2f} s", f"{percentile(restarts['app'], 95):.2f} s",
-         f"{max(restarts['app']):.2f} s", len(restarts["app"]), "< 5 s"],
-        ["broker restart → first task done, Celery's stock consumer (2, 4 … 30 s)",
-         f"{median(restarts['stock']):.2f} s", f"{percentile(restarts['stock'], 95):.2f} s",
-         f"{max(restarts['stock']):.2f} s", len(restarts["stock"]), "(before)"],
-        ["broker down (shutdown, 0–8 s, boot to await_startup)", f"{median(downtime):.1f} s",
-         f"{percentile(downtime, 95):.1f} s", f"{max(downtime):.1f} s", len(downtime), ""],
+        [
+            f"worker SIGKILL → task restarted on the other worker ({matches.pool} c={matches.concurrency})",
+            f"{median(kills):.2f} s",
+            f"{percentile(kills, 95):.2f} s",
+            f"{max(kills):.2f} s",
+            len(kills),
+            "< 5 s",
+        ],
+        [
+            "broker restart → first task done, app settings (reconnect every 1 s)",
+            f"{median(restarts['app']):.2f} s",
+            f"{percentile(restarts['app'], 95):.2f} s",
+            f"{max(restarts['app']):.2f} s",
+            len(restarts["app"]),
+            "< 5 s",
+        ],
+        [
+            "broker restart → first task done, Celery's stock consumer (2, 4 … 30 s)",
+            f"{median(restarts['stock']):.2f} s",
+            f"{percentile(restarts['stock'], 95):.2f} s",
+            f"{max(restarts['stock']):.2f} s",
+            len(restarts["stock"]),
+            "(before)",
+        ],
+        [
+            "broker down (shutdown, 0–8 s, boot to await_startup)",
+            f"{median(downtime):.1f} s",
+            f"{percentile(downtime, 95):.1f} s",
+            f"{max(downtime):.1f} s",
+            len(downtime),
+            "",
+        ],
     ]
     print(table(["measure", "median", "p95", "max", "n", "goal"], rows))
-    print("\nper run (s): kill " + ", ".join(f"{x:.2f}" for x in kills) + "; restart app "
-          + ", ".join(f"{x:.2f}" for x in restarts["app"]) + "; restart stock "
-          + ", ".join(f"{x:.2f}" for x in restarts["stock"]) + "; boot " + ", ".join(f"{x:.1f}" for x in boot))
+    print(
+        "\nper run (s): kill "
+        + ", ".join(f"{x:.2f}" for x in kills)
+        + "; restart app "
+        + ", ".join(f"{x:.2f}" for x in restarts["app"])
+        + "; restart stock "
+        + ", ".join(f"{x:.2f}" for x in restarts["stock"])
+        + "; boot "
+        + ", ".join(f"{x:.1f}" for x in boot)
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Small pure helpers shared by the benchmarks: order statistics and plain-text/Markdown tables."""
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,9 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 def spread(values: Sequence[float], fmt: str = "{:.1f}") -> str:
     """'median (min–max, n=N)' for a table cell."""
-    return f"{fmt.format(median(values))} (min {fmt.format(min(values))}, max {fmt.format(max(values))}, n={len(values)})"
+    return (
+        f"{fmt.format(median(values))} (min {fmt.format(min(values))}, max {fmt.format(max(values))}, n={len(values)})"
+    )
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -5,6 +5,7 @@ Each command runs as a child process, as a user runs it: wall time, and peak mem
 resident set size). Beside it, in this process, the work of `render` without the interpreter and imports:
 load + validate + plan + render_files, timed with perf_counter. Medians of --runs runs; a PNG of the growth.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,14 +16,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO, machine  # noqa: E402  (puts the repository on sys.path)
-
 import yaml  # noqa: E402
+from harness import REPO, machine  # noqa: E402  (puts the repository on sys.path)
+from stats import growth_exponent, median, table  # noqa: E402
 
-from infra.render import files as render  # noqa: E402
 from infra.definition.load import load_definition, require  # noqa: E402
 from infra.plan.plan import NodeLayout, build_plan  # noqa: E402
-from stats import growth_exponent, median, table  # noqa: E402
+from infra.render import files as render  # noqa: E402
 from tests.support import stackgen  # noqa: E402
 from tests.support.stacks import TEST_SECRETS  # noqa: E402
 
@@ -34,8 +34,9 @@ def child(argv: list[str]) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of one child process, which must succeed. The peak is GNU time's %M:
     a child forked from this process would carry this process's own high-water mark into its rusage."""
     start = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    result = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *argv], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     wall = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
@@ -74,10 +75,12 @@ def main(argv=None) -> None:
         baseline.append(child(python + ["--help"]))
         for queues, _ in SIZES:
             f = str(files[queues])
-            argvs = {"validate": python + ["validate", "--file", f],
-                     "render": python + ["render", "--file", f, "--out", str(work / f"out{queues}"),
-                                         "--secrets", str(secrets)],
-                     "plan": python + ["plan", "--file", f]}
+            argvs = {
+                "validate": python + ["validate", "--file", f],
+                "render": python
+                + ["render", "--file", f, "--out", str(work / f"out{queues}"), "--secrets", str(secrets)],
+                "plan": python + ["plan", "--file", f],
+            }
             for command in COMMANDS:
                 wall, rss = child(argvs[command])
                 results[(queues, command)][0].append(wall)
@@ -86,9 +89,11 @@ def main(argv=None) -> None:
         print(f"run {run + 1}/{args.runs} done at {time.monotonic() - started:.0f} s", file=sys.stderr)
 
     base_wall, base_rss = median([b[0] for b in baseline]), median([b[1] for b in baseline])
-    print(f"## The toolkit: time and peak memory\n\n{machine()}; {args.runs} runs, medians; definitions from "
-          f"tests/support/stackgen.py (seed 7). `python -m infra --help` (interpreter + imports): "
-          f"{base_wall:.2f} s, {base_rss:.0f} MiB.\n")
+    print(
+        f"## The toolkit: time and peak memory\n\n{machine()}; {args.runs} runs, medians; definitions from "
+        f"tests/support/stackgen.py (seed 7). `python -m infra --help` (interpreter + imports): "
+        f"{base_wall:.2f} s, {base_rss:.0f} MiB.\n"
+    )
     rows = []
     for queues, vhosts in SIZES:
         cells = [f"{queues:,} / {vhosts}"]
@@ -97,11 +102,12 @@ def main(argv=None) -> None:
             cells.append(f"{median(walls):.2f} s, {median(rsss):.0f} MiB")
         cells.append(f"{median(inproc[queues]) * 1000:.0f} ms")
         rows.append(cells)
-    print(table(["queues / vhosts", "validate", "render", "plan (Pulumi mocks)", "render's work in-process"],
-                rows))
+    print(table(["queues / vhosts", "validate", "render", "plan (Pulumi mocks)", "render's work in-process"], rows))
     big = [q for q, _ in SIZES if q >= 1000]
-    print("\nGrowth exponent from 1,000 to 5,000 queues (log-log slope; 1 = linear; CLI times less the --help "
-          "baseline, the interpreter and imports):")
+    print(
+        "\nGrowth exponent from 1,000 to 5,000 queues (log-log slope; 1 = linear; CLI times less the --help "
+        "baseline, the interpreter and imports):"
+    )
     for command in COMMANDS:
         ys = [max(median(results[(q, command)][0]) - base_wall, 1e-3) for q in big]
         print(f"- {command}: {growth_exponent(big, ys):.2f}")
@@ -112,6 +118,7 @@ def main(argv=None) -> None:
 
 def plot(path: Path, results, inproc, base_wall: float) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -12,6 +12,7 @@
   node does by the end of its calls; no third boot per run (the suite's 15 minutes).
 The definition: tests/support/stackgen.py seed 7, 1,000 queues over 20 vhosts (quorum and classic).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,8 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import machine  # noqa: E402
-
 from stats import median, table  # noqa: E402
+
 from tests.support import stackgen  # noqa: E402
 from tests.support.rabbit_node import Ports, RabbitNode  # noqa: E402
 from tests.support.stacks import render_for_node  # noqa: E402
@@ -41,33 +42,61 @@ def api_calls(definitions: dict) -> list[tuple[str, str, dict]]:
     for v in definitions.get("vhosts", []):
         calls.append(("PUT", f"vhosts/{q(v['name'])}", {k: v[k] for k in ("description", "tags") if k in v}))
     for p in definitions.get("permissions", []):
-        calls.append(("PUT", f"permissions/{q(p['vhost'])}/{q(p['user'])}",
-                      {k: p[k] for k in ("configure", "write", "read")}))
+        calls.append(
+            ("PUT", f"permissions/{q(p['vhost'])}/{q(p['user'])}", {k: p[k] for k in ("configure", "write", "read")})
+        )
     for p in definitions.get("topic_permissions", []):
-        calls.append(("PUT", f"topic-permissions/{q(p['vhost'])}/{q(p['user'])}",
-                      {k: p[k] for k in ("exchange", "write", "read")}))
+        calls.append(
+            (
+                "PUT",
+                f"topic-permissions/{q(p['vhost'])}/{q(p['user'])}",
+                {k: p[k] for k in ("exchange", "write", "read")},
+            )
+        )
     for p in definitions.get("parameters", []):
         calls.append(("PUT", f"parameters/{q(p['component'])}/{q(p['vhost'])}/{q(p['name'])}", {"value": p["value"]}))
     for p in definitions.get("policies", []):
-        calls.append(("PUT", f"policies/{q(p['vhost'])}/{q(p['name'])}",
-                      {k: p[k] for k in ("pattern", "definition", "priority", "apply-to") if k in p}))
+        calls.append(
+            (
+                "PUT",
+                f"policies/{q(p['vhost'])}/{q(p['name'])}",
+                {k: p[k] for k in ("pattern", "definition", "priority", "apply-to") if k in p},
+            )
+        )
     for e in definitions.get("exchanges", []):
-        calls.append(("PUT", f"exchanges/{q(e['vhost'])}/{q(e['name'])}",
-                      {k: e[k] for k in ("type", "durable", "auto_delete", "internal", "arguments") if k in e}))
+        calls.append(
+            (
+                "PUT",
+                f"exchanges/{q(e['vhost'])}/{q(e['name'])}",
+                {k: e[k] for k in ("type", "durable", "auto_delete", "internal", "arguments") if k in e},
+            )
+        )
     for x in definitions.get("queues", []):
-        calls.append(("PUT", f"queues/{q(x['vhost'])}/{q(x['name'])}",
-                      {k: x[k] for k in ("durable", "auto_delete", "arguments") if k in x}))
+        calls.append(
+            (
+                "PUT",
+                f"queues/{q(x['vhost'])}/{q(x['name'])}",
+                {k: x[k] for k in ("durable", "auto_delete", "arguments") if k in x},
+            )
+        )
     for b in definitions.get("bindings", []):
         kind = "q" if b["destination_type"] == "queue" else "e"
-        calls.append(("POST", f"bindings/{q(b['vhost'])}/e/{q(b['source'])}/{kind}/{q(b['destination'])}",
-                      {"routing_key": b["routing_key"], "arguments": b.get("arguments", {})}))
+        calls.append(
+            (
+                "POST",
+                f"bindings/{q(b['vhost'])}/e/{q(b['source'])}/{kind}/{q(b['destination'])}",
+                {"routing_key": b["routing_key"], "arguments": b.get("arguments", {})},
+            )
+        )
     return calls
 
 
 def in_new_vhosts(definitions: dict) -> dict:
     """The same definitions with every vhost renamed `post-<name>`: all new objects on a node holding the old."""
+
     def moved(item: dict) -> dict:
         return {**item, **({"vhost": f"post-{item['vhost']}"} if "vhost" in item else {})}
+
     renamed = {k: [moved(x) for x in v] if isinstance(v, list) else v for k, v in definitions.items()}
     renamed["vhosts"] = [{**v, "name": f"post-{v['name']}"} for v in definitions.get("vhosts", [])]
     return renamed
@@ -100,8 +129,10 @@ def main(argv=None) -> None:
     parser.add_argument("--vhosts", type=int, default=20)
     args = parser.parse_args(argv)
     work = Path(shutil.os.environ.get("TMPDIR", "/tmp"))
-    source = stackgen.write(Path(shutil.os.path.join(work, f"bench-topology-{args.queues}.yaml")),
-                            stackgen.generate(7, args.queues, args.vhosts))
+    source = stackgen.write(
+        Path(shutil.os.path.join(work, f"bench-topology-{args.queues}.yaml")),
+        stackgen.generate(7, args.queues, args.vhosts),
+    )
     full_boot, users_boot, api_time, post_time = [], [], [], []
     counts = {}
     for run in range(args.runs):
@@ -116,8 +147,9 @@ def main(argv=None) -> None:
             api = node.api(admin, rendered.password(admin))
             got = len(api.get("queues", columns="name"))
             assert got == counts["queues"], f"{got} queues after import, {counts['queues']} defined"
-            post_time.append(timed_calls(api, [("POST", "definitions", in_new_vhosts(definitions))],
-                                         2 * counts["queues"]))
+            post_time.append(
+                timed_calls(api, [("POST", "definitions", in_new_vhosts(definitions))], 2 * counts["queues"])
+            )
         finally:
             node.close()
         full_boot.append(seconds)
@@ -127,30 +159,47 @@ def main(argv=None) -> None:
         node, seconds = boot(rendered.config_dir, Ports(**{**ports.__dict__}))
         try:
             users_boot.append(seconds)
-            api_time.append(timed_calls(node.api(admin, rendered.password(admin)), api_calls(definitions),
-                                        counts["queues"]))
+            api_time.append(
+                timed_calls(node.api(admin, rendered.password(admin)), api_calls(definitions), counts["queues"])
+            )
         finally:
             node.close()
             shutil.rmtree(rendered.config_dir.parent, ignore_errors=True)
-        print(f"run {run + 1}/{args.runs}: boot+import {full_boot[-1]:.1f} s, boot {users_boot[-1]:.1f} s, "
-              f"API {api_time[-1]:.1f} s, POST {post_time[-1]:.1f} s", file=sys.stderr)
+        print(
+            f"run {run + 1}/{args.runs}: boot+import {full_boot[-1]:.1f} s, boot {users_boot[-1]:.1f} s, "
+            f"API {api_time[-1]:.1f} s, POST {post_time[-1]:.1f} s",
+            file=sys.stderr,
+        )
 
     n_calls = len(api_calls(definitions))
-    print(f"## Topology to the broker: boot-time import, one management-API call per object, one POST\n\n{machine()}; "
-          f"{args.runs} runs, medians; RabbitMQ 3.10 (Debian); {args.queues:,} queues over {args.vhosts} vhosts: "
-          + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".\n")
+    print(
+        f"## Topology to the broker: boot-time import, one management-API call per object, one POST\n\n{machine()}; "
+        f"{args.runs} runs, medians; RabbitMQ 3.10 (Debian); {args.queues:,} queues over {args.vhosts} vhosts: "
+        + ", ".join(f"{n} {k}" for k, n in counts.items())
+        + ".\n"
+    )
     import_cost = median([f - u for f, u in zip(full_boot, users_boot)])
-    rows = [["boot with the whole definitions.json (to await_startup)", f"{median(full_boot):.1f} s", ""],
-            ["boot with the users only", f"{median(users_boot):.1f} s", ""],
-            ["→ the import's share of the boot (difference, per run)", f"{import_cost:.1f} s", ""],
-            [f"management API, one call per object ({n_calls} calls)", f"{median(api_time):.1f} s",
-             f"{median(api_time) / n_calls * 1000:.1f} ms a call"],
-            ["management API, one `POST /api/definitions` of the whole file", f"{median(post_time):.1f} s",
-             "to a running node holding one copy already"]]
+    rows = [
+        ["boot with the whole definitions.json (to await_startup)", f"{median(full_boot):.1f} s", ""],
+        ["boot with the users only", f"{median(users_boot):.1f} s", ""],
+        ["→ the import's share of the boot (difference, per run)", f"{import_cost:.1f} s", ""],
+        [
+            f"management API, one call per object ({n_calls} calls)",
+            f"{median(api_time):.1f} s",
+            f"{median(api_time) / n_calls * 1000:.1f} ms a call",
+        ],
+        [
+            "management API, one `POST /api/definitions` of the whole file",
+            f"{median(post_time):.1f} s",
+            "to a running node holding one copy already",
+        ],
+    ]
     print(table(["way", "time", "note"], rows))
-    print(f"\nAPI per object / import: {median(api_time) / max(import_cost, 1e-3):.1f}x; API per object / one POST: "
-          f"{median(api_time) / max(median(post_time), 1e-3):.1f}x; one POST / import: "
-          f"{median(post_time) / max(import_cost, 1e-3):.2f}")
+    print(
+        f"\nAPI per object / import: {median(api_time) / max(import_cost, 1e-3):.1f}x; API per object / one POST: "
+        f"{median(api_time) / max(median(post_time), 1e-3):.1f}x; one POST / import: "
+        f"{median(post_time) / max(import_cost, 1e-3):.2f}"
+    )
 
 
 if __name__ == "__main__":

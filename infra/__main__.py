@@ -1,4 +1,5 @@
 """`python -m infra`: see infra/cli/main.py."""
+
 import sys
 
 from infra.cli.main import main

@@ -1,4 +1,5 @@
 """Where things are in the project: the one place that knows the repository's layout."""
+
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent

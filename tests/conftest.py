@@ -28,7 +28,9 @@ def tier_of(path: Path) -> str:
     for tier, (folder, _) in TIERS.items():
         if relative.startswith(folder):
             return tier
-    raise pytest.UsageError(f"{relative}: a test outside the tiers' folders ({', '.join(f for f, _ in TIERS.values())})")
+    raise pytest.UsageError(
+        f"{relative}: a test outside the tiers' folders ({', '.join(f for f, _ in TIERS.values())})"
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -41,5 +43,6 @@ def pytest_collection_modifyitems(config, items):
     # `make test` installs. Missing, they fail loudly rather than skip: a skipped broker test proves nothing.
     series = current_series()  # RABBITMQ_SERIES: 3.10 (this host's package) or 4.0 (the trixie root)
     if any("tests/broker/" in str(item.fspath) for item in items) and not series.installed:
-        raise pytest.UsageError(f"rabbitmq-server {series.name} is not installed: run `{series.install_hint}` "
-                                f"(`make test` does)")
+        raise pytest.UsageError(
+            f"rabbitmq-server {series.name} is not installed: run `{series.install_hint}` (`make test` does)"
+        )

@@ -3,6 +3,7 @@
 Every setting comes from Django's settings under the CELERY_ namespace (config/settings/base.py), and
 the queues, routes and rate limits in them only from the rendered celery.json (CELERY_TOPOLOGY_FILE).
 """
+
 import os
 from pathlib import Path
 

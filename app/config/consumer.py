@@ -20,6 +20,7 @@ Delayed delivery, own queues only: the stock step binds *every* queue of `task_q
 only to its own (docs/security.md), and the queue it consumes is the one whose delayed tasks must reach
 it. Each pool binds its own queues.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,22 +57,28 @@ class DelayedDelivery(CeleryDelayedDelivery):
 
     def start(self, c) -> None:
         self._validate_configuration(c.app)
-        urls = [u for u in c.app.conf.broker_url.split(";") if u] if isinstance(c.app.conf.broker_url, str) \
+        urls = (
+            [u for u in c.app.conf.broker_url.split(";") if u]
+            if isinstance(c.app.conf.broker_url, str)
             else list(c.app.conf.broker_url)
+        )
         for url in sorted(urls, key=lambda u: _node(u) != _node(c.connection)):
             try:
                 self._setup_delayed_delivery(c, url)
                 return
             except Exception as exc:  # noqa: BLE001 (the next node may answer; the stock step retries below)
-                logger.warning("delayed delivery: %s did not answer (%s), trying the next node",
-                               maybe_sanitize_url(url), exc)
+                logger.warning(
+                    "delayed delivery: %s did not answer (%s), trying the next node", maybe_sanitize_url(url), exc
+                )
         super().start(c)  # no node answered: Celery's own retries and error reporting
 
 
 class Consumer(CeleryConsumer):
     class Blueprint(CeleryConsumer.Blueprint):
-        default_steps = [f"{__name__}:DelayedDelivery" if step == STOCK_DELAYED_DELIVERY else step
-                         for step in CeleryConsumer.Blueprint.default_steps]
+        default_steps = [
+            f"{__name__}:DelayedDelivery" if step == STOCK_DELAYED_DELIVERY else step
+            for step in CeleryConsumer.Blueprint.default_steps
+        ]
 
     def ensure_connected(self, conn):
         stock = conn.ensure_connection

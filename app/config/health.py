@@ -1,4 +1,5 @@
 """GET /healthz: 200 when the database answers a query and the broker accepts a connection, else 503."""
+
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET

@@ -4,6 +4,7 @@ Rate limits are not failures: a 429 (or no slot in the limiter soon enough) dela
 (the limiter's estimate) without spending its retry budget, which is for 5xx, timeouts and refused
 connections. The 429 waits of one task are bounded in total time (RIOT_RATE_LIMIT_MAX_WAIT_S), not count.
 Both are kept in the message's headers, so they survive the retry's republish."""
+
 from __future__ import annotations
 
 import logging
@@ -39,7 +40,7 @@ def backoff_delay(retries: int, factor: int = 1, maximum: int = 600, rng: random
     adding the jitter on top keeps every delay longer than the one before while still spreading retries.
     Whole seconds: native delayed delivery (quorum queues) counts in seconds.
     """
-    base = min(maximum, factor * 2 ** retries)
+    base = min(maximum, factor * 2**retries)
     return max(1, min(maximum, base + rng.randint(0, base // 2)))
 
 
@@ -55,8 +56,9 @@ class RateLimitedTooLong(Exception):
 class AppTask(Task):
     abstract = True
 
-    def retry(self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None, max_retries=None,
-              **options):
+    def retry(
+        self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None, max_retries=None, **options
+    ):
         if eta is None and countdown is not None:  # an automatic retry
             # the custom headers without the broker's x-death: a message that carries them into the delayed
             # delivery's queues again is taken for a dead-letter cycle and dropped (as Celery's own retry does)
@@ -69,7 +71,8 @@ class AppTask(Task):
                     if time.time() + countdown - since > settings.RIOT_RATE_LIMIT_MAX_WAIT_S:
                         raise RateLimitedTooLong(
                             f"rate limited (429) for more than {settings.RIOT_RATE_LIMIT_MAX_WAIT_S:.0f}s in "
-                            f"total, the bound of RIOT_RATE_LIMIT_MAX_WAIT_S: {exc}") from exc
+                            f"total, the bound of RIOT_RATE_LIMIT_MAX_WAIT_S: {exc}"
+                        ) from exc
                     headers[SINCE_HEADER] = since
                 headers[WAITS_HEADER] = waits = waits + 1
                 max_retries = self.request.retries + 1  # a wait, never the last straw
@@ -80,10 +83,25 @@ class AppTask(Task):
                 # on the task object, for the next task of the process)
                 max_retries = self.max_retries + waits
             options["headers"] = headers
-            log.info("%s[%s] retry %d (%d of them rate-limit waits) in %ss: %s", self.name, self.request.id,
-                     self.request.retries + 1, waits, countdown, exc)
-        return super().retry(args=args, kwargs=kwargs, exc=exc, throw=throw, eta=eta, countdown=countdown,
-                             max_retries=max_retries, **options)
+            log.info(
+                "%s[%s] retry %d (%d of them rate-limit waits) in %ss: %s",
+                self.name,
+                self.request.id,
+                self.request.retries + 1,
+                waits,
+                countdown,
+                exc,
+            )
+        return super().retry(
+            args=args,
+            kwargs=kwargs,
+            exc=exc,
+            throw=throw,
+            eta=eta,
+            countdown=countdown,
+            max_retries=max_retries,
+            **options,
+        )
 
     def before_start(self, task_id, args, kwargs):
         if self.request.is_eager:
@@ -93,8 +111,12 @@ class AppTask(Task):
         delivery = self.request.delivery_info or {}
         try:
             TaskAttempt.objects.create(
-                task_id=task_id, task_name=self.name, queue=delivery.get("routing_key") or "",
-                retries=self.request.retries, redelivered=bool(delivery.get("redelivered")),
-                argsrepr=repr(list(args) + [f"{k}={v!r}" for k, v in (kwargs or {}).items()])[:300])
+                task_id=task_id,
+                task_name=self.name,
+                queue=delivery.get("routing_key") or "",
+                retries=self.request.retries,
+                redelivered=bool(delivery.get("redelivered")),
+                argsrepr=repr(list(args) + [f"{k}={v!r}" for k, v in (kwargs or {}).items()])[:300],
+            )
         except Exception:  # the record is for operators: never fail the task over it
             log.exception("could not record the attempt of %s[%s]", self.name, task_id)

@@ -5,6 +5,7 @@ the broker-derived limits and the broker's TLS files come from.
 the queues on the broker, so what the app declares is exactly what the broker has (a queue declared with
 other arguments would fail with PRECONDITION_FAILED).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,19 @@ BACKGROUND_PRIORITY = 0
 
 
 def _queue(declaration: dict) -> Queue:
-    exchange = Exchange(declaration["exchange"], type=declaration["exchange_type"],
-                        durable=declaration["exchange_durable"])
+    exchange = Exchange(
+        declaration["exchange"], type=declaration["exchange_type"], durable=declaration["exchange_durable"]
+    )
     # no_declare: the deployer declares the queue, its exchange and binding; the app's users may not
     # (no `configure` on them: docs/security.md), and kombu then neither declares nor binds them.
-    return Queue(declaration["name"], exchange, routing_key=declaration["routing_key"],
-                 durable=declaration["durable"], queue_arguments=declaration["queue_arguments"],
-                 no_declare=declaration.get("no_declare", False))
+    return Queue(
+        declaration["name"],
+        exchange,
+        routing_key=declaration["routing_key"],
+        durable=declaration["durable"],
+        queue_arguments=declaration["queue_arguments"],
+        no_declare=declaration.get("no_declare", False),
+    )
 
 
 class RegionalRouter:
@@ -93,8 +100,11 @@ def celery_settings(declarations: dict) -> dict:
         # name), and the app presents its client certificate (the broker requires one with mutual TLS).
         # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-use-ssl
         # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.pyamqp.html
-        settings["broker_use_ssl"] = {**declarations["broker_tls"], "cert_reqs": ssl.CERT_REQUIRED,
-                                      "server_hostname": None}
+        settings["broker_use_ssl"] = {
+            **declarations["broker_tls"],
+            "cert_reqs": ssl.CERT_REQUIRED,
+            "server_hostname": None,
+        }
     if "broker_consumer_timeout_ms" in declarations:
         soft, hard = time_limits(int(declarations["broker_consumer_timeout_ms"]))
         settings["task_soft_time_limit"] = soft

@@ -1,4 +1,5 @@
 """Matches as match-v5 gives them: the match, one row per participant, the timeline."""
+
 from django.db import models
 
 
@@ -39,10 +40,20 @@ class Participant(models.Model):
         constraints = [models.UniqueConstraint(fields=["match", "puuid"], name="one_row_per_match_and_player")]
 
     def as_dict(self) -> dict:
-        return {"puuid": self.puuid, "riot_id": self.riot_id, "champion": self.champion_name, "team_id": self.team_id,
-                "position": self.position, "win": self.win, "kills": self.kills, "deaths": self.deaths,
-                "assists": self.assists, "cs": self.cs, "gold_earned": self.gold_earned,
-                "damage_to_champions": self.damage_to_champions}
+        return {
+            "puuid": self.puuid,
+            "riot_id": self.riot_id,
+            "champion": self.champion_name,
+            "team_id": self.team_id,
+            "position": self.position,
+            "win": self.win,
+            "kills": self.kills,
+            "deaths": self.deaths,
+            "assists": self.assists,
+            "cs": self.cs,
+            "gold_earned": self.gold_earned,
+            "damage_to_champions": self.damage_to_champions,
+        }
 
 
 class Timeline(models.Model):

@@ -1,8 +1,10 @@
 """Match tasks: store a match and its participants, then its timeline; purge old data (beat)."""
+
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from celery import shared_task
 from django.conf import settings
@@ -71,19 +73,34 @@ def store_match(data: dict) -> Match:
     with transaction.atomic():
         match, _ = Match.objects.update_or_create(
             match_id=metadata["matchId"],
-            defaults={"platform": platform_of_match(metadata["matchId"]), "game_creation": _ms(info["gameCreation"]),
-                      "game_duration_s": duration, "game_mode": info.get("gameMode", ""),
-                      "queue_id": info.get("queueId", 0), "game_version": info.get("gameVersion", "")})
+            defaults={
+                "platform": platform_of_match(metadata["matchId"]),
+                "game_creation": _ms(info["gameCreation"]),
+                "game_duration_s": duration,
+                "game_mode": info.get("gameMode", ""),
+                "queue_id": info.get("queueId", 0),
+                "game_version": info.get("gameVersion", ""),
+            },
+        )
         for p in info["participants"]:
             riot_id = f"{p.get('riotIdGameName', '')}#{p.get('riotIdTagline', '')}".strip("#")
             Participant.objects.update_or_create(
-                match=match, puuid=p["puuid"],
-                defaults={"riot_id": riot_id, "champion_name": p.get("championName", ""), "team_id": p["teamId"],
-                          "position": p.get("teamPosition") or p.get("individualPosition", ""), "win": p["win"],
-                          "kills": p["kills"], "deaths": p["deaths"], "assists": p["assists"],
-                          "cs": p.get("totalMinionsKilled", 0) + p.get("neutralMinionsKilled", 0),
-                          "gold_earned": p.get("goldEarned", 0),
-                          "damage_to_champions": p.get("totalDamageDealtToChampions", 0)})
+                match=match,
+                puuid=p["puuid"],
+                defaults={
+                    "riot_id": riot_id,
+                    "champion_name": p.get("championName", ""),
+                    "team_id": p["teamId"],
+                    "position": p.get("teamPosition") or p.get("individualPosition", ""),
+                    "win": p["win"],
+                    "kills": p["kills"],
+                    "deaths": p["deaths"],
+                    "assists": p["assists"],
+                    "cs": p.get("totalMinionsKilled", 0) + p.get("neutralMinionsKilled", 0),
+                    "gold_earned": p.get("goldEarned", 0),
+                    "damage_to_champions": p.get("totalDamageDealtToChampions", 0),
+                },
+            )
         match.players.add(*Player.objects.filter(puuid__in=metadata.get("participants", [])))
     return match
 
@@ -92,8 +109,14 @@ def store_timeline(match: Match, data: dict) -> Timeline:
     info = data["info"]
     frames = info.get("frames", [])
     timeline, _ = Timeline.objects.update_or_create(
-        match=match, defaults={"frame_interval_ms": info.get("frameInterval", 60000), "frame_count": len(frames),
-                               "event_count": sum(len(f.get("events", [])) for f in frames), "frames": frames})
+        match=match,
+        defaults={
+            "frame_interval_ms": info.get("frameInterval", 60000),
+            "frame_count": len(frames),
+            "event_count": sum(len(f.get("events", [])) for f in frames),
+            "frames": frames,
+        },
+    )
     return timeline
 
 

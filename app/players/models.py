@@ -3,6 +3,7 @@
 A job's counts are derived from one JobMatch row per (job, match), never incremented: a redelivered task
 updates the same row, so counts cannot drift however often a task runs.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -41,8 +42,11 @@ class SyncJob(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     def counts(self) -> dict[str, int]:
-        c = self.matches.aggregate(found=Count("id"), processed=Count("id", filter=Q(state=JobMatch.PROCESSED)),
-                                   failed=Count("id", filter=Q(state=JobMatch.FAILED)))
+        c = self.matches.aggregate(
+            found=Count("id"),
+            processed=Count("id", filter=Q(state=JobMatch.PROCESSED)),
+            failed=Count("id", filter=Q(state=JobMatch.FAILED)),
+        )
         return {"matches_found": c["found"], "matches_processed": c["processed"], "matches_failed": c["failed"]}
 
     def refresh_status(self) -> None:
@@ -55,10 +59,17 @@ class SyncJob(models.Model):
                 self.status = status
 
     def as_dict(self) -> dict:
-        return {"job_id": str(self.id), "status": self.status, "game_name": self.game_name,
-                "tag_line": self.tag_line, "region": self.region, "error": self.error or None,
-                "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
-                **self.counts()}
+        return {
+            "job_id": str(self.id),
+            "status": self.status,
+            "game_name": self.game_name,
+            "tag_line": self.tag_line,
+            "region": self.region,
+            "error": self.error or None,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            **self.counts(),
+        }
 
 
 class JobMatch(models.Model):

@@ -1,4 +1,5 @@
 """Player tasks: the sync that starts a job, and the recovery of jobs stuck past their deadline."""
+
 from __future__ import annotations
 
 import logging
@@ -9,8 +10,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from config.topology import BACKGROUND_PRIORITY
 from config.tasks import RETRY_OPTIONS, AppTask
+from config.topology import BACKGROUND_PRIORITY
 from players.models import JobMatch, Player, SyncJob
 from riot import RiotClient, RiotNotFound, regional_routing
 
@@ -33,7 +34,8 @@ class SyncTask(AppTask):
         job_id = (kwargs or {}).get("job_id") or (args[3] if len(args) > 3 else None)
         if job_id:
             SyncJob.objects.filter(pk=job_id).update(
-                status=SyncJob.FAILED, error=f"{exc.__class__.__name__}: {exc}"[:500], updated_at=timezone.now())
+                status=SyncJob.FAILED, error=f"{exc.__class__.__name__}: {exc}"[:500], updated_at=timezone.now()
+            )
 
 
 @shared_task(bind=True, base=SyncTask, **RETRY_OPTIONS)
@@ -49,19 +51,25 @@ def sync_player_data(self, game_name: str, tag_line: str, region: str, job_id: s
         account = client.account_by_riot_id(game_name, tag_line, region)
     except RiotNotFound:
         # A definite answer, not a lost task: the job says so and the message is acked.
-        SyncJob.objects.filter(pk=job.pk).update(status=SyncJob.FAILED, error="player not found",
-                                                 updated_at=timezone.now())
+        SyncJob.objects.filter(pk=job.pk).update(
+            status=SyncJob.FAILED, error="player not found", updated_at=timezone.now()
+        )
         return str(job.pk)
     match_ids = client.match_ids(account["puuid"], region, count=settings.RIOT_MATCHES_PER_SYNC)
     with transaction.atomic():
         player, _ = Player.objects.update_or_create(
             puuid=account["puuid"],
-            defaults={"game_name": account.get("gameName") or game_name,
-                      "tag_line": account.get("tagLine") or tag_line, "region": region.lower()})
+            defaults={
+                "game_name": account.get("gameName") or game_name,
+                "tag_line": account.get("tagLine") or tag_line,
+                "region": region.lower(),
+            },
+        )
         for match_id in match_ids:
             JobMatch.objects.get_or_create(job=job, match_id=match_id)
-        SyncJob.objects.filter(pk=job.pk).update(player=player, status=SyncJob.RUNNING, error="",
-                                                 updated_at=timezone.now())
+        SyncJob.objects.filter(pk=job.pk).update(
+            player=player, status=SyncJob.RUNNING, error="", updated_at=timezone.now()
+        )
     job.refresh_from_db()
     from matches.tasks import process_match
 
@@ -82,8 +90,9 @@ def recover_stale_jobs(self, stale_after_s: int | None = None) -> int:
     for job in SyncJob.objects.filter(status__in=[SyncJob.PENDING, SyncJob.RUNNING], updated_at__lt=deadline):
         if job.player_id is None:
             # after any sync a user is waiting for, where the queue has priorities
-            sync_player_data.apply_async((job.game_name, job.tag_line, job.region), {"job_id": str(job.pk)},
-                                         priority=BACKGROUND_PRIORITY)
+            sync_player_data.apply_async(
+                (job.game_name, job.tag_line, job.region), {"job_id": str(job.pk)}, priority=BACKGROUND_PRIORITY
+            )
         else:
             for match_id in job.matches.exclude(state=JobMatch.PROCESSED).values_list("match_id", flat=True):
                 process_match.delay(match_id, str(job.pk))
@@ -92,4 +101,3 @@ def recover_stale_jobs(self, stale_after_s: int | None = None) -> int:
     if recovered:
         log.info("recovered %d stale sync job(s)", recovered)
     return recovered
-

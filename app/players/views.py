@@ -1,4 +1,5 @@
 """The JSON API: start a sync, follow its job, read a player with their stored matches."""
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,9 @@ def sync_player(request):
     from players.tasks import sync_player_data
 
     try:
-        sync_player_data.apply_async((game_name, tag_line, region), {"job_id": str(job.pk)},
-                                     retry_policy=WEB_PUBLISH_RETRY_POLICY)
+        sync_player_data.apply_async(
+            (game_name, tag_line, region), {"job_id": str(job.pk)}, retry_policy=WEB_PUBLISH_RETRY_POLICY
+        )
     except Exception as exc:  # broker down or the queue full (publisher confirm refused): say so, keep no job
         log.exception("could not enqueue the sync of job %s", job.pk)
         job.delete()
@@ -81,20 +83,44 @@ def player_detail(request, region, game_name, tag_line):
     problem = validate_riot_id(game_name, tag_line, region)
     if problem:
         return error(400, problem[1], problem[0])
-    player = (Player.objects.filter(region=region.lower(), game_name__iexact=game_name, tag_line__iexact=tag_line)
-              .order_by("-updated_at").first())
+    player = (
+        Player.objects.filter(region=region.lower(), game_name__iexact=game_name, tag_line__iexact=tag_line)
+        .order_by("-updated_at")
+        .first()
+    )
     if player is None:
         return error(404, f"no player {game_name}#{tag_line} in {region.lower()}")
     matches = []
     for match in player.matches.prefetch_related("participants").select_related("timeline"):
         me = next((p for p in match.participants.all() if p.puuid == player.puuid), None)
         timeline = getattr(match, "timeline", None)
-        matches.append({
-            "match_id": match.match_id, "game_creation": match.game_creation.isoformat(),
-            "game_duration_s": match.game_duration_s, "game_mode": match.game_mode, "queue_id": match.queue_id,
-            "game_version": match.game_version, "player": me.as_dict() if me else None,
-            "participants": [p.as_dict() for p in match.participants.all()],
-            "timeline": ({"frame_interval_ms": timeline.frame_interval_ms, "frames": timeline.frame_count,
-                          "events": timeline.event_count} if timeline else None)})
-    return JsonResponse({"puuid": player.puuid, "game_name": player.game_name, "tag_line": player.tag_line,
-                         "region": player.region, "matches": matches})
+        matches.append(
+            {
+                "match_id": match.match_id,
+                "game_creation": match.game_creation.isoformat(),
+                "game_duration_s": match.game_duration_s,
+                "game_mode": match.game_mode,
+                "queue_id": match.queue_id,
+                "game_version": match.game_version,
+                "player": me.as_dict() if me else None,
+                "participants": [p.as_dict() for p in match.participants.all()],
+                "timeline": (
+                    {
+                        "frame_interval_ms": timeline.frame_interval_ms,
+                        "frames": timeline.frame_count,
+                        "events": timeline.event_count,
+                    }
+                    if timeline
+                    else None
+                ),
+            }
+        )
+    return JsonResponse(
+        {
+            "puuid": player.puuid,
+            "game_name": player.game_name,
+            "tag_line": player.tag_line,
+            "region": player.region,
+            "matches": matches,
+        }
+    )

@@ -10,6 +10,7 @@ server's Retry-After on a 429; permanent ones (400, 401, 403, 404, ...) are not.
 Rate limits: every request first takes a slot from the shared limiter (riot/ratelimit.py), named by routing
 region and Riot's method name; each response teaches it the limits, each 429 blocks its key.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,10 +26,23 @@ log = logging.getLogger(__name__)
 
 # Platform → regional routing value of match-v5 (Riot's routing table).
 PLATFORM_REGIONS = {
-    "na1": "americas", "br1": "americas", "la1": "americas", "la2": "americas",
-    "kr": "asia", "jp1": "asia",
-    "eun1": "europe", "euw1": "europe", "tr1": "europe", "ru": "europe", "me1": "europe",
-    "oc1": "sea", "ph2": "sea", "sg2": "sea", "th2": "sea", "tw2": "sea", "vn2": "sea",
+    "na1": "americas",
+    "br1": "americas",
+    "la1": "americas",
+    "la2": "americas",
+    "kr": "asia",
+    "jp1": "asia",
+    "eun1": "europe",
+    "euw1": "europe",
+    "tr1": "europe",
+    "ru": "europe",
+    "me1": "europe",
+    "oc1": "sea",
+    "ph2": "sea",
+    "sg2": "sea",
+    "th2": "sea",
+    "tw2": "sea",
+    "vn2": "sea",
 }
 ACCOUNT_REGIONS = {"americas", "asia", "europe"}  # account-v1 has no sea cluster; asia serves those players
 DEFAULT_RETRY_AFTER_S = 1  # a 429 without Retry-After (the underlying service's own limit)
@@ -81,8 +95,7 @@ class RiotUnavailable(RiotTransientError):
 class RiotRateLimited(RiotTransientError):
     """A 429, or (`by_limiter`) no slot soon enough in the limiter: wait `retry_after`, no failure."""
 
-    def __init__(self, message: str, *, retry_after: float, limits: "RateLimits", by_limiter: bool = False,
-                 **kwargs):
+    def __init__(self, message: str, *, retry_after: float, limits: "RateLimits", by_limiter: bool = False, **kwargs):
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
         self.limits = limits
@@ -111,9 +124,13 @@ class RateLimits:
 
     @classmethod
     def from_headers(cls, headers) -> "RateLimits":
-        return cls(_windows(headers.get("X-App-Rate-Limit")), _windows(headers.get("X-App-Rate-Limit-Count")),
-                   _windows(headers.get("X-Method-Rate-Limit")), _windows(headers.get("X-Method-Rate-Limit-Count")),
-                   headers.get("X-Rate-Limit-Type"))
+        return cls(
+            _windows(headers.get("X-App-Rate-Limit")),
+            _windows(headers.get("X-App-Rate-Limit-Count")),
+            _windows(headers.get("X-Method-Rate-Limit")),
+            _windows(headers.get("X-Method-Rate-Limit-Count")),
+            headers.get("X-Rate-Limit-Type"),
+        )
 
     def exhausted_windows(self) -> list[int]:
         """Windows (seconds) whose count has reached the limit: the next call in them would get a 429."""
@@ -123,9 +140,15 @@ class RateLimits:
 
 
 class RiotClient:
-    def __init__(self, api_key: str, base_url: str = "https://{routing}.api.riotgames.com", *,
-                 timeout: tuple[float, float] = (3.05, 10.0), session: requests.Session | None = None,
-                 limiter: RateLimiter | None = None):
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = "https://{routing}.api.riotgames.com",
+        *,
+        timeout: tuple[float, float] = (3.05, 10.0),
+        session: requests.Session | None = None,
+        limiter: RateLimiter | None = None,
+    ):
         if "{routing}" not in base_url:
             raise ValueError("base_url must contain {routing}")
         self.base_url = base_url.rstrip("/")
@@ -145,21 +168,31 @@ class RiotClient:
     def account_by_riot_id(self, game_name: str, tag_line: str, platform: str) -> dict:
         routing = regional_routing(platform)
         routing = routing if routing in ACCOUNT_REGIONS else "asia"
-        return self._get(routing, "account-v1.getByRiotId",
-                         f"/riot/account/v1/accounts/by-riot-id/{quote(game_name, safe='')}/{quote(tag_line, safe='')}")
+        return self._get(
+            routing,
+            "account-v1.getByRiotId",
+            f"/riot/account/v1/accounts/by-riot-id/{quote(game_name, safe='')}/{quote(tag_line, safe='')}",
+        )
 
     def match_ids(self, puuid: str, platform: str, count: int = 20, start: int = 0) -> list[str]:
-        return self._get(regional_routing(platform), "match-v5.getMatchIdsByPUUID",
-                         f"/lol/match/v5/matches/by-puuid/{quote(puuid, safe='')}/ids",
-                         params={"start": start, "count": count})
+        return self._get(
+            regional_routing(platform),
+            "match-v5.getMatchIdsByPUUID",
+            f"/lol/match/v5/matches/by-puuid/{quote(puuid, safe='')}/ids",
+            params={"start": start, "count": count},
+        )
 
     def match(self, match_id: str) -> dict:
-        return self._get(regional_routing(platform_of_match(match_id)), "match-v5.getMatch",
-                         f"/lol/match/v5/matches/{match_id}")
+        return self._get(
+            regional_routing(platform_of_match(match_id)), "match-v5.getMatch", f"/lol/match/v5/matches/{match_id}"
+        )
 
     def timeline(self, match_id: str) -> dict:
-        return self._get(regional_routing(platform_of_match(match_id)), "match-v5.getTimeline",
-                         f"/lol/match/v5/matches/{match_id}/timeline")
+        return self._get(
+            regional_routing(platform_of_match(match_id)),
+            "match-v5.getTimeline",
+            f"/lol/match/v5/matches/{match_id}/timeline",
+        )
 
     # -- transport ---------------------------------------------------------------------------------
     def _get(self, routing: str, method: str, path: str, params: dict | None = None):
@@ -169,8 +202,9 @@ class RiotClient:
             try:
                 grants = self.limiter.acquire(routing, method)
             except SlotUnavailable as exc:
-                raise RiotRateLimited(f"GET {url}: {exc}", retry_after=exc.retry_after, limits=RateLimits(),
-                                      by_limiter=True, url=url) from None
+                raise RiotRateLimited(
+                    f"GET {url}: {exc}", retry_after=exc.retry_after, limits=RateLimits(), by_limiter=True, url=url
+                ) from None
         try:
             response = self.session.get(url, params=params, timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
@@ -194,8 +228,13 @@ class RiotClient:
             retry_after = _retry_after(response.headers.get("Retry-After"))
             if self.limiter is not None:
                 self.limiter.rate_limited(routing, method, limits.limit_type, retry_after)
-            raise RiotRateLimited(f"{message} ({limits.limit_type or 'service'} limit), retry after {retry_after}s",
-                                  retry_after=retry_after, limits=limits, status=status, url=url)
+            raise RiotRateLimited(
+                f"{message} ({limits.limit_type or 'service'} limit), retry after {retry_after}s",
+                retry_after=retry_after,
+                limits=limits,
+                status=status,
+                url=url,
+            )
         if status == 404:
             raise RiotNotFound(message, status=status, url=url)
         if status >= 500:

@@ -1,4 +1,5 @@
 """The rate limiter's shared state (riot/ratelimit.py): one row per key, one per granted request."""
+
 from django.db import models
 
 

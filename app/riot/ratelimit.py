@@ -13,6 +13,7 @@ The store is the app's database (RIOT_RATE_LIMIT_DATABASE_URL may point elsewher
 each process keeps its own grants, with every limit divided by RIOT_RATE_LIMIT_PROCESSES (the number of
 worker processes of the stack): slower, never more than the key allows, and no task fails over it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -110,8 +111,9 @@ class DatabaseStore:
 
         with transaction.atomic(using=self.alias):
             RateKey.objects.using(self.alias).bulk_create([RateKey(key=k) for k in keys], ignore_conflicts=True)
-            rows = list(RateKey.objects.using(self.alias).select_for_update().filter(key__in=list(keys))
-                        .order_by("key"))
+            rows = list(
+                RateKey.objects.using(self.alias).select_for_update().filter(key__in=list(keys)).order_by("key")
+            )
             wait = max([row.blocked_until - now for row in rows] + [0.0])
             # what any process learned, as of this very transaction; else what this one knows
             learned = {row.key: parse_limits(row.limits) for row in rows if row.limits}
@@ -120,9 +122,13 @@ class DatabaseStore:
             for key, limits in keys.items():
                 if not limits:
                     continue
-                newest = list(RateGrant.objects.using(self.alias).filter(key=key)
-                              .filter(at__gt=now - max(limits) - margin).order_by("-at")
-                              .values_list("at", flat=True)[:max(limits.values())])
+                newest = list(
+                    RateGrant.objects.using(self.alias)
+                    .filter(key=key)
+                    .filter(at__gt=now - max(limits) - margin)
+                    .order_by("-at")
+                    .values_list("at", flat=True)[: max(limits.values())]
+                )
                 wait = max(wait, wait_for_slot(newest, limits, now, margin))
             if wait <= 0:
                 grants = RateGrant.objects.using(self.alias).bulk_create([RateGrant(key=k, at=now) for k in keys])
@@ -163,8 +169,17 @@ class SlotUnavailable(Exception):
 
 
 class RateLimiter:
-    def __init__(self, *, default_app_limits: Limits, alias: str, processes: int, margin: float = 0.05,
-                 inline_wait: float = 10.0, clock=time.time, sleep=time.sleep):
+    def __init__(
+        self,
+        *,
+        default_app_limits: Limits,
+        alias: str,
+        processes: int,
+        margin: float = 0.05,
+        inline_wait: float = 10.0,
+        clock=time.time,
+        sleep=time.sleep,
+    ):
         self.default_app_limits = default_app_limits
         self.database = DatabaseStore(alias)
         self.memory = MemoryStore(processes)
@@ -179,10 +194,13 @@ class RateLimiter:
 
         # a quarter of the task's soft time limit at most, so a task that waited in-process still has time
         soft_limit = getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None) or float("inf")
-        return cls(default_app_limits=parse_limits(settings.RIOT_APP_RATE_LIMIT),
-                   alias=settings.RIOT_RATE_LIMIT_DATABASE, processes=settings.RIOT_RATE_LIMIT_PROCESSES,
-                   margin=settings.RIOT_RATE_LIMIT_MARGIN_S,
-                   inline_wait=min(settings.RIOT_RATE_LIMIT_INLINE_WAIT_S, soft_limit / 4))
+        return cls(
+            default_app_limits=parse_limits(settings.RIOT_APP_RATE_LIMIT),
+            alias=settings.RIOT_RATE_LIMIT_DATABASE,
+            processes=settings.RIOT_RATE_LIMIT_PROCESSES,
+            margin=settings.RIOT_RATE_LIMIT_MARGIN_S,
+            inline_wait=min(settings.RIOT_RATE_LIMIT_INLINE_WAIT_S, soft_limit / 4),
+        )
 
     # -- the store, or this process alone when it does not answer -------------------------------------
     def _use(self, operation: str, *args):
@@ -191,12 +209,16 @@ class RateLimiter:
         except DatabaseError as exc:
             if self._degraded_since is None:
                 self._degraded_since = self.clock()
-                log.warning("rate limiter store unreachable (%s): per-process limits (1/%d of each) until it "
-                            "answers", exc, self.memory.processes)
+                log.warning(
+                    "rate limiter store unreachable (%s): per-process limits (1/%d of each) until it answers",
+                    exc,
+                    self.memory.processes,
+                )
             return getattr(self.memory, operation)(*args) if hasattr(self.memory, operation) else None
         if self._degraded_since is not None:
-            log.warning("rate limiter store answers again after %.0fs: shared limits",
-                        self.clock() - self._degraded_since)
+            log.warning(
+                "rate limiter store answers again after %.0fs: shared limits", self.clock() - self._degraded_since
+            )
             self._degraded_since = None
         return result
 

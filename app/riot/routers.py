@@ -1,5 +1,6 @@
 """The rate limiter's tables live in RIOT_RATE_LIMIT_DATABASE: the app's database unless
 RIOT_RATE_LIMIT_DATABASE_URL names another (riot/ratelimit.py)."""
+
 from django.conf import settings
 
 

@@ -2,6 +2,7 @@
 
 Without --config it serves data/players.json; a JSON file of the same shape, {"players": [...], "slow":
 {pattern: seconds}}, replaces them (the end-to-end tests' players and delays)."""
+
 from __future__ import annotations
 
 import argparse

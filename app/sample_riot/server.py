@@ -12,6 +12,7 @@ X-Method-Rate-Limit and their -Count headers. A request past a limit is answered
 X-Rate-Limit-Type, and counted in `violations`. The default is a production key's application limit; a
 test may give any, e.g. a development key's with the 2-minute window shortened (`20:1,100:12`).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,12 @@ ROUTINGS = {"americas", "asia", "europe", "sea"}
 DEV_KEY_LIMIT = "20:1,100:120"
 PRODUCTION_KEY_LIMIT = "500:10,30000:600"  # the default: tests that are not about rate limits stay clear of it
 # Riot's documented method limits of the methods served here (generous next to a development key's).
-METHOD_LIMITS = {"account-v1.getByRiotId": "1000:60", "match-v5.getMatchIdsByPUUID": "2000:10",
-                 "match-v5.getMatch": "2000:10", "match-v5.getTimeline": "2000:10"}
+METHOD_LIMITS = {
+    "account-v1.getByRiotId": "1000:60",
+    "match-v5.getMatchIdsByPUUID": "2000:10",
+    "match-v5.getMatch": "2000:10",
+    "match-v5.getTimeline": "2000:10",
+}
 
 
 def method_of(path: str) -> str:
@@ -84,8 +89,14 @@ class Request:
 
 
 class FakeRiot:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, app_limit: str = PRODUCTION_KEY_LIMIT,
-                 method_limits: dict | None = None):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        app_limit: str = PRODUCTION_KEY_LIMIT,
+        method_limits: dict | None = None,
+    ):
         """On loopback and a free port for the tests; in a container on 0.0.0.0:8080 as the sample Riot API."""
         self.app_limit = app_limit
         self.method_limits = {**METHOD_LIMITS, **(method_limits or {})}
@@ -189,21 +200,30 @@ class FakeRiot:
         app = self._limiter(routing, self.app_limit)
         per_method = self._limiter(f"{routing}:{method}", self.method_limits[method])
         with self._lock:
-            refused = [(kind, wait) for kind, limiter in (("application", app), ("method", per_method))
-                       if (wait := limiter.retry_after(now)) is not None]
+            refused = [
+                (kind, wait)
+                for kind, limiter in (("application", app), ("method", per_method))
+                if (wait := limiter.retry_after(now)) is not None
+            ]
             if not refused:
                 app.accepted.append(now)
                 per_method.accepted.append(now)
-            headers = {"X-App-Rate-Limit": app.header, "X-Method-Rate-Limit": per_method.header,
-                       "X-App-Rate-Limit-Count": ",".join(f"{n}:{w:g}" for n, (_, w) in
-                                                          zip(app.counts(now), app.limits)),
-                       "X-Method-Rate-Limit-Count": ",".join(f"{n}:{w:g}" for n, (_, w) in
-                                                             zip(per_method.counts(now), per_method.limits))}
+            headers = {
+                "X-App-Rate-Limit": app.header,
+                "X-Method-Rate-Limit": per_method.header,
+                "X-App-Rate-Limit-Count": ",".join(f"{n}:{w:g}" for n, (_, w) in zip(app.counts(now), app.limits)),
+                "X-Method-Rate-Limit-Count": ",".join(
+                    f"{n}:{w:g}" for n, (_, w) in zip(per_method.counts(now), per_method.limits)
+                ),
+            }
         if not refused:
             return headers, None
         kind, wait = max(refused, key=lambda r: r[1])
-        return headers, (429, {"Retry-After": str(max(1, math.ceil(wait))), "X-Rate-Limit-Type": kind},
-                         {"status": {"message": "Rate limit exceeded", "status_code": 429}})
+        return headers, (
+            429,
+            {"Retry-After": str(max(1, math.ceil(wait))), "X-Rate-Limit-Type": kind},
+            {"status": {"message": "Rate limit exceeded", "status_code": 429}},
+        )
 
     # -- serving -----------------------------------------------------------------------------------
     def _answer(self, routing: str, path: str, query: str) -> tuple[int, dict, object]:
@@ -226,8 +246,11 @@ class FakeRiot:
         m = re.fullmatch(r"/riot/account/v1/accounts/by-riot-id/([^/]+)/([^/]+)", path)
         if m:
             account = self.players.get((unquote(m.group(1)).lower(), unquote(m.group(2)).lower()))
-            return (200, {}, account) if account else (404, {}, {"status": {"message": "Data not found",
-                                                                              "status_code": 404}})
+            return (
+                (200, {}, account)
+                if account
+                else (404, {}, {"status": {"message": "Data not found", "status_code": 404}})
+            )
         m = re.fullmatch(r"/lol/match/v5/matches/by-puuid/([^/]+)/ids", path)
         if m:
             count = int(re.search(r"count=(\d+)", query).group(1)) if "count=" in query else 20

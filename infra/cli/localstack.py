@@ -10,6 +10,7 @@ Riot API (`app.riot_sample`, laid over the stack from an overlay file in the ren
 clone comes up without one. `down [--volumes]` stops the stack, keeping the data volumes
 unless asked. The end-to-end tests drive the same functions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +18,9 @@ import base64
 import json
 import ssl
 import subprocess
-import urllib.request
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -27,12 +28,12 @@ from pathlib import Path
 import yaml
 
 from infra.cli import main as cli
-from infra.render.compose import COMPOSE_FILE
 from infra.definition.load import load_definition, require
-from infra.plan.plan import build_plan
-from infra.render.secrets import SECRETS_DIR, read_secrets_file
-from infra.plan.services import broker_hosts, client_host
 from infra.paths import SAMPLE_RIOT_PLAYERS
+from infra.plan.plan import build_plan
+from infra.plan.services import broker_hosts, client_host
+from infra.render.compose import COMPOSE_FILE
+from infra.render.secrets import SECRETS_DIR, read_secrets_file
 
 HEALTH_TIMEOUT_S = 300
 
@@ -46,8 +47,13 @@ class LocalStack:
     overlays: tuple[Path, ...] = ()
 
     def compose(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker-compose", "-p", self.project, "-f", str(self.out / COMPOSE_FILE), *args],
-                              capture_output=True, text=True, timeout=timeout, check=check)
+        return subprocess.run(
+            ["docker-compose", "-p", self.project, "-f", str(self.out / COMPOSE_FILE), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
 
     def render(self) -> None:
         argv = ["render", "--stack", self.stack, "--out", str(self.out), "--compose"]
@@ -72,10 +78,15 @@ class LocalStack:
         ids = self.compose("ps", "-q").stdout.split()
         if not ids:
             return {}
-        inspected = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True,
-                                              check=True, timeout=60).stdout)
-        return {c["Config"]["Labels"]["com.docker.compose.service"]:
-                (c["State"].get("Health") or {}).get("Status", c["State"]["Status"]) for c in inspected}
+        inspected = json.loads(
+            subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True, timeout=60).stdout
+        )
+        return {
+            c["Config"]["Labels"]["com.docker.compose.service"]: (c["State"].get("Health") or {}).get(
+                "Status", c["State"]["Status"]
+            )
+            for c in inspected
+        }
 
     def wait_healthy(self, timeout: float = HEALTH_TIMEOUT_S, progress=print) -> dict[str, str]:
         """Until every service is healthy; bounded. Prints a line whenever a status changes."""
@@ -86,8 +97,10 @@ class LocalStack:
             status = self.health()
             if status != last:
                 pending = sorted(s for s, h in status.items() if h != "healthy")
-                progress(f"[{time.monotonic() - started:5.1f}s] {len(status) - len(pending)}/{len(status)} healthy"
-                         + (f"; waiting for {', '.join(f'{s} ({status[s]})' for s in pending)}" if pending else ""))
+                progress(
+                    f"[{time.monotonic() - started:5.1f}s] {len(status) - len(pending)}/{len(status)} healthy"
+                    + (f"; waiting for {', '.join(f'{s} ({status[s]})' for s in pending)}" if pending else "")
+                )
                 last = status
             if status and all(h == "healthy" for h in status.values()):
                 return status
@@ -130,9 +143,14 @@ class LocalStack:
         """Before the topology is applied: the queues whose type changed or that were renamed get their
         messages moved (`python -m infra migrate`); a definitions import would refuse the new type."""
         from infra.ops.broker_api import ManagementClient
+
         b = self.plan.broker
-        client = ManagementClient(b.management_url, b.admin_user, self._admin_password,
-                                  ca_cert=str(self.out / "tls" / "ca.pem") if b.tls else None)
+        client = ManagementClient(
+            b.management_url,
+            b.admin_user,
+            self._admin_password,
+            ca_cert=str(self.out / "tls" / "ca.pem") if b.tls else None,
+        )
         return cli.run_migrations(self.plan, client)
 
     def management(self, path: str, data: bytes | None = None) -> bytes:
@@ -140,8 +158,10 @@ class LocalStack:
         b = self.plan.broker
         request = urllib.request.Request(
             f"{b.management_url}/api/{path}",
-            data=data, method="POST" if data is not None else "GET",
-            headers={"Content-Type": "application/json", "Authorization": self._admin_auth})
+            data=data,
+            method="POST" if data is not None else "GET",
+            headers={"Content-Type": "application/json", "Authorization": self._admin_auth},
+        )
         context = ssl.create_default_context(cafile=str(self.out / "tls" / "ca.pem")) if b.tls else None
         with urllib.request.urlopen(request, timeout=60, context=context) as response:
             if response.status not in (200, 201, 204):
@@ -158,8 +178,10 @@ class LocalStack:
             if len(running) == nodes:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the cluster has {len(running)} of {nodes} nodes running after "
-                                   f"{timeout:.0f}s: {', '.join(running)}")
+                raise TimeoutError(
+                    f"the cluster has {len(running)} of {nodes} nodes running after "
+                    f"{timeout:.0f}s: {', '.join(running)}"
+                )
             time.sleep(1)
 
     def apply_topology(self) -> None:
@@ -174,8 +196,7 @@ class LocalStack:
 SAMPLE_OVERLAY = "riot-sample.yaml"
 
 
-def sample_overlay(stack: str, out: Path, secrets: Path | None = None,
-                   overlays: tuple[Path, ...] = ()) -> Path | None:
+def sample_overlay(stack: str, out: Path, secrets: Path | None = None, overlays: tuple[Path, ...] = ()) -> Path | None:
     """With no Riot key set for the stack: an overlay file (in `out`) that runs it on the sample Riot API
     instead. None when the key is set, or when the stack takes no key."""
     definition = require(load_definition(stack=stack, overlays=overlays))
@@ -193,9 +214,11 @@ def urls(stack: str, overlays: tuple[Path, ...] = ()) -> list[tuple[str, str]]:
     plan = build_plan(definition)
     host = client_host(plan.broker.publish_ip)
     b = plan.broker
-    return [("web", f"http://{host}:{definition.app.web.port}/healthz"),
-            ("management", b.management_url),
-            (b.client_scheme, f"{b.client_scheme}://{host}:{b.client_port}")]
+    return [
+        ("web", f"http://{host}:{definition.app.web.port}/healthz"),
+        ("management", b.management_url),
+        (b.client_scheme, f"{b.client_scheme}://{host}:{b.client_port}"),
+    ]
 
 
 def sample_note(stack: str, web: str) -> str:
@@ -205,10 +228,12 @@ def sample_note(stack: str, web: str) -> str:
     p = players[0]
     body = json.dumps({"game_name": p["game_name"], "tag_line": p["tag_line"], "region": p["region"]})
     names = ", ".join(f"{s['game_name']}#{s['tag_line']} ({s['region']})" for s in players)
-    return (f"riot-sample the sample Riot API serves the app (no Riot key set): {names}\n"
-            f"            try: curl -X POST -H 'Content-Type: application/json' -d '{body}' "
-            f"{web}/api/players/sync\n"
-            f"            with your key in .secrets/{stack}.yaml (riotApiKey: RGAPI-...), `make local` talks to Riot")
+    return (
+        f"riot-sample the sample Riot API serves the app (no Riot key set): {names}\n"
+        f"            try: curl -X POST -H 'Content-Type: application/json' -d '{body}' "
+        f"{web}/api/players/sync\n"
+        f"            with your key in .secrets/{stack}.yaml (riotApiKey: RGAPI-...), `make local` talks to Riot"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,8 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="local")
     parser.add_argument("--out", type=Path, default=None, help="render directory (default build/<stack>)")
     parser.add_argument("--volumes", action="store_true", help="down: delete the data volumes too")
-    parser.add_argument("--overlay", type=Path, action="append", default=[],
-                        help="up: a file laid over the stack (repeatable), e.g. stacks/overlays/rabbitmq-4.0.yaml")
+    parser.add_argument(
+        "--overlay",
+        type=Path,
+        action="append",
+        default=[],
+        help="up: a file laid over the stack (repeatable), e.g. stacks/overlays/rabbitmq-4.0.yaml",
+    )
     args = parser.parse_args(argv)
     out = args.out or Path("build") / args.stack
     local = LocalStack(args.stack, out, f"rabbitmq-celery-{args.stack}", overlays=tuple(args.overlay))
@@ -235,8 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m infra.cli.localstack: {' '.join(exc.cmd)} failed:\n{exc.stderr}", file=sys.stderr)
         return 1
     except TimeoutError as exc:
-        print(f"python -m infra.cli.localstack: {exc}\n  see: docker-compose -p {local.project} -f "
-              f"{local.out / COMPOSE_FILE} logs", file=sys.stderr)
+        print(
+            f"python -m infra.cli.localstack: {exc}\n  see: docker-compose -p {local.project} -f "
+            f"{local.out / COMPOSE_FILE} logs",
+            file=sys.stderr,
+        )
         return 1
     where = urls(args.stack, local.overlays)
     for name, url in where:

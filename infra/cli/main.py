@@ -1,5 +1,6 @@
 """`python -m infra validate|render|plan|diff|migrate|deploy|verify|docs`: parse arguments, call the core, print,
 return an exit status."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,16 +13,18 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
-from infra.definition import reference as docs, validate
+from infra.cli.table import table
+from infra.definition import reference as docs
+from infra.definition import validate
+from infra.definition.findings import format_finding
+from infra.definition.load import Loaded, load_definition
+from infra.definition.units import Duration, Size
+from infra.paths import REPO, STACKS_DIR
 from infra.plan import plan as planning
 from infra.pulumi import preview
-from infra.render import files as render, secrets
-from infra.definition.load import Loaded, load_definition
-from infra.paths import REPO, STACKS_DIR
-from infra.definition.findings import format_finding
+from infra.render import files as render
+from infra.render import secrets
 from infra.render.images import MissingBuildContext, app_image_name, build_context
-from infra.cli.table import table
-from infra.definition.units import Duration, Size
 
 
 class ExitStatus(IntEnum):
@@ -44,20 +47,39 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--stack", metavar="ENV", help="stacks/base.yaml overlaid with stacks/ENV.yaml")
     which.add_argument("--file", metavar="PATH", type=Path, help="one definition file, no overlay")
-    parser.add_argument("--overlay", metavar="PATH", type=Path, action="append", default=[],
-                        help="another file laid over the definition (repeatable, in order)")
+    parser.add_argument(
+        "--overlay",
+        metavar="PATH",
+        type=Path,
+        action="append",
+        default=[],
+        help="another file laid over the definition (repeatable, in order)",
+    )
     parser.add_argument("--stacks-dir", metavar="DIR", type=Path, default=None, help=argparse.SUPPRESS)
 
 
-def _add_login_arguments(parser: argparse.ArgumentParser, url_help: str, required: bool = False,
-                         secrets_use: str = "the admin's password") -> None:
+def _add_login_arguments(
+    parser: argparse.ArgumentParser, url_help: str, required: bool = False, secrets_use: str = "the admin's password"
+) -> None:
     parser.add_argument("--management-url", metavar="URL", required=required, help=url_help)
-    parser.add_argument("--user", metavar="U", help="management user (default: broker.admin_user); its password "
-                                                    "from $RABBITMQ_PASSWORD, else from the secrets file")
-    parser.add_argument("--secrets", metavar="PATH", type=Path,
-                        help=f"secrets file (default .secrets/<environment>.yaml): {secrets_use}")
-    parser.add_argument("--ca-cert", metavar="PATH", help="the CA an https:// management URL is verified with, e.g. "
-                                                          "the rendered tls/ca.pem or `pulumi stack output ca_cert`")
+    parser.add_argument(
+        "--user",
+        metavar="U",
+        help="management user (default: broker.admin_user); its password "
+        "from $RABBITMQ_PASSWORD, else from the secrets file",
+    )
+    parser.add_argument(
+        "--secrets",
+        metavar="PATH",
+        type=Path,
+        help=f"secrets file (default .secrets/<environment>.yaml): {secrets_use}",
+    )
+    parser.add_argument(
+        "--ca-cert",
+        metavar="PATH",
+        help="the CA an https:// management URL is verified with, e.g. "
+        "the rendered tls/ca.pem or `pulumi stack output ca_cert`",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -68,44 +90,71 @@ def parser() -> argparse.ArgumentParser:
     r = commands.add_parser("render", help="write rabbitmq.conf, enabled_plugins, definitions.json, celery.json")
     _add_source_arguments(r)
     r.add_argument("--out", metavar="DIR", type=Path, required=True)
-    r.add_argument("--secrets", metavar="PATH", type=Path,
-                   help="secrets file (default .secrets/<environment>.yaml, created 0600)")
-    r.add_argument("--target", choices=("container", "host"), default="container",
-                   help="container: listen on all interfaces inside the container, files in /etc/rabbitmq; "
-                        "host: listen on listeners.bind, files where --out is")
-    r.add_argument("--compose", action="store_true",
-                   help="also docker-compose.yml and its 0600 env files: the whole stack for docker-compose")
-    r.add_argument("--kubernetes", action="store_true",
-                   help="also kubernetes.yaml: a RabbitmqCluster, the topology as Messaging Topology Operator "
-                        "objects, and the app's Deployments")
-    r.add_argument("--monitoring", action="store_true",
-                   help="also prometheus.yml, alerts.yml and dashboard.json (Grafana) for this stack")
-    p = commands.add_parser("plan", help="the resources `pulumi up` would create: the Pulumi program run "
-                                         "under mocks, offline (no Pulumi CLI, credentials or Docker)")
+    r.add_argument(
+        "--secrets", metavar="PATH", type=Path, help="secrets file (default .secrets/<environment>.yaml, created 0600)"
+    )
+    r.add_argument(
+        "--target",
+        choices=("container", "host"),
+        default="container",
+        help="container: listen on all interfaces inside the container, files in /etc/rabbitmq; "
+        "host: listen on listeners.bind, files where --out is",
+    )
+    r.add_argument(
+        "--compose",
+        action="store_true",
+        help="also docker-compose.yml and its 0600 env files: the whole stack for docker-compose",
+    )
+    r.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="also kubernetes.yaml: a RabbitmqCluster, the topology as Messaging Topology Operator "
+        "objects, and the app's Deployments",
+    )
+    r.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="also prometheus.yml, alerts.yml and dashboard.json (Grafana) for this stack",
+    )
+    p = commands.add_parser(
+        "plan",
+        help="the resources `pulumi up` would create: the Pulumi program run "
+        "under mocks, offline (no Pulumi CLI, credentials or Docker)",
+    )
     _add_source_arguments(p)
     p.add_argument("--json", action="store_true", help="the resources, their inputs and the outputs as JSON")
-    f = commands.add_parser("diff", help="classify the changes since a git ref: in place, restart, data loss; "
-                                         "exit 3 on data loss")
+    f = commands.add_parser(
+        "diff", help="classify the changes since a git ref: in place, restart, data loss; exit 3 on data loss"
+    )
     f.add_argument("--stack", metavar="ENV", required=True)
     f.add_argument("--base", metavar="GIT_REF", required=True, help="e.g. origin/main, HEAD~1, a tag")
-    f.add_argument("--format", choices=("text", "markdown"), default="text",
-                   help="markdown: for a pull-request comment")
+    f.add_argument(
+        "--format", choices=("text", "markdown"), default="text", help="markdown: for a pull-request comment"
+    )
     f.add_argument("--allow-data-loss", action="store_true", help="exit 0 even when a change loses messages")
     f.add_argument("--stacks-dir", metavar="DIR", type=Path, default=None, help=argparse.SUPPRESS)
-    m = commands.add_parser("migrate", help="move the messages of queues whose type changed or that were renamed "
-                                            "(renamed_from) on a live broker; prints the steps first")
+    m = commands.add_parser(
+        "migrate",
+        help="move the messages of queues whose type changed or that were renamed "
+        "(renamed_from) on a live broker; prints the steps first",
+    )
     _add_source_arguments(m)
     _add_login_arguments(m, "default: the stack's own, from its listeners")
     m.add_argument("--dry-run", action="store_true", help="print the steps and where the broker is; change nothing")
-    m.add_argument("--timeout", metavar="S", type=float, default=3600,
-                   help="give up after S seconds (run again to carry on)")
+    m.add_argument(
+        "--timeout", metavar="S", type=float, default=3600, help="give up after S seconds (run again to carry on)"
+    )
     d = commands.add_parser("deploy", help="validate, then `pulumi up` the stack on a local file backend")
     d.add_argument("--stack", metavar="ENV", required=True, help="the stack: stacks/base.yaml + stacks/ENV.yaml")
     d.add_argument("--preview", action="store_true", help="`pulumi preview --diff` instead of `up`")
     y = commands.add_parser("verify", help="compare a live broker with the definition; exit 4 on drift")
     _add_source_arguments(y)
-    _add_login_arguments(y, "e.g. http://127.0.0.1:15672", required=True,
-                         secrets_use="users' passwords are checked against the broker's hashes")
+    _add_login_arguments(
+        y,
+        "e.g. http://127.0.0.1:15672",
+        required=True,
+        secrets_use="users' passwords are checked against the broker's hashes",
+    )
     y.add_argument("--json", action="store_true", help="the findings as JSON")
     commands.add_parser("docs", help="print the definition's field reference (Markdown)")
     return top
@@ -143,16 +192,24 @@ def cmd_validate(args) -> ExitStatus:
     return ExitStatus.OK if loaded.ok else ExitStatus.INVALID
 
 
-def _compose_files(definition, the_plan: planning.Plan, values: dict[str, str],
-                   rendered: dict[str, str]) -> dict[str, str]:
+def _compose_files(
+    definition, the_plan: planning.Plan, values: dict[str, str], rendered: dict[str, str]
+) -> dict[str, str]:
     from infra.render import compose
-    document = compose.compose_file(the_plan, rendered, app_image_name(definition.app, REPO),
-                                    build_context(definition.app, REPO), definition.app.base_image)
+
+    document = compose.compose_file(
+        the_plan,
+        rendered,
+        app_image_name(definition.app, REPO),
+        build_context(definition.app, REPO),
+        definition.app.base_image,
+    )
     return {compose.COMPOSE_FILE: compose.compose_yaml(document), **compose.env_files(the_plan, values)}
 
 
 def _kubernetes_files(definition, celery_json: str) -> dict[str, str]:
     from infra.render import kubernetes
+
     the_plan = planning.build_plan(definition)  # pods reach the nodes over the cluster's network, as containers do
     objects = kubernetes.manifests(the_plan, app_image_name(definition.app, REPO), celery_json)
     return {kubernetes.KUBERNETES_FILE: kubernetes.kubernetes_yaml(the_plan, objects)}
@@ -173,21 +230,26 @@ def cmd_render(args) -> ExitStatus:
     if loaded is None:
         return ExitStatus.INVALID
     if args.monitoring and "rabbitmq_prometheus" not in loaded.definition.broker.plugins:
-        print("python -m infra render: --monitoring scrapes the rabbitmq_prometheus plugin; add it to "
-              "broker.plugins", file=sys.stderr)
+        print(
+            "python -m infra render: --monitoring scrapes the rabbitmq_prometheus plugin; add it to broker.plugins",
+            file=sys.stderr,
+        )
         return ExitStatus.INVALID
-    targets = validate.render_target_findings(loaded.definition, loaded.source, compose=args.compose,
-                                              kubernetes=args.kubernetes)
+    targets = validate.render_target_findings(
+        loaded.definition, loaded.source, compose=args.compose, kubernetes=args.kubernetes
+    )
     _report(targets)
     if any(f.is_error for f in targets):
         print(f"{' + '.join(loaded.files)}: not renderable as asked; nothing written", file=sys.stderr)
         return ExitStatus.INVALID
     if args.compose and args.target == "host":
-        print("python -m infra render: --compose runs the broker in a container; drop --target host",
-              file=sys.stderr)
+        print("python -m infra render: --compose runs the broker in a container; drop --target host", file=sys.stderr)
         return ExitStatus.USAGE
-    layout = planning.NodeLayout(listen_on_bind=True, config_dir=str(args.out.resolve())) \
-        if args.target == "host" else planning.CONTAINER
+    layout = (
+        planning.NodeLayout(listen_on_bind=True, config_dir=str(args.out.resolve()))
+        if args.target == "host"
+        else planning.CONTAINER
+    )
     the_plan = planning.build_plan(loaded.definition, layout)
     secrets_path, known = _known_secrets(args, loaded.definition.environment)
     if known is None:
@@ -210,6 +272,7 @@ def cmd_render(args) -> ExitStatus:
         return ExitStatus.INVALID
     if args.monitoring:
         from infra.render import monitoring
+
         files.update(monitoring.monitoring_files(loaded.definition, the_plan))
     generated = resolved.generated + tls.generated
     if generated:
@@ -222,14 +285,18 @@ def cmd_render(args) -> ExitStatus:
     return ExitStatus.OK
 
 
-_SHORT = {"message-ttl": ("ttl", lambda v: str(Duration(v))), "max-length": ("max", str),
-          "max-length-bytes": ("max", lambda v: str(Size(v))), "overflow": ("", str),
-          "dead-letter-routing-key": ("dlq", str), "delivery-limit": ("limit", str)}
+_SHORT = {
+    "message-ttl": ("ttl", lambda v: str(Duration(v))),
+    "max-length": ("max", str),
+    "max-length-bytes": ("max", lambda v: str(Size(v))),
+    "overflow": ("", str),
+    "dead-letter-routing-key": ("dlq", str),
+    "delivery-limit": ("limit", str),
+}
 
 
 def _policy_summary(definition: dict) -> str:
-    parts = [f"{_SHORT[k][0]}={_SHORT[k][1](v)}" if _SHORT[k][0] else v
-             for k, v in definition.items() if k in _SHORT]
+    parts = [f"{_SHORT[k][0]}={_SHORT[k][1](v)}" if _SHORT[k][0] else v for k, v in definition.items() if k in _SHORT]
     return " ".join(parts) or "-"
 
 
@@ -253,27 +320,42 @@ def cmd_plan(args) -> ExitStatus:
     the_plan = planning.build_plan(loaded.definition)
     policies = {(p.vhost, p.pattern): p.definition for p in the_plan.topology.policies}
     consumers = {q: w.name for w in the_plan.workers for q in w.queues}
-    rows = [(q.vhost, q.name, q.type, consumers.get(q.name, "-"),
-             _policy_summary(policies.get((q.vhost, f"^{re.escape(q.name)}$"), {})))
-            for q in the_plan.topology.queues]
+    rows = [
+        (
+            q.vhost,
+            q.name,
+            q.type,
+            consumers.get(q.name, "-"),
+            _policy_summary(policies.get((q.vhost, f"^{re.escape(q.name)}$"), {})),
+        )
+        for q in the_plan.topology.queues
+    ]
     print(table(("vhost", "queue", "type", "pool", "policy"), rows))
     print()
-    print(table(("pool", "queues", "concurrency", "pool type", "prefetch"),
-                [(w.name, ",".join(w.queues), w.concurrency, w.pool, w.prefetch_multiplier)
-                 for w in the_plan.workers]))
+    print(
+        table(
+            ("pool", "queues", "concurrency", "pool type", "prefetch"),
+            [(w.name, ",".join(w.queues), w.concurrency, w.pool, w.prefetch_multiplier) for w in the_plan.workers],
+        )
+    )
     t = the_plan.topology
-    print(f"\n{len(result.resources)} resources: {len(t.vhosts)} vhost(s), {len(t.users)} user(s), "
-          f"{len(t.exchanges)} exchange(s), {len(t.queues)} queue(s), {len(t.bindings)} binding(s), "
-          f"{len(t.policies)} polic(ies), {len(the_plan.services)} container(s) of the app")
+    print(
+        f"\n{len(result.resources)} resources: {len(t.vhosts)} vhost(s), {len(t.users)} user(s), "
+        f"{len(t.exchanges)} exchange(s), {len(t.queues)} queue(s), {len(t.bindings)} binding(s), "
+        f"{len(t.policies)} polic(ies), {len(the_plan.services)} container(s) of the app"
+    )
     return ExitStatus.OK
 
 
 def cmd_diff(args) -> ExitStatus:
-    from infra.ops import changes, gitref
     from infra.cli import diff_report
+    from infra.ops import changes, gitref
+
     stacks_dir = args.stacks_dir or STACKS_DIR
-    head = _valid(_load(argparse.Namespace(stack=args.stack, file=None, overlay=[], stacks_dir=args.stacks_dir)),
-                  "nothing compared")
+    head = _valid(
+        _load(argparse.Namespace(stack=args.stack, file=None, overlay=[], stacks_dir=args.stacks_dir)),
+        "nothing compared",
+    )
     if head is None:
         return ExitStatus.INVALID
     with tempfile.TemporaryDirectory(prefix="stacks-at-ref-") as copy_dir:
@@ -303,6 +385,7 @@ def _migrations_before_up(loaded: Loaded, dry_run: bool):
     layer does not reach into ops."""
     from infra.ops import broker_api, migrator
     from infra.pulumi.deploy import DeployError
+
     the_plan = planning.build_plan(loaded.definition)
     b = the_plan.broker
 
@@ -312,14 +395,17 @@ def _migrations_before_up(loaded: Loaded, dry_run: bool):
         known = secrets.read_secrets_file(path) if path.exists() else {}
         password = os.environ.get("RABBITMQ_PASSWORD") or stack_value(key) or known.get(key)
         if password is None:
-            raise DeployError(f"cannot check for queue migrations: no password for {b.admin_user!r} (set "
-                              f"RABBITMQ_PASSWORD, or `pulumi config set --secret {key}`)")
+            raise DeployError(
+                f"cannot check for queue migrations: no password for {b.admin_user!r} (set "
+                f"RABBITMQ_PASSWORD, or `pulumi config set --secret {key}`)"
+            )
         with tempfile.NamedTemporaryFile("w", suffix=".pem") as ca:
             if b.tls:  # the stack's own CA, as the last `up` exported it
                 ca.write(stack_value("ca_cert") or known.get(b.tls.secrets.ca_cert, ""))
                 ca.flush()
-            client = broker_api.ManagementClient(b.management_url, b.admin_user, password,
-                                                 ca_cert=ca.name if b.tls else None)
+            client = broker_api.ManagementClient(
+                b.management_url, b.admin_user, password, ca_cert=ca.name if b.tls else None
+            )
             try:
                 return bool(run_migrations(the_plan, client, dry_run=dry_run)) and not dry_run
             except broker_api.BrokerAPIError as exc:
@@ -329,6 +415,7 @@ def _migrations_before_up(loaded: Loaded, dry_run: bool):
                 raise DeployError(f"queue migration: {exc}") from None
             except migrator.MigrationTimeout as exc:
                 raise DeployError(f"queue migration: {exc}") from None
+
     return before_up
 
 
@@ -336,6 +423,7 @@ def cmd_deploy(args) -> ExitStatus:
     from pulumi.automation import CommandError
 
     from infra.pulumi import deploy
+
     loaded = _valid(load_definition(stack=args.stack), "nothing deployed")
     if loaded is None:
         return ExitStatus.INVALID
@@ -367,8 +455,10 @@ def _login(args, loaded: Loaded, topology: planning.Topology) -> "_Login | ExitS
     user = args.user or loaded.definition.broker.admin_user
     password = os.environ.get("RABBITMQ_PASSWORD") or passwords.get(user)
     if password is None:
-        print(f"python -m infra {args.command}: no password for {user!r}: set RABBITMQ_PASSWORD or pass --secrets",
-              file=sys.stderr)
+        print(
+            f"python -m infra {args.command}: no password for {user!r}: set RABBITMQ_PASSWORD or pass --secrets",
+            file=sys.stderr,
+        )
         return ExitStatus.USAGE
     return _Login(user, password, passwords, secrets_path)
 
@@ -376,6 +466,7 @@ def _login(args, loaded: Loaded, topology: planning.Topology) -> "_Login | ExitS
 def run_migrations(the_plan: planning.Plan, client, dry_run: bool = False, timeout_s: float = 3600) -> list:
     """The pending migrations' steps printed, then (unless `dry_run`) carried out; the migrations."""
     from infra.ops.migrator import Migrator, run_all
+
     migrator = Migrator(client, the_plan, progress=lambda line: print(line, file=sys.stderr), timeout_s=timeout_s)
     pending = migrator.pending()
     print(f"{len(pending)} queue migration(s) pending on {client.base}" + (":" if pending else ""), file=sys.stderr)
@@ -388,6 +479,7 @@ def run_migrations(the_plan: planning.Plan, client, dry_run: bool = False, timeo
 
 def cmd_migrate(args) -> ExitStatus:
     from infra.ops import broker_api, migrator
+
     loaded = _valid(_load(args), "nothing migrated")
     if loaded is None:
         return ExitStatus.INVALID
@@ -395,8 +487,9 @@ def cmd_migrate(args) -> ExitStatus:
     login = _login(args, loaded, the_plan.topology)
     if isinstance(login, ExitStatus):
         return login
-    client = broker_api.ManagementClient(args.management_url or the_plan.broker.management_url, login.user,
-                                         login.password, ca_cert=args.ca_cert)
+    client = broker_api.ManagementClient(
+        args.management_url or the_plan.broker.management_url, login.user, login.password, ca_cert=args.ca_cert
+    )
     try:
         run_migrations(the_plan, client, dry_run=args.dry_run, timeout_s=args.timeout)
     except (broker_api.BrokerAPIError, migrator.MigrationTimeout) as exc:
@@ -407,6 +500,7 @@ def cmd_migrate(args) -> ExitStatus:
 
 def cmd_verify(args) -> ExitStatus:
     from infra.ops import broker_api, drift
+
     loaded = _valid(_load(args), "nothing compared")
     if loaded is None:
         return ExitStatus.INVALID
@@ -423,13 +517,18 @@ def cmd_verify(args) -> ExitStatus:
     found = drift.compare(drift.expected_snapshot(topology), live, passwords)
     unchecked = sorted(u.name for u in topology.users if u.name not in passwords)
     if args.json:
-        print(json.dumps({"in_sync": not found, "drift": [d.as_dict() for d in found],
-                          "passwords_not_checked": unchecked}, indent=2))
+        print(
+            json.dumps(
+                {"in_sync": not found, "drift": [d.as_dict() for d in found], "passwords_not_checked": unchecked},
+                indent=2,
+            )
+        )
     else:
         if found:
             print(table(("kind", "object", "drift", "detail"), [(d.kind, d.name, d.state, d.detail) for d in found]))
-        print(f"{len(found)} difference(s) between {' + '.join(loaded.files)} and {args.management_url}",
-              file=sys.stderr)
+        print(
+            f"{len(found)} difference(s) between {' + '.join(loaded.files)} and {args.management_url}", file=sys.stderr
+        )
         if unchecked:
             print(f"passwords not checked (not in {secrets_path}): {', '.join(unchecked)}", file=sys.stderr)
     return ExitStatus.DRIFT if found else ExitStatus.OK
@@ -440,8 +539,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "docs":
         print(docs.reference(), end="")
         return ExitStatus.OK
-    handler = {"validate": cmd_validate, "render": cmd_render, "plan": cmd_plan,
-               "diff": cmd_diff, "migrate": cmd_migrate, "deploy": cmd_deploy, "verify": cmd_verify}[args.command]
+    handler = {
+        "validate": cmd_validate,
+        "render": cmd_render,
+        "plan": cmd_plan,
+        "diff": cmd_diff,
+        "migrate": cmd_migrate,
+        "deploy": cmd_deploy,
+        "verify": cmd_verify,
+    }[args.command]
     try:
         return handler(args)
     except OSError as exc:

@@ -1,5 +1,6 @@
 """Rewrite what is generated from the model: the docs' field reference (equal to `python -m infra docs`)
 and the stack files' JSON Schema. `python -m infra.cli.regenerate` after changing infra/definition/model.py."""
+
 from __future__ import annotations
 
 from infra.definition.reference import reference

@@ -1,4 +1,5 @@
 """Aligned plain-text tables for the terminal."""
+
 from __future__ import annotations
 
 

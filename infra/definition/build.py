@@ -3,6 +3,7 @@
 One generic walk checks every type, unit and key and collects findings instead of stopping at the first,
 so a user sees everything wrong with a file in one run.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +18,10 @@ from infra.definition.sources import Source
 
 _INVALID = object()  # a value that produced a finding; its parent is invalid too
 
-_SECRET_HINT = ("a password is never written in the definition: use {secret: KEY} (set it with "
-                "`pulumi config set --secret KEY`), and `generate: true` to generate it when unset")
+_SECRET_HINT = (
+    "a password is never written in the definition: use {secret: KEY} (set it with "
+    "`pulumi config set --secret KEY`), and `generate: true` to generate it when unset"
+)
 
 
 @cache
@@ -68,8 +71,11 @@ class Builder:
             choices = get_args(tp)
             if raw in choices:
                 return raw
-            return self.error(path, f"expected one of {', '.join(map(str, choices))}, got {raw!r}"
-                                    + (suggest(raw, choices) if isinstance(raw, str) else ""))
+            return self.error(
+                path,
+                f"expected one of {', '.join(map(str, choices))}, got {raw!r}"
+                + (suggest(raw, choices) if isinstance(raw, str) else ""),
+            )
         if origin is list:
             if not isinstance(raw, list):
                 return self.error(path, f"expected a list, got {raw!r}")
@@ -89,8 +95,9 @@ class Builder:
         return self._plain(tp, raw, path)
 
     def _plain(self, tp: type, raw: Any, path: tuple) -> Any:
-        ok = (isinstance(raw, tp) and not (tp is int and isinstance(raw, bool))) or \
-             (tp is float and isinstance(raw, int) and not isinstance(raw, bool))
+        ok = (isinstance(raw, tp) and not (tp is int and isinstance(raw, bool))) or (
+            tp is float and isinstance(raw, int) and not isinstance(raw, bool)
+        )
         if not ok:
             return self.error(path, f"expected {type_name(tp)}, got {raw!r}")
         return float(raw) if tp is float else raw
@@ -100,9 +107,15 @@ class Builder:
             return self.error(path, f"expected a mapping of names, got {raw!r}")
         out = {}
         for name, value in raw.items():
-            problem = ("a name cannot be empty" if not name else
-                       f"{name!r}: names starting with `amq.` are the broker's" if name.startswith("amq.") else
-                       "a name is at most 255 bytes" if len(name.encode("utf-8")) > 255 else None)
+            problem = (
+                "a name cannot be empty"
+                if not name
+                else f"{name!r}: names starting with `amq.` are the broker's"
+                if name.startswith("amq.")
+                else "a name is at most 255 bytes"
+                if len(name.encode("utf-8")) > 255
+                else None
+            )
             if problem:
                 self.error(path + (name,), problem)
                 continue
@@ -116,8 +129,9 @@ class Builder:
         values, ok = {}, True
         for key in raw:
             if key not in fields:
-                self.error(path + (key,), f"unknown key {key!r}{suggest(key, fields)}; expected one of "
-                                          f"{', '.join(fields)}")
+                self.error(
+                    path + (key,), f"unknown key {key!r}{suggest(key, fields)}; expected one of {', '.join(fields)}"
+                )
                 ok = False
         for name, spec in fields.items():
             if name in raw:

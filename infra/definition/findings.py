@@ -3,6 +3,7 @@
 The core of every command returns findings; the CLI prints them with `format_finding`. Nothing else in
 the package prints, so every check is testable as data.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,17 +1,17 @@
 """Load a stack definition once: files → merged YAML → typed model → cross-checks, with all findings."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from infra.paths import STACKS_DIR
 from infra.definition import validate
 from infra.definition.build import build
 from infra.definition.findings import DefinitionError, Finding
 from infra.definition.model import StackDefinition
 from infra.definition.sources import Source, load_single, load_stack
-
+from infra.paths import STACKS_DIR
 
 
 @dataclass
@@ -35,8 +35,9 @@ class Loaded:
         return self.definition is not None and not self.errors
 
 
-def load_definition(*, stack: str | None = None, file: str | Path | None = None, overlays: tuple = (),
-                    stacks_dir: Path = STACKS_DIR) -> Loaded:
+def load_definition(
+    *, stack: str | None = None, file: str | Path | None = None, overlays: tuple = (), stacks_dir: Path = STACKS_DIR
+) -> Loaded:
     """Exactly one of `stack` (base.yaml + <stack>.yaml) or `file` (that file alone)."""
     if (stack is None) == (file is None):
         raise ValueError("give exactly one of stack= or file=")

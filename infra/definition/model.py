@@ -4,6 +4,7 @@
 spans several objects; `plan.py` turns a valid definition into what gets deployed. The field
 reference is generated from the `doc=` strings here (`python -m infra docs`), so they are the documentation.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,16 +35,39 @@ DIST_PORT = 25672
 # Plugins shipped in the official rabbitmq:3.13 and 4.x images and in Debian's 3.10 package; an unknown
 # name would stop the node at boot, so the definition is checked against this list.
 KNOWN_PLUGINS = (
-    "rabbitmq_amqp1_0", "rabbitmq_auth_backend_cache", "rabbitmq_auth_backend_http",
-    "rabbitmq_auth_backend_ldap", "rabbitmq_auth_backend_oauth2", "rabbitmq_auth_mechanism_ssl",
-    "rabbitmq_consistent_hash_exchange", "rabbitmq_event_exchange", "rabbitmq_federation",
-    "rabbitmq_federation_management", "rabbitmq_jms_topic_exchange", "rabbitmq_management",
-    "rabbitmq_management_agent", "rabbitmq_mqtt", "rabbitmq_peer_discovery_aws",
-    "rabbitmq_peer_discovery_consul", "rabbitmq_peer_discovery_etcd", "rabbitmq_peer_discovery_k8s",
-    "rabbitmq_prometheus", "rabbitmq_random_exchange", "rabbitmq_recent_history_exchange",
-    "rabbitmq_sharding", "rabbitmq_shovel", "rabbitmq_shovel_management", "rabbitmq_stomp",
-    "rabbitmq_stream", "rabbitmq_stream_management", "rabbitmq_top", "rabbitmq_tracing",
-    "rabbitmq_trust_store", "rabbitmq_web_dispatch", "rabbitmq_web_mqtt", "rabbitmq_web_stomp",
+    "rabbitmq_amqp1_0",
+    "rabbitmq_auth_backend_cache",
+    "rabbitmq_auth_backend_http",
+    "rabbitmq_auth_backend_ldap",
+    "rabbitmq_auth_backend_oauth2",
+    "rabbitmq_auth_mechanism_ssl",
+    "rabbitmq_consistent_hash_exchange",
+    "rabbitmq_event_exchange",
+    "rabbitmq_federation",
+    "rabbitmq_federation_management",
+    "rabbitmq_jms_topic_exchange",
+    "rabbitmq_management",
+    "rabbitmq_management_agent",
+    "rabbitmq_mqtt",
+    "rabbitmq_peer_discovery_aws",
+    "rabbitmq_peer_discovery_consul",
+    "rabbitmq_peer_discovery_etcd",
+    "rabbitmq_peer_discovery_k8s",
+    "rabbitmq_prometheus",
+    "rabbitmq_random_exchange",
+    "rabbitmq_recent_history_exchange",
+    "rabbitmq_sharding",
+    "rabbitmq_shovel",
+    "rabbitmq_shovel_management",
+    "rabbitmq_stomp",
+    "rabbitmq_stream",
+    "rabbitmq_stream_management",
+    "rabbitmq_top",
+    "rabbitmq_tracing",
+    "rabbitmq_trust_store",
+    "rabbitmq_web_dispatch",
+    "rabbitmq_web_mqtt",
+    "rabbitmq_web_stomp",
 )
 
 
@@ -161,8 +185,9 @@ class NodeAddress(IPAddress):
         except ValueError:
             raise ValueError(f"expected {cls.expected}, got {raw!r}") from None
         if address.is_loopback or address.is_unspecified:
-            raise ValueError(f"expected {cls.expected}, got {raw!r}: the other nodes, on other hosts, cannot "
-                             f"reach a node there")
+            raise ValueError(
+                f"expected {cls.expected}, got {raw!r}: the other nodes, on other hosts, cannot reach a node there"
+            )
         return cls(str(address))
 
     @property
@@ -175,25 +200,33 @@ class NodeAddress(IPAddress):
 class Secret:
     """Where a credential comes from; its value never appears in a definition."""
 
-    secret: str = field(doc="Stack config key holding the value: `pulumi config set --secret KEY` (for "
-                            "`render`: the key in the secrets file).")
-    generate: bool = field(False, doc="Generate a random value when the key is not set (Pulumi: "
-                                      "`RandomPassword`; `render`: kept in the 0600 secrets file).")
+    secret: str = field(
+        doc="Stack config key holding the value: `pulumi config set --secret KEY` (for "
+        "`render`: the key in the secrets file)."
+    )
+    generate: bool = field(
+        False,
+        doc="Generate a random value when the key is not set (Pulumi: "
+        "`RandomPassword`; `render`: kept in the 0600 secrets file).",
+    )
 
 
 @dataclass(frozen=True)
 class Log:
     level: LogLevel = field("info", doc="Log level of every target.")
-    targets: list[LogTarget] = field(factory=lambda: ["console", "file"],
-                                     doc="Where the node logs: `console` (container output) and/or `file`.")
+    targets: list[LogTarget] = field(
+        factory=lambda: ["console", "file"], doc="Where the node logs: `console` (container output) and/or `file`."
+    )
     file: str = field("rabbit.log", doc="Log file name, under the node's log directory.")
 
 
 @dataclass(frozen=True)
 class Listeners:
-    bind: IPAddress = field(IPAddress("127.0.0.1"),
-                            doc="Host address the AMQP, management and Prometheus ports are reachable on: "
-                                "Docker publishes them there; a node on the host listens there.")
+    bind: IPAddress = field(
+        IPAddress("127.0.0.1"),
+        doc="Host address the AMQP, management and Prometheus ports are reachable on: "
+        "Docker publishes them there; a node on the host listens there.",
+    )
     amqp: Port = field(Port(5672), doc="AMQP 0-9-1 port.")
     management: Port = field(Port(15672), doc="Management UI and HTTP API port.")
     prometheus: Port = field(Port(15692), doc="Prometheus metrics port (with `rabbitmq_prometheus`).")
@@ -205,9 +238,12 @@ class TlsSecrets:
     `render`, keys of the secrets file. Never the PEM itself in a definition."""
 
     ca_cert: str = field("tlsCaCert", doc="The CA certificate clients and the broker trust.")
-    ca_key: str = field("tlsCaKey", doc="`render` with `ca: generate` only: the generated CA's private key, "
-                                        "kept so later certificates come from the same CA (Pulumi keeps "
-                                        "its CA key in the stack's state, as a secret).")
+    ca_key: str = field(
+        "tlsCaKey",
+        doc="`render` with `ca: generate` only: the generated CA's private key, "
+        "kept so later certificates come from the same CA (Pulumi keeps "
+        "its CA key in the stack's state, as a secret).",
+    )
     server_cert: str = field("tlsServerCert", doc="The broker's certificate, signed by the CA.")
     server_key: str = field("tlsServerKey", doc="The broker's private key.")
     client_cert: str = field("tlsClientCert", doc="The app's client certificate (web, workers, beat).")
@@ -219,26 +255,42 @@ class Tls:
     """AMQPS and HTTPS listeners (RabbitMQ's `ssl_options`, TLS 1.2 and 1.3); the app connects with
     verification."""
 
-    enabled: bool = field(False, doc="Serve AMQPS and HTTPS management (and Prometheus over TLS when the "
-                                     "plain listeners are off). Required in prod.")
-    ca: TlsCa = field("generate", doc="`generate`: a private CA for the stack (Pulumi: `pulumi_tls`; "
-                                      "`render`: the `cryptography` package) issues the server and client "
-                                      "certificates; `provided`: the five PEMs under `secrets` are yours.")
+    enabled: bool = field(
+        False,
+        doc="Serve AMQPS and HTTPS management (and Prometheus over TLS when the "
+        "plain listeners are off). Required in prod.",
+    )
+    ca: TlsCa = field(
+        "generate",
+        doc="`generate`: a private CA for the stack (Pulumi: `pulumi_tls`; "
+        "`render`: the `cryptography` package) issues the server and client "
+        "certificates; `provided`: the five PEMs under `secrets` are yours.",
+    )
     secrets: TlsSecrets = field(factory=TlsSecrets, doc="Secret keys of the certificates and keys.")
-    plain_listeners: bool = field(False, doc="Keep plain AMQP, HTTP management and Prometheus listeners "
-                                             "beside the TLS ones (e.g. while clients move over); refused "
-                                             "in prod.")
-    verify_peer: bool = field(True, doc="Mutual TLS: every AMQPS client must present a certificate signed "
-                                        "by the CA (`ssl_options.verify = verify_peer`, "
-                                        "`fail_if_no_peer_cert = true`); passwords are still checked.")
+    plain_listeners: bool = field(
+        False,
+        doc="Keep plain AMQP, HTTP management and Prometheus listeners "
+        "beside the TLS ones (e.g. while clients move over); refused "
+        "in prod.",
+    )
+    verify_peer: bool = field(
+        True,
+        doc="Mutual TLS: every AMQPS client must present a certificate signed "
+        "by the CA (`ssl_options.verify = verify_peer`, "
+        "`fail_if_no_peer_cert = true`); passwords are still checked.",
+    )
     amqps: Port = field(Port(5671), doc="AMQPS port.")
     management: Port = field(Port(15671), doc="HTTPS management UI and API port.")
-    server_names: list[str] = field(factory=list, doc="Host names and addresses clients reach the broker "
-                                                      "by, besides `rabbitmq`, `localhost`, 127.0.0.1, "
-                                                      "`listeners.bind` and the `hosts` addresses: each "
-                                                      "becomes a SAN.")
-    validity_days: PositiveInt = field(PositiveInt(365), doc="Lifetime of issued server and client "
-                                                             "certificates (`ca: generate`).")
+    server_names: list[str] = field(
+        factory=list,
+        doc="Host names and addresses clients reach the broker "
+        "by, besides `rabbitmq`, `localhost`, 127.0.0.1, "
+        "`listeners.bind` and the `hosts` addresses: each "
+        "becomes a SAN.",
+    )
+    validity_days: PositiveInt = field(
+        PositiveInt(365), doc="Lifetime of issued server and client certificates (`ca: generate`)."
+    )
     ca_validity_days: PositiveInt = field(PositiveInt(3650), doc="Lifetime of the generated CA.")
 
 
@@ -246,68 +298,91 @@ class Tls:
 class BrokerHost:
     """One cluster node's machine: the Docker daemon Pulumi creates the node on, and its address."""
 
-    docker: DockerHost = field(doc="The node's Docker daemon (pulumi_docker provider `host`): `unix://...`, "
-                                   "`tcp://HOST:PORT` or `ssh://USER@HOST`.")
-    address: NodeAddress = field(doc="The host's private IPv4 address: the node publishes its ports there "
-                                     "(AMQP, management, Prometheus, and Erlang distribution: epmd 4369 and "
-                                     "25672), and the other nodes and the app reach `rabbitmq-<i>` there. A "
-                                     "public address is refused: the distribution port is guarded by the "
-                                     "Erlang cookie alone.")
-    ssh_opts: list[str] = field(factory=list, doc="`ssh://` only: extra `ssh` options (provider `ssh_opts`), "
-                                                  "e.g. `[-i, ~/.ssh/deploy, -o, StrictHostKeyChecking=yes]`.")
+    docker: DockerHost = field(
+        doc="The node's Docker daemon (pulumi_docker provider `host`): `unix://...`, "
+        "`tcp://HOST:PORT` or `ssh://USER@HOST`."
+    )
+    address: NodeAddress = field(
+        doc="The host's private IPv4 address: the node publishes its ports there "
+        "(AMQP, management, Prometheus, and Erlang distribution: epmd 4369 and "
+        "25672), and the other nodes and the app reach `rabbitmq-<i>` there. A "
+        "public address is refused: the distribution port is guarded by the "
+        "Erlang cookie alone."
+    )
+    ssh_opts: list[str] = field(
+        factory=list,
+        doc="`ssh://` only: extra `ssh` options (provider `ssh_opts`), "
+        "e.g. `[-i, ~/.ssh/deploy, -o, StrictHostKeyChecking=yes]`.",
+    )
 
 
 @dataclass(frozen=True)
 class Broker:
-    version: RabbitVersion = field(RabbitVersion("3.13"), doc=(
-        "RabbitMQ series the stack targets; `image` must be that series when it is the official image. "
-        "Validation refuses what the series lacks (priorities on quorum queues before 4.0). What 4.x does "
-        "differently: a quorum queue without `delivery_limit` dead-letters (or drops) a message after 20 "
-        "returns instead of requeueing it forever; classic queue mirroring is gone (the toolkit never "
-        "used it: replicated queues are quorum); quorum queues honour message priorities; Khepri may "
-        "replace Mnesia as the metadata store (a feature flag the toolkit leaves off); with TLS only, "
-        "`rabbitmq.conf` gets `prometheus.tcp.listener = none` (4.x would open a plain metrics port 15692)."))
+    version: RabbitVersion = field(
+        RabbitVersion("3.13"),
+        doc=(
+            "RabbitMQ series the stack targets; `image` must be that series when it is the official image. "
+            "Validation refuses what the series lacks (priorities on quorum queues before 4.0). What 4.x does "
+            "differently: a quorum queue without `delivery_limit` dead-letters (or drops) a message after 20 "
+            "returns instead of requeueing it forever; classic queue mirroring is gone (the toolkit never "
+            "used it: replicated queues are quorum); quorum queues honour message priorities; Khepri may "
+            "replace Mnesia as the metadata store (a feature flag the toolkit leaves off); with TLS only, "
+            "`rabbitmq.conf` gets `prometheus.tcp.listener = none` (4.x would open a plain metrics port 15692)."
+        ),
+    )
     image: str = field("rabbitmq:3.13-management", doc="Broker container image.")
-    memory_high_watermark: float = field(0.6, doc="Fraction of RAM, in (0, 1], above which publishers "
-                                                  "are blocked (`vm_memory_high_watermark.relative`).")
-    disk_free_limit: Size = field(Size(2 * 10**9), doc="Free disk below which publishers are blocked "
-                                                       "(`disk_free_limit.absolute`).")
+    memory_high_watermark: float = field(
+        0.6, doc="Fraction of RAM, in (0, 1], above which publishers are blocked (`vm_memory_high_watermark.relative`)."
+    )
+    disk_free_limit: Size = field(
+        Size(2 * 10**9), doc="Free disk below which publishers are blocked (`disk_free_limit.absolute`)."
+    )
     heartbeat: Duration = field(Duration(60_000), doc="AMQP heartbeat the server proposes; whole seconds.")
-    consumer_timeout: Duration = field(Duration(30 * 60_000),
-                                       doc="How long a delivery may stay unacknowledged before the broker "
-                                           "closes the channel; Celery time limits must stay below it.")
+    consumer_timeout: Duration = field(
+        Duration(30 * 60_000),
+        doc="How long a delivery may stay unacknowledged before the broker "
+        "closes the channel; Celery time limits must stay below it.",
+    )
     connection_max: Optional[PositiveInt] = field(None, doc="Most client connections; unset is unlimited.")
     channel_max: PositiveInt = field(PositiveInt(2047), doc="Most channels per connection.")
     log: Log = field(factory=Log, doc="Logging.")
     listeners: Listeners = field(factory=Listeners, doc="Ports and the address they are reachable on.")
-    plugins: list[str] = field(factory=lambda: ["rabbitmq_management", "rabbitmq_prometheus"],
-                               doc="Enabled plugins; `rabbitmq_management` is required (the deployer "
-                                   "uses its API).")
+    plugins: list[str] = field(
+        factory=lambda: ["rabbitmq_management", "rabbitmq_prometheus"],
+        doc="Enabled plugins; `rabbitmq_management` is required (the deployer uses its API).",
+    )
     admin_user: str = field("admin", doc="The user (with the `administrator` tag) the deployer acts as.")
     tls: Tls = field(factory=Tls, doc="TLS for AMQP, management and Prometheus.")
-    public_management: bool = field(False, doc="Allow the management listener on a public address "
-                                               "outside dev (refused otherwise).")
-    nodes: PositiveInt = field(PositiveInt(1), doc="RabbitMQ nodes: 1, or an odd number of at least 3 for a "
-                                                   "cluster (quorum queues need a majority).")
-    allow_classic_task_queues: bool = field(False, doc="On a cluster, allow classic task queues (each lives "
-                                                       "on one node; refused otherwise).")
-    erlang_cookie: Secret = field(Secret("rabbitmqErlangCookie", generate=True),
-                                  doc="On a cluster: the secret the nodes (and their CLI tools) share to talk "
-                                      "to each other.")
-    hosts: list[BrokerHost] = field(factory=list, doc="On a cluster, optionally one Docker host per node, in "
-                                                      "node order (as many as `nodes`): node i runs on "
-                                                      "`hosts[i-1]`; unset, every node runs on Pulumi's "
-                                                      "default Docker host. Pulumi only: `render --compose` "
-                                                      "refuses it, `render --kubernetes` leaves it out "
-                                                      "(with a warning).")
+    public_management: bool = field(
+        False, doc="Allow the management listener on a public address outside dev (refused otherwise)."
+    )
+    nodes: PositiveInt = field(
+        PositiveInt(1),
+        doc="RabbitMQ nodes: 1, or an odd number of at least 3 for a cluster (quorum queues need a majority).",
+    )
+    allow_classic_task_queues: bool = field(
+        False, doc="On a cluster, allow classic task queues (each lives on one node; refused otherwise)."
+    )
+    erlang_cookie: Secret = field(
+        Secret("rabbitmqErlangCookie", generate=True),
+        doc="On a cluster: the secret the nodes (and their CLI tools) share to talk to each other.",
+    )
+    hosts: list[BrokerHost] = field(
+        factory=list,
+        doc="On a cluster, optionally one Docker host per node, in "
+        "node order (as many as `nodes`): node i runs on "
+        "`hosts[i-1]`; unset, every node runs on Pulumi's "
+        "default Docker host. Pulumi only: `render --compose` "
+        "refuses it, `render --kubernetes` leaves it out "
+        "(with a warning).",
+    )
 
 
 @dataclass(frozen=True)
 class Role:
     """What a user may do in a vhost: three regular expressions over resource names (RabbitMQ's own)."""
 
-    configure: str = field("", doc="Regex of exchanges and queues the user may declare and delete; "
-                                   "empty is none.")
+    configure: str = field("", doc="Regex of exchanges and queues the user may declare and delete; empty is none.")
     write: str = field("", doc="Regex of exchanges (and queues) the user may publish to or bind from.")
     read: str = field("", doc="Regex of queues the user may consume from and exchanges it may bind to.")
 
@@ -321,12 +396,17 @@ class User:
 
 @dataclass(frozen=True)
 class Exchange:
-    type: ExchangeType = field("topic", doc="Exchange type. Task exchanges are `topic`: Celery's native "
-                                            "delayed delivery on quorum queues requires it.")
+    type: ExchangeType = field(
+        "topic",
+        doc="Exchange type. Task exchanges are `topic`: Celery's native delayed delivery on quorum queues requires it.",
+    )
     durable: bool = field(True, doc="Survives a broker restart.")
     auto_delete: bool = field(False, doc="Deleted when its last binding goes.")
-    internal: bool = field(False, doc="Only other exchanges may publish to it. Refused for now: "
-                                      "pulumi-rabbitmq cannot create internal exchanges.")
+    internal: bool = field(
+        False,
+        doc="Only other exchanges may publish to it. Refused for now: "
+        "pulumi-rabbitmq cannot create internal exchanges.",
+    )
 
 
 @dataclass(frozen=True)
@@ -334,41 +414,62 @@ class Queue:
     """A durable queue. Everything but `type` is applied by one policy per queue, so it changes in place."""
 
     type: QueueType = field("quorum", doc="`quorum` (replicated, Raft) or `classic`; the only queue argument.")
-    exchange: Optional[str] = field(None, doc="Exchange the queue is bound to; unset is the vhost's "
-                                              "`default_exchange`.")
+    exchange: Optional[str] = field(
+        None, doc="Exchange the queue is bound to; unset is the vhost's `default_exchange`."
+    )
     routing_key: Optional[str] = field(None, doc="Binding and Celery routing key; unset is the queue name.")
     ttl: Optional[Duration] = field(None, doc="Messages older than this are dead-lettered (`message-ttl`).")
     max_length: Optional[PositiveInt] = field(None, doc="Most messages ready in the queue (`max-length`).")
     max_length_bytes: Optional[Size] = field(None, doc="Most bytes of ready message bodies (`max-length-bytes`).")
-    overflow: Optional[Overflow] = field(None, doc="At a max length: `drop-head` dead-letters the oldest "
-                                                   "(the broker's default), `reject-publish` nacks the "
-                                                   "publisher, `reject-publish-dlx` (classic only) also "
-                                                   "dead-letters the rejected message.")
-    dead_letter: Optional[str] = field(None, doc="Queue of the same vhost that expired, dropped and rejected "
-                                                 "messages go to, through the vhost's dead-letter exchange.")
-    delivery_limit: Optional[PositiveInt] = field(None, doc="Quorum only: deliveries after which a message "
-                                                            "is dead-lettered instead of requeued. Unset: "
-                                                            "unlimited on RabbitMQ 3.x, 20 on 4.x.")
-    max_priority: Optional[MaxPriority] = field(None, doc=(
-        "Message priorities. Classic: the queue's `x-max-priority` argument (priorities 0 to this; an "
-        "argument, not a policy, so changing it deletes and re-creates the queue: `diff` reports data "
-        "loss). Quorum (RabbitMQ 4.0+ only): nothing is declared, the queue has two levels, priority 5 "
-        "and above before 0 to 4; this is the highest priority a route may send."))
-    rate_limit: Optional[RateLimit] = field(None, doc="Celery rate limit of the tasks routed here, per "
-                                                      "worker process pool, e.g. `10/m`.")
-    parking: bool = field(False, doc="A queue that holds dead letters for inspection and replay; no worker "
-                                     "consumes it.")
-    renamed_from: Optional[str] = field(None, doc="The queue's former name in the same vhost: `python -m infra "
-                                                  "migrate` moves its messages here, then deletes it "
-                                                  "(docs/migrations.md). Remove once deployed.")
+    overflow: Optional[Overflow] = field(
+        None,
+        doc="At a max length: `drop-head` dead-letters the oldest "
+        "(the broker's default), `reject-publish` nacks the "
+        "publisher, `reject-publish-dlx` (classic only) also "
+        "dead-letters the rejected message.",
+    )
+    dead_letter: Optional[str] = field(
+        None,
+        doc="Queue of the same vhost that expired, dropped and rejected "
+        "messages go to, through the vhost's dead-letter exchange.",
+    )
+    delivery_limit: Optional[PositiveInt] = field(
+        None,
+        doc="Quorum only: deliveries after which a message "
+        "is dead-lettered instead of requeued. Unset: "
+        "unlimited on RabbitMQ 3.x, 20 on 4.x.",
+    )
+    max_priority: Optional[MaxPriority] = field(
+        None,
+        doc=(
+            "Message priorities. Classic: the queue's `x-max-priority` argument (priorities 0 to this; an "
+            "argument, not a policy, so changing it deletes and re-creates the queue: `diff` reports data "
+            "loss). Quorum (RabbitMQ 4.0+ only): nothing is declared, the queue has two levels, priority 5 "
+            "and above before 0 to 4; this is the highest priority a route may send."
+        ),
+    )
+    rate_limit: Optional[RateLimit] = field(
+        None, doc="Celery rate limit of the tasks routed here, per worker process pool, e.g. `10/m`."
+    )
+    parking: bool = field(
+        False, doc="A queue that holds dead letters for inspection and replay; no worker consumes it."
+    )
+    renamed_from: Optional[str] = field(
+        None,
+        doc="The queue's former name in the same vhost: `python -m infra "
+        "migrate` moves its messages here, then deletes it "
+        "(docs/migrations.md). Remove once deployed.",
+    )
 
 
 @dataclass(frozen=True)
 class Vhost:
     description: str = field("", doc="Free text shown in the management UI.")
     default_exchange: str = field("tasks", doc="Exchange queues bind to unless they name one.")
-    dead_letter_exchange: str = field("dlx", doc="Direct exchange the toolkit creates for `dead_letter`: "
-                                                 "each target queue is bound to it by its own name.")
+    dead_letter_exchange: str = field(
+        "dlx",
+        doc="Direct exchange the toolkit creates for `dead_letter`: each target queue is bound to it by its own name.",
+    )
     exchanges: dict[str, Exchange] = field(factory=dict, doc="Exchanges by name.")
     queues: dict[str, Queue] = field(factory=dict, doc="Queues by name.")
 
@@ -376,12 +477,15 @@ class Vhost:
 @dataclass(frozen=True)
 class WorkerPool:
     queues: list[str] = field(doc="Queues this pool consumes (`celery worker -Q`).")
-    user: str = field(doc="User this pool's workers connect as, its own: its permissions in `celery.vhost` "
-                          "are derived from `queues` (docs/security.md).")
+    user: str = field(
+        doc="User this pool's workers connect as, its own: its permissions in `celery.vhost` "
+        "are derived from `queues` (docs/security.md)."
+    )
     concurrency: PositiveInt = field(PositiveInt(2), doc="Worker processes or threads.")
     pool: WorkerPoolType = field("prefork", doc="Celery execution pool.")
-    prefetch_multiplier: PositiveInt = field(PositiveInt(1), doc="Messages reserved per process; 1 with "
-                                                                 "late acks, so a lost worker holds one.")
+    prefetch_multiplier: PositiveInt = field(
+        PositiveInt(1), doc="Messages reserved per process; 1 with late acks, so a lost worker holds one."
+    )
 
 
 Compression = Literal["zlib", "bzip2", "lzma"]
@@ -391,30 +495,40 @@ Compression = Literal["zlib", "bzip2", "lzma"]
 class RouteOptions:
     """What a routed task's messages carry, besides where they go (Celery's route options)."""
 
-    priority: Optional[Priority] = field(None, doc="Priority of the task's messages unless the call gives one "
-                                                   "(`apply_async(priority=)`); its queue needs "
-                                                   "`max_priority` at least this.")
-    compression: Optional[Compression] = field(None, doc="Compression of the task's message bodies, over "
-                                                         "`celery.compression`.")
+    priority: Optional[Priority] = field(
+        None,
+        doc="Priority of the task's messages unless the call gives one "
+        "(`apply_async(priority=)`); its queue needs "
+        "`max_priority` at least this.",
+    )
+    compression: Optional[Compression] = field(
+        None, doc="Compression of the task's message bodies, over `celery.compression`."
+    )
 
 
 @dataclass(frozen=True)
 class Celery:
     vhost: str = field(doc="Vhost the Celery app uses; routes and pools name its queues.")
-    web_user: str = field(doc="User the web service (and `manage.py dead_letters`) connects as: publishes "
-                              "tasks, reads parked ones; permissions derived (docs/security.md).")
+    web_user: str = field(
+        doc="User the web service (and `manage.py dead_letters`) connects as: publishes "
+        "tasks, reads parked ones; permissions derived (docs/security.md)."
+    )
     beat_user: str = field(doc="User Celery beat connects as: publishes tasks only; permissions derived.")
     default_queue: str = field("default", doc="Queue of tasks that have no route.")
     routes: dict[str, str] = field(factory=dict, doc="Task name → queue name.")
-    route_options: dict[str, RouteOptions] = field(factory=dict, doc="Routed task name → the priority and "
-                                                                     "compression of its messages.")
-    compression: Optional[Compression] = field(None, doc="Compression of every task's message body "
-                                                         "(Celery's `task_compression`); unset sends them "
-                                                         "uncompressed.")
+    route_options: dict[str, RouteOptions] = field(
+        factory=dict, doc="Routed task name → the priority and compression of its messages."
+    )
+    compression: Optional[Compression] = field(
+        None,
+        doc="Compression of every task's message body (Celery's `task_compression`); unset sends them uncompressed.",
+    )
     regional_routes: dict[str, dict[str, str]] = field(
-        factory=dict, doc="Task name → Riot routing region (`americas`, `asia`, `europe`, `sea`) or `default` "
-                          "(the regions not named) → queue name: a task goes to the queue of the region its Riot "
-                          "calls go to, so one region's backlog never delays another's (docs/rate-limits.md).")
+        factory=dict,
+        doc="Task name → Riot routing region (`americas`, `asia`, `europe`, `sea`) or `default` "
+        "(the regions not named) → queue name: a task goes to the queue of the region its Riot "
+        "calls go to, so one region's backlog never delays another's (docs/rate-limits.md).",
+    )
     workers: dict[str, WorkerPool] = field(factory=dict, doc="Worker pools by name.")
 
 
@@ -422,50 +536,68 @@ class Celery:
 class Web:
     port: Port = field(Port(8000), doc="Host port the Django web service is published on, at `listeners.bind`.")
     concurrency: PositiveInt = field(PositiveInt(2), doc="Gunicorn worker processes.")
-    allowed_hosts: list[str] = field(factory=lambda: ["localhost", "127.0.0.1"],
-                                     doc="Django `ALLOWED_HOSTS`: the host names the site answers to.")
+    allowed_hosts: list[str] = field(
+        factory=lambda: ["localhost", "127.0.0.1"], doc="Django `ALLOWED_HOSTS`: the host names the site answers to."
+    )
 
 
 @dataclass(frozen=True)
 class Database:
     """Where the app keeps its data: a PostgreSQL container of the stack, an external server, or SQLite."""
 
-    kind: DatabaseKind = field("postgres", doc="`postgres`: a container with a named volume; `url`: an "
-                                               "external database; `sqlite`: a file in the app's volume "
-                                               "(dev only).")
+    kind: DatabaseKind = field(
+        "postgres",
+        doc="`postgres`: a container with a named volume; `url`: an "
+        "external database; `sqlite`: a file in the app's volume "
+        "(dev only).",
+    )
     image: str = field("postgres:16", doc="`postgres`: the server image.")
     name: str = field("app", doc="`postgres`: database name.")
     user: str = field("app", doc="`postgres`: the app's database user.")
     password: Secret = field(Secret("postgresPassword", generate=True), doc="`postgres`: that user's password.")
-    url: Optional[Secret] = field(None, doc="`url`: the secret holding the whole `DATABASE_URL`, e.g. "
-                                            "`postgres://user:pass@db.example.com:5432/app`.")
+    url: Optional[Secret] = field(
+        None,
+        doc="`url`: the secret holding the whole `DATABASE_URL`, e.g. `postgres://user:pass@db.example.com:5432/app`.",
+    )
 
 
 @dataclass(frozen=True)
 class App:
     """The Django web, Celery worker and beat services: one image, run with different commands."""
 
-    image: str = field("rabbitmq-celery-app", doc="App image. With `build`: a repository name (no tag), "
-                                                  "tagged with a digest of the build context; without: an "
-                                                  "image to pull, e.g. `registry.example.com/app:1.4`.")
-    build: Optional[str] = field("app", doc="Directory holding the `Dockerfile`, relative to the project "
-                                            "root; unset (`~`) pulls `image` instead of building it.")
+    image: str = field(
+        "rabbitmq-celery-app",
+        doc="App image. With `build`: a repository name (no tag), "
+        "tagged with a digest of the build context; without: an "
+        "image to pull, e.g. `registry.example.com/app:1.4`.",
+    )
+    build: Optional[str] = field(
+        "app",
+        doc="Directory holding the `Dockerfile`, relative to the project "
+        "root; unset (`~`) pulls `image` instead of building it.",
+    )
     base_image: str = field("python:3.11-slim", doc="The Dockerfile's `BASE_IMAGE` build argument.")
-    settings_module: str = field("config.settings.production", doc="`DJANGO_SETTINGS_MODULE` of every "
-                                                                   "service.")
+    settings_module: str = field("config.settings.production", doc="`DJANGO_SETTINGS_MODULE` of every service.")
     secret_key: Secret = field(Secret("djangoSecretKey", generate=True), doc="Django `SECRET_KEY`.")
-    riot_api_key: Optional[Secret] = field(None, doc="Riot API key (`RIOT_API_KEY`); never generated: "
-                                                     "`pulumi config set --secret KEY`.")
-    riot_api_base_url: str = field("https://{routing}.api.riotgames.com",
-                                   doc="`RIOT_API_BASE_URL`; `{routing}` becomes the regional route.")
-    riot_sample: bool = field(False, doc="The local stack only: run the sample Riot API (a few players' "
-                                         "matches, `python -m sample_riot` in the app image) as the "
-                                         "`riot-sample` service and point the app at it, with no Riot key. "
-                                         "`make local` sets it when no `riotApiKey` is set.")
+    riot_api_key: Optional[Secret] = field(
+        None, doc="Riot API key (`RIOT_API_KEY`); never generated: `pulumi config set --secret KEY`."
+    )
+    riot_api_base_url: str = field(
+        "https://{routing}.api.riotgames.com", doc="`RIOT_API_BASE_URL`; `{routing}` becomes the regional route."
+    )
+    riot_sample: bool = field(
+        False,
+        doc="The local stack only: run the sample Riot API (a few players' "
+        "matches, `python -m sample_riot` in the app image) as the "
+        "`riot-sample` service and point the app at it, with no Riot key. "
+        "`make local` sets it when no `riotApiKey` is set.",
+    )
     riot_rate_limit: RiotRateLimit = field(
-        RiotRateLimit("20:1,100:120"), doc="`RIOT_APP_RATE_LIMIT`: the key's application limit per routing "
-                                           "region until Riot's headers announce it; a development key's by "
-                                           "default (a production key's: docs/rate-limits.md).")
+        RiotRateLimit("20:1,100:120"),
+        doc="`RIOT_APP_RATE_LIMIT`: the key's application limit per routing "
+        "region until Riot's headers announce it; a development key's by "
+        "default (a production key's: docs/rate-limits.md).",
+    )
     web: Web = field(factory=Web, doc="The web service.")
     database: Database = field(factory=Database, doc="The app's database.")
     beat: bool = field(True, doc="Run Celery beat (the periodic recovery and maintenance tasks).")
@@ -476,20 +608,31 @@ class Monitoring:
     """Prometheus scrape settings and alert thresholds (`render --monitoring`)."""
 
     scrape_interval: Duration = field(Duration(15_000), doc="How often Prometheus scrapes the broker.")
-    queue_backlog: PositiveInt = field(PositiveInt(1000), doc="Ready messages above which a queue with no "
-                                                              "`max_length` alerts (`RabbitMQQueueBacklog`).")
-    backlog_ratio: float = field(0.8, doc="For a queue with a `max_length`: the fraction of it, in (0, 1], "
-                                          "above which it alerts, before publishers are refused.")
-    queue_backlogs: dict[str, PositiveInt] = field(factory=dict, doc="Queue name → its own backlog "
-                                                                     "threshold, over the two above.")
+    queue_backlog: PositiveInt = field(
+        PositiveInt(1000),
+        doc="Ready messages above which a queue with no `max_length` alerts (`RabbitMQQueueBacklog`).",
+    )
+    backlog_ratio: float = field(
+        0.8,
+        doc="For a queue with a `max_length`: the fraction of it, in (0, 1], "
+        "above which it alerts, before publishers are refused.",
+    )
+    queue_backlogs: dict[str, PositiveInt] = field(
+        factory=dict, doc="Queue name → its own backlog threshold, over the two above."
+    )
     backlog_for: Duration = field(Duration(10 * 60_000), doc="How long a backlog lasts before it alerts.")
-    no_consumer_for: Duration = field(Duration(5 * 60_000), doc="How long a queue a worker pool consumes "
-                                                                "may have no consumer.")
-    dead_letters_window: Duration = field(Duration(15 * 60_000), doc="A parking queue that grew within this "
-                                                                     "window alerts.")
-    unacked_stuck_for: Duration = field(Duration(15 * 60_000), doc="Unacknowledged messages whose count has "
-                                                                   "not moved for this long alert; keep it "
-                                                                   "below `broker.consumer_timeout`.")
+    no_consumer_for: Duration = field(
+        Duration(5 * 60_000), doc="How long a queue a worker pool consumes may have no consumer."
+    )
+    dead_letters_window: Duration = field(
+        Duration(15 * 60_000), doc="A parking queue that grew within this window alerts."
+    )
+    unacked_stuck_for: Duration = field(
+        Duration(15 * 60_000),
+        doc="Unacknowledged messages whose count has "
+        "not moved for this long alert; keep it "
+        "below `broker.consumer_timeout`.",
+    )
     node_down_for: Duration = field(Duration(60_000), doc="How long a failing scrape lasts before it alerts.")
 
 
@@ -500,11 +643,11 @@ class StackDefinition:
     broker: Broker = field(factory=Broker, doc="The broker node.")
     roles: dict[str, Role] = field(factory=dict, doc="Named permission sets users are given per vhost.")
     users: dict[str, User] = field(factory=dict, doc="Users by name.")
-    vhosts: dict[str, Vhost] = field(factory=dict, doc="Virtual hosts by name, each with its exchanges "
-                                                       "and queues.")
+    vhosts: dict[str, Vhost] = field(factory=dict, doc="Virtual hosts by name, each with its exchanges and queues.")
     app: App = field(factory=App, doc="The app's services: Django web, a Celery worker per pool, beat.")
-    monitoring: Monitoring = field(factory=Monitoring, doc="Prometheus scrape settings and alert "
-                                                           "thresholds (`render --monitoring`).")
+    monitoring: Monitoring = field(
+        factory=Monitoring, doc="Prometheus scrape settings and alert thresholds (`render --monitoring`)."
+    )
 
     @property
     def is_dev(self) -> bool:
@@ -514,5 +657,8 @@ class StackDefinition:
 def service_users(d: StackDefinition) -> dict[str, str]:
     """Service name → its broker user."""
     c = d.celery
-    return {"web": c.web_user, **({"beat": c.beat_user} if d.app.beat else {}),
-            **{f"worker-{name}": pool.user for name, pool in sorted(c.workers.items())}}
+    return {
+        "web": c.web_user,
+        **({"beat": c.beat_user} if d.app.beat else {}),
+        **{f"worker-{name}": pool.user for name, pool in sorted(c.workers.items())},
+    }

@@ -1,4 +1,5 @@
 """The docs' field reference (docs/reference.md), generated from the model's `doc=` strings."""
+
 from __future__ import annotations
 
 import dataclasses

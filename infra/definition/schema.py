@@ -5,6 +5,7 @@ It checks what one file can be checked for alone: types, enums, units, unknown k
 an overlay, so nothing is required and any key may be `null` (an overlay's `null` removes a key); the rules
 across objects and files stay `validate`'s.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,15 +28,17 @@ def _positive(pattern: re.Pattern) -> str:
 # The value types with their own `parse`: what each accepts, as JSON Schema.
 PARSED: dict[type, dict] = {
     # Quoted, or a number that reads as the series (4.0, 3.13; not 3.10, which YAML reads as 3.1).
-    RabbitVersion: {"anyOf": [{"enum": list(RABBITMQ_SERIES)},
-                              {"enum": [float(s) for s in RABBITMQ_SERIES if str(float(s)) == s]}]},
+    RabbitVersion: {
+        "anyOf": [{"enum": list(RABBITMQ_SERIES)}, {"enum": [float(s) for s in RABBITMQ_SERIES if str(float(s)) == s]}]
+    },
     IPAddress: {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
     NodeAddress: {"type": "string", "format": "ipv4", "not": {"pattern": r"^(127\.|0\.0\.0\.0$)"}},
     DockerHost: {"type": "string", "pattern": r"^(unix|tcp|ssh)://\S+$"},
     Duration: {"type": "string", "pattern": _positive(Duration.pattern)},
     Size: {"type": "string", "pattern": _positive(Size.pattern)},
-    RateLimit: {"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?(/[smh])?$"},
-                          {"type": "number", "exclusiveMinimum": 0}]},
+    RateLimit: {
+        "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?(/[smh])?$"}, {"type": "number", "exclusiveMinimum": 0}]
+    },
     # count:seconds windows, as Riot's X-App-Rate-Limit header writes them (the walk also refuses zeros)
     RiotRateLimit: {"type": "string", "pattern": r"^\s*\d+:\d+\s*(,\s*\d+:\d+\s*)*$"},
 }
@@ -71,8 +74,11 @@ class _Generator:
         if origin is list:
             return {"type": "array", "items": self.of(get_args(tp)[0])}
         if origin is dict:
-            return {"type": "object", "propertyNames": NAMES,
-                    "additionalProperties": _nullable(self.of(get_args(tp)[1]))}
+            return {
+                "type": "object",
+                "propertyNames": NAMES,
+                "additionalProperties": _nullable(self.of(get_args(tp)[1])),
+            }
         if dataclasses.is_dataclass(tp):
             return {"$ref": f"#/$defs/{self.dataclass(tp)}"}
         if tp in PARSED:
@@ -95,8 +101,12 @@ class _Generator:
                     prop["default"] = default
                 properties[spec.name] = _nullable(prop)
             own_doc = cls.__doc__ if cls.__doc__ and not cls.__doc__.startswith(f"{name}(") else name
-            self.defs[name] = {"type": "object", "description": " ".join(own_doc.split()),
-                               "properties": properties, "additionalProperties": False}
+            self.defs[name] = {
+                "type": "object",
+                "description": " ".join(own_doc.split()),
+                "properties": properties,
+                "additionalProperties": False,
+            }
         return name
 
 
@@ -111,8 +121,13 @@ def stack_schema() -> dict:
     generator = _Generator()
     root = generator.dataclass(StackDefinition)
     top = generator.defs.pop(root)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
-            "title": "Stack definition (stacks/*.yaml)", **top, "$defs": dict(sorted(generator.defs.items()))}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "Stack definition (stacks/*.yaml)",
+        **top,
+        "$defs": dict(sorted(generator.defs.items())),
+    }
 
 
 def schema_text() -> str:

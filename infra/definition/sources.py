@@ -10,6 +10,7 @@ rules, also in docs/stack-definition.md:
 
 Every value remembers the file and line it came from, so findings point at the file that set it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -65,11 +66,14 @@ def _to_data(loader: yaml.SafeLoader, node: yaml.Node, file: str, path: tuple, l
             key = loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str):
                 # YAML reads `yes:` as True and `1:` as 1: names must be strings, so say so.
-                raise _error(file, key_node.start_mark.line + 1, path,
-                             f"key {key!r} must be a string (quote it)")
+                raise _error(file, key_node.start_mark.line + 1, path, f"key {key!r} must be a string (quote it)")
             if key in out and key in explicit_keys:
-                raise _error(file, key_node.start_mark.line + 1, path + (key,),
-                             f"duplicate key {key!r} (first at line {locations[path + (key,)][1]})")
+                raise _error(
+                    file,
+                    key_node.start_mark.line + 1,
+                    path + (key,),
+                    f"duplicate key {key!r} (first at line {locations[path + (key,)][1]})",
+                )
             if index >= merged:
                 explicit_keys.add(key)
             if key in out:  # a merged value overridden here: its lines go with it
@@ -150,8 +154,9 @@ def load_stack(stacks_dir: str | FsPath, env: str, overlays: tuple = ()) -> Sour
     stacks_dir = FsPath(stacks_dir)
     env_file = stacks_dir / f"{env}.yaml"
     if not env_file.is_file():
-        known = sorted(p.stem for p in stacks_dir.glob("*.yaml")
-                       if p.stem != "base" and not p.name.startswith("Pulumi."))
+        known = sorted(
+            p.stem for p in stacks_dir.glob("*.yaml") if p.stem != "base" and not p.name.startswith("Pulumi.")
+        )
         raise _error(str(env_file), 1, (), f"no stack {env!r}: expected one of {', '.join(known) or 'none'}")
     source = load_file(stacks_dir / "base.yaml")
     for path in (env_file, *overlays):

@@ -3,6 +3,7 @@
 Each is an `int`/`str` subclass so the model stays plain data, with a `parse` that raises ValueError
 carrying the message a user sees.
 """
+
 from __future__ import annotations
 
 import re
@@ -13,8 +14,16 @@ _DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000
 # RabbitMQ's own reading of units: kB/MB/GB are powers of 1000, KiB/MiB/GiB powers of 1024.
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$")
 _SIZE_BYTES = {
-    "B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-    "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
+    "B": 1,
+    "kB": 10**3,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
 }
 
 _RATE = re.compile(r"^\d+(\.\d+)?(/[smh])?$")

@@ -3,6 +3,7 @@
 `broker_api.read_snapshot` reads the live side from the management API; `expected_snapshot` builds the other
 from the plan. Objects Celery declares for itself and the broker's own are never drift, missing or extra.
 """
+
 from __future__ import annotations
 
 import base64
@@ -13,8 +14,11 @@ from dataclasses import dataclass, field
 from infra.plan.plan import Topology
 
 # rabbit_password_hashing_<algorithm> → hashlib name; sha256 is what `render` writes and the default.
-HASHES = {"rabbit_password_hashing_sha256": "sha256", "rabbit_password_hashing_sha512": "sha512",
-          "rabbit_password_hashing_md5": "md5"}
+HASHES = {
+    "rabbit_password_hashing_sha256": "sha256",
+    "rabbit_password_hashing_sha512": "sha512",
+    "rabbit_password_hashing_md5": "md5",
+}
 
 # Names Celery and kombu declare at run time (Celery 5.5+, kombu 5.5+): the remote-control mailbox
 # (`celery.pidbox` fanout, `<worker>.celery.pidbox` queues), its replies (`reply.celery.pidbox`,
@@ -54,15 +58,34 @@ def expected_snapshot(topology: Topology) -> Snapshot:
     return Snapshot(
         vhosts={name: {"description": description} for name, description in topology.vhosts},
         users={u.name: (tuple(sorted(u.tags)), None, None) for u in topology.users},
-        permissions={(p.user, p.vhost): {"configure": p.configure, "write": p.write, "read": p.read}
-                     for p in topology.permissions},
-        exchanges={(e.vhost, e.name): {"type": e.type, "durable": e.durable, "auto_delete": e.auto_delete,
-                                       "internal": e.internal, "arguments": {}} for e in topology.exchanges},
-        queues={(q.vhost, q.name): {"durable": True, "auto_delete": False, "arguments": q.arguments}
-                for q in topology.queues},
+        permissions={
+            (p.user, p.vhost): {"configure": p.configure, "write": p.write, "read": p.read}
+            for p in topology.permissions
+        },
+        exchanges={
+            (e.vhost, e.name): {
+                "type": e.type,
+                "durable": e.durable,
+                "auto_delete": e.auto_delete,
+                "internal": e.internal,
+                "arguments": {},
+            }
+            for e in topology.exchanges
+        },
+        queues={
+            (q.vhost, q.name): {"durable": True, "auto_delete": False, "arguments": q.arguments}
+            for q in topology.queues
+        },
         bindings={(b.vhost, b.source, b.destination, "queue", b.routing_key) for b in topology.bindings},
-        policies={(p.vhost, p.name): {"pattern": p.pattern, "apply-to": p.apply_to, "priority": p.priority,
-                                      "definition": p.definition} for p in topology.policies},
+        policies={
+            (p.vhost, p.name): {
+                "pattern": p.pattern,
+                "apply-to": p.apply_to,
+                "priority": p.priority,
+                "definition": p.definition,
+            }
+            for p in topology.policies
+        },
     )
 
 
@@ -93,13 +116,15 @@ def is_celerys(kind: str, key: tuple, expected: Snapshot) -> bool:
         vhost, source, destination, destination_type, routing_key = key
         if _broker_owned_exchange(source) or CELERY_EXCHANGES.match(source):
             return True  # the default exchange's implicit bindings, and Celery's own exchanges'
-        if (destination_type == "queue" and CELERY_QUEUES.match(destination)) or \
-                (destination_type == "exchange" and CELERY_EXCHANGES.match(destination)):
+        if (destination_type == "queue" and CELERY_QUEUES.match(destination)) or (
+            destination_type == "exchange" and CELERY_EXCHANGES.match(destination)
+        ):
             return True
         # Native delayed delivery binds each task queue again with `#.<its key>` (kombu's
         # bind_queue_to_native_delayed_delivery_exchange): Celery's, when the plain binding is planned.
-        return routing_key.startswith("#.") and \
-            (vhost, source, destination, "queue", routing_key[2:]) in expected.bindings
+        return (
+            routing_key.startswith("#.") and (vhost, source, destination, "queue", routing_key[2:]) in expected.bindings
+        )
     return False
 
 
@@ -116,15 +141,21 @@ def _flat(value, prefix: str = "") -> dict:
         return {prefix: value}
     out: dict = {}
     for key, inner in value.items():
-        out.update(_flat(inner, f"{prefix}.{key}" if prefix else str(key)) if isinstance(inner, dict) and inner
-                   else {f"{prefix}.{key}" if prefix else str(key): inner})
+        out.update(
+            _flat(inner, f"{prefix}.{key}" if prefix else str(key))
+            if isinstance(inner, dict) and inner
+            else {f"{prefix}.{key}" if prefix else str(key): inner}
+        )
     return out
 
 
 def _diff_values(want, have) -> str:
     want, have = _flat(want), _flat(have)
-    return "; ".join(f"{k}: {_show(want.get(k, _UNSET))} → {_show(have.get(k, _UNSET))}"
-                     for k in sorted(set(want) | set(have)) if want.get(k, _UNSET) != have.get(k, _UNSET))
+    return "; ".join(
+        f"{k}: {_show(want.get(k, _UNSET))} → {_show(have.get(k, _UNSET))}"
+        for k in sorted(set(want) | set(have))
+        if want.get(k, _UNSET) != have.get(k, _UNSET)
+    )
 
 
 def _show(value) -> str:
@@ -159,11 +190,17 @@ def compare(expected: Snapshot, live: Snapshot, passwords: dict[str, str] | None
             found.append(Drift("user", user, "different", f"tags: {list(want_tags)!r} → {list(tags)!r}"))
         if user in passwords and not password_matches(passwords[user], password_hash or "", algorithm or ""):
             found.append(Drift("user", user, "different", "password: the broker's differs from the secrets"))
-    found += _compare_map("permission", expected.permissions, live.permissions, expected,
-                          name=lambda k: f"{k[0]} @ {k[1]}")
+    found += _compare_map(
+        "permission", expected.permissions, live.permissions, expected, name=lambda k: f"{k[0]} @ {k[1]}"
+    )
     found += _compare_map("exchange", expected.exchanges, live.exchanges, expected)
     found += _compare_map("queue", expected.queues, live.queues, expected)
-    found += _compare_map("binding", {b: None for b in expected.bindings}, {b: None for b in live.bindings},
-                          expected, name=lambda k: f"{k[0]} {k[1]} → {k[2]} ({k[4]})")
+    found += _compare_map(
+        "binding",
+        {b: None for b in expected.bindings},
+        {b: None for b in live.bindings},
+        expected,
+        name=lambda k: f"{k[0]} {k[1]} → {k[2]} ({k[4]})",
+    )
     found += _compare_map("policy", expected.policies, live.policies, expected)
     return found

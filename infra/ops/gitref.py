@@ -1,5 +1,6 @@
 """The stack definition as it was at a git ref: its files copied out of git into a temp directory, then
 loaded like the working tree's. The only module that runs git."""
+
 from __future__ import annotations
 
 import subprocess

@@ -17,6 +17,7 @@ through a temporary queue with dynamic shovels while publishers keep publishing:
 Every step is decided from what the broker holds (which queues exist, their type, the shovels), never from
 a local file, so running `migrate` again after an interruption takes up where the broker is.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,8 +45,12 @@ def arguments_of(arguments: dict) -> Arguments:
 def live_arguments(queue: dict) -> Arguments:
     """What the management API says of a queue, as a QueueSpec states it."""
     declared = queue.get("arguments") or {}
-    return arguments_of({"x-queue-type": queue.get("type", "classic"),
-                         **({"x-max-priority": declared["x-max-priority"]} if "x-max-priority" in declared else {})})
+    return arguments_of(
+        {
+            "x-queue-type": queue.get("type", "classic"),
+            **({"x-max-priority": declared["x-max-priority"]} if "x-max-priority" in declared else {}),
+        }
+    )
 
 
 def label(arguments: Optional[Arguments]) -> str:
@@ -81,19 +86,23 @@ class Migration:
     def steps(self) -> list[str]:
         """What the executor does, in order, for `migrate --dry-run` and the diff."""
         if self.is_rename:
-            return [f"declare {self.target} ({label(self.target_arguments)}) and bind it like {self.source}",
-                    f"unbind {self.source}: new messages go to {self.target}",
-                    f"shovel {self.source} → {self.target} (ack on confirm) until {self.source} is empty "
-                    f"and no consumer holds one of its messages",
-                    f"delete {self.source} and the shovel"]
-        return [f"declare {self.temporary} ({label(self.target_arguments)}) and bind it like {self.target}",
-                f"unbind {self.target}: new messages wait in {self.temporary}",
-                f"shovel {self.target} → {self.temporary} (ack on confirm) until {self.target} is empty and no "
-                f"consumer holds one of its messages",
-                f"delete {self.target} and the shovel (its consumers pause from here)",
-                f"declare {self.target} ({label(self.target_arguments)}), bind it, unbind {self.temporary}",
-                f"shovel {self.temporary} → {self.target} until {self.temporary} is empty (consumers resume)",
-                f"delete {self.temporary} and the shovel"]
+            return [
+                f"declare {self.target} ({label(self.target_arguments)}) and bind it like {self.source}",
+                f"unbind {self.source}: new messages go to {self.target}",
+                f"shovel {self.source} → {self.target} (ack on confirm) until {self.source} is empty "
+                f"and no consumer holds one of its messages",
+                f"delete {self.source} and the shovel",
+            ]
+        return [
+            f"declare {self.temporary} ({label(self.target_arguments)}) and bind it like {self.target}",
+            f"unbind {self.target}: new messages wait in {self.temporary}",
+            f"shovel {self.target} → {self.temporary} (ack on confirm) until {self.target} is empty and no "
+            f"consumer holds one of its messages",
+            f"delete {self.target} and the shovel (its consumers pause from here)",
+            f"declare {self.target} ({label(self.target_arguments)}), bind it, unbind {self.temporary}",
+            f"shovel {self.temporary} → {self.target} until {self.temporary} is empty (consumers resume)",
+            f"delete {self.temporary} and the shovel",
+        ]
 
 
 def planned_migrations(base: Plan, head: Plan) -> list[Migration]:
@@ -105,8 +114,15 @@ def planned_migrations(base: Plan, head: Plan) -> list[Migration]:
         if before is not None and before.arguments != q.arguments:
             found.append(Migration(q.vhost, q.name, q.name, arguments_of(before.arguments), arguments_of(q.arguments)))
         elif before is None and q.renamed_from and (q.vhost, q.renamed_from) in old:
-            found.append(Migration(q.vhost, q.renamed_from, q.name,
-                                   arguments_of(old[(q.vhost, q.renamed_from)].arguments), arguments_of(q.arguments)))
+            found.append(
+                Migration(
+                    q.vhost,
+                    q.renamed_from,
+                    q.name,
+                    arguments_of(old[(q.vhost, q.renamed_from)].arguments),
+                    arguments_of(q.arguments),
+                )
+            )
     return found
 
 

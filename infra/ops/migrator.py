@@ -5,6 +5,7 @@ and the dynamic shovels (runtime parameters, kept across restarts) — so the sa
 process was killed or the broker restarted, carries on from where things are. A message is acknowledged
 on its old queue only once the new one has confirmed it (`ack-mode: on-confirm`): at-least-once, never lost.
 """
+
 from __future__ import annotations
 
 import time
@@ -39,15 +40,24 @@ class MigrationTimeout(Exception):
 
 
 class Migrator:
-    def __init__(self, client: ManagementClient, plan: Plan, progress=print, quiet_s: float = QUIET_S,
-                 timeout_s: float = 3600, poll_s: float = 0.5):
+    def __init__(
+        self,
+        client: ManagementClient,
+        plan: Plan,
+        progress=print,
+        quiet_s: float = QUIET_S,
+        timeout_s: float = 3600,
+        poll_s: float = 0.5,
+    ):
         self.api, self.plan, self.progress = client, plan, progress
         self.quiet_s, self.timeout_s, self.poll_s = quiet_s, timeout_s, poll_s
 
     # -- reading the broker
     def queue_arguments(self) -> dict[tuple[str, str], Arguments]:
-        return {(q["vhost"], q["name"]): live_arguments(q)
-                for q in self.api.get("queues", columns="vhost,name,type,arguments")}
+        return {
+            (q["vhost"], q["name"]): live_arguments(q)
+            for q in self.api.get("queues", columns="vhost,name,type,arguments")
+        }
 
     def pending(self) -> list[Migration]:
         return live_migrations(self.plan, self.queue_arguments())
@@ -58,19 +68,30 @@ class Migrator:
 
     def _bindings(self, vhost: str, queue: str) -> dict[Binding, str]:
         """The queue's bindings (the default exchange's left out), each with its properties key."""
-        return {Binding(b["source"], b["routing_key"], tuple(sorted((b.get("arguments") or {}).items()))):
-                b["properties_key"] for b in self.api.get(f"queues/{_p(vhost, queue)}/bindings") if b["source"]}
+        return {
+            Binding(b["source"], b["routing_key"], tuple(sorted((b.get("arguments") or {}).items()))): b[
+                "properties_key"
+            ]
+            for b in self.api.get(f"queues/{_p(vhost, queue)}/bindings")
+            if b["source"]
+        }
 
     def _planned(self, vhost: str, queue: str) -> set[Binding]:
-        return {Binding(b.source, b.routing_key) for b in self.plan.topology.bindings
-                if (b.vhost, b.destination) == (vhost, queue)}
+        return {
+            Binding(b.source, b.routing_key)
+            for b in self.plan.topology.bindings
+            if (b.vhost, b.destination) == (vhost, queue)
+        }
 
     # -- steps, each one safe to repeat
     def _declare(self, vhost: str, name: str, arguments: Arguments) -> None:
         if self._queue(vhost, name) is None:
             self.progress(f"  declare {name} ({label(arguments)})")
-            self.api.call("PUT", f"queues/{_p(vhost, name)}", json={"durable": True, "auto_delete": False,
-                                                                     "arguments": dict(arguments)})
+            self.api.call(
+                "PUT",
+                f"queues/{_p(vhost, name)}",
+                json={"durable": True, "auto_delete": False, "arguments": dict(arguments)},
+            )
 
     def _carry_bindings(self, vhost: str, source: str, dest: str, final: str) -> None:
         """`dest` bound like `source` (and as planned for `final`) first, then `source` unbound: a message
@@ -82,17 +103,31 @@ class Migrator:
             self.api.call("POST", f"bindings/{_p(vhost)}/e/{_p(binding.source)}/q/{_p(dest)}", json=binding.as_json())
         for binding, key in live.items():
             self.progress(f"  unbind {source} from {binding.source} ({binding.routing_key})")
-            self.api.call("DELETE", f"bindings/{_p(vhost)}/e/{_p(binding.source)}/q/{_p(source)}/{_p(key)}",
-                          ok=(200, 204, 404))
+            self.api.call(
+                "DELETE", f"bindings/{_p(vhost)}/e/{_p(binding.source)}/q/{_p(source)}/{_p(key)}", ok=(200, 204, 404)
+            )
 
     def _shovel(self, vhost: str, source: str, dest: str) -> None:
         """A dynamic shovel from `source` to `dest` on this broker, acknowledging each message once `dest`
         confirmed it. It publishes through the default exchange, so it never declares `dest` itself."""
         uri = f"amqp:///{quote(vhost, safe='')}"
-        self.api.call("PUT", f"parameters/shovel/{_p(vhost, SHOVEL_PREFIX + source)}", json={"value": {
-            "src-protocol": "amqp091", "src-uri": uri, "src-queue": source,
-            "dest-protocol": "amqp091", "dest-uri": uri, "dest-exchange": "", "dest-exchange-key": dest,
-            "ack-mode": "on-confirm", "src-delete-after": "never"}})
+        self.api.call(
+            "PUT",
+            f"parameters/shovel/{_p(vhost, SHOVEL_PREFIX + source)}",
+            json={
+                "value": {
+                    "src-protocol": "amqp091",
+                    "src-uri": uri,
+                    "src-queue": source,
+                    "dest-protocol": "amqp091",
+                    "dest-uri": uri,
+                    "dest-exchange": "",
+                    "dest-exchange-key": dest,
+                    "ack-mode": "on-confirm",
+                    "src-delete-after": "never",
+                }
+            },
+        )
 
     def _drop_shovel(self, vhost: str, source: str) -> None:
         """Before its source queue is deleted: a running shovel would declare it again (as classic)."""
@@ -115,8 +150,10 @@ class Migrator:
                 self.progress(f"  {name}: {'?' if messages is None else messages} message(s) to move")
                 last_report = now
             if now > deadline:
-                raise MigrationTimeout(f"{name} still holds {messages} message(s) after {self.timeout_s:.0f} s; "
-                                       f"run the command again to carry on")
+                raise MigrationTimeout(
+                    f"{name} still holds {messages} message(s) after {self.timeout_s:.0f} s; "
+                    f"run the command again to carry on"
+                )
             time.sleep(self.poll_s)
 
     def _move(self, vhost: str, source: str, dest: str, final: str, deadline: float) -> None:

@@ -9,6 +9,7 @@ declare/delete → configure on the resource; queue.bind → write on the queue,
 binding → write on the destination, read on the source; publish → write on the exchange; consume, get,
 purge → read on the queue.
 """
+
 from __future__ import annotations
 
 import re
@@ -66,11 +67,15 @@ def service_access(d: StackDefinition) -> tuple[ServiceAccess, ...]:
     for name, pool in sorted(c.workers.items()):
         own = [re.escape(q) for q in pool.queues]
         runtime = [*PIDBOX, node_queue(name), REPLY_QUEUES, *EVENTS, DELAYED]
-        access.append(ServiceAccess(
-            f"worker-{name}", pool.user,
-            configure=anchored(runtime),
-            # its own queues: the delayed-delivery binding `#.<key>` to them; its queues' exchanges: the
-            # destination of the exchange binding from celery_delayed_delivery
-            write=anchored(task_exchanges + own + runtime),
-            read=anchored(own + sorted({exchange_of(q) for q in pool.queues}) + runtime)))
+        access.append(
+            ServiceAccess(
+                f"worker-{name}",
+                pool.user,
+                configure=anchored(runtime),
+                # its own queues: the delayed-delivery binding `#.<key>` to them; its queues' exchanges: the
+                # destination of the exchange binding from celery_delayed_delivery
+                write=anchored(task_exchanges + own + runtime),
+                read=anchored(own + sorted({exchange_of(q) for q in pool.queues}) + runtime),
+            )
+        )
     return tuple(access)

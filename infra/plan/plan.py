@@ -3,6 +3,7 @@
 Pure functions only. The renderers (`render.py`) and the Pulumi program turn the same plan into files or
 resources, so what one declares is what the other writes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +13,8 @@ from typing import Optional
 
 from infra.definition.model import Queue, Secret, StackDefinition, TlsSecrets, Vhost, service_users
 from infra.plan.permissions import service_access
-from infra.plan.services import (CONFIG_DIR as APP_CONFIG_DIR, ServiceSpec, app_secrets, broker_hosts,
-                       client_host, service_specs)
+from infra.plan.services import CONFIG_DIR as APP_CONFIG_DIR
+from infra.plan.services import ServiceSpec, app_secrets, broker_hosts, client_host, service_specs
 
 POLICY_PRIORITY = 10  # above the 0 of hand-made catch-all policies, so ours is the one that applies
 # Enabled on every broker: `python -m infra migrate` moves a queue's messages with dynamic shovels, and
@@ -154,6 +155,7 @@ class BrokerConfig:
     def management_url(self) -> str:
         """Where the deployer, on the Docker host, reaches the management API (the first node's)."""
         return f"{self.management_scheme}://{client_host(self.publish_ip)}:{self.management_client_port}"
+
     nodes: int = 1  # cluster size
     cluster_nodes: tuple[str, ...] = ()  # the Erlang node names peer discovery joins; empty on one node
     erlang_cookie: Optional[Secret] = None  # on a cluster
@@ -242,8 +244,15 @@ class Topology:
     def only_user(self, name: str) -> "Topology":
         """This topology reduced to one user and nothing else: what a broker managed through its API
         needs at boot (the admin the deployer logs in as)."""
-        return Topology(vhosts=(), users=tuple(u for u in self.users if u.name == name), permissions=(),
-                        exchanges=(), queues=(), bindings=(), policies=())
+        return Topology(
+            vhosts=(),
+            users=tuple(u for u in self.users if u.name == name),
+            permissions=(),
+            exchanges=(),
+            queues=(),
+            bindings=(),
+            policies=(),
+        )
 
 
 @dataclass(frozen=True)
@@ -257,9 +266,24 @@ class WorkerPoolSpec:
     @property
     def command(self) -> tuple[str, ...]:
         """The seed's command line for this pool."""
-        return ("celery", "-A", "config", "worker", "-l", "info", "-Q", ",".join(self.queues),
-                "--concurrency", str(self.concurrency), "--pool", self.pool,
-                "--prefetch-multiplier", str(self.prefetch_multiplier), "-n", f"{self.name}@%h")
+        return (
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-l",
+            "info",
+            "-Q",
+            ",".join(self.queues),
+            "--concurrency",
+            str(self.concurrency),
+            "--pool",
+            self.pool,
+            "--prefetch-multiplier",
+            str(self.prefetch_multiplier),
+            "-n",
+            f"{self.name}@%h",
+        )
 
 
 @dataclass(frozen=True)
@@ -295,9 +319,11 @@ def server_names(d: StackDefinition) -> tuple[str, ...]:
     """The names the broker is reached by: its container alias, this host, the bind address, the nodes' own
     hosts' addresses, the extra ones."""
     bind = str(d.broker.listeners.bind)
-    names = [*broker_hosts(int(d.broker.nodes)), "localhost", "127.0.0.1"] + \
-        ([bind] if bind not in ("0.0.0.0", "::") else []) + \
-        [str(h.address) for h in d.broker.hosts]  # the deployer reaches the management API there
+    names = (
+        [*broker_hosts(int(d.broker.nodes)), "localhost", "127.0.0.1"]
+        + ([bind] if bind not in ("0.0.0.0", "::") else [])
+        + [str(h.address) for h in d.broker.hosts]
+    )  # the deployer reaches the management API there
     return tuple(dict.fromkeys(names + list(d.broker.tls.server_names)))
 
 
@@ -310,11 +336,20 @@ def tls_config(d: StackDefinition, layout: NodeLayout) -> Optional[TlsConfig]:
     t = d.broker.tls
     if not t.enabled:
         return None
-    return TlsConfig(ca=t.ca, secrets=t.secrets, plain_listeners=t.plain_listeners, verify_peer=t.verify_peer,
-                     amqps_port=int(t.amqps), management_port=int(t.management), server_names=server_names(d),
-                     client_name=TLS_CLIENT_NAME, validity_days=int(t.validity_days),
-                     ca_validity_days=int(t.ca_validity_days), broker_dir=layout.tls_dir,
-                     app_dir=layout.app_tls_dir)
+    return TlsConfig(
+        ca=t.ca,
+        secrets=t.secrets,
+        plain_listeners=t.plain_listeners,
+        verify_peer=t.verify_peer,
+        amqps_port=int(t.amqps),
+        management_port=int(t.management),
+        server_names=server_names(d),
+        client_name=TLS_CLIENT_NAME,
+        validity_days=int(t.validity_days),
+        ca_validity_days=int(t.ca_validity_days),
+        broker_dir=layout.tls_dir,
+        app_dir=layout.app_tls_dir,
+    )
 
 
 def broker_config(d: StackDefinition, layout: NodeLayout) -> BrokerConfig:
@@ -371,8 +406,9 @@ def queue_policy(vname: str, vhost: Vhost, qname: str) -> Optional[PolicySpec]:
 
 def queue_spec(vname: str, qname: str, q: Queue) -> QueueSpec:
     """A classic queue's max priority is its argument; a quorum queue's two levels (4.x) are not declared."""
-    return QueueSpec(vname, qname, q.type, int(q.max_priority) if q.max_priority and q.type == "classic" else None,
-                     q.renamed_from)
+    return QueueSpec(
+        vname, qname, q.type, int(q.max_priority) if q.max_priority and q.type == "classic" else None, q.renamed_from
+    )
 
 
 def topology(d: StackDefinition) -> Topology:
@@ -388,8 +424,7 @@ def topology(d: StackDefinition) -> Topology:
         for qname in sorted(vhost.queues):
             q = vhost.queues[qname]
             queues.append(queue_spec(vname, qname, q))
-            bindings.append(BindingSpec(vname, q.exchange or vhost.default_exchange, qname,
-                                        q.routing_key or qname))
+            bindings.append(BindingSpec(vname, q.exchange or vhost.default_exchange, qname, q.routing_key or qname))
             if qname in targets:
                 bindings.append(BindingSpec(vname, vhost.dead_letter_exchange, qname, qname))
             policy = queue_policy(vname, vhost, qname)
@@ -397,15 +432,26 @@ def topology(d: StackDefinition) -> Topology:
                 policies.append(policy)
     users = tuple(UserSpec(name, u.password, tuple(u.tags)) for name, u in sorted(d.users.items()))
     # Hand-written roles, and the Celery services' permissions derived from the definition (permissions.py).
-    permissions = tuple(sorted(
-        [PermissionSpec(name, vhost, d.roles[role].configure, d.roles[role].write, d.roles[role].read)
-         for name, u in d.users.items() for vhost, role in u.permissions.items()]
-        + [PermissionSpec(a.user, d.celery.vhost, a.configure, a.write, a.read) for a in service_access(d)],
-        key=lambda p: (p.user, p.vhost)))
+    permissions = tuple(
+        sorted(
+            [
+                PermissionSpec(name, vhost, d.roles[role].configure, d.roles[role].write, d.roles[role].read)
+                for name, u in d.users.items()
+                for vhost, role in u.permissions.items()
+            ]
+            + [PermissionSpec(a.user, d.celery.vhost, a.configure, a.write, a.read) for a in service_access(d)],
+            key=lambda p: (p.user, p.vhost),
+        )
+    )
     return Topology(
         vhosts=tuple((name, d.vhosts[name].description) for name in sorted(d.vhosts)),
-        users=users, permissions=permissions, exchanges=tuple(exchanges), queues=tuple(queues),
-        bindings=tuple(bindings), policies=tuple(policies))
+        users=users,
+        permissions=permissions,
+        exchanges=tuple(exchanges),
+        queues=tuple(queues),
+        bindings=tuple(bindings),
+        policies=tuple(policies),
+    )
 
 
 def _queue_declaration(vhost: Vhost, qname: str) -> dict:
@@ -443,9 +489,11 @@ def celery_declarations(d: StackDefinition, tls: Optional[TlsConfig] = None) -> 
 
     for task in sorted(c.routes):
         options = c.route_options.get(task)
-        routes[task] = {**route(c.routes[task]),
-                        **({"priority": int(options.priority)} if options and options.priority is not None else {}),
-                        **({"compression": options.compression} if options and options.compression else {})}
+        routes[task] = {
+            **route(c.routes[task]),
+            **({"priority": int(options.priority)} if options and options.priority is not None else {}),
+            **({"compression": options.compression} if options and options.compression else {}),
+        }
         rate = vhost.queues[c.routes[task]].rate_limit
         if rate is not None:
             annotations[task] = {"rate_limit": str(rate)}
@@ -461,8 +509,10 @@ def celery_declarations(d: StackDefinition, tls: Optional[TlsConfig] = None) -> 
         "task_queues": [_queue_declaration(vhost, n) for n in sorted(task_queues)],
         "task_routes": routes,
         # The app's router sends these by the Riot routing region of their arguments (config/topology.py).
-        "task_regional_routes": {task: {region: route(q) for region, q in sorted(by_region.items())}
-                                 for task, by_region in sorted(c.regional_routes.items())},
+        "task_regional_routes": {
+            task: {region: route(q) for region, q in sorted(by_region.items())}
+            for task, by_region in sorted(c.regional_routes.items())
+        },
         "task_annotations": annotations,
         "task_compression": c.compression,
         "dead_letter": {
@@ -472,16 +522,27 @@ def celery_declarations(d: StackDefinition, tls: Optional[TlsConfig] = None) -> 
         },
     }
     if tls is not None:
-        declarations["broker_tls"] = {"ca_certs": tls.app_path("ca.pem"), "certfile": tls.app_path("client.pem"),
-                                      "keyfile": tls.app_path("client.key")}
+        declarations["broker_tls"] = {
+            "ca_certs": tls.app_path("ca.pem"),
+            "certfile": tls.app_path("client.pem"),
+            "keyfile": tls.app_path("client.key"),
+        }
     return declarations
 
 
 def build_plan(d: StackDefinition, layout: NodeLayout = CONTAINER) -> Plan:
     """The whole plan of a definition that passed validation."""
-    workers = tuple(WorkerPoolSpec(name, tuple(p.queues), int(p.concurrency), p.pool, int(p.prefetch_multiplier))
-                    for name, p in sorted(d.celery.workers.items()))
+    workers = tuple(
+        WorkerPoolSpec(name, tuple(p.queues), int(p.concurrency), p.pool, int(p.prefetch_multiplier))
+        for name, p in sorted(d.celery.workers.items())
+    )
     broker = broker_config(d, layout)
-    return Plan(d.environment, broker, topology(d), celery_declarations(d, broker.tls), workers,
-                service_specs(d, workers, broker.publish_ip, broker.client_port, broker.client_scheme),
-                tuple(app_secrets(d)))
+    return Plan(
+        d.environment,
+        broker,
+        topology(d),
+        celery_declarations(d, broker.tls),
+        workers,
+        service_specs(d, workers, broker.publish_ip, broker.client_port, broker.client_scheme),
+        tuple(app_secrets(d)),
+    )

@@ -4,6 +4,7 @@ Pure, like `plan.py`: the Pulumi Services component (and the compose file) run t
 Secret environment values are templates over a secret key, filled in by the adapter, so the plan itself
 never holds a credential.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -25,7 +26,7 @@ SAMPLE_RIOT_HOST, SAMPLE_RIOT_PORT = "riot-sample", 8080
 SAMPLE_RIOT_URL = f"http://{SAMPLE_RIOT_HOST}:{SAMPLE_RIOT_PORT}/{{routing}}"
 WORKER_STOP_TIMEOUT_S = 60  # warm shutdown: running tasks finish (late acks requeue the rest anyway)
 BROKER_HOST = "rabbitmq"  # the broker container's hostname and alias: the node is rabbit@rabbitmq in every
-                          # replacement of the container, so it finds its data again
+# replacement of the container, so it finds its data again
 BROKER_CONFIG_DIR = "/etc/rabbitmq"  # where the official image reads its files
 BROKER_DATA_DIR = "/var/lib/rabbitmq"
 DATABASE_HOST = "postgres"  # the database container's alias
@@ -50,11 +51,18 @@ class HealthCheck:
         `retries` scale so that a failing container turns unhealthy after as long as before."""
         kind, *argv = self.test
         probe = argv[0] if kind == "CMD-SHELL" else shlex.join(argv)
-        test = (f"last=$(cat {LAST_OK} 2>/dev/null || echo 0); "
-                f"[ $(( $(date +%s) - last )) -lt {_seconds(self.interval)} ] && exit 0; "
-                f"{probe} && date +%s > {LAST_OK}")
-        return HealthCheck(("CMD-SHELL", test), f"{PROBE_EVERY_S}s", self.timeout,
-                           self.retries * max(1, _seconds(self.interval) // PROBE_EVERY_S), self.start_period)
+        test = (
+            f"last=$(cat {LAST_OK} 2>/dev/null || echo 0); "
+            f"[ $(( $(date +%s) - last )) -lt {_seconds(self.interval)} ] && exit 0; "
+            f"{probe} && date +%s > {LAST_OK}"
+        )
+        return HealthCheck(
+            ("CMD-SHELL", test),
+            f"{PROBE_EVERY_S}s",
+            self.timeout,
+            self.retries * max(1, _seconds(self.interval) // PROBE_EVERY_S),
+            self.start_period,
+        )
 
 
 PROBE_EVERY_S = 2
@@ -71,8 +79,9 @@ def _seconds(duration: str) -> int:
 # answers as soon as the Erlang VM is up; a cluster node boots only after it joined its peers, so a node
 # healthy under this check is in the cluster. Pulumi's `wait` and compose's `service_healthy` hold on to it.
 # https://www.rabbitmq.com/docs/monitoring#health-checks
-BROKER_HEALTHCHECK = HealthCheck(("CMD", "rabbitmq-diagnostics", "-q", "check_running"), interval="10s",
-                                 timeout="10s", retries=6)
+BROKER_HEALTHCHECK = HealthCheck(
+    ("CMD", "rabbitmq-diagnostics", "-q", "check_running"), interval="10s", timeout="10s", retries=6
+)
 
 
 def broker_ports(b) -> list[int]:
@@ -122,7 +131,6 @@ class ServiceSpec:
     @property
     def runs_app(self) -> bool:
         return self.image is None
-
 
 
 def broker_url_template(user: str, vhost: str, host: str, port: int, scheme: str = "amqp") -> str:
@@ -177,9 +185,11 @@ def broker_url(d: StackDefinition, endpoints: list[tuple[str, int]], service: st
     """A Celery service's URL to the broker, as its own user (permissions.py); on a cluster one URL per node,
     `;`-separated, which kombu tries in turn (failover), so losing one node only moves the connections."""
     user = service_users(d)[service]
-    return SecretEnv(d.users[user].password.secret,
-                     ";".join(broker_url_template(user, d.celery.vhost, host, port, scheme) for host, port in endpoints),
-                     url_quoted=True)
+    return SecretEnv(
+        d.users[user].password.secret,
+        ";".join(broker_url_template(user, d.celery.vhost, host, port, scheme) for host, port in endpoints),
+        url_quoted=True,
+    )
 
 
 def app_secrets(d: StackDefinition) -> list[tuple[tuple, Secret]]:
@@ -202,8 +212,11 @@ def database_url(d: StackDefinition) -> tuple[dict, dict]:
         return {"DATABASE_URL": f"sqlite:///{DATA_DIR}/db.sqlite3"}, {}
     if db.kind == "url":
         return {}, {"DATABASE_URL": SecretEnv(db.url.secret)}
-    return {}, {"DATABASE_URL": SecretEnv(db.password.secret, f"postgres://{db.user}:{{secret}}@{DATABASE_HOST}:5432/"
-                                                             f"{db.name}", url_quoted=True)}
+    return {}, {
+        "DATABASE_URL": SecretEnv(
+            db.password.secret, f"postgres://{db.user}:{{secret}}@{DATABASE_HOST}:5432/{db.name}", url_quoted=True
+        )
+    }
 
 
 def _common_env(d: StackDefinition, amqp_port: int, scheme: str) -> tuple[dict, dict]:
@@ -226,34 +239,55 @@ def _common_env(d: StackDefinition, amqp_port: int, scheme: str) -> tuple[dict, 
 def postgres_spec(d: StackDefinition) -> ServiceSpec:
     """The official image's contract: POSTGRES_DB/USER/PASSWORD create the database on first boot."""
     db = d.app.database
-    return _spec("postgres", "database", (), {"POSTGRES_DB": db.name, "POSTGRES_USER": db.user},
-                 {"POSTGRES_PASSWORD": SecretEnv(db.password.secret)},
-                 ("CMD", "pg_isready", "-U", db.user, "-d", db.name), stop_timeout_s=60, image=db.image,
-                 volume=("postgres-data", POSTGRES_DATA))
+    return _spec(
+        "postgres",
+        "database",
+        (),
+        {"POSTGRES_DB": db.name, "POSTGRES_USER": db.user},
+        {"POSTGRES_PASSWORD": SecretEnv(db.password.secret)},
+        ("CMD", "pg_isready", "-U", db.user, "-d", db.name),
+        stop_timeout_s=60,
+        image=db.image,
+        volume=("postgres-data", POSTGRES_DATA),
+    )
 
 
-def _spec(name: str, role: str, command: tuple, env: dict, secret_env: dict, healthcheck: tuple,
-          **kwargs) -> ServiceSpec:
-    return ServiceSpec(name, role, command, tuple(sorted(env.items())), tuple(sorted(secret_env.items())),
-                       healthcheck, **kwargs)
+def _spec(
+    name: str, role: str, command: tuple, env: dict, secret_env: dict, healthcheck: tuple, **kwargs
+) -> ServiceSpec:
+    return ServiceSpec(
+        name, role, command, tuple(sorted(env.items())), tuple(sorted(secret_env.items())), healthcheck, **kwargs
+    )
 
 
-def service_specs(d: StackDefinition, workers, publish_ip: str, amqp_port: int,
-                  scheme: str = "amqp") -> tuple[ServiceSpec, ...]:
+def service_specs(
+    d: StackDefinition, workers, publish_ip: str, amqp_port: int, scheme: str = "amqp"
+) -> tuple[ServiceSpec, ...]:
     """postgres when the stack runs its own, web, a worker per pool (the plan's `WorkerPoolSpec`s), and beat
     when enabled. `amqp_port` and `scheme`: where clients connect (AMQPS on its port with TLS)."""
     env, common_secret_env = _common_env(d, amqp_port, scheme)
 
     def secret_env(service: str) -> dict:
-        return {**common_secret_env, "CELERY_BROKER_URL": broker_url(d, broker_endpoints(int(d.broker.nodes), amqp_port),
-                                                                     service, scheme=scheme)}
+        return {
+            **common_secret_env,
+            "CELERY_BROKER_URL": broker_url(
+                d, broker_endpoints(int(d.broker.nodes), amqp_port), service, scheme=scheme
+            ),
+        }
 
     web = d.app.web
     specs = [postgres_spec(d)] if d.app.database.kind == "postgres" else []
-    specs += [_spec("web", "web", ("bin/web",),
-                   {**env, "WEB_PORT": str(WEB_PORT), "WEB_CONCURRENCY": str(int(web.concurrency))},
-                   secret_env("web"), ("CMD", "bin/healthcheck"),
-                   ports=(PortSpec(WEB_PORT, int(web.port), publish_ip),))]
+    specs += [
+        _spec(
+            "web",
+            "web",
+            ("bin/web",),
+            {**env, "WEB_PORT": str(WEB_PORT), "WEB_CONCURRENCY": str(int(web.concurrency))},
+            secret_env("web"),
+            ("CMD", "bin/healthcheck"),
+            ports=(PortSpec(WEB_PORT, int(web.port), publish_ip),),
+        )
+    ]
     for w in workers:
         name = f"worker-{w.name}"
         # When the Riot rate limiter's store does not answer, each worker process keeps 1/(its pool's
@@ -262,20 +296,43 @@ def service_specs(d: StackDefinition, workers, publish_ip: str, amqp_port: int,
         share = {"RIOT_RATE_LIMIT_PROCESSES": str(w.concurrency * len(workers))}
         # `inspect ping` asks this very worker, by name, to answer through the broker; only once the worker
         # says it is ready (config/celery_app.py): a ping before then would wait out its whole timeout.
-        specs.append(_spec(name, "worker", w.command, {**env, **share, "CELERY_WORKER_READY_FILE": WORKER_READY},
-                           secret_env(name),
-                           ("CMD-SHELL", f"[ -e {WORKER_READY} ] && celery -A config inspect ping -d "
-                                         f"{w.name}@{name} --timeout 5"),
-                           stop_timeout_s=WORKER_STOP_TIMEOUT_S))
+        specs.append(
+            _spec(
+                name,
+                "worker",
+                w.command,
+                {**env, **share, "CELERY_WORKER_READY_FILE": WORKER_READY},
+                secret_env(name),
+                ("CMD-SHELL", f"[ -e {WORKER_READY} ] && celery -A config inspect ping -d {w.name}@{name} --timeout 5"),
+                stop_timeout_s=WORKER_STOP_TIMEOUT_S,
+            )
+        )
     if d.app.riot_sample:
-        specs.append(_spec(SAMPLE_RIOT_HOST, "riot-sample", ("python", "-m", "sample_riot", "--port", str(SAMPLE_RIOT_PORT)),
-                           {}, {}, ("CMD", "python", "-c", "import socket; socket.create_connection(('127.0.0.1', "
-                                                           f"{SAMPLE_RIOT_PORT}), 5)")))
+        specs.append(
+            _spec(
+                SAMPLE_RIOT_HOST,
+                "riot-sample",
+                ("python", "-m", "sample_riot", "--port", str(SAMPLE_RIOT_PORT)),
+                {},
+                {},
+                (
+                    "CMD",
+                    "python",
+                    "-c",
+                    f"import socket; socket.create_connection(('127.0.0.1', {SAMPLE_RIOT_PORT}), 5)",
+                ),
+            )
+        )
     if d.app.beat:
-        specs.append(_spec("beat", "beat", ("celery", "-A", "config", "beat", "-l", "info", "--schedule",
-                                            f"{DATA_DIR}/celerybeat-schedule"),
-                           # beat writes its schedule file at least every 3 minutes (beat_sync_every)
-                           env, secret_env("beat"), ("CMD-SHELL", f"find {DATA_DIR} -maxdepth 1 -name "
-                                                          f"'celerybeat-schedule*' -mmin -10 | grep -q .")))
+        specs.append(
+            _spec(
+                "beat",
+                "beat",
+                ("celery", "-A", "config", "beat", "-l", "info", "--schedule", f"{DATA_DIR}/celerybeat-schedule"),
+                # beat writes its schedule file at least every 3 minutes (beat_sync_every)
+                env,
+                secret_env("beat"),
+                ("CMD-SHELL", f"find {DATA_DIR} -maxdepth 1 -name 'celerybeat-schedule*' -mmin -10 | grep -q ."),
+            )
+        )
     return tuple(specs)
-

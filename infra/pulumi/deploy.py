@@ -5,6 +5,7 @@ secrets are encrypted with a passphrase (`PULUMI_CONFIG_PASSPHRASE` or `PULUMI_C
 The Pulumi CLI is the one on PATH, else the one `make pulumi` built from Go modules into `.pulumi/bin/`;
 nothing is ever downloaded (no CLI, no plugin): with neither, the user is told how to get one.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,10 @@ from infra.pulumi import engine
 
 PULUMI_VERSION = "3.272.0"  # the CLI that matches the pinned SDK (requirements.txt: pulumi==3.272.0)
 LOCAL_BACKEND = f"file://{LOCAL_STATE}"
-INSTALL_HINT = (f"Run `make pulumi` (it builds the CLI from Go modules into .pulumi/bin/), or install the Pulumi "
-                f"CLI v{PULUMI_VERSION} and put it on PATH, then run the command again.")
+INSTALL_HINT = (
+    f"Run `make pulumi` (it builds the CLI from Go modules into .pulumi/bin/), or install the Pulumi "
+    f"CLI v{PULUMI_VERSION} and put it on PATH, then run the command again."
+)
 # Nothing is fetched behind the user's back: no update check, no plugin download (`make pulumi` installs them).
 OFFLINE = {"PULUMI_SKIP_UPDATE_CHECK": "true", "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true"}
 
@@ -49,19 +52,25 @@ def pulumi_command(install_root: Path = LOCAL_CLI_ROOT) -> auto.PulumiCommand:
 def environment(env: dict[str, str] | None = None) -> Environment:
     env = dict(os.environ if env is None else env)
     if not (env.get("PULUMI_CONFIG_PASSPHRASE") or env.get("PULUMI_CONFIG_PASSPHRASE_FILE")):
-        raise DeployError("Set PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE): the stack's secrets "
-                          "are encrypted with it. Keep it out of the repository, e.g. in a password manager.")
+        raise DeployError(
+            "Set PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE): the stack's secrets "
+            "are encrypted with it. Keep it out of the repository, e.g. in a password manager."
+        )
     backend = env.get("PULUMI_BACKEND_URL") or LOCAL_BACKEND
     # The CLI finds the language host and its exec script on PATH: the built ones first. Then this virtualenv's
     # python, which has the SDKs: the language host `make pulumi` builds predates the engine passing Pulumi.yaml's
     # `virtualenv` option to it, and runs the first python on PATH.
-    path = os.pathsep.join([str(LOCAL_CLI_ROOT / "bin"), str(Path(sys.executable).parent),
-                            env.get("PATH", os.defpath)])
+    path = os.pathsep.join([str(LOCAL_CLI_ROOT / "bin"), str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
     return Environment(backend, {"PULUMI_BACKEND_URL": backend, "PATH": path, **OFFLINE})
 
 
-def up(stack_name: str, *, preview_only: bool = False, install_root: Path = LOCAL_CLI_ROOT,
-       before_up: Callable[[Callable[[str], Optional[str]]], bool] | None = None) -> None:
+def up(
+    stack_name: str,
+    *,
+    preview_only: bool = False,
+    install_root: Path = LOCAL_CLI_ROOT,
+    before_up: Callable[[Callable[[str], Optional[str]]], bool] | None = None,
+) -> None:
     """Select or create the stack on the backend and run `pulumi up` (or `preview`), streaming its output.
     `before_up(stack_value)` runs first (the queue migrations), with the stack's config and outputs by key; when
     it changed the broker it returns True and `up` refreshes the state from the broker first, so a queue
@@ -70,14 +79,19 @@ def up(stack_name: str, *, preview_only: bool = False, install_root: Path = LOCA
     command = pulumi_command(install_root)
     missing = engine.missing_parts(command.command, {**os.environ, **env.env_vars})
     if missing:
-        raise DeployError(f"The Pulumi CLI {command.version or ''} is here, but not {', '.join(missing)}; "
-                          f"automatic plugin downloads are off. `make pulumi` builds those the Go module proxy "
-                          f"serves (docs/pulumi-engine.md says which it does not).")
+        raise DeployError(
+            f"The Pulumi CLI {command.version or ''} is here, but not {', '.join(missing)}; "
+            f"automatic plugin downloads are off. `make pulumi` builds those the Go module proxy "
+            f"serves (docs/pulumi-engine.md says which it does not)."
+        )
     if env.backend_url.startswith("file://"):
         Path(env.backend_url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
     print(f"pulumi {command.version or ''} · backend {env.backend_url} · stack {stack_name}", file=sys.stderr)
-    stack = auto.create_or_select_stack(stack_name, work_dir=str(REPO), opts=auto.LocalWorkspaceOptions(
-        pulumi_command=command, env_vars=env.env_vars, secrets_provider="passphrase"))
+    stack = auto.create_or_select_stack(
+        stack_name,
+        work_dir=str(REPO),
+        opts=auto.LocalWorkspaceOptions(pulumi_command=command, env_vars=env.env_vars, secrets_provider="passphrase"),
+    )
     changed = before_up(lambda key: _stack_value(stack, key)) if before_up else False
     if preview_only:
         stack.preview(on_output=print, diff=True, refresh=changed)

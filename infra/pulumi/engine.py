@@ -2,6 +2,7 @@
 plugin per provider SDK the program imports, at the version that SDK asks for. Automatic plugin downloads are
 off (deploy.OFFLINE), so a missing part is named here before the engine starts, not as a gRPC error midway.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,16 +36,21 @@ def required_plugins() -> list[Plugin]:
 
 def installed_plugins(cli: str, env: dict[str, str]) -> set[Plugin]:
     """The resource plugins `pulumi plugin ls` finds."""
-    listing = subprocess.run([cli, "plugin", "ls", "--json"], env=env, capture_output=True, text=True,
-                             timeout=60, check=True)
-    return {Plugin(p["name"], p["version"].removeprefix("v")) for p in json.loads(listing.stdout or "[]")
-            if p.get("kind") == "resource"}
+    listing = subprocess.run(
+        [cli, "plugin", "ls", "--json"], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    return {
+        Plugin(p["name"], p["version"].removeprefix("v"))
+        for p in json.loads(listing.stdout or "[]")
+        if p.get("kind") == "resource"
+    }
 
 
 def missing_parts(cli: str, env: dict[str, str]) -> list[str]:
     """What `pulumi up` of this program would stop on, in words; empty when nothing is missing."""
-    missing = [] if shutil.which(LANGUAGE_HOST, path=env.get("PATH")) else [
-        f"the Python language host ({LANGUAGE_HOST})"]
+    missing = (
+        [] if shutil.which(LANGUAGE_HOST, path=env.get("PATH")) else [f"the Python language host ({LANGUAGE_HOST})"]
+    )
     have = installed_plugins(cli, env)
     missing += [f"the {plugin} resource plugin" for plugin in required_plugins() if plugin not in have]
     return missing

@@ -4,6 +4,7 @@ for `python -m infra plan`, which prints them as the tree of resources `pulumi u
 No Pulumi CLI, no provider plugin, no credential and no Docker are involved: the mocks answer each
 registration with its own inputs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,9 +13,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 import pulumi
+import yaml
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
@@ -35,10 +35,12 @@ class Registered:
         return "" if not self.parent or "::pulumi:pulumi:Stack::" in self.parent else self.parent.rsplit("::", 1)[-1]
 
 
-TLS_OUTPUTS = {"tls:index/privateKey:PrivateKey": "privateKeyPem",
-               "tls:index/selfSignedCert:SelfSignedCert": "certPem",
-               "tls:index/locallySignedCert:LocallySignedCert": "certPem",
-               "tls:index/certRequest:CertRequest": "certRequestPem"}
+TLS_OUTPUTS = {
+    "tls:index/privateKey:PrivateKey": "privateKeyPem",
+    "tls:index/selfSignedCert:SelfSignedCert": "certPem",
+    "tls:index/locallySignedCert:LocallySignedCert": "certPem",
+    "tls:index/certRequest:CertRequest": "certRequestPem",
+}
 
 
 class _Mocks(pulumi.runtime.Mocks):
@@ -66,8 +68,9 @@ class RecordingMonitor(MockMonitor):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs = pulumi.runtime.rpc.deserialize_properties(request.object)
-            self.registered.append(Registered(request.type, request.name, inputs, request.parent, response.urn,
-                                              request))
+            self.registered.append(
+                Registered(request.type, request.name, inputs, request.parent, response.urn, request)
+            )
         return response
 
     def RegisterResourceOutputs(self, request):
@@ -176,23 +179,28 @@ def stack_config(stacks_dir: Path, stack: str, project: str) -> tuple[dict[str, 
     return plain, secure
 
 
-def preview(definition, stack: str, stacks_dir: Path, project: str = "rabbitmq-celery", *,
-            shortcuts: bool = True) -> Preview:
+def preview(
+    definition, stack: str, stacks_dir: Path, project: str = "rabbitmq-celery", *, shortcuts: bool = True
+) -> Preview:
     """What `pulumi up` on `stack` would register, with the stack config's keys (not its secrets).
     `shortcuts`: skip the SDK's work that the mocks discard (infra/pulumi/sdk_shortcuts.py); same result."""
-    from infra.pulumi import program, sdk_shortcuts
     from infra.plan.plan import build_plan
+    from infra.pulumi import program, sdk_shortcuts
 
     plain, secure = stack_config(stacks_dir, stack, project)
     notes = []
     config = {**plain, **{k: PLACEHOLDER for k in secure}}
     for _, ref in build_plan(definition).all_secrets():
         if ref.secret not in config and not ref.generate:
-            notes.append(f"{ref.secret} is not set in {stacks_dir / f'Pulumi.{stack}.yaml'}: `pulumi up` would "
-                         f"stop; run `pulumi config set --secret {ref.secret} ...`")
+            notes.append(
+                f"{ref.secret} is not set in {stacks_dir / f'Pulumi.{stack}.yaml'}: `pulumi up` would "
+                f"stop; run `pulumi config set --secret {ref.secret} ...`"
+            )
             config[ref.secret] = PLACEHOLDER
-    pulumi.runtime.set_all_config({f"{project}:{k}": v for k, v in config.items()},
-                                  secret_keys=[f"{project}:{k}" for k in set(config) - set(plain)])
+    pulumi.runtime.set_all_config(
+        {f"{project}:{k}": v for k, v in config.items()},
+        secret_keys=[f"{project}:{k}" for k in set(config) - set(plain)],
+    )
     ca_dir = program.CA_DIR
     try:
         with sdk_shortcuts.applied(shortcuts), tempfile.TemporaryDirectory(prefix="plan-ca-") as scratch:
@@ -234,15 +242,16 @@ def _short(value, width: int = 110) -> str:
         text = "[" + ", ".join(_short(v, width) for v in value) + "]"
     else:
         text = str(value)
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def key_inputs(r: Registered) -> str:
     inputs = masked(r.inputs)
     if r.type == "docker:index/container:Container":
         if isinstance(inputs.get("uploads"), list):
-            inputs["uploads"] = [u["file"] + (" " + SECRET if u.get("content") == SECRET else "")
-                                 for u in inputs["uploads"]]
+            inputs["uploads"] = [
+                u["file"] + (" " + SECRET if u.get("content") == SECRET else "") for u in inputs["uploads"]
+            ]
         if isinstance(inputs.get("ports"), list):
             inputs["ports"] = [f"{p.get('ip', '0.0.0.0')}:{p['external']}->{p['internal']}" for p in inputs["ports"]]
         if isinstance(inputs.get("command"), list):
@@ -262,9 +271,15 @@ def provider_name(reference: str) -> str:
 
 
 def _flags(r: Registered) -> str:
-    flags = [name for name, on in (("protect", r.request.protect), ("delete-before-replace",
-                                                                     r.request.deleteBeforeReplace),
-                                   ("retain-on-delete", r.request.retainOnDelete)) if on]
+    flags = [
+        name
+        for name, on in (
+            ("protect", r.request.protect),
+            ("delete-before-replace", r.request.deleteBeforeReplace),
+            ("retain-on-delete", r.request.retainOnDelete),
+        )
+        if on
+    ]
     return f"  ({', '.join(flags)})" if flags else ""
 
 
@@ -272,8 +287,7 @@ def tree(p: Preview) -> str:
     """One line per resource, children under their parent: name, type, key inputs."""
     by_parent: dict[str, list[Registered]] = {}
     for r in p.resources:
-        by_parent.setdefault("" if not r.parent or "::pulumi:pulumi:Stack::" in r.parent else r.parent,
-                             []).append(r)
+        by_parent.setdefault("" if not r.parent or "::pulumi:pulumi:Stack::" in r.parent else r.parent, []).append(r)
     lines = [f"{p.stack} (pulumi:pulumi:Stack)"]
 
     def walk(parent: str, prefix: str) -> None:
@@ -281,8 +295,10 @@ def tree(p: Preview) -> str:
         for i, r in enumerate(children):
             last = i == len(children) - 1
             detail = key_inputs(r)
-            lines.append(f"{prefix}{'└─ ' if last else '├─ '}{r.name}  {r.type}{_flags(r)}"
-                         + (f"\n{prefix}{'   ' if last else '│  '}   {detail}" if detail else ""))
+            lines.append(
+                f"{prefix}{'└─ ' if last else '├─ '}{r.name}  {r.type}{_flags(r)}"
+                + (f"\n{prefix}{'   ' if last else '│  '}   {detail}" if detail else "")
+            )
             walk(r.urn, prefix + ("   " if last else "│  "))
 
     walk("", "")
@@ -296,16 +312,20 @@ def as_json(p: Preview) -> dict:
     names = {r.urn: r.name for r in p.resources}
     return {
         "stack": p.stack,
-        "resources": [{
-            "type": r.type, "name": r.name,
-            "parent": names.get(r.parent, ""),
-            "inputs": masked(r.inputs),
-            "protect": r.request.protect,
-            "delete_before_replace": r.request.deleteBeforeReplace,
-            "retain_on_delete": r.request.retainOnDelete,
-            "depends_on": sorted({names[u] for u in r.request.dependencies if u in names}),
-            **({"provider": provider_name(r.request.provider)} if r.request.provider else {}),
-        } for r in sorted(p.resources, key=lambda r: (names.get(r.parent, ""), r.name))],
+        "resources": [
+            {
+                "type": r.type,
+                "name": r.name,
+                "parent": names.get(r.parent, ""),
+                "inputs": masked(r.inputs),
+                "protect": r.request.protect,
+                "delete_before_replace": r.request.deleteBeforeReplace,
+                "retain_on_delete": r.request.retainOnDelete,
+                "depends_on": sorted({names[u] for u in r.request.dependencies if u in names}),
+                **({"provider": provider_name(r.request.provider)} if r.request.provider else {}),
+            }
+            for r in sorted(p.resources, key=lambda r: (names.get(r.parent, ""), r.name))
+        ],
         "outputs": p.outputs,
         "notes": p.notes,
     }

@@ -3,24 +3,24 @@ stack outputs.
 
 `pulumi up` runs it through the root `__main__.py`; the tests run it under mocks.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pulumi
 import pulumi_rabbitmq as rabbitmq
 
-from infra.render import files as render
-from infra.pulumi.components.broker import Broker, BrokerArgs
-from infra.pulumi.components.app_services import Services, ServicesArgs
-from infra.pulumi.components.tls import Certificates, CertificatesArgs
-from infra.pulumi.components.topology import Topology, TopologyArgs
 from infra.definition.load import load_definition, require
 from infra.definition.model import StackDefinition
+from infra.paths import CA_DIR, REPO
 from infra.plan.plan import APP_TLS_FILES, BROKER_TLS_FILES, boot_definitions_file, build_plan, protects_queues
 from infra.plan.services import broker_url, client_host, node_addresses, published_endpoints
-from infra.paths import CA_DIR, REPO
-from infra.pulumi.stack_config import passwords as stack_passwords, provided_pems
-
+from infra.pulumi.components.app_services import Services, ServicesArgs
+from infra.pulumi.components.broker import Broker, BrokerArgs
+from infra.pulumi.components.tls import Certificates, CertificatesArgs
+from infra.pulumi.components.topology import Topology, TopologyArgs
+from infra.pulumi.stack_config import passwords as stack_passwords
+from infra.pulumi.stack_config import provided_pems
+from infra.render import files as render
 
 # The stack's CA certificate (public) for the rabbitmq provider, which reads it from a file: git-ignored.
 
@@ -34,6 +34,7 @@ def ca_file(stack: str, ca_pem: pulumi.Output[str]) -> pulumi.Output[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(pem)
         return str(path)
+
     return ca_pem.apply(write)
 
 
@@ -42,8 +43,7 @@ def broker_files(plan, passwords: dict) -> dict[str, pulumi.Input[str]]:
     the rest through the API); it is computed from the secret password and stays secret."""
     admin_key = plan.topology.password_key(plan.broker.admin_user)
     definitions = passwords[admin_key].apply(lambda value: render.boot_definitions_json(plan, {admin_key: value}))
-    return {**render.config_files(plan),
-            boot_definitions_file(plan.broker.nodes): pulumi.Output.secret(definitions)}
+    return {**render.config_files(plan), boot_definitions_file(plan.broker.nodes): pulumi.Output.secret(definitions)}
 
 
 def main(definition: StackDefinition | None = None) -> None:
@@ -60,28 +60,55 @@ def main(definition: StackDefinition | None = None) -> None:
         certificates = Certificates("tls", CertificatesArgs(plan.broker.tls, stack, provided_pems(plan)))
     files = {**broker_files(plan, passwords), **(certificates.files(BROKER_TLS_FILES) if certificates else {})}
     cookie = plan.broker.erlang_cookie
-    broker = Broker("broker", BrokerArgs(plan.broker, files, resource_prefix=prefix,
-                                         erlang_cookie=passwords[cookie.secret] if cookie else None))
+    broker = Broker(
+        "broker",
+        BrokerArgs(
+            plan.broker, files, resource_prefix=prefix, erlang_cookie=passwords[cookie.secret] if cookie else None
+        ),
+    )
     # With TLS the provider talks HTTPS to the management API and verifies it against the stack's CA. Every
     # node healthy first: a quorum queue gets its members when it is declared.
-    provider = rabbitmq.Provider("broker-api", endpoint=broker.management_url, username=admin,
-                                 password=passwords[plan.topology.password_key(admin)],
-                                 cacert_file=ca_file(stack, certificates.pems["ca_cert"]) if certificates else None,
-                                 opts=pulumi.ResourceOptions(depends_on=broker.containers))
-    topology = Topology("topology", TopologyArgs(plan.topology, passwords, provider, admin_user=admin,
-                                                 protect_queues=protects_queues(definition.environment),
-                                                 depends_on=[broker]))
+    provider = rabbitmq.Provider(
+        "broker-api",
+        endpoint=broker.management_url,
+        username=admin,
+        password=passwords[plan.topology.password_key(admin)],
+        cacert_file=ca_file(stack, certificates.pems["ca_cert"]) if certificates else None,
+        opts=pulumi.ResourceOptions(depends_on=broker.containers),
+    )
+    topology = Topology(
+        "topology",
+        TopologyArgs(
+            plan.topology,
+            passwords,
+            provider,
+            admin_user=admin,
+            protect_queues=protects_queues(definition.environment),
+            depends_on=[broker],
+        ),
+    )
     # With hosts of their own the nodes are reached at their addresses, not over a network the app shares.
     addresses = node_addresses(plan.broker)
-    services = Services("app", ServicesArgs(
-        definition.app, plan.services, render.celery_json(plan), passwords,
-        None if addresses else broker.network.name, resource_prefix=prefix, project_root=REPO,
-        depends_on=[topology], tls_files=certificates.files(APP_TLS_FILES) if certificates else None,
-        broker_addresses=addresses))
+    services = Services(
+        "app",
+        ServicesArgs(
+            definition.app,
+            plan.services,
+            render.celery_json(plan),
+            passwords,
+            None if addresses else broker.network.name,
+            resource_prefix=prefix,
+            project_root=REPO,
+            depends_on=[topology],
+            tls_files=certificates.files(APP_TLS_FILES) if certificates else None,
+            broker_addresses=addresses,
+        ),
+    )
 
     # web's URL (a publisher: the least a client on the host needs) to every node, as the host sees them.
-    celery_url = broker_url(definition, published_endpoints(plan.broker, plan.broker.client_port), "web",
-                            scheme=plan.broker.client_scheme)
+    celery_url = broker_url(
+        definition, published_endpoints(plan.broker, plan.broker.client_port), "web", scheme=plan.broker.client_scheme
+    )
     pulumi.export("management_url", broker.management_url)
     pulumi.export("amqp_url", pulumi.Output.secret(passwords[celery_url.key].apply(celery_url.fill)))
     pulumi.export("web_url", f"http://{client_host(plan.broker.publish_ip)}:{definition.app.web.port}")

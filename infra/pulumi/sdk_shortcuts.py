@@ -25,6 +25,7 @@ the pinned pulumi==3.272.0 (requirements.txt); with any other version `applied()
 `plan` runs the SDK as it is, slower with the same output, and tests/unit/program/test_sdk_shortcuts.py fails
 so that the shortcuts are checked against the new SDK's code before they come back.
 """
+
 from __future__ import annotations
 
 import gc
@@ -61,9 +62,11 @@ def _drop_debug(*_args, **_kwargs) -> None:
 
 
 # (module, attribute, replacement)
-_SHORTCUTS = ((sdk_resource, "_get_stack_trace", _no_stack_trace),
-              (cycle_breaker, "_add_dep", _add_dep_in_place),
-              (pulumi.log, "debug", _drop_debug))
+_SHORTCUTS = (
+    (sdk_resource, "_get_stack_trace", _no_stack_trace),
+    (cycle_breaker, "_add_dep", _add_dep_in_place),
+    (pulumi.log, "debug", _drop_debug),
+)
 
 
 @contextmanager

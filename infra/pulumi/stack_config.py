@@ -5,6 +5,7 @@ the Riot API key) is read with `pulumi config get --secret` semantics; where it 
 definition says `generate: true`, a `RandomPassword` stands in.
 Either way the value is a secret Output everywhere it flows.
 """
+
 from __future__ import annotations
 
 import pulumi
@@ -32,8 +33,13 @@ def passwords(plan: Plan, config: pulumi.Config | None = None) -> dict[str, pulu
             continue
         values[ref.secret] = pulumi.Output.secret(value)
     if missing:
-        raise MissingSecret("not set in the stack config: " + ", ".join(missing) + " (pulumi config set --secret "
-                            + missing[0] + " ...)")
+        raise MissingSecret(
+            "not set in the stack config: "
+            + ", ".join(missing)
+            + " (pulumi config set --secret "
+            + missing[0]
+            + " ...)"
+        )
     return values
 
 
@@ -47,6 +53,9 @@ def provided_pems(plan: Plan, config: pulumi.Config | None = None) -> dict[str, 
     keys = [key for _, key in plan.tls_secrets()]
     missing = [key for key in keys if config.get_secret(key) is None]
     if missing:
-        raise MissingSecret("broker.tls.ca is provided, but not set in the stack config: " + ", ".join(missing)
-                            + f" (pulumi config set --secret {missing[0]} < file.pem)")
+        raise MissingSecret(
+            "broker.tls.ca is provided, but not set in the stack config: "
+            + ", ".join(missing)
+            + f" (pulumi config set --secret {missing[0]} < file.pem)"
+        )
     return {key: pulumi.Output.secret(config.get_secret(key)) for key in keys}

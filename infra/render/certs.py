@@ -5,6 +5,7 @@ Pure apart from key generation: PEM text in, PEM text out, nothing written. The 
 same three with `pulumi_tls` instead (`components/tls.py`); `render` calls `issue` for the keys the secrets
 file does not hold yet and keeps what it generated there (0600), so a second render reuses them.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -32,8 +33,9 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 
 def _key_pem(key) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def _name(common_name: str) -> x509.Name:
@@ -42,10 +44,15 @@ def _name(common_name: str) -> x509.Name:
 
 def _builder(subject: x509.Name, issuer: x509.Name, public_key, days: int) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.timezone.utc)
-    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))  # tolerate small clock skew
-            .not_valid_after(now + datetime.timedelta(days=days)))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))  # tolerate small clock skew
+        .not_valid_after(now + datetime.timedelta(days=days))
+    )
 
 
 def _pem(cert: x509.Certificate) -> str:
@@ -54,14 +61,26 @@ def _pem(cert: x509.Certificate) -> str:
 
 def make_ca(common_name: str = CA_NAME, days: int = 3650) -> Issued:
     key = _key()
-    cert = (_builder(_name(common_name), _name(common_name), key.public_key(), days)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, encipher_only=False,
-                                         decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        _builder(_name(common_name), _name(common_name), key.public_key(), days)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     return Issued(_pem(cert), _key_pem(key))
 
 
@@ -80,15 +99,26 @@ def _leaf(ca: Issued, common_name: str, usage, names=(), days: int = 365) -> Iss
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.encode())
     ca_key = serialization.load_pem_private_key(ca.key_pem.encode(), password=None)
     key = _key()
-    builder = (_builder(_name(common_name), ca_cert.subject, key.public_key(), days)
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, key_cert_sign=False,
-                                            crl_sign=False, content_commitment=False, data_encipherment=False,
-                                            key_agreement=True, encipher_only=False, decipher_only=False),
-                              critical=True)
-               .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                              critical=False))
+    builder = (
+        _builder(_name(common_name), ca_cert.subject, key.public_key(), days)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+    )
     if names:
         builder = builder.add_extension(san(names), critical=False)
     return Issued(_pem(builder.sign(ca_key, hashes.SHA256())), _key_pem(key))

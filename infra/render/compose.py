@@ -8,6 +8,7 @@ nodes boot with the admin alone, like Pulumi's, and `make local` POSTs definitio
 and files are bind-mounted from the render directory instead of uploaded (with TLS, each service copies its
 certificates and keys from the mounted tls/ directory at start, so its own user owns its 0600 key).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,9 +17,20 @@ from pathlib import Path
 import yaml
 
 from infra.plan.plan import APP_TLS_FILES, BROKER_TLS_FILES, Plan, boot_definitions_file
+from infra.plan.services import (
+    APP_UID,
+    BROKER_CONFIG_DIR,
+    BROKER_DATA_DIR,
+    BROKER_HEALTHCHECK,
+    CELERY_JSON,
+    CONFIG_DIR,
+    HealthCheck,
+    ServiceSpec,
+    broker_hosts,
+    broker_ports,
+    joins_after,
+)
 from infra.render.files import ERLANG_COOKIE
-from infra.plan.services import (APP_UID, BROKER_CONFIG_DIR, BROKER_DATA_DIR, BROKER_HEALTHCHECK, CELERY_JSON, CONFIG_DIR,
-                       HealthCheck, ServiceSpec, broker_hosts, broker_ports, joins_after)
 
 COMPOSE_FILE = "docker-compose.yml"
 TLS_MOUNT = "/run/secrets/tls"  # the rendered tls/ directory, read-only; each service copies what it needs
@@ -26,8 +38,11 @@ TLS_MOUNT = "/run/secrets/tls"  # the rendered tls/ directory, read-only; each s
 
 def _install_tls(files, target_dir: str, owner: str) -> str:
     """Shell commands that copy the TLS files from TLS_MOUNT, keys 0600 and owned by `owner` alone."""
-    return " && ".join(f"install -D -o {owner} -g {owner} -m {'0600' if name.endswith('.key') else '0644'} "
-                       f"{TLS_MOUNT}/{name} {target_dir}/tls/{name}" for name in sorted(files))
+    return " && ".join(
+        f"install -D -o {owner} -g {owner} -m {'0600' if name.endswith('.key') else '0644'} "
+        f"{TLS_MOUNT}/{name} {target_dir}/tls/{name}"
+        for name in sorted(files)
+    )
 
 
 def broker_entrypoint(plan: Plan) -> str:
@@ -38,8 +53,9 @@ def broker_entrypoint(plan: Plan) -> str:
     name = boot_definitions_file(b.nodes)
     steps = [f"install -o rabbitmq -g rabbitmq -m 0600 /run/secrets/{name} {BROKER_CONFIG_DIR}/{name}"]
     if b.erlang_cookie:
-        steps.append(f"install -o rabbitmq -g rabbitmq -m 0400 /run/secrets/{ERLANG_COOKIE} "
-                     f"{BROKER_DATA_DIR}/.erlang.cookie")
+        steps.append(
+            f"install -o rabbitmq -g rabbitmq -m 0400 /run/secrets/{ERLANG_COOKIE} {BROKER_DATA_DIR}/.erlang.cookie"
+        )
     if b.tls:
         steps.append(_install_tls(BROKER_TLS_FILES, BROKER_CONFIG_DIR, "rabbitmq"))
     return " && ".join(steps + ["exec docker-entrypoint.sh rabbitmq-server"])
@@ -47,8 +63,10 @@ def broker_entrypoint(plan: Plan) -> str:
 
 # With TLS an app service starts as root only to copy its client key (0600 on the host, whoever owns it)
 # to a file its own user owns, then runs its command as that user (setpriv: util-linux, in every Debian image).
-APP_TLS_ENTRYPOINT = (f"{_install_tls(APP_TLS_FILES, CONFIG_DIR, APP_UID)} && "
-                      f'exec setpriv --reuid={APP_UID} --regid={APP_UID} --clear-groups "$@"')
+APP_TLS_ENTRYPOINT = (
+    f"{_install_tls(APP_TLS_FILES, CONFIG_DIR, APP_UID)} && "
+    f'exec setpriv --reuid={APP_UID} --regid={APP_UID} --clear-groups "$@"'
+)
 
 
 def env_file_name(spec: ServiceSpec) -> str:
@@ -58,9 +76,12 @@ def env_file_name(spec: ServiceSpec) -> str:
 def env_files(plan: Plan, secrets: dict[str, str]) -> dict[str, str]:
     """File name → `NAME=value` lines: each service's secret environment, one file per service, which gets
     only its own (each Celery service has its own broker user)."""
-    return {env_file_name(spec): "".join(f"{name}={template.fill(secrets[template.key])}\n"
-                                         for name, template in spec.secret_env)
-            for spec in plan.services}
+    return {
+        env_file_name(spec): "".join(
+            f"{name}={template.fill(secrets[template.key])}\n" for name, template in spec.secret_env
+        )
+        for spec in plan.services
+    }
 
 
 def config_label(*contents: str) -> dict:
@@ -73,8 +94,13 @@ def config_label(*contents: str) -> dict:
 def _healthcheck(check: HealthCheck) -> dict:
     docker = check.paced()
     # `$$`: compose would read the shell's `$(...)` as its own variables
-    return {"test": [part.replace("$", "$$") for part in docker.test], "interval": docker.interval, "timeout": docker.timeout,
-            "retries": docker.retries, "start_period": docker.start_period}
+    return {
+        "test": [part.replace("$", "$$") for part in docker.test],
+        "interval": docker.interval,
+        "timeout": docker.timeout,
+        "retries": docker.retries,
+        "start_period": docker.start_period,
+    }
 
 
 def broker_services(plan: Plan, mounted: dict[str, str]) -> dict[str, dict]:
@@ -84,23 +110,31 @@ def broker_services(plan: Plan, mounted: dict[str, str]) -> dict[str, dict]:
     to the running broker (`make local`), a changed TTL must not restart it."""
     b = plan.broker
     boot = boot_definitions_file(b.nodes)
-    secrets = [f"./{boot}:/run/secrets/{boot}:ro"] + \
-        ([f"./{ERLANG_COOKIE}:/run/secrets/{ERLANG_COOKIE}:ro"] if b.erlang_cookie else []) + \
-        ([f"./tls:{TLS_MOUNT}:ro"] if b.tls else [])
+    secrets = (
+        [f"./{boot}:/run/secrets/{boot}:ro"]
+        + ([f"./{ERLANG_COOKIE}:/run/secrets/{ERLANG_COOKIE}:ro"] if b.erlang_cookie else [])
+        + ([f"./tls:{TLS_MOUNT}:ro"] if b.tls else [])
+    )
     services, waits_for = {}, joins_after(b.nodes)
     for index, host in enumerate(broker_hosts(b.nodes)):
         services[host] = {
             "image": b.image,
             "hostname": host,
             "entrypoint": ["sh", "-c", broker_entrypoint(plan)],
-            "volumes": [f"{host}-data:{BROKER_DATA_DIR}",
-                        f"./rabbitmq.conf:{BROKER_CONFIG_DIR}/rabbitmq.conf:ro",
-                        f"./enabled_plugins:{BROKER_CONFIG_DIR}/enabled_plugins:ro", *secrets],
+            "volumes": [
+                f"{host}-data:{BROKER_DATA_DIR}",
+                f"./rabbitmq.conf:{BROKER_CONFIG_DIR}/rabbitmq.conf:ro",
+                f"./enabled_plugins:{BROKER_CONFIG_DIR}/enabled_plugins:ro",
+                *secrets,
+            ],
             "ports": [f"{b.publish_ip}:{p + index}:{p}" for p in broker_ports(b)],
             "healthcheck": _healthcheck(BROKER_HEALTHCHECK),
             "restart": "unless-stopped",
-            "labels": config_label(mounted["rabbitmq.conf"], mounted["enabled_plugins"],
-                                   *(mounted[f"tls/{n}"] for n in sorted(BROKER_TLS_FILES) if b.tls)),
+            "labels": config_label(
+                mounted["rabbitmq.conf"],
+                mounted["enabled_plugins"],
+                *(mounted[f"tls/{n}"] for n in sorted(BROKER_TLS_FILES) if b.tls),
+            ),
             "networks": {"stack": {"aliases": [host]}},
         }
         if host in waits_for:
@@ -108,8 +142,14 @@ def broker_services(plan: Plan, mounted: dict[str, str]) -> dict[str, dict]:
     return services
 
 
-def app_service(spec: ServiceSpec, app_image: str, build: dict | None, depends: list[str],
-                celery_json: str, tls: list[str] | None = None) -> dict:
+def app_service(
+    spec: ServiceSpec,
+    app_image: str,
+    build: dict | None,
+    depends: list[str],
+    celery_json: str,
+    tls: list[str] | None = None,
+) -> dict:
     """`tls`: the contents of the app's TLS files, when the stack has TLS."""
     service: dict = {"image": app_image if spec.runs_app else spec.image}
     if spec.runs_app and build:
@@ -126,8 +166,11 @@ def app_service(spec: ServiceSpec, app_image: str, build: dict | None, depends: 
     if spec.secret_env:
         service["env_file"] = [f"./{env_file_name(spec)}"]
     volume_key, path = spec.volume
-    service["volumes"] = [f"{volume_key}:{path}"] + ([f"./celery.json:{CELERY_JSON}:ro"] if spec.runs_app else []) \
+    service["volumes"] = (
+        [f"{volume_key}:{path}"]
+        + ([f"./celery.json:{CELERY_JSON}:ro"] if spec.runs_app else [])
         + ([f"./tls:{TLS_MOUNT}:ro"] if with_tls else [])
+    )
     if spec.ports:
         service["ports"] = [f"{p.ip}:{p.external}:{p.internal}" for p in spec.ports]
     service["healthcheck"] = _healthcheck(HealthCheck(spec.healthcheck))
@@ -140,16 +183,19 @@ def app_service(spec: ServiceSpec, app_image: str, build: dict | None, depends: 
     return service
 
 
-def compose_file(plan: Plan, mounted: dict[str, str], app_image: str, build_context: Path | None,
-                 base_image: str) -> dict:
+def compose_file(
+    plan: Plan, mounted: dict[str, str], app_image: str, build_context: Path | None, base_image: str
+) -> dict:
     """The compose document. `mounted`: the rendered files by name; `app_image`: the tag the Pulumi program
     would give the app image."""
     build = {"context": str(build_context), "args": {"BASE_IMAGE": base_image}} if build_context else None
     brokers = broker_services(plan, mounted)
     depends = [*brokers, *(s.name for s in plan.services if s.role == "database")]
     tls = [mounted[f"tls/{n}"] for n in sorted(APP_TLS_FILES)] if plan.broker.tls else None
-    services = {**brokers, **{s.name: app_service(s, app_image, build, depends, mounted["celery.json"], tls)
-                              for s in plan.services}}
+    services = {
+        **brokers,
+        **{s.name: app_service(s, app_image, build, depends, mounted["celery.json"], tls) for s in plan.services},
+    }
     volumes = {f"{host}-data": {} for host in brokers} | {s.volume[0]: {} for s in plan.services}
     return {"services": services, "volumes": volumes, "networks": {"stack": {}}}
 
@@ -160,6 +206,8 @@ class _Dumper(yaml.SafeDumper):
 
 
 def compose_yaml(document: dict) -> str:
-    header = ("# Rendered by `python -m infra render --compose` from stacks/*.yaml: edit the stack definition.\n"
-              "# Secrets are in the 0600 *.env files beside this one; never commit them.\n")
+    header = (
+        "# Rendered by `python -m infra render --compose` from stacks/*.yaml: edit the stack definition.\n"
+        "# Secrets are in the 0600 *.env files beside this one; never commit them.\n"
+    )
     return header + yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)

@@ -1,4 +1,5 @@
 """Renderers: the plan → the broker's files and celery.json. Mechanical; decisions live in `plan.py`."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import jinja2
 from infra.paths import TEMPLATES
 from infra.plan.plan import APP_TLS_FILES, BROKER_TLS_FILES, Plan, Topology, boot_definitions_file
 from infra.render.secrets import hash_for
-
 
 _jinja = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -46,8 +46,11 @@ KEY_FILE_MODE = 0o600
 def file_mode(name: str) -> int:
     if name.startswith(f"{TLS_DIR}/"):
         return KEY_FILE_MODE if name.endswith(".key") else 0o644
-    return ENV_FILE_MODE if name.endswith(".env") else \
-        {**FILES, **CLUSTER_FILES, **COMPOSE_FILES, **MONITORING_FILES, **KUBERNETES_FILES}[name]
+    return (
+        ENV_FILE_MODE
+        if name.endswith(".env")
+        else {**FILES, **CLUSTER_FILES, **COMPOSE_FILES, **MONITORING_FILES, **KUBERNETES_FILES}[name]
+    )
 
 
 def _json(data) -> str:
@@ -70,25 +73,61 @@ def enabled_plugins(plan: Plan) -> str:
 def definitions(topology: Topology, passwords: dict[str, str]) -> dict:
     """RabbitMQ's definitions format. `passwords` maps secret keys to values; only hashes are written."""
     return {
-        "users": [{"name": u.name, "password_hash": hash_for(u.name, passwords[u.password.secret]),
-                   "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": list(u.tags)}
-                  for u in topology.users],
+        "users": [
+            {
+                "name": u.name,
+                "password_hash": hash_for(u.name, passwords[u.password.secret]),
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": list(u.tags),
+            }
+            for u in topology.users
+        ],
         "vhosts": [{"name": name, "description": description} for name, description in topology.vhosts],
-        "permissions": [{"user": p.user, "vhost": p.vhost, "configure": p.configure, "write": p.write,
-                         "read": p.read} for p in topology.permissions],
+        "permissions": [
+            {"user": p.user, "vhost": p.vhost, "configure": p.configure, "write": p.write, "read": p.read}
+            for p in topology.permissions
+        ],
         "topic_permissions": [],
         "parameters": [],
         "global_parameters": [],
-        "policies": [{"vhost": p.vhost, "name": p.name, "pattern": p.pattern, "apply-to": p.apply_to,
-                      "priority": p.priority, "definition": p.definition} for p in topology.policies],
-        "queues": [{"name": q.name, "vhost": q.vhost, "durable": True, "auto_delete": False,
-                    "arguments": q.arguments} for q in topology.queues],
-        "exchanges": [{"name": e.name, "vhost": e.vhost, "type": e.type, "durable": e.durable,
-                       "auto_delete": e.auto_delete, "internal": e.internal, "arguments": {}}
-                      for e in topology.exchanges],
-        "bindings": [{"source": b.source, "vhost": b.vhost, "destination": b.destination,
-                      "destination_type": "queue", "routing_key": b.routing_key, "arguments": {}}
-                     for b in topology.bindings],
+        "policies": [
+            {
+                "vhost": p.vhost,
+                "name": p.name,
+                "pattern": p.pattern,
+                "apply-to": p.apply_to,
+                "priority": p.priority,
+                "definition": p.definition,
+            }
+            for p in topology.policies
+        ],
+        "queues": [
+            {"name": q.name, "vhost": q.vhost, "durable": True, "auto_delete": False, "arguments": q.arguments}
+            for q in topology.queues
+        ],
+        "exchanges": [
+            {
+                "name": e.name,
+                "vhost": e.vhost,
+                "type": e.type,
+                "durable": e.durable,
+                "auto_delete": e.auto_delete,
+                "internal": e.internal,
+                "arguments": {},
+            }
+            for e in topology.exchanges
+        ],
+        "bindings": [
+            {
+                "source": b.source,
+                "vhost": b.vhost,
+                "destination": b.destination,
+                "destination_type": "queue",
+                "routing_key": b.routing_key,
+                "arguments": {},
+            }
+            for b in topology.bindings
+        ],
     }
 
 
@@ -105,8 +144,12 @@ def boot_definitions_json(plan: Plan, passwords: dict[str, str]) -> str:
     """definitions.json for a broker whose topology Pulumi manages through the management API: the admin
     user alone. Everything else lives in the data volume, so a topology change never touches the container
     (a changed upload would replace it)."""
-    return _json(definitions(plan.topology.only_user(plan.broker.admin_user), {
-        k: v for k, v in passwords.items() if k == plan.topology.password_key(plan.broker.admin_user)}))
+    return _json(
+        definitions(
+            plan.topology.only_user(plan.broker.admin_user),
+            {k: v for k, v in passwords.items() if k == plan.topology.password_key(plan.broker.admin_user)},
+        )
+    )
 
 
 def celery_json(plan: Plan) -> str:
@@ -116,8 +159,11 @@ def celery_json(plan: Plan) -> str:
 def render_files(plan: Plan, passwords: dict[str, str]) -> dict[str, str]:
     """File name → content, for every file in FILES (and a cluster's Erlang cookie). Same plan and
     passwords, same bytes."""
-    files = {**config_files(plan), "definitions.json": definitions_json(plan, passwords),
-             "celery.json": celery_json(plan)}
+    files = {
+        **config_files(plan),
+        "definitions.json": definitions_json(plan, passwords),
+        "celery.json": celery_json(plan),
+    }
     if plan.broker.erlang_cookie:
         files[ERLANG_COOKIE] = passwords[plan.broker.erlang_cookie.secret]
         files[BOOT_DEFINITIONS] = boot_definitions_json(plan, passwords)

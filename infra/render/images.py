@@ -1,6 +1,7 @@
 """The app image's name: its repository tagged with a digest of the build context, so a changed app gets a
 new tag (and its containers are replaced) and an unchanged one gets none. Used by the Pulumi program and
 the compose file alike."""
+
 from __future__ import annotations
 
 import hashlib
@@ -46,8 +47,10 @@ def build_context(app: App, project_root: Path) -> Path | None:
         return None
     context = project_root / app.build
     if not (context / "Dockerfile").is_file():
-        raise MissingBuildContext(f"app.build: {context / 'Dockerfile'} does not exist (set app.build to the "
-                                  f"directory holding the app's Dockerfile, or `app.build: ~` to pull app.image)")
+        raise MissingBuildContext(
+            f"app.build: {context / 'Dockerfile'} does not exist (set app.build to the "
+            f"directory holding the app's Dockerfile, or `app.build: ~` to pull app.image)"
+        )
     return context
 
 

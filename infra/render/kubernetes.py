@@ -6,6 +6,7 @@ Pure: `manifests(plan, app_image)` returns the objects, `kubernetes_yaml` writes
 the host names they have under Docker (`rabbitmq`, `postgres`). No credential is written: passwords and the
 app's secrets come from Kubernetes Secrets the user creates (`secrets_to_create` names them and their keys).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 import yaml
 
 from infra.plan.plan import Plan, protects_queues
-from infra.render.files import broker_settings
 from infra.plan.services import BROKER_HOST, CELERY_JSON, CONFIG_DIR, DATABASE_HOST, HealthCheck, ServiceSpec
+from infra.render.files import broker_settings
 
 KUBERNETES_FILE = "kubernetes.yaml"
 RABBITMQ_API = "rabbitmq.com/v1beta1"
@@ -35,7 +36,7 @@ def object_name(*parts: str) -> str:
     if slug == original and len(slug) <= _NAME_LIMIT:
         return slug
     digest = hashlib.sha256(original.encode()).hexdigest()[:6]
-    return f"{slug[:_NAME_LIMIT - 7].rstrip('-')}-{digest}"
+    return f"{slug[: _NAME_LIMIT - 7].rstrip('-')}-{digest}"
 
 
 def vhost_part(vhost: str) -> str:
@@ -63,11 +64,19 @@ def secrets_to_create(plan: Plan) -> list[SecretToCreate]:
         used = [k for k in keys if k in in_urls]
         return f"; {called or ', '.join(used)} must be URL-safe: it goes into a URL" if used else ""
 
-    users = [SecretToCreate(user_secret(u.name), ("username", "password"),
-                            f"RabbitMQ user {u.name!r}{url_note(u.password.secret, called='the password')}")
-             for u in plan.topology.users if u.name != plan.broker.admin_user]
+    users = [
+        SecretToCreate(
+            user_secret(u.name),
+            ("username", "password"),
+            f"RabbitMQ user {u.name!r}{url_note(u.password.secret, called='the password')}",
+        )
+        for u in plan.topology.users
+        if u.name != plan.broker.admin_user
+    ]
     app_keys = tuple(sorted({ref.secret for _, ref in plan.app_secret_refs}))
-    return users + [SecretToCreate(APP_SECRET, app_keys, f"the app's secrets, by stack config key{url_note(*app_keys)}")]
+    return users + [
+        SecretToCreate(APP_SECRET, app_keys, f"the app's secrets, by stack config key{url_note(*app_keys)}")
+    ]
 
 
 def _selector(plan: Plan, name: str) -> dict:
@@ -76,14 +85,24 @@ def _selector(plan: Plan, name: str) -> dict:
 
 
 def _meta(plan: Plan, name: str, component: str) -> dict:
-    return {"name": name, "namespace": plan.environment,
-            "labels": {"app.kubernetes.io/part-of": "rabbitmq-celery", **_selector(plan, name),
-                       "app.kubernetes.io/component": component}}
+    return {
+        "name": name,
+        "namespace": plan.environment,
+        "labels": {
+            "app.kubernetes.io/part-of": "rabbitmq-celery",
+            **_selector(plan, name),
+            "app.kubernetes.io/component": component,
+        },
+    }
 
 
 def _rabbitmq(plan: Plan, kind: str, name: str, spec: dict) -> dict:
-    return {"apiVersion": RABBITMQ_API, "kind": kind, "metadata": _meta(plan, name, "topology"),
-            "spec": {**spec, "rabbitmqClusterReference": {"name": BROKER_HOST}}}
+    return {
+        "apiVersion": RABBITMQ_API,
+        "kind": kind,
+        "metadata": _meta(plan, name, "topology"),
+        "spec": {**spec, "rabbitmqClusterReference": {"name": BROKER_HOST}},
+    }
 
 
 def cluster(plan: Plan) -> dict:
@@ -93,8 +112,12 @@ def cluster(plan: Plan) -> dict:
     plugins = [p for p in b.plugins if p not in OPERATOR_PLUGINS]
     if plugins:
         rabbitmq["additionalPlugins"] = plugins
-    return {"apiVersion": RABBITMQ_API, "kind": "RabbitmqCluster", "metadata": _meta(plan, BROKER_HOST, "broker"),
-            "spec": {"replicas": b.nodes, "image": b.image, "service": {"type": "ClusterIP"}, "rabbitmq": rabbitmq}}
+    return {
+        "apiVersion": RABBITMQ_API,
+        "kind": "RabbitmqCluster",
+        "metadata": _meta(plan, BROKER_HOST, "broker"),
+        "spec": {"replicas": b.nodes, "image": b.image, "service": {"type": "ClusterIP"}, "rabbitmq": rabbitmq},
+    }
 
 
 def topology_objects(plan: Plan) -> list[dict]:
@@ -105,30 +128,86 @@ def topology_objects(plan: Plan) -> list[dict]:
         objects.append(_rabbitmq(plan, "Vhost", object_name("vhost", vhost_part(vhost)), {"name": vhost}))
     for u in t.users:
         if u.name != plan.broker.admin_user:
-            objects.append(_rabbitmq(plan, "User", object_name("user", u.name),
-                                     {"tags": list(u.tags), "importCredentialsSecret": {"name": user_secret(u.name)}}))
+            objects.append(
+                _rabbitmq(
+                    plan,
+                    "User",
+                    object_name("user", u.name),
+                    {"tags": list(u.tags), "importCredentialsSecret": {"name": user_secret(u.name)}},
+                )
+            )
     for p in t.permissions:
         if p.user != plan.broker.admin_user:
-            objects.append(_rabbitmq(plan, "Permission", object_name("permission", p.user, vhost_part(p.vhost)), {
-                "vhost": p.vhost, "userReference": {"name": object_name("user", p.user)},
-                "permissions": {"configure": p.configure, "write": p.write, "read": p.read}}))
+            objects.append(
+                _rabbitmq(
+                    plan,
+                    "Permission",
+                    object_name("permission", p.user, vhost_part(p.vhost)),
+                    {
+                        "vhost": p.vhost,
+                        "userReference": {"name": object_name("user", p.user)},
+                        "permissions": {"configure": p.configure, "write": p.write, "read": p.read},
+                    },
+                )
+            )
     for e in t.exchanges:
-        objects.append(_rabbitmq(plan, "Exchange", object_name("exchange", vhost_part(e.vhost), e.name), {
-            "name": e.name, "vhost": e.vhost, "type": e.type, "durable": e.durable, "autoDelete": e.auto_delete}))
+        objects.append(
+            _rabbitmq(
+                plan,
+                "Exchange",
+                object_name("exchange", vhost_part(e.vhost), e.name),
+                {"name": e.name, "vhost": e.vhost, "type": e.type, "durable": e.durable, "autoDelete": e.auto_delete},
+            )
+        )
     # `retain` where Pulumi protects queues: deleting the object must not delete the queue and its messages.
     deletion = "retain" if protects_queues(plan.environment) else "delete"
     for q in t.queues:
-        objects.append(_rabbitmq(plan, "Queue", object_name("queue", vhost_part(q.vhost), q.name), {
-            "name": q.name, "vhost": q.vhost, "type": q.type, "durable": True, "autoDelete": False,
-            "deletionPolicy": deletion}))
+        objects.append(
+            _rabbitmq(
+                plan,
+                "Queue",
+                object_name("queue", vhost_part(q.vhost), q.name),
+                {
+                    "name": q.name,
+                    "vhost": q.vhost,
+                    "type": q.type,
+                    "durable": True,
+                    "autoDelete": False,
+                    "deletionPolicy": deletion,
+                },
+            )
+        )
     for b in t.bindings:
-        objects.append(_rabbitmq(plan, "Binding", object_name("binding", vhost_part(b.vhost), b.source, b.destination), {
-            "vhost": b.vhost, "source": b.source, "destination": b.destination, "destinationType": "queue",
-            "routingKey": b.routing_key}))
+        objects.append(
+            _rabbitmq(
+                plan,
+                "Binding",
+                object_name("binding", vhost_part(b.vhost), b.source, b.destination),
+                {
+                    "vhost": b.vhost,
+                    "source": b.source,
+                    "destination": b.destination,
+                    "destinationType": "queue",
+                    "routingKey": b.routing_key,
+                },
+            )
+        )
     for p in t.policies:
-        objects.append(_rabbitmq(plan, "Policy", object_name("policy", vhost_part(p.vhost), p.name), {
-            "name": p.name, "vhost": p.vhost, "pattern": p.pattern, "applyTo": p.apply_to,
-            "priority": p.priority, "definition": p.definition}))
+        objects.append(
+            _rabbitmq(
+                plan,
+                "Policy",
+                object_name("policy", vhost_part(p.vhost), p.name),
+                {
+                    "name": p.name,
+                    "vhost": p.vhost,
+                    "pattern": p.pattern,
+                    "applyTo": p.apply_to,
+                    "priority": p.priority,
+                    "definition": p.definition,
+                },
+            )
+        )
     return objects
 
 
@@ -168,9 +247,13 @@ def _probe(test: tuple[str, ...], check, host: str) -> dict:
         command = ["sh", "-c", " ".join(test[1:] if test[0] == "CMD" else test[1:2]).replace(f"@{host}", "@$HOSTNAME")]
     else:
         command = list(test[1:]) if test[0] == "CMD" else ["sh", "-c", test[1]]
-    return {"exec": {"command": command}, "periodSeconds": _seconds(check.interval),
-            "timeoutSeconds": _seconds(check.timeout), "failureThreshold": check.retries,
-            "initialDelaySeconds": _seconds(check.start_period)}
+    return {
+        "exec": {"command": command},
+        "periodSeconds": _seconds(check.interval),
+        "timeoutSeconds": _seconds(check.timeout),
+        "failureThreshold": check.retries,
+        "initialDelaySeconds": _seconds(check.start_period),
+    }
 
 
 def _seconds(value: str) -> int:
@@ -203,31 +286,56 @@ def workload(plan: Plan, spec: ServiceSpec, app_image: str) -> dict:
     pod = {"terminationGracePeriodSeconds": spec.stop_timeout_s, "containers": [container]}
     if volumes:
         pod["volumes"] = volumes
-    spec_out: dict = {"replicas": 1, "selector": {"matchLabels": labels},
-                      "template": {"metadata": {"labels": labels}, "spec": pod}}
+    spec_out: dict = {
+        "replicas": 1,
+        "selector": {"matchLabels": labels},
+        "template": {"metadata": {"labels": labels}, "spec": pod},
+    }
     if spec.role == "database":
         spec_out["serviceName"] = DATABASE_HOST
-        spec_out["volumeClaimTemplates"] = [{"metadata": {"name": volume_key}, "spec": {
-            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": DATABASE_STORAGE}}}}]
-        return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(plan, spec.name, spec.role),
-                "spec": spec_out}
+        spec_out["volumeClaimTemplates"] = [
+            {
+                "metadata": {"name": volume_key},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": DATABASE_STORAGE}}},
+            }
+        ]
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": _meta(plan, spec.name, spec.role),
+            "spec": spec_out,
+        }
     if spec.role == "beat":
         spec_out["strategy"] = {"type": "Recreate"}  # two beats would send every periodic task twice
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(plan, spec.name, spec.role),
-            "spec": spec_out}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(plan, spec.name, spec.role),
+        "spec": spec_out,
+    }
 
 
 def service(plan: Plan, spec: ServiceSpec, port: int) -> dict:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(plan, spec.name, spec.role),
-            "spec": {"selector": _selector(plan, spec.name),
-                     "ports": [{"port": port, "targetPort": port}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(plan, spec.name, spec.role),
+        "spec": {"selector": _selector(plan, spec.name), "ports": [{"port": port, "targetPort": port}]},
+    }
 
 
 def manifests(plan: Plan, app_image: str, celery_json: str) -> list[dict]:
-    objects: list[dict] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": plan.environment}},
-                           cluster(plan), *topology_objects(plan),
-                           {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(plan, "celery-json", "app"),
-                            "data": {CELERY_JSON.rsplit("/", 1)[1]: celery_json}}]
+    objects: list[dict] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": plan.environment}},
+        cluster(plan),
+        *topology_objects(plan),
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(plan, "celery-json", "app"),
+            "data": {CELERY_JSON.rsplit("/", 1)[1]: celery_json},
+        },
+    ]
     for spec in plan.services:
         objects.append(workload(plan, spec, app_image))
         if spec.role == "database":
@@ -251,9 +359,11 @@ _Dumper.add_representer(str, _text)
 
 
 def kubernetes_yaml(plan: Plan, objects: list[dict]) -> str:
-    lines = [f"# Rendered by `python -m infra render --kubernetes` for the {plan.environment} stack: edit the stack",
-             "# definition. Needs the RabbitMQ Cluster Operator and Messaging Topology Operator. Create these",
-             f"# Secrets in namespace {plan.environment} first (kubectl create secret generic NAME --from-literal=KEY=...):"]
+    lines = [
+        f"# Rendered by `python -m infra render --kubernetes` for the {plan.environment} stack: edit the stack",
+        "# definition. Needs the RabbitMQ Cluster Operator and Messaging Topology Operator. Create these",
+        f"# Secrets in namespace {plan.environment} first (kubectl create secret generic NAME --from-literal=KEY=...):",
+    ]
     lines += [f"#   {s.name}: {', '.join(s.keys)}  ({s.note})" for s in secrets_to_create(plan)]
     body = yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
     return "\n".join(lines) + "\n" + body

@@ -3,6 +3,7 @@
 Under Pulumi the same keys come from stack config secrets or `RandomPassword` (the program's config
 module); here, for renders without Pulumi, they come from `.secrets/<env>.yaml`, which is git-ignored.
 """
+
 from __future__ import annotations
 
 import base64
@@ -66,9 +67,15 @@ def resolve(wanted: list[tuple[tuple, Secret]], known: dict[str, str], source: S
             generated.append(ref.secret)
         else:
             file, line = source.where(path)
-            findings.append(Finding(file, line, path,
-                                    f"secret {ref.secret!r} is not set: add it to the secrets file, or add "
-                                    f"`generate: true` (under Pulumi: pulumi config set --secret {ref.secret})"))
+            findings.append(
+                Finding(
+                    file,
+                    line,
+                    path,
+                    f"secret {ref.secret!r} is not set: add it to the secrets file, or add "
+                    f"`generate: true` (under Pulumi: pulumi config set --secret {ref.secret})",
+                )
+            )
     return Resolved(values, findings, generated)
 
 
@@ -106,13 +113,21 @@ def resolve_tls(plan, known: dict[str, str], source: Source) -> Resolved:
     values = {key: str(known[key]) for _, key in wanted if key in known}
     if tls.ca == "generate":
         from infra.render import certs
+
         issued = certs.issue(tls, values)
         return Resolved({**values, **issued}, [], sorted(issued))
     findings = []
     for path, key in wanted:
         if key not in values:
             file, line = source.where(path)
-            findings.append(Finding(file, line, path, f"TLS secret {key!r} is not set: with ca: provided, put the "
-                                                      f"PEM in the secrets file (under Pulumi: pulumi config set "
-                                                      f"--secret {key} < file.pem)"))
+            findings.append(
+                Finding(
+                    file,
+                    line,
+                    path,
+                    f"TLS secret {key!r} is not set: with ca: provided, put the "
+                    f"PEM in the secrets file (under Pulumi: pulumi config set "
+                    f"--secret {key} < file.pem)",
+                )
+            )
     return Resolved(values, findings, [])

@@ -1,5 +1,6 @@
 """tests/app: the Django app against real brokers, web and Celery workers (each module starts its own parts:
 tests/app/deployment.py); its eager tests are in tests/unit/app. pytest-django sets up the test settings."""
+
 from __future__ import annotations
 
 import pytest

@@ -3,6 +3,7 @@ stack (with tests/app/data/reliability.yaml over it), the web process (`bin/web`
 Celery workers started with exactly the plan's command lines, a fake Riot API, one SQLite file shared by all.
 
 Every wait is bounded; every process is started in its own session and killed with its group."""
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,15 @@ class Process:
     def __init__(self, argv: list[str], env: dict, log: Path, cwd: Path = APP_DIR):
         self.argv, self.log = argv, log
         with open(log, "ab") as out:
-            self.popen = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+            self.popen = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     @property
     def pid(self) -> int:
@@ -121,21 +129,30 @@ class Deployment:
         self.broker_url = self.broker_urls["web"]  # the publisher's, for the test's own client
         self.env = {
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "HOME": str(workdir), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
+            "HOME": str(workdir),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
             "DJANGO_SETTINGS_MODULE": "config.settings.production",
-            "DJANGO_SECRET_KEY": "reliability-tests-only", "DJANGO_ALLOWED_HOSTS": "web.test,127.0.0.1",
-            "DJANGO_DATA_DIR": str(workdir), "DATABASE_URL": f"sqlite:///{self.db_path}",
-            "CELERY_BROKER_URL": self.broker_url, "CELERY_TOPOLOGY_FILE": str(rendered.config_dir / "celery.json"),
-            "RIOT_API_KEY": "RGAPI-test", "RIOT_API_BASE_URL": riot.base_url,
-            "WEB_PORT": str(self.web_port), "WEB_CONCURRENCY": "2",
+            "DJANGO_SECRET_KEY": "reliability-tests-only",
+            "DJANGO_ALLOWED_HOSTS": "web.test,127.0.0.1",
+            "DJANGO_DATA_DIR": str(workdir),
+            "DATABASE_URL": f"sqlite:///{self.db_path}",
+            "CELERY_BROKER_URL": self.broker_url,
+            "CELERY_TOPOLOGY_FILE": str(rendered.config_dir / "celery.json"),
+            "RIOT_API_KEY": "RGAPI-test",
+            "RIOT_API_BASE_URL": riot.base_url,
+            "WEB_PORT": str(self.web_port),
+            "WEB_CONCURRENCY": "2",
         }
         self.processes: list[Process] = []
         self._count = 0
 
     def url_for(self, user: str) -> str:
         b = self.rendered.plan.broker  # amqps:// on the AMQPS port when the stack turns TLS on
-        return (f"{b.client_scheme}://{quote(user, safe='')}:{quote(self.rendered.password(user), safe='')}@"
-                f"127.0.0.1:{b.client_port}/{quote(self.rendered.celery['broker_vhost'], safe='')}")
+        return (
+            f"{b.client_scheme}://{quote(user, safe='')}:{quote(self.rendered.password(user), safe='')}@"
+            f"127.0.0.1:{b.client_port}/{quote(self.rendered.celery['broker_vhost'], safe='')}"
+        )
 
     @property
     def admin_url(self) -> str:
@@ -155,8 +172,9 @@ class Deployment:
         return web
 
     def healthcheck(self) -> int:
-        return subprocess.run([str(APP_DIR / "bin" / "healthcheck")], env=self.env, capture_output=True,
-                              timeout=30).returncode
+        return subprocess.run(
+            [str(APP_DIR / "bin" / "healthcheck")], env=self.env, capture_output=True, timeout=30
+        ).returncode
 
     def pool(self, name: str):
         return next(w for w in self.rendered.plan.workers if w.name == name)
@@ -178,8 +196,9 @@ class Deployment:
         return process
 
     def manage(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=APP_DIR, env=self.env, capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=APP_DIR, env=self.env, capture_output=True, text=True, timeout=120
+        )
 
     def stop_workers(self) -> None:
         for process in self.processes:
@@ -201,8 +220,11 @@ class Deployment:
         return f"http://127.0.0.1:{self.web_port}{path}"
 
     def sync(self, game_name: str, tag_line: str, region: str) -> str:
-        response = requests.post(self.url("/api/players/sync"), timeout=30,
-                                 json={"game_name": game_name, "tag_line": tag_line, "region": region})
+        response = requests.post(
+            self.url("/api/players/sync"),
+            timeout=30,
+            json={"game_name": game_name, "tag_line": tag_line, "region": region},
+        )
         assert response.status_code == 202, response.text
         return response.json()["job_id"]
 
@@ -212,8 +234,12 @@ class Deployment:
     def wait_job(self, job_id: str, timeout: float, **expected) -> dict:
         def settled():
             job = self.job(job_id)
-            return job if job["status"] in ("complete", "failed") and all(job[k] == v for k, v in expected.items()) \
+            return (
+                job
+                if job["status"] in ("complete", "failed") and all(job[k] == v for k, v in expected.items())
                 else None
+            )
+
         try:
             return wait_for(settled, timeout, f"job {job_id} settled with {expected}", interval=0.5)
         except WaitTimeout as exc:

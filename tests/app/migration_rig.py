@@ -2,6 +2,7 @@
 tests/app/data/migration.yaml over it, the app's Celery workers with the `effects` pool's own command line
 (plus `-I migrationtasks`), a publisher, and `python -m infra migrate` run as a process of its own, so it can
 be SIGKILLed. Every wait is bounded."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,8 @@ import time
 from pathlib import Path
 
 import pika
-from config.topology import celery_settings
 
+from config.topology import celery_settings
 from infra.render.secrets import write_secrets_file
 from tests.app.deployment import REPO, Deployment, Process, TunedNode
 from tests.support.rabbit_node import Ports
@@ -53,8 +54,9 @@ class Rig:
 
     def render(self, variant: str) -> Rendered:
         passwords = {**TEST_SECRETS, "workerEffectsPassword": "worker-effects-password"}
-        return render_for_node(self.ports, stack="dev", overlays=(OVERLAY, self.variant_file(variant)),
-                               passwords=passwords)
+        return render_for_node(
+            self.ports, stack="dev", overlays=(OVERLAY, self.variant_file(variant)), passwords=passwords
+        )
 
     # -- processes
     def stop_workers(self) -> None:
@@ -66,8 +68,9 @@ class Rig:
         """The pool's worker with `rendered`'s celery.json (a deploy re-creates workers with the new one)."""
         self.app.env["CELERY_TOPOLOGY_FILE"] = str(rendered.config_dir / "celery.json")
         command = next(w for w in rendered.plan.workers if w.name == pool).command
-        worker = self.app.start_celery((*command, "-I", "migrationtasks"), f"worker-{pool}", " ready.",
-                                       service=f"worker-{pool}")
+        worker = self.app.start_celery(
+            (*command, "-I", "migrationtasks"), f"worker-{pool}", " ready.", service=f"worker-{pool}"
+        )
         self.processes.append(worker)
         return worker
 
@@ -76,9 +79,18 @@ class Rig:
         return self.rendered.config_dir.parent / "ports.yaml", OVERLAY, self.variant_file(variant)
 
     def migrate_process(self, variant: str, *extra: str) -> Process:
-        argv = [sys.executable, "-m", "infra", "migrate", "--stack", "dev",
-                *(arg for path in self.overlays(variant) for arg in ("--overlay", str(path))),
-                "--secrets", str(self.secrets), *extra]
+        argv = [
+            sys.executable,
+            "-m",
+            "infra",
+            "migrate",
+            "--stack",
+            "dev",
+            *(arg for path in self.overlays(variant) for arg in ("--overlay", str(path))),
+            "--secrets",
+            str(self.secrets),
+            *extra,
+        ]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         process = Process(argv, env, self.workdir / f"migrate-{time.monotonic_ns()}.log", cwd=REPO)
         self.processes.append(process)
@@ -94,8 +106,12 @@ class Rig:
         """`rendered`'s definitions.json POSTed to the broker: what `pulumi up` (or `make local`) does after
         migrating, e.g. the pool's user allowed to read its renamed queue."""
         api = self.api
-        response = api.session.post(f"{api.base}/definitions", timeout=120, headers={"Content-Type": "application/json"},
-                                    data=(rendered.config_dir / "definitions.json").read_bytes())
+        response = api.session.post(
+            f"{api.base}/definitions",
+            timeout=120,
+            headers={"Content-Type": "application/json"},
+            data=(rendered.config_dir / "definitions.json").read_bytes(),
+        )
         assert response.status_code in (200, 201, 204), response.text
 
     def close(self) -> None:
@@ -143,8 +159,10 @@ class Rig:
         connection = sqlite3.connect(self.db, timeout=60)
         try:
             try:
-                return ({tag for (tag,) in connection.execute("SELECT tag FROM effects")},
-                        connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+                return (
+                    {tag for (tag,) in connection.execute("SELECT tag FROM effects")},
+                    connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0],
+                )
             except sqlite3.OperationalError:  # no worker has created the tables yet
                 return set(), 0
         finally:
@@ -196,9 +214,12 @@ class Publisher(threading.Thread):
 
 def kill_when(process: Process, marker: str, timeout: float = 120) -> None:
     """SIGKILL `process` (its group) once `marker` is in its output."""
-    wait_for(lambda: marker in process.output() or not process.alive(), timeout, f"{marker!r} in migrate's output",
-             interval=0.05)
+    wait_for(
+        lambda: marker in process.output() or not process.alive(),
+        timeout,
+        f"{marker!r} in migrate's output",
+        interval=0.05,
+    )
     assert process.alive(), process.output()[-3000:]
     os.killpg(process.pid, signal.SIGKILL)
     process.popen.wait(timeout=30)
-

@@ -1,5 +1,6 @@
 """The migration tests' task, loaded into the app's real workers with `-I migrationtasks` (tests/app on
 PYTHONPATH): an idempotent effect per tag, and a count of every run, in one SQLite file ($MIGRATION_DB)."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,10 @@ import time
 
 from celery import shared_task
 
-SCHEMA = ("CREATE TABLE IF NOT EXISTS effects (tag TEXT PRIMARY KEY)",
-          "CREATE TABLE IF NOT EXISTS runs (tag TEXT, at REAL)")
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS effects (tag TEXT PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS runs (tag TEXT, at REAL)",
+)
 
 
 def connect(path: str) -> sqlite3.Connection:

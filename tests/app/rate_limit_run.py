@@ -5,6 +5,7 @@ a fake Riot API that enforces its limits.
 
 Players in two routing regions are synced at once by two worker processes per pool; `floor_s` is the least
 time the limits allow for their requests, whatever the order."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.app.deployment import deploy, wait_for
 from sample_riot.server import FakeRiot, parse_limits
+from tests.app.deployment import deploy, wait_for
 
 OVERLAY = Path(__file__).resolve().parent / "data" / "rate_limits.yaml"
 WORKER_PROCESSES = 4  # two pools of two (the overlay)
@@ -76,9 +77,13 @@ def rate_limited_deployment(max_wait_s: float = 15 * 60, overlays: tuple = ()):
     placeholder.server.server_close()
     try:
         deployment.limiter_db = deployment.workdir / "ratelimit.sqlite3"
-        deployment.env.update({"RIOT_RATE_LIMIT_DATABASE_URL": f"sqlite:///{deployment.limiter_db}",
-                               "RIOT_RATE_LIMIT_PROCESSES": str(WORKER_PROCESSES),
-                               "RIOT_RATE_LIMIT_MAX_WAIT_S": str(max_wait_s)})
+        deployment.env.update(
+            {
+                "RIOT_RATE_LIMIT_DATABASE_URL": f"sqlite:///{deployment.limiter_db}",
+                "RIOT_RATE_LIMIT_PROCESSES": str(WORKER_PROCESSES),
+                "RIOT_RATE_LIMIT_MAX_WAIT_S": str(max_wait_s),
+            }
+        )
         migrated = deployment.manage("migrate", "--database", "ratelimit")
         assert migrated.returncode == 0, migrated.stderr
         yield deployment
@@ -102,11 +107,21 @@ def sync_all(deployment, everyone: list[Player], timeout: float) -> tuple[list[d
     """POST every player's sync at once; (their jobs once settled, seconds from the first POST)."""
     started = time.monotonic()
     job_ids = [deployment.sync(p.game_name, "TAG1", p.platform) for p in everyone]
-    jobs = [deployment.wait_job(job_id, max(1.0, timeout - (time.monotonic() - started)),
-                                matches_processed=p.matches)
-            for job_id, p in zip(job_ids, everyone)]
+    jobs = [
+        deployment.wait_job(job_id, max(1.0, timeout - (time.monotonic() - started)), matches_processed=p.matches)
+        for job_id, p in zip(job_ids, everyone)
+    ]
     return jobs, time.monotonic() - started
 
 
-__all__ = ["Player", "floor_s", "players", "rate_limited_deployment", "regional_floor_s", "start_workers",
-           "sync_all", "use_riot", "wait_for"]
+__all__ = [
+    "Player",
+    "floor_s",
+    "players",
+    "rate_limited_deployment",
+    "regional_floor_s",
+    "start_workers",
+    "sync_all",
+    "use_riot",
+    "wait_for",
+]

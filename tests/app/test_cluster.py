@@ -4,6 +4,7 @@ node), and the fake Riot API. Nodes are SIGKILLed, stopped and restarted under l
 
 One cluster, web and database for the module; workers per test. Each test uses its own player and match
 ids, so tests do not see each other's rows."""
+
 from __future__ import annotations
 
 import shutil
@@ -96,20 +97,30 @@ def test_killing_the_task_queues_leader_mid_batch_loses_nothing_and_the_node_rej
     leader.kill()
     job = app.wait_job(job_id, 180, matches_processed=12)
     assert (job["status"], job["matches_found"], job["matches_failed"]) == ("complete", 12, 0)
-    assert rows(app, job_id, ids) == {"matches": 12, "distinct_matches": 12, "participants": 120, "timelines": 12,
-                                      "job_matches": 12}
+    assert rows(app, job_id, ids) == {
+        "matches": 12,
+        "distinct_matches": 12,
+        "participants": 120,
+        "timelines": 12,
+        "job_matches": 12,
+    }
     assert all(w.alive() for w in workers)  # failed over by themselves
     new_leader = cluster.queue("match_processing")["leader"]
     assert new_leader != leader.name
     # Failover: the kill → the first match task started after it has its match stored.
-    started = app.query("SELECT started_at, argsrepr FROM players_taskattempt WHERE task_name = ? AND "
-                        "argsrepr LIKE ? ORDER BY started_at", "matches.tasks.process_match", "%EUW1_6%")
+    started = app.query(
+        "SELECT started_at, argsrepr FROM players_taskattempt WHERE task_name = ? AND "
+        "argsrepr LIKE ? ORDER BY started_at",
+        "matches.tasks.process_match",
+        "%EUW1_6%",
+    )
     after = [(s, a) for s, a in started if _utc(s) > killed_at]
     assert after, "no match task was delivered after the kill"
     first_id = next(i for i in ids if i in after[0][1])
     stored = app.query("SELECT fetched_at FROM matches_match WHERE match_id = ?", first_id)[0][0]
-    print(f"failover: node killed → first task completed after {_utc(stored) - killed_at:.2f} s "
-          f"(new leader {new_leader})")
+    print(
+        f"failover: node killed → first task completed after {_utc(stored) - killed_at:.2f} s (new leader {new_leader})"
+    )
     # The web publishes through its failover URL too: a sync asked for while the node is still down.
     riot.add_player("AfterKill", "EUW", "puuid-after-kill", match_ids("8", 2))
     job = app.wait_job(app.sync("AfterKill", "EUW", "euw1"), 90, matches_processed=2)
@@ -122,13 +133,20 @@ def test_killing_the_task_queues_leader_mid_batch_loses_nothing_and_the_node_rej
 def _publish(port: int, user: str, password: str, body: str, timeout: float = 5) -> bool:
     """One persistent publish to the default queue, True once the broker confirmed it."""
     try:
-        connection = amqp.Connection(f"127.0.0.1:{port}", userid=user, password=password, virtual_host="/",
-                                     confirm_publish=True, connect_timeout=timeout)
+        connection = amqp.Connection(
+            f"127.0.0.1:{port}",
+            userid=user,
+            password=password,
+            virtual_host="/",
+            confirm_publish=True,
+            connect_timeout=timeout,
+        )
         connection.connect()
         try:
             channel = connection.channel()
-            channel.basic_publish(amqp.Message(body, delivery_mode=2), exchange="tasks", routing_key="default",
-                                  confirm_timeout=timeout)
+            channel.basic_publish(
+                amqp.Message(body, delivery_mode=2), exchange="tasks", routing_key="default", confirm_timeout=timeout
+            )
             return True
         finally:
             connection.collect()
@@ -149,8 +167,7 @@ def test_two_of_three_down_refuses_publishing_and_every_confirmed_message_surviv
     cluster.start_together(others)
     cluster.wait_running(3)
     cluster.wait_members_online(["default"])
-    connection = amqp.Connection(f"127.0.0.1:{survivor.ports.amqp}", userid=user, password=password,
-                                 virtual_host="/")
+    connection = amqp.Connection(f"127.0.0.1:{survivor.ports.amqp}", userid=user, password=password, virtual_host="/")
     connection.connect()
     try:
         channel, bodies = connection.channel(), []
@@ -175,6 +192,11 @@ def test_a_rolling_restart_while_tasks_flow_loses_nothing(app, cluster, riot):
         cluster.wait_members_online(TASK_QUEUES)
     job = app.wait_job(job_id, 180, matches_processed=16)
     assert (job["status"], job["matches_found"], job["matches_failed"]) == ("complete", 16, 0)
-    assert rows(app, job_id, ids) == {"matches": 16, "distinct_matches": 16, "participants": 160, "timelines": 16,
-                                      "job_matches": 16}
+    assert rows(app, job_id, ids) == {
+        "matches": 16,
+        "distinct_matches": 16,
+        "participants": 160,
+        "timelines": 16,
+        "job_matches": 16,
+    }
     assert all(w.alive() for w in workers)

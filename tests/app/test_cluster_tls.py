@@ -2,14 +2,18 @@
 cluster tests as tests/app/test_cluster.py, run against it, with the app's failover URLs over AMQPS; and
 every connection the app makes is TLS with its client certificate. The Erlang distribution between the
 nodes is not TLS here (docs/clustering.md)."""
+
 from __future__ import annotations
 
 import pytest
 
 from tests.app.deployment import OVERLAY, TunedNode
 from tests.app.test_cluster import (  # noqa: F401 (fixtures and tests, run here against the TLS cluster)
-    app, deployment, test_killing_the_task_queues_leader_mid_batch_loses_nothing_and_the_node_rejoins,
-    test_the_cluster_forms_and_every_quorum_queue_has_a_member_on_each_node)
+    app,
+    deployment,
+    test_killing_the_task_queues_leader_mid_batch_loses_nothing_and_the_node_rejoins,
+    test_the_cluster_forms_and_every_quorum_queue_has_a_member_on_each_node,
+)
 from tests.app.test_reliability import riot  # noqa: F401 (the module's fake Riot API)
 from tests.broker.test_tls import TLS_ONLY
 from tests.support.rabbit_cluster import RabbitCluster
@@ -43,5 +47,6 @@ def test_every_node_serves_tls_alone_and_the_apps_connections_are_tls(app, clust
     def app_connections() -> list[dict]:  # the management API lists a connection a few seconds after it opens
         found = [c for c in cluster.api().get("connections") if c["user"] != "admin"]
         return found if {c["user"] for c in found} >= {"worker-sync", "worker-matches"} else []
+
     connections = wait_for(app_connections, 30, "both workers' connections listed", interval=1.0)
     assert all(c["ssl"] and c["peer_cert_subject"] for c in connections), connections

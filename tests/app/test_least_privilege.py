@@ -5,6 +5,7 @@ by hand and refused by the broker.
 What the services do is what Celery 5.7 / kombu 5.7 need: the flow runs with no `access_refused` in the
 node's log; what they may not do is each refused with ACCESS_REFUSED (403) or, for a user with no access
 to the vhost, NOT_ALLOWED at connection open."""
+
 from __future__ import annotations
 
 import socket
@@ -17,10 +18,10 @@ import requests
 from celery import Celery
 
 from config.topology import celery_settings
-from infra.render import files as render
-from infra.render.compose import compose_file
 from infra.definition.load import load_definition, require
 from infra.plan.plan import APP_TLS_FILES, BROKER_TLS_FILES, build_plan
+from infra.render import files as render
+from infra.render.compose import compose_file
 from tests.app.deployment import APP_DIR, WaitTimeout, celery_argv, deploy
 from tests.app.test_reliability import riot  # noqa: F401 (the module's fake Riot API)
 from tests.support.rabbit_node import port_open
@@ -44,9 +45,15 @@ def node_log(app) -> str:
 
 def connect(app, user: str, password: str | None = None) -> pika.BlockingConnection:
     password = app.rendered.password(user) if password is None else password
-    return pika.BlockingConnection(pika.ConnectionParameters(
-        "127.0.0.1", app.node.ports.amqp, app.rendered.celery["broker_vhost"],
-        pika.PlainCredentials(user, password), connection_attempts=1))
+    return pika.BlockingConnection(
+        pika.ConnectionParameters(
+            "127.0.0.1",
+            app.node.ports.amqp,
+            app.rendered.celery["broker_vhost"],
+            pika.PlainCredentials(user, password),
+            connection_attempts=1,
+        )
+    )
 
 
 def refusal(app, user: str, operation) -> tuple[int, str]:
@@ -135,14 +142,23 @@ def test_each_service_runs_as_its_own_user_and_celery_is_refused_nothing(app, ri
     riot.fail(f"/matches/{ids[1]}$", 500)  # one retry, with a countdown, by the matches pool's user
     job = app.wait_job(app.sync("Least", "EUW", "euw1"), 90, matches_processed=2)
     assert (job["status"], job["matches_failed"]) == ("complete", 0)
-    retried = app.query("SELECT retries FROM players_taskattempt WHERE task_name = 'matches.tasks.process_match' "
-                        "AND argsrepr LIKE ? ORDER BY id", f"%{ids[1]}%")
+    retried = app.query(
+        "SELECT retries FROM players_taskattempt WHERE task_name = 'matches.tasks.process_match' "
+        "AND argsrepr LIKE ? ORDER BY id",
+        f"%{ids[1]}%",
+    )
     assert retried == [(0,), (1,)]
     for pool in ("sync", "matches"):  # the container's health check, as the pool's own user
         env = {**app.env, "CELERY_BROKER_URL": app.broker_urls[f"worker-{pool}"]}
         name = f"{pool}@{socket.gethostname()}"  # the plan's `-n <pool>@%h`
-        ping = subprocess.run(celery_argv(("celery", "-A", "config", "inspect", "ping", "-d", name, "--timeout", "10")),
-                              cwd=APP_DIR, env=env, capture_output=True, text=True, timeout=60)
+        ping = subprocess.run(
+            celery_argv(("celery", "-A", "config", "inspect", "ping", "-d", name, "--timeout", "10")),
+            cwd=APP_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert ping.returncode == 0 and "pong" in ping.stdout, ping.stdout + ping.stderr
     assert app.parked() == []  # `dead_letters list`, as web
 
@@ -155,10 +171,16 @@ def test_each_service_runs_as_its_own_user_and_celery_is_refused_nothing(app, ri
     connected = {c["user"] for c in admin.get_when("connections", lambda cs: pools <= {c["user"] for c in cs})}
     assert connected <= {"web", "worker-sync", "worker-matches"} and pools <= connected
     # each pool bound only its own queues to delayed delivery
-    delayed = {b["destination"] for b in admin.get("bindings/%2F")
-               if b["routing_key"].startswith("#.") and b["destination_type"] == "queue"}
-    assert delayed == {f"{queue}{region}" for queue in ("player_sync", "match_processing", "timeline_processing")
-                       for region in ("", "_americas", "_asia", "_sea")}  # every region's
+    delayed = {
+        b["destination"]
+        for b in admin.get("bindings/%2F")
+        if b["routing_key"].startswith("#.") and b["destination_type"] == "queue"
+    }
+    assert delayed == {
+        f"{queue}{region}"
+        for queue in ("player_sync", "match_processing", "timeline_processing")
+        for region in ("", "_americas", "_asia", "_sea")
+    }  # every region's
 
 
 def test_web_and_beat_publish_tasks_and_countdowns_as_their_own_users(app):
@@ -173,8 +195,9 @@ def test_web_and_beat_publish_tasks_and_countdowns_as_their_own_users(app):
     with connect(app, "admin") as connection:
         channel = connection.channel()
         waiting = channel.queue_declare("recovery", passive=True).method.message_count
-        delayed = sum(channel.queue_declare(f"celery_delayed_{level}", passive=True).method.message_count
-                      for level in range(28))
+        delayed = sum(
+            channel.queue_declare(f"celery_delayed_{level}", passive=True).method.message_count for level in range(28)
+        )
         channel.queue_purge("recovery")
         for level in range(28):
             channel.queue_purge(f"celery_delayed_{level}")
@@ -195,10 +218,12 @@ def alternatives(regex: str) -> list[str]:
 
 
 POOL = "background"  # a pool the module's fixture does not run
-POOL_ACCESS = next(p for p in build_plan(require(load_definition(stack="dev"))).topology.permissions
-                   if p.user == f"worker-{POOL}")
-ELEMENTS = [(kind, element) for kind in ("configure", "write", "read")
-            for element in alternatives(getattr(POOL_ACCESS, kind))]
+POOL_ACCESS = next(
+    p for p in build_plan(require(load_definition(stack="dev"))).topology.permissions if p.user == f"worker-{POOL}"
+)
+ELEMENTS = [
+    (kind, element) for kind in ("configure", "write", "read") for element in alternatives(getattr(POOL_ACCESS, kind))
+]
 
 
 @pytest.mark.parametrize("kind, element", ELEMENTS, ids=[f"{k}: {e}" for k, e in ELEMENTS])
@@ -208,8 +233,9 @@ def test_every_element_of_a_pools_permissions_is_needed(app, kind, element):
     narrowed = {k: getattr(POOL_ACCESS, k) for k in ("configure", "write", "read")}
     narrowed[kind] = "^(" + "|".join(e for e in alternatives(narrowed[kind]) if e != element) + ")$"
     user = POOL_ACCESS.user
-    app.node.ctl("rabbitmqctl", "set_permissions", "-p", "/", user, narrowed["configure"], narrowed["write"],
-                 narrowed["read"])
+    app.node.ctl(
+        "rabbitmqctl", "set_permissions", "-p", "/", user, narrowed["configure"], narrowed["write"], narrowed["read"]
+    )
     log = app.node.base / "log" / "rabbit.log"
     before = len(log.read_text(errors="replace"))
     try:
@@ -219,14 +245,39 @@ def test_every_element_of_a_pools_permissions_is_needed(app, kind, element):
             worker = app.processes[-1]
         else:
             env = {**app.env, "CELERY_BROKER_URL": app.broker_urls[f"worker-{POOL}"]}
-            subprocess.run(celery_argv(("celery", "-A", "config", "inspect", "ping", "-d",
-                                        f"{POOL}@{socket.gethostname()}", "--timeout", "5")),
-                           cwd=APP_DIR, env=env, capture_output=True, text=True, timeout=60)
+            subprocess.run(
+                celery_argv(
+                    (
+                        "celery",
+                        "-A",
+                        "config",
+                        "inspect",
+                        "ping",
+                        "-d",
+                        f"{POOL}@{socket.gethostname()}",
+                        "--timeout",
+                        "5",
+                    )
+                ),
+                cwd=APP_DIR,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
         worker.stop(timeout=15)
         app.processes.remove(worker)
     finally:
-        app.node.ctl("rabbitmqctl", "set_permissions", "-p", "/", user, POOL_ACCESS.configure, POOL_ACCESS.write,
-                     POOL_ACCESS.read)
+        app.node.ctl(
+            "rabbitmqctl",
+            "set_permissions",
+            "-p",
+            "/",
+            user,
+            POOL_ACCESS.configure,
+            POOL_ACCESS.write,
+            POOL_ACCESS.read,
+        )
     assert f"refused for user '{user}'" in log.read_text(errors="replace")[before:]
 
 
@@ -252,11 +303,16 @@ def test_the_monitoring_user_may_read_the_management_api_and_nothing_else(app):
     assert {q["name"] for q in monitor.get("queues/%2F")} >= {"player_sync", "dead_letters"}
     assert monitor.get("nodes")  # node-level data: the monitoring tag
     base = f"http://127.0.0.1:{app.node.ports.management}/api"
-    published = monitor.session.post(f"{base}/exchanges/%2F/tasks/publish", timeout=30,
-                                     json={"properties": {}, "routing_key": "player_sync", "payload": "{}",
-                                           "payload_encoding": "string"})
-    got = monitor.session.post(f"{base}/queues/%2F/dead_letters/get", timeout=30,
-                               json={"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"})
+    published = monitor.session.post(
+        f"{base}/exchanges/%2F/tasks/publish",
+        timeout=30,
+        json={"properties": {}, "routing_key": "player_sync", "payload": "{}", "payload_encoding": "string"},
+    )
+    got = monitor.session.post(
+        f"{base}/queues/%2F/dead_letters/get",
+        timeout=30,
+        json={"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"},
+    )
     user = monitor.session.put(f"{base}/users/intruder", json={"password": "x", "tags": "administrator"}, timeout=30)
     assert not any(r.ok for r in (published, got, user)), (published.text, got.text, user.text)
     assert user.status_code == 401
@@ -275,8 +331,12 @@ def test_there_is_no_guest_and_management_listens_on_loopback_only(app):
     assert "guest" not in {u["name"] for u in app.node.api("admin", app.rendered.password("admin")).get("users")}
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
         connect(app, "guest", "guest")
-    assert requests.get(f"http://127.0.0.1:{app.node.ports.management}/api/whoami", auth=("guest", "guest"),
-                        timeout=30).status_code == 401
+    assert (
+        requests.get(
+            f"http://127.0.0.1:{app.node.ports.management}/api/whoami", auth=("guest", "guest"), timeout=30
+        ).status_code
+        == 401
+    )
     conf = (app.rendered.config_dir / "rabbitmq.conf").read_text()
     assert "management.tcp.ip = 127.0.0.1\n" in conf  # a node on the host listens on `bind`...
     assert port_open("127.0.0.1", app.node.ports.management)
@@ -293,7 +353,12 @@ def test_there_is_no_guest_and_management_listens_on_loopback_only(app):
 
 def test_the_broker_url_of_each_service_names_its_own_user(app):
     users = app.rendered.celery["broker_users"]
-    assert users == {"web": "web", "beat": "beat", "worker-background": "worker-background",
-                     "worker-matches": "worker-matches", "worker-sync": "worker-sync"}
+    assert users == {
+        "web": "web",
+        "beat": "beat",
+        "worker-background": "worker-background",
+        "worker-matches": "worker-matches",
+        "worker-sync": "worker-sync",
+    }
     for service, user in users.items():
         assert app.broker_urls[service].startswith(f"amqp://{quote(user, safe='')}:")

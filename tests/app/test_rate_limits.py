@@ -4,6 +4,7 @@ learned from Riot's headers; 429s that delay a task without failing it; the limi
 The fake Riot API enforces a development key's 20 per second with the 2-minute window shortened to 12 s
 (`100:12`), so a run crosses it in seconds; bench/rate_limits.py runs the real `20:1,100:120`. The first
 tests are the limiter alone, in this process."""
+
 from __future__ import annotations
 
 import shutil
@@ -14,8 +15,15 @@ from django.db import DatabaseError
 
 from riot.ratelimit import DatabaseStore, RateLimiter, parse_limits, wait_for_slot
 from sample_riot.server import FakeRiot
-from tests.app.rate_limit_run import (floor_s, players, rate_limited_deployment, start_workers, sync_all,
-                                      use_riot, wait_for)
+from tests.app.rate_limit_run import (
+    floor_s,
+    players,
+    rate_limited_deployment,
+    start_workers,
+    sync_all,
+    use_riot,
+    wait_for,
+)
 
 SCALED = "20:1,100:12"  # a development key's limits, the 2-minute window shortened to 12 s
 
@@ -32,8 +40,18 @@ class Clock:
 
 
 def limiter(clock, **kwargs) -> RateLimiter:
-    return RateLimiter(**{"default_app_limits": parse_limits(SCALED), "alias": "default", "processes": 4,
-                          "margin": 0.05, "inline_wait": 30.0, "clock": clock, "sleep": clock.sleep, **kwargs})
+    return RateLimiter(
+        **{
+            "default_app_limits": parse_limits(SCALED),
+            "alias": "default",
+            "processes": 4,
+            "margin": 0.05,
+            "inline_wait": 30.0,
+            "clock": clock,
+            "sleep": clock.sleep,
+            **kwargs,
+        }
+    )
 
 
 def test_the_limiter_grants_what_every_window_allows_and_no_more(db):
@@ -129,12 +147,20 @@ def test_two_regions_synced_at_once_by_every_worker_stay_within_every_limit(app)
     assert app.parked() == []
     assert riot.violations == []
     assert len(riot.requests) == sum(p.requests for p in everyone)  # no request answered 429, none repeated
-    assert learned(app) == {"europe": "20:1,100:12", "americas": "20:1,100:12",
-                            **{f"{region}:{method}": limits for region in ("europe", "americas")
-                               for method, limits in (("account-v1.getByRiotId", "1000:60"),
-                                                      ("match-v5.getMatchIdsByPUUID", "2000:10"),
-                                                      ("match-v5.getMatch", "2000:10"),
-                                                      ("match-v5.getTimeline", "10:1,50:12"))}}
+    assert learned(app) == {
+        "europe": "20:1,100:12",
+        "americas": "20:1,100:12",
+        **{
+            f"{region}:{method}": limits
+            for region in ("europe", "americas")
+            for method, limits in (
+                ("account-v1.getByRiotId", "1000:60"),
+                ("match-v5.getMatchIdsByPUUID", "2000:10"),
+                ("match-v5.getMatch", "2000:10"),
+                ("match-v5.getTimeline", "10:1,50:12"),
+            )
+        },
+    }
     # each region's tasks ran on its own queues
     queues = {q for (q,) in app.query("SELECT DISTINCT queue FROM players_taskattempt WHERE argsrepr LIKE '%NA1_1%'")}
     assert queues == {"match_processing_americas", "timeline_processing_americas"}
@@ -162,7 +188,8 @@ def test_429s_spend_no_retry_budget_and_too_long_a_429_parks_the_task_until_repl
     assert "RateLimitedTooLong: rate limited (429) for more than 6s in total" in error, error
     parked = wait_for(lambda: app.parked(), 15, "the rate-limited task parked")
     assert [(p["task"], p["queue"], p["reason"]) for p in parked] == [
-        ("matches.tasks.process_match", "match_processing", "rejected")]
+        ("matches.tasks.process_match", "match_processing", "rejected")
+    ]
     riot.recover(f"/matches/{stuck.match_ids[0]}$")
     replay = app.manage("dead_letters", "replay", "--queue", "match_processing")
     assert replay.returncode == 0, replay.stderr

@@ -3,6 +3,7 @@ process, Celery workers started with exactly the plan's command lines, and a fak
 
 One node, web and database for the module (tests/app/deployment.py); workers per test. Each test uses its
 own player and match ids, so tests do not see each other's rows."""
+
 from __future__ import annotations
 
 import os
@@ -54,19 +55,30 @@ def rows(app, job_id: str, match_ids_: list[str]) -> dict:
     one = lambda sql, *p: app.query(sql, *p)[0][0]  # noqa: E731
     return {
         "matches": one(f"SELECT COUNT(*) FROM matches_match WHERE match_id IN ({marks})", *match_ids_),
-        "distinct_matches": one(f"SELECT COUNT(DISTINCT match_id) FROM matches_match WHERE match_id IN ({marks})",
-                                *match_ids_),
-        "participants": one(f"SELECT COUNT(*) FROM matches_participant p JOIN matches_match m ON p.match_id = m.id "
-                            f"WHERE m.match_id IN ({marks})", *match_ids_),
-        "timelines": one(f"SELECT COUNT(*) FROM matches_timeline t JOIN matches_match m ON t.match_id = m.id "
-                         f"WHERE m.match_id IN ({marks})", *match_ids_),
+        "distinct_matches": one(
+            f"SELECT COUNT(DISTINCT match_id) FROM matches_match WHERE match_id IN ({marks})", *match_ids_
+        ),
+        "participants": one(
+            f"SELECT COUNT(*) FROM matches_participant p JOIN matches_match m ON p.match_id = m.id "
+            f"WHERE m.match_id IN ({marks})",
+            *match_ids_,
+        ),
+        "timelines": one(
+            f"SELECT COUNT(*) FROM matches_timeline t JOIN matches_match m ON t.match_id = m.id "
+            f"WHERE m.match_id IN ({marks})",
+            *match_ids_,
+        ),
         "job_matches": one("SELECT COUNT(*) FROM players_jobmatch WHERE job_id = ?", job_id.replace("-", "")),
     }
 
 
 def attempts(app, task: str, like: str) -> list[tuple]:
-    return app.query("SELECT queue, retries, redelivered, argsrepr FROM players_taskattempt "
-                     "WHERE task_name = ? AND argsrepr LIKE ? ORDER BY id", task, f"%{like}%")
+    return app.query(
+        "SELECT queue, retries, redelivered, argsrepr FROM players_taskattempt "
+        "WHERE task_name = ? AND argsrepr LIKE ? ORDER BY id",
+        task,
+        f"%{like}%",
+    )
 
 
 def test_whole_flow_stores_everything_and_each_task_runs_on_its_queue(app, riot):
@@ -77,8 +89,13 @@ def test_whole_flow_stores_everything_and_each_task_runs_on_its_queue(app, riot)
     job_id = app.sync("Flow", "EUW", "euw1")
     job = app.wait_job(job_id, 60, matches_processed=4)
     assert (job["status"], job["matches_found"], job["matches_failed"]) == ("complete", 4, 0)
-    assert rows(app, job_id, ids) == {"matches": 4, "distinct_matches": 4, "participants": 40, "timelines": 4,
-                                      "job_matches": 4}
+    assert rows(app, job_id, ids) == {
+        "matches": 4,
+        "distinct_matches": 4,
+        "participants": 40,
+        "timelines": 4,
+        "job_matches": 4,
+    }
     routes = app.rendered.celery["task_regional_routes"]  # europe's (EUW1) are the default queues
     for task in ("players.tasks.sync_player_data", "matches.tasks.process_match", "matches.tasks.process_timeline"):
         seen = {queue for queue, *_ in app.query("SELECT queue FROM players_taskattempt WHERE task_name = ?", task)}
@@ -98,12 +115,17 @@ def test_the_seeds_commands_run_from_app(app, riot):
     each as its own broker user. The worker is named for its pool (`-n sync@%h`, as the plan's command does):
     the sync pool's user may declare only `sync@…` remote-control queues."""
     riot.add_player("Seed", "EUW", "puuid-seed", [])
-    app.start_celery(("celery", "-A", "config", "worker", "-l", "info", "-Q", "player_sync", "-n", "sync@%h"),
-                     "seed-worker", " ready.", service="worker-sync")
+    app.start_celery(
+        ("celery", "-A", "config", "worker", "-l", "info", "-Q", "player_sync", "-n", "sync@%h"),
+        "seed-worker",
+        " ready.",
+        service="worker-sync",
+    )
     job = app.wait_job(app.sync("Seed", "EUW", "euw1"), 30, matches_found=0)
     assert job["status"] == "complete"
-    beat = app.start_celery(("celery", "-A", "config", "beat", "-l", "info"), "beat", "beat: Starting...",
-                            service="beat")
+    beat = app.start_celery(
+        ("celery", "-A", "config", "beat", "-l", "info"), "beat", "beat: Starting...", service="beat"
+    )
     wait_for(lambda: list(app.workdir.glob("celerybeat-schedule*")), 15, "beat's schedule in DJANGO_DATA_DIR")
     assert beat.alive() and "ERROR" not in beat.output()
 
@@ -121,8 +143,13 @@ def test_worker_loss_mid_batch_loses_nothing_and_duplicates_nothing(app, riot):
     app.start_worker("matches")  # what the container's restart policy does
     job = app.wait_job(job_id, 90, matches_processed=8)
     assert (job["status"], job["matches_found"], job["matches_failed"]) == ("complete", 8, 0)
-    assert rows(app, job_id, ids) == {"matches": 8, "distinct_matches": 8, "participants": 80, "timelines": 8,
-                                      "job_matches": 8}
+    assert rows(app, job_id, ids) == {
+        "matches": 8,
+        "distinct_matches": 8,
+        "participants": 80,
+        "timelines": 8,
+        "job_matches": 8,
+    }
     # at-least-once: the killed worker's tasks were delivered again (and ran again, to the same effect)
     redelivered = [a for a in attempts(app, "matches.tasks.process_match", "EUW1_2") if a[2]]
     assert redelivered, "no task was in flight when the worker was killed"
@@ -140,8 +167,13 @@ def test_broker_restart_mid_batch_workers_reconnect_nothing_lost_nothing_duplica
     app.node.start()
     job = app.wait_job(job_id, 120, matches_processed=8)
     assert (job["status"], job["matches_found"], job["matches_failed"]) == ("complete", 8, 0)
-    assert rows(app, job_id, ids) == {"matches": 8, "distinct_matches": 8, "participants": 80, "timelines": 8,
-                                      "job_matches": 8}
+    assert rows(app, job_id, ids) == {
+        "matches": 8,
+        "distinct_matches": 8,
+        "participants": 80,
+        "timelines": 8,
+        "job_matches": 8,
+    }
     for worker in workers:  # the same processes, reconnected by themselves
         assert worker.alive()
         assert worker.output().count("Connected to amqp://") >= 2, worker.output()[-3000:]
@@ -169,7 +201,8 @@ def test_retries_honour_retry_after_and_permanent_failures_are_parked_then_repla
     assert len(riot.seen(f"/matches/{broken}$")) == 4
     parked = wait_for(lambda: app.parked(), 15, "the failed task parked")
     assert [(p["task"], p["queue"], p["reason"]) for p in parked] == [
-        ("matches.tasks.process_match", "match_processing", "rejected")]
+        ("matches.tasks.process_match", "match_processing", "rejected")
+    ]
     assert broken in parked[0]["args"] and job_id in parked[0]["args"]
     assert app.parked() == parked  # listing does not consume
 
@@ -201,12 +234,16 @@ def test_poison_message_is_dead_lettered_after_the_delivery_limit(app, riot):
     finally:
         riot.clear_hooks()
     assert [(p["task"], p["queue"], p["reason"]) for p in parked] == [
-        ("matches.tasks.process_match", "match_processing", "delivery_limit")]
+        ("matches.tasks.process_match", "match_processing", "delivery_limit")
+    ]
     deliveries = len(riot.seen(f"/matches/{poison}$"))
     time.sleep(2)
     assert len(riot.seen(f"/matches/{poison}$")) == deliveries  # not looping any more
-    limit = int(next(p for p in app.rendered.definitions["policies"] if p["name"] == "queue.match_processing")
-                ["definition"]["delivery-limit"])
+    limit = int(
+        next(p for p in app.rendered.definitions["policies"] if p["name"] == "queue.match_processing")["definition"][
+            "delivery-limit"
+        ]
+    )
     assert deliveries == limit + 1, deliveries
     assert worker.alive()  # the worker itself lives on; only its pool processes died
 
@@ -226,8 +263,9 @@ def test_long_tasks_within_the_limits_are_not_cut_off_by_the_consumer_timeout(ap
     def hold_a_delivery():
         admin = app.rendered.plan.broker.admin_user  # a probe queue of the test's own: the deployer's user
         credentials = pika.PlainCredentials(admin, app.rendered.password(admin))
-        connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", app.node.ports.amqp, "/",
-                                                                       credentials))
+        connection = pika.BlockingConnection(
+            pika.ConnectionParameters("127.0.0.1", app.node.ports.amqp, "/", credentials)
+        )
         channel = connection.channel()
         channel.queue_declare("consumer_timeout_probe", durable=False, exclusive=True)
         channel.basic_publish("", "consumer_timeout_probe", b"held")

@@ -1,5 +1,6 @@
 """What the rendered policies and permissions make a real broker do: TTL, overflow, delivery limits,
 persistence across a crash and a restart, and what each role may and may not do."""
+
 from __future__ import annotations
 
 import time
@@ -25,8 +26,11 @@ def broker():
 
 def connect(node, rendered, user: str = "admin") -> pika.BlockingConnection:
     credentials = pika.PlainCredentials(user, rendered.password(user))
-    return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", node.ports.amqp, VHOST, credentials,
-                                                             connection_attempts=5, retry_delay=1))
+    return pika.BlockingConnection(
+        pika.ConnectionParameters(
+            "127.0.0.1", node.ports.amqp, VHOST, credentials, connection_attempts=5, retry_delay=1
+        )
+    )
 
 
 @pytest.fixture
@@ -181,7 +185,7 @@ def test_confirmed_persistent_messages_survive_a_broker_restart(broker, crash):
             publish(ch, queue, f"{queue}-{i}")
     # Control: transient messages in a durable queue are not kept across a restart.
     transient = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Transient)
-    for i in range(10):
+    for _ in range(10):
         ch.basic_publish("tasks", "durable_classic", b"transient", transient)
     assert depth(ch, "durable_classic") == count + 10
     connection.close()

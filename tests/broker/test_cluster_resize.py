@@ -2,6 +2,7 @@
 they were declared with when nodes join, `rabbitmq-queues grow` places replicas on the new ones, and
 `rabbitmq-queues shrink` then `rabbitmqctl forget_cluster_node` take a leaving node out, the queues
 available throughout."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ def five():
 def records(cluster: RabbitCluster) -> list[dict]:
     """The task queues' records (`rabbitmqctl list_queues`): the management API would show a membership or
     leader change only with its next statistics."""
-    queues = json.loads(cluster.nodes[0].ctl("rabbitmqctl", "list_queues", "-q", "--formatter", "json",
-                                             "name", "members", "leader"))
+    queues = json.loads(
+        cluster.nodes[0].ctl("rabbitmqctl", "list_queues", "-q", "--formatter", "json", "name", "members", "leader")
+    )
     return [q for q in queues if q["name"] in TASK_QUEUES]
 
 

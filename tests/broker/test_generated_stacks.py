@@ -1,4 +1,5 @@
 """Generated definitions of varied shape on a real node: the broker holds exactly what was rendered."""
+
 from __future__ import annotations
 
 import pytest

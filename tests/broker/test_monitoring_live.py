@@ -3,6 +3,7 @@
 The endpoints scraped are read from the rendered prometheus.yml itself, so a wrong path or family would
 fail here, not in production. Every wait is bounded; nothing asserts on how long anything took.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,12 +32,28 @@ def stack():
         work = Path(tempfile.mkdtemp(prefix="monitoring-"))
         overlay = work / "overlay.yaml"
         # The node's ports; scrape each second and alert on `recovery` from 2 ready messages, to see rules fire.
-        overlay.write_text(node.ports.overlay() + "monitoring:\n  scrape_interval: 1s\n"
-                                                  "  queue_backlogs: {recovery: 1}\n")
+        overlay.write_text(
+            node.ports.overlay() + "monitoring:\n  scrape_interval: 1s\n  queue_backlogs: {recovery: 1}\n"
+        )
         secrets = work / "secrets.yaml"
         secrets.write_text(yaml.safe_dump(TEST_SECRETS))
-        assert main(["render", "--stack", "dev", "--overlay", str(overlay), "--out", str(work / "out"),
-                     "--secrets", str(secrets), "--monitoring"]) == ExitStatus.OK
+        assert (
+            main(
+                [
+                    "render",
+                    "--stack",
+                    "dev",
+                    "--overlay",
+                    str(overlay),
+                    "--out",
+                    str(work / "out"),
+                    "--secrets",
+                    str(secrets),
+                    "--monitoring",
+                ]
+            )
+            == ExitStatus.OK
+        )
         try:
             yield node, rendered, work / "out"
         finally:
@@ -65,8 +82,12 @@ def test_every_metric_the_alert_rules_use_is_exposed_with_per_queue_series(stack
     queues = {(q.vhost, q.name) for q in rendered.plan.topology.queues}
     # Per-queue series appear with the node's first statistics emission after boot.
     wanted = {f'rabbitmq_detailed_queue_messages_ready{{vhost="{v}",queue="{q}"}}' for v, q in queues}
-    series = wait_for(lambda: (s := set().union(*(_series(_scrape(j)) for j in jobs))) >= wanted and s,
-                      WAIT_S, "per-queue series for every queue of the stack", interval=0.5)
+    series = wait_for(
+        lambda: (s := set().union(*(_series(_scrape(j)) for j in jobs))) >= wanted and s,
+        WAIT_S,
+        "per-queue series for every queue of the stack",
+        interval=0.5,
+    )
     names = {s.split("{")[0] for s in series}
     used = {name for rule in _rules(out) for name in METRIC.findall(rule["expr"])}
     assert used and used <= names, used - names
@@ -95,21 +116,32 @@ def test_a_real_prometheus_scrapes_the_node_loads_the_rules_and_they_fire(stack,
     node, rendered, out = stack
 
     def up():
-        return {r["metric"]["job"]: r["value"][1]
-                for r in _get(prometheus, "/api/v1/query", query="up")["data"]["result"]}
-    wait_for(lambda: up() == {"rabbitmq": "1", "rabbitmq-queues": "1"}, WAIT_S, "both jobs scraped and up",
-             interval=0.5)
+        return {
+            r["metric"]["job"]: r["value"][1] for r in _get(prometheus, "/api/v1/query", query="up")["data"]["result"]
+        }
+
+    wait_for(
+        lambda: up() == {"rabbitmq": "1", "rabbitmq-queues": "1"}, WAIT_S, "both jobs scraped and up", interval=0.5
+    )
 
     def rules():
         groups = _get(prometheus, "/api/v1/rules")["data"]["groups"]
         return [r for g in groups for r in g["rules"]]
-    wait_for(lambda: (rs := rules()) and all(r["health"] == "ok" for r in rs), WAIT_S,
-             "every rule evaluated, no error", interval=0.5)
+
+    wait_for(
+        lambda: (rs := rules()) and all(r["health"] == "ok" for r in rs),
+        WAIT_S,
+        "every rule evaluated, no error",
+        interval=0.5,
+    )
     assert len(rules()) == len(_rules(out))
 
     # Two tasks waiting in `recovery` (threshold 1) and no worker anywhere: both rules hold on real data.
-    connection = pika.BlockingConnection(pika.ConnectionParameters(
-        "127.0.0.1", node.ports.amqp, "/", pika.PlainCredentials("web", rendered.password("web"))))
+    connection = pika.BlockingConnection(
+        pika.ConnectionParameters(
+            "127.0.0.1", node.ports.amqp, "/", pika.PlainCredentials("web", rendered.password("web"))
+        )
+    )
     for _ in range(2):
         connection.channel().basic_publish("tasks", "recovery", b"{}")
     connection.close()
@@ -117,8 +149,12 @@ def test_a_real_prometheus_scrapes_the_node_loads_the_rules_and_they_fire(stack,
     def firing():
         alerts = _get(prometheus, "/api/v1/alerts")["data"]["alerts"]
         return {(a["labels"]["alertname"], a["labels"].get("queue")) for a in alerts if a["state"] == "pending"}
-    seen = wait_for(lambda: (s := firing()) >= {("RabbitMQQueueBacklog", "recovery"),
-                                              ("RabbitMQNoConsumer", "player_sync")} and s,
-                    WAIT_S, "backlog and no-consumer alerts pending", interval=0.5)
+
+    seen = wait_for(
+        lambda: (s := firing()) >= {("RabbitMQQueueBacklog", "recovery"), ("RabbitMQNoConsumer", "player_sync")} and s,
+        WAIT_S,
+        "backlog and no-consumer alerts pending",
+        interval=0.5,
+    )
     assert ("RabbitMQQueueBacklog", "player_sync") not in seen  # empty queue, threshold 800
     assert not {a for a in seen if a[0] in ("RabbitMQDown", "RabbitMQMemoryAlarm", "RabbitMQDiskAlarm")}

@@ -7,6 +7,7 @@ declared); on 3.x `validate` refuses the quorum one (tests/data/invalid/quorum-p
 Compression: a large payload's size on the broker (management API `message_bytes`) with and without the
 route's zlib, and the compressed task runs with its payload intact.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,9 +59,15 @@ def start_worker(node, rendered, work: Path, pool: str, log: Path) -> Process:
     spec = next(w for w in rendered.plan.workers if w.name == pool)
     argv = celery_argv(spec.command)
     argv[argv.index("config")] = "tests.support.celery_probe"  # the probe's tasks, not the Django app's
-    env = {"PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(work), "LANG": "C.UTF-8",
-           "PYTHONPATH": f"{REPO}:{REPO / 'app'}", "CELERY_BROKER_URL": url(node, rendered, f"worker-{pool}"),
-           "CELERY_TOPOLOGY_FILE": str(rendered.config_dir / "celery.json"), "PROBE_LOG": str(log)}
+    env = {
+        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HOME": str(work),
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": f"{REPO}:{REPO / 'app'}",
+        "CELERY_BROKER_URL": url(node, rendered, f"worker-{pool}"),
+        "CELERY_TOPOLOGY_FILE": str(rendered.config_dir / "celery.json"),
+        "PROBE_LOG": str(log),
+    }
     return Process(argv, env, work / f"worker-{pool}.log", cwd=REPO)
 
 
@@ -112,21 +119,25 @@ def test_a_compressed_payload_is_smaller_on_the_broker_and_the_task_runs(probe):
     node, rendered, work = probe
     payload = json.dumps(match_history(60))
     api = node.api("admin", rendered.password("admin"))
-    plain_routes = {task: {k: v for k, v in route.items() if k != "compression"}
-                    for task, route in rendered.celery["task_routes"].items()}
+    plain_routes = {
+        task: {k: v for k, v in route.items() if k != "compression"}
+        for task, route in rendered.celery["task_routes"].items()
+    }
     sizes = {}
-    for label, declarations in (("plain", {**rendered.celery, "task_routes": plain_routes}),
-                                ("zlib", rendered.celery)):
+    for label, declarations in (("plain", {**rendered.celery, "task_routes": plain_routes}), ("zlib", rendered.celery)):
         client(node, rendered, declarations).send_task("probe.bulk", (payload,))
-        queue = api.get_when("queues/probe/bulk", lambda q: q.get("messages") == 1 and q.get("message_bytes"),
-                             timeout=30)
+        queue = api.get_when(
+            "queues/probe/bulk", lambda q: q.get("messages") == 1 and q.get("message_bytes"), timeout=30
+        )
         sizes[label] = queue["message_bytes"]
         if label == "plain":
             node.ctl("rabbitmqctl", "purge_queue", "-p", "probe", "bulk")
             api.get_when("queues/probe/bulk", lambda q: q.get("messages") == 0, timeout=30)
     ratio = sizes["plain"] / sizes["zlib"]
-    print(f"\nRabbitMQ {current().name}: payload {len(payload)} characters, "
-          f"message_bytes plain {sizes['plain']}, zlib {sizes['zlib']}: {ratio:.1f}x smaller")
+    print(
+        f"\nRabbitMQ {current().name}: payload {len(payload)} characters, "
+        f"message_bytes plain {sizes['plain']}, zlib {sizes['zlib']}: {ratio:.1f}x smaller"
+    )
     assert sizes["plain"] >= len(payload) and ratio > 2, sizes
 
     log = work / "ran-bulk.jsonl"
@@ -135,5 +146,6 @@ def test_a_compressed_payload_is_smaller_on_the_broker_and_the_task_runs(probe):
         wait_for(lambda: ran(log) or not worker.alive(), 90, "the bulk task ran", interval=0.2)
     finally:
         worker.stop()
-    assert ran(log) == [{"sha256": hashlib.sha256(payload.encode()).hexdigest(), "length": len(payload)}], \
+    assert ran(log) == [{"sha256": hashlib.sha256(payload.encode()).hexdigest(), "length": len(payload)}], (
         worker.output()[-3000:]
+    )

@@ -7,6 +7,7 @@ creates everything else through the management API. Here the captured `rabbitmq:
 policies; POST bindings), in the order the program's dependencies impose. The node must end up holding
 exactly the rendered definitions.json, and keep it across a restart with the admin-only boot file.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,15 +17,15 @@ import pika
 import pytest
 import requests
 
-from infra.pulumi import program
-from infra.render import files as render
 from infra.definition.load import load_definition, require
+from infra.pulumi import program
 from infra.pulumi.preview import run
-from tests.unit.program.test_program import unwrap, with_config
-from tests.unit.program.test_topology_component import _provider_int
+from infra.render import files as render
 from tests.support.live import expected_topology, live_topology
 from tests.support.rabbit_node import Ports, RabbitNode
 from tests.support.stacks import TEST_SECRETS, render_for_node
+from tests.unit.program.test_program import unwrap, with_config
+from tests.unit.program.test_topology_component import _provider_int
 
 
 def _q(*parts: str) -> str:
@@ -48,24 +49,43 @@ def apply(monitor, base: str, auth: tuple[str, str], verify: str | bool = True) 
     for u in each("user:User"):
         call("PUT", _q("users", u["name"]), {"password": unwrap(u["password"]), "tags": ",".join(u.get("tags", []))})
     for p in each("permissions:Permissions"):
-        call("PUT", _q("permissions", p["vhost"], p["user"]),
-             {k: p["permissions"].get(k, "") for k in ("configure", "write", "read")})
+        call(
+            "PUT",
+            _q("permissions", p["vhost"], p["user"]),
+            {k: p["permissions"].get(k, "") for k in ("configure", "write", "read")},
+        )
     for e in each("exchange:Exchange"):
         s = e["settings"]
-        call("PUT", _q("exchanges", e["vhost"], e["name"]),
-             {"type": s["type"], "durable": s["durable"], "auto_delete": s["autoDelete"], "arguments": {}})
+        call(
+            "PUT",
+            _q("exchanges", e["vhost"], e["name"]),
+            {"type": s["type"], "durable": s["durable"], "auto_delete": s["autoDelete"], "arguments": {}},
+        )
     for q in each("queue:Queue"):
         s = q["settings"]
-        call("PUT", _q("queues", q["vhost"], q["name"]), {"durable": s["durable"], "auto_delete": s["autoDelete"],
-                                                          "arguments": json.loads(s["argumentsJson"])})
+        call(
+            "PUT",
+            _q("queues", q["vhost"], q["name"]),
+            {"durable": s["durable"], "auto_delete": s["autoDelete"], "arguments": json.loads(s["argumentsJson"])},
+        )
     for b in each("binding:Binding"):
-        call("POST", _q("bindings", b["vhost"], "e", b["source"], "q", b["destination"]),
-             {"routing_key": b["routingKey"], "arguments": {}})
+        call(
+            "POST",
+            _q("bindings", b["vhost"], "e", b["source"], "q", b["destination"]),
+            {"routing_key": b["routingKey"], "arguments": {}},
+        )
     for p in each("policy:Policy"):
         policy = p["policy"]
-        call("PUT", _q("policies", p["vhost"], p["name"]),
-             {"pattern": policy["pattern"], "priority": int(policy["priority"]), "apply-to": policy["applyTo"],
-              "definition": {k: _provider_int(v) for k, v in policy["definition"].items()}})
+        call(
+            "PUT",
+            _q("policies", p["vhost"], p["name"]),
+            {
+                "pattern": policy["pattern"],
+                "priority": int(policy["priority"]),
+                "apply-to": policy["applyTo"],
+                "definition": {k: _provider_int(v) for k, v in policy["definition"].items()},
+            },
+        )
 
 
 def amqp(node: RabbitNode, vhost: str, user: str, password: str) -> pika.ConnectionParameters:
@@ -97,8 +117,11 @@ def test_the_programs_topology_on_a_node_booted_with_the_admin_alone(stack, tmp_
             monitor, _ = run(lambda: program.main(require(load_definition(stack=stack))), stack=stack)
         finally:
             with_config({})
-        assert monitor.named("broker-api").inputs["endpoint"].startswith("https://" if rendered.plan.broker.tls
-                                                                         else "http://")
+        assert (
+            monitor.named("broker-api")
+            .inputs["endpoint"]
+            .startswith("https://" if rendered.plan.broker.tls else "http://")
+        )
         apply(monitor, admin.base, ("admin", rendered.password("admin")), admin.verify)
         expected = without_hashes(expected_topology(full))
         assert without_hashes(live_topology(admin)) == expected

@@ -4,6 +4,7 @@ output, and a real node's logs after right and wrong logins. A control shows the
 The credentials are the test stacks' (TEST_SECRETS) and every value `render` generated into its secrets
 file. They are looked for as written and percent-encoded (as in an AMQP URL).
 """
+
 from __future__ import annotations
 
 import secrets as random_source
@@ -40,8 +41,12 @@ def forms(credential: str) -> set[bytes]:
 
 def scan(texts: dict[str, bytes], credentials: dict[str, str]) -> set[tuple[str, str]]:
     """(where, secret key) for every credential found in any text."""
-    return {(where, key) for where, text in texts.items() for key, value in credentials.items()
-            if any(form in text for form in forms(value))}
+    return {
+        (where, key)
+        for where, text in texts.items()
+        for key, value in credentials.items()
+        if any(form in text for form in forms(value))
+    }
 
 
 def read_tree(directory: Path) -> dict[str, bytes]:
@@ -61,9 +66,24 @@ def renders(tmp_path_factory):
         secrets_file.write_text(yaml.safe_dump(given))
         for extra in ([], ["--compose", "--monitoring"]):
             out = work / f"{stack}{'-compose' if extra else ''}"
-            result = subprocess.run([sys.executable, "-m", "infra", "render", "--stack", stack,
-                                     "--out", str(out), "--secrets", str(secrets_file), *extra],
-                                    cwd=ROOT, capture_output=True, timeout=120)
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "infra",
+                    "render",
+                    "--stack",
+                    stack,
+                    "--out",
+                    str(out),
+                    "--secrets",
+                    str(secrets_file),
+                    *extra,
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                timeout=120,
+            )
             assert result.returncode == ExitStatus.OK, result.stderr.decode()
             texts[f"render {stack} {extra} output"] = result.stdout + result.stderr
             for path, content in read_tree(out).items():
@@ -72,11 +92,15 @@ def renders(tmp_path_factory):
                 (carriers if path.endswith((".env", ".key")) else texts)[path] = content
         generated = yaml.safe_load(secrets_file.read_text())
         # certificates are public (rendered as tls/*.pem); private keys are credentials
-        credentials.update({f"{stack}:{k}": v for k, v in generated.items()
-                            if v not in TEST_SECRETS.values() and not is_certificate(v)})
+        credentials.update(
+            {
+                f"{stack}:{k}": v
+                for k, v in generated.items()
+                if v not in TEST_SECRETS.values() and not is_certificate(v)
+            }
+        )
         assert secrets_file.stat().st_mode & 0o777 == 0o600
     return texts, carriers, credentials
-
 
 
 def logs_through_probe(node) -> dict:
@@ -89,10 +113,14 @@ def logs_through_probe(node) -> dict:
         time.sleep(0.2)
     return logs
 
+
 def test_no_tracked_file_holds_a_credential_but_the_fixture_that_defines_them(renders):
     _, _, credentials = renders
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True,
-                             timeout=60).stdout.decode().split("\0")
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=60)
+        .stdout.decode()
+        .split("\0")
+    )
     files = {name: (ROOT / name).read_bytes() for name in tracked if name and (ROOT / name).is_file()}
     assert len(files) > 100 and FIXTURE in files
     found = scan(files, credentials)
@@ -112,15 +140,18 @@ def test_no_rendered_file_or_render_output_holds_a_credential(renders):
     # the TLS stacks' private keys: 0600 files under tls/, twice per TLS stack (render, render --compose)
     keys = [path for path in carriers if path.endswith(".key")]
     assert len(keys) == 2 * 2 * 2 and all(PRIVATE_KEY in carriers[path] for path in keys)
-    assert {k.split(":", 1)[1] for k in credentials if k.startswith("prod:")} >= {"tlsServerKey", "tlsClientKey",
-                                                                                   "tlsCaKey"}
+    assert {k.split(":", 1)[1] for k in credentials if k.startswith("prod:")} >= {
+        "tlsServerKey",
+        "tlsClientKey",
+        "tlsCaKey",
+    }
 
 
 def test_the_scan_finds_credentials_where_they_are(renders, tmp_path):
     """The control: the compose env files do carry the broker password (percent-encoded in the URL), and a
     credential planted in a rendered file, a log line or a tracked-file copy is found."""
     _, carriers, credentials = renders
-    assert ("rabbitmqWebPassword" in {key for _, key in scan(carriers, credentials)})
+    assert "rabbitmqWebPassword" in {key for _, key in scan(carriers, credentials)}
     planted = random_source.token_urlsafe(18) + "/+"
     texts = {"conf": b"listeners.tcp.default = 5672\n", "log": b"2026-01-01 [info] accepted\n"}
     assert scan(texts, {"planted": planted}) == set()
@@ -139,15 +170,21 @@ def test_plan_json_holds_no_credential(capsys):
 
 
 def test_no_tracked_file_holds_a_private_key():
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True,
-                             timeout=60).stdout.decode().split("\0")
-    holding = [name for name in tracked if name and (ROOT / name).is_file() and PRIVATE_KEY in (ROOT / name).read_bytes()]
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=60)
+        .stdout.decode()
+        .split("\0")
+    )
+    holding = [
+        name for name in tracked if name and (ROOT / name).is_file() and PRIVATE_KEY in (ROOT / name).read_bytes()
+    ]
     assert holding == []
 
 
 def test_a_tls_nodes_logs_hold_no_private_key_or_password_after_refused_handshakes(tmp_path):
     """prod (TLS only, mutual): good and refused clients; the log names failures, never key material."""
     from infra.render import certs
+
     with booted(stack="prod") as (node, rendered):
         pika.BlockingConnection(node.amqp_params("/", "web", rendered.password("web"))).close()
         impostor = certs.client_cert(certs.make_ca("another CA"), "app")
@@ -163,8 +200,9 @@ def test_a_tls_nodes_logs_hold_no_private_key_or_password_after_refused_handshak
         logs = logs_through_probe(node)
         everything = b"".join(logs.values())
         assert PRIVATE_KEY not in everything
-        key_bodies = {k: "".join(v.splitlines()[1:-1])[:64] for k, v in rendered.passwords.items()
-                      if "PRIVATE KEY" in v}
+        key_bodies = {
+            k: "".join(v.splitlines()[1:-1])[:64] for k, v in rendered.passwords.items() if "PRIVATE KEY" in v
+        }
         assert len(key_bodies) == 3  # CA, server, client
         secrets = {k: v for k, v in rendered.passwords.items() if not is_certificate(v)}
         assert scan(logs, {**key_bodies, **{k: v for k, v in secrets.items() if k not in key_bodies}}) == set()
@@ -176,19 +214,33 @@ def test_a_nodes_logs_hold_no_credential_after_logins_and_failed_logins(tmp_path
         for user in rendered.plan.topology.users:
             password = rendered.password(user.name)
             for attempt in (password, password + "-wrong"):  # a wrong one embeds the right one
-                params = pika.ConnectionParameters("127.0.0.1", node.ports.amqp, "/",
-                                                   pika.PlainCredentials(user.name, attempt), connection_attempts=1)
+                params = pika.ConnectionParameters(
+                    "127.0.0.1", node.ports.amqp, "/", pika.PlainCredentials(user.name, attempt), connection_attempts=1
+                )
                 try:
                     pika.BlockingConnection(params).close()
                 except pika.exceptions.AMQPError:
                     pass
-                requests.get(f"http://127.0.0.1:{node.ports.management}/api/whoami", auth=(user.name, attempt),
-                             timeout=30)
+                requests.get(
+                    f"http://127.0.0.1:{node.ports.management}/api/whoami", auth=(user.name, attempt), timeout=30
+                )
         secrets_file = tmp_path / "dev.yaml"
         secrets_file.write_text(yaml.safe_dump(rendered.passwords))
         monkeypatch.setenv("RABBITMQ_PASSWORD", rendered.password("admin"))
-        assert main(["verify", "--stack", "dev", "--management-url", f"http://127.0.0.1:{node.ports.management}",
-                     "--secrets", str(secrets_file)]) == ExitStatus.OK
+        assert (
+            main(
+                [
+                    "verify",
+                    "--stack",
+                    "dev",
+                    "--management-url",
+                    f"http://127.0.0.1:{node.ports.management}",
+                    "--secrets",
+                    str(secrets_file),
+                ]
+            )
+            == ExitStatus.OK
+        )
         out = capsys.readouterr()
         logs = logs_through_probe(node)
         everything = b"".join(logs.values())

@@ -1,4 +1,5 @@
 """The shipped stacks on a real node: effective settings, topology, logins, and what Celery declares."""
+
 from __future__ import annotations
 
 import re
@@ -9,8 +10,8 @@ import pytest
 from celery import Celery
 
 from config.topology import celery_settings  # the app's own reading of celery.json
-from tests.support.rabbit_node import port_open
 from tests.support.live import expected_topology, live_topology
+from tests.support.rabbit_node import port_open
 from tests.support.stacks import booted
 
 
@@ -46,8 +47,11 @@ def test_effective_settings_equal_the_definition(stack):
     else:  # TLS only (staging, prod): no plain AMQP, HTTP or Prometheus listener at all
         assert "{tcp_listeners,[]}" in environment
         assert f'{{ssl_listeners,[{{"127.0.0.1",{b.tls.amqps_port}}}]}}' in environment
-        expected = {("amqp/ssl", b.tls.amqps_port), ("https", b.tls.management_port),
-                    ("https/prometheus", b.prometheus_port)}
+        expected = {
+            ("amqp/ssl", b.tls.amqps_port),
+            ("https", b.tls.management_port),
+            ("https/prometheus", b.prometheus_port),
+        }
         assert not port_open("127.0.0.1", b.amqp_port) and not port_open("127.0.0.1", b.management_port)
 
     api = _admin(node, rendered)
@@ -60,7 +64,7 @@ def test_effective_settings_equal_the_definition(stack):
     assert node_info["disk_free_limit"] == b.disk_free_limit_bytes
     total = int(node.ctl("rabbitmqctl", "eval", "vm_memory_monitor:get_total_memory().").strip())
     assert node_info["mem_limit"] == pytest.approx(total * b.memory_high_watermark, rel=1e-6)
-    log_section = environment[environment.index("{log,"):]
+    log_section = environment[environment.index("{log,") :]
     assert f"{{level,{b.log_level}}}" in log_section
     assert ("rabbit.log" in log_section) == (b.log_file is not None)
     enabled = node.ctl("rabbitmq-plugins", "list", "-E", "-m").split()
@@ -95,8 +99,10 @@ def _celery_app(node, rendered, user: str = "web") -> Celery:
     declarations = rendered.celery
     vhost = declarations["broker_vhost"]
     b = rendered.plan.broker  # AMQPS with celery.json's broker_tls when TLS is on, as the app connects
-    url = (f"{b.client_scheme}://{user}:{rendered.password(user)}@127.0.0.1:{b.client_port}/"
-           f"{kombu.utils.url.quote(vhost, safe='')}")
+    url = (
+        f"{b.client_scheme}://{user}:{rendered.password(user)}@127.0.0.1:{b.client_port}/"
+        f"{kombu.utils.url.quote(vhost, safe='')}"
+    )
     app = Celery("shipped-stack-test", broker=url)
     app.conf.update(celery_settings(declarations))
     return app
@@ -111,12 +117,18 @@ def test_celery_json_declares_every_queue_as_the_broker_has_it(stack):
     with app.connection_for_write() as connection:
         channel = connection.default_channel
         for queue in app.conf.task_queues:
-            as_declared = kombu.Queue(queue.name, queue.exchange, queue.routing_key, durable=queue.durable,
-                                      queue_arguments=queue.queue_arguments)
+            as_declared = kombu.Queue(
+                queue.name,
+                queue.exchange,
+                queue.routing_key,
+                durable=queue.durable,
+                queue_arguments=queue.queue_arguments,
+            )
             as_declared(channel).declare()  # PRECONDITION_FAILED here would mean celery.json disagrees
         first = app.conf.task_queues[0]
-        clash = kombu.Queue(first.name, first.exchange, first.routing_key,
-                            queue_arguments={"x-queue-type": "classic"}, durable=True)
+        clash = kombu.Queue(
+            first.name, first.exchange, first.routing_key, queue_arguments={"x-queue-type": "classic"}, durable=True
+        )
         with pytest.raises(Exception, match="PRECONDITION_FAILED"):
             clash(connection.channel()).declare()
 
@@ -126,7 +138,7 @@ def test_celery_routes_each_task_to_its_queue(stack):
     app = _celery_app(node, rendered)
     api = _admin(node, rendered)
     routes = rendered.celery["task_routes"]
-    for task, route in routes.items():
+    for task in routes:
         app.send_task(task, args=["probe"])
     app.send_task("some.unrouted.task")
     expected = {}

@@ -2,6 +2,7 @@
 client works; a plain client, a client with another CA's certificate, a client without a certificate and a
 client that does not trust the stack's CA are refused; HTTPS management answers with the CA's verification
 and plain HTTP is refused; the app (web, a real Celery worker, as they run in the containers) works over it."""
+
 from __future__ import annotations
 
 import re
@@ -68,8 +69,11 @@ def test_a_verified_client_publishes_with_confirms_and_consumes(prod):
         assert method is not None and received == body
         # the broker's view of this connection: TLS, with the app's client certificate
         api = node.api("admin", rendered.password("admin"))
-        mine = [c for c in api.get_when("connections", lambda cs: any(c.get("user") == "admin" for c in cs))
-                if c.get("user") == "admin"]
+        mine = [
+            c
+            for c in api.get_when("connections", lambda cs: any(c.get("user") == "admin" for c in cs))
+            if c.get("user") == "admin"
+        ]
         assert mine and all(c["ssl"] and c["ssl_protocol"] in ("tlsv1.2", "tlsv1.3") for c in mine)
         assert all("CN=app" in c["peer_cert_subject"] for c in mine)
     finally:
@@ -93,9 +97,16 @@ def test_a_plain_amqp_client_is_refused(prod):
     node, rendered = prod
     assert not port_open("127.0.0.1", node.ports.amqp)  # listeners.tcp = none
     with pytest.raises(pika.exceptions.AMQPConnectionError):
-        pika.BlockingConnection(pika.ConnectionParameters(
-            "127.0.0.1", node.ports.amqp, "/", pika.PlainCredentials("web", rendered.password("web")),
-            connection_attempts=1, socket_timeout=5))
+        pika.BlockingConnection(
+            pika.ConnectionParameters(
+                "127.0.0.1",
+                node.ports.amqp,
+                "/",
+                pika.PlainCredentials("web", rendered.password("web")),
+                connection_attempts=1,
+                socket_timeout=5,
+            )
+        )
     # and plain AMQP spoken to the AMQPS port gets no AMQP answer
     with socket.create_connection(("127.0.0.1", node.ports.amqps), timeout=10) as raw:
         raw.sendall(AMQP_HEADER)
@@ -118,9 +129,17 @@ def test_a_client_with_a_certificate_from_another_ca_is_refused(prod, tmp_path):
     context = context_from(other_ca, impostor, tmp_path, trust=str(node.tls_dir / "ca.pem"))
     assert refused(node, context)
     with pytest.raises(pika.exceptions.AMQPConnectionError):
-        pika.BlockingConnection(pika.ConnectionParameters(
-            "127.0.0.1", node.ports.amqps, "/", pika.PlainCredentials("app", "irrelevant"),
-            ssl_options=pika.SSLOptions(context, "127.0.0.1"), connection_attempts=1, socket_timeout=5))
+        pika.BlockingConnection(
+            pika.ConnectionParameters(
+                "127.0.0.1",
+                node.ports.amqps,
+                "/",
+                pika.PlainCredentials("app", "irrelevant"),
+                ssl_options=pika.SSLOptions(context, "127.0.0.1"),
+                connection_attempts=1,
+                socket_timeout=5,
+            )
+        )
 
 
 def test_a_client_without_a_certificate_is_refused(prod):
@@ -167,8 +186,8 @@ def test_https_management_answers_with_the_cas_verification_and_plain_http_is_re
 def test_the_app_works_over_tls_web_and_a_real_worker(overlay, tmp_path):
     """The reliability harness's deployment with TLS on: bin/web (migrate, gunicorn) and a worker started
     with the plan's command line, configured only by the environment and celery.json, run a sync job."""
-    from tests.app.deployment import deploy
     from sample_riot.server import FakeRiot
+    from tests.app.deployment import deploy
 
     (tmp_path / "tls.yaml").write_text(overlay)
     riot = FakeRiot().start()
@@ -207,18 +226,36 @@ def test_a_real_prometheus_scrapes_the_tls_only_endpoint_with_the_stacks_ca(prod
     secrets.write_text(yaml.safe_dump(rendered.passwords))
     secrets.chmod(0o600)
     out = tmp_path / "out"
-    assert main(["render", "--stack", "prod", "--overlay", str(tmp_path / "ports.yaml"), "--out", str(out),
-                 "--secrets", str(secrets), "--monitoring"]) == ExitStatus.OK
+    assert (
+        main(
+            [
+                "render",
+                "--stack",
+                "prod",
+                "--overlay",
+                str(tmp_path / "ports.yaml"),
+                "--out",
+                str(out),
+                "--secrets",
+                str(secrets),
+                "--monitoring",
+            ]
+        )
+        == ExitStatus.OK
+    )
     jobs = yaml.safe_load((out / "prometheus.yml").read_text())["scrape_configs"]
     assert all(j["scheme"] == "https" and j["tls_config"] == {"ca_file": "tls/ca.pem"} for j in jobs)
     with running_prometheus(out / "prometheus.yml", tmp_path) as base:
+
         def up():
             try:
-                result = requests.get(f"{base}/api/v1/query", params={"query": "up"},
-                                      timeout=10).json()["data"]["result"]
+                result = requests.get(f"{base}/api/v1/query", params={"query": "up"}, timeout=10).json()["data"][
+                    "result"
+                ]
             except (requests.RequestException, ValueError, KeyError):
                 return None
             return {r["metric"]["job"]: r["value"][1] for r in result} == {"rabbitmq": "1", "rabbitmq-queues": "1"}
+
         wait_for(up, 60, "both scrape jobs up over TLS", interval=0.5)
 
 
@@ -233,8 +270,17 @@ def test_verify_reads_the_https_management_api_with_the_stacks_ca(prod, tmp_path
     secrets.write_text(yaml.safe_dump(rendered.passwords))
     secrets.chmod(0o600)
     url = f"https://127.0.0.1:{node.ports.management_tls}"
-    common = ["verify", "--stack", "prod", "--overlay", str(tmp_path / "ports.yaml"), "--management-url", url,
-              "--secrets", str(secrets)]
+    common = [
+        "verify",
+        "--stack",
+        "prod",
+        "--overlay",
+        str(tmp_path / "ports.yaml"),
+        "--management-url",
+        url,
+        "--secrets",
+        str(secrets),
+    ]
     assert main(common + ["--ca-cert", str(node.tls_dir / "ca.pem")]) == ExitStatus.OK
     capsys.readouterr()
     assert main(common) == ExitStatus.ERROR  # the system's CAs do not know the stack's CA

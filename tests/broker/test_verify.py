@@ -1,19 +1,21 @@
 """`python -m infra verify` on a real node: in sync after boot, Celery's own objects are not drift, and
 hand-made changes are each reported, exactly."""
+
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import urllib.parse
 
 import kombu
 import pika
 import pytest
 import yaml
 from celery import Celery
-from kombu.transport.native_delayed_delivery import (bind_queue_to_native_delayed_delivery_exchange,
-                                                     declare_native_delayed_delivery_exchanges_and_queues)
+from kombu.transport.native_delayed_delivery import (
+    bind_queue_to_native_delayed_delivery_exchange,
+    declare_native_delayed_delivery_exchanges_and_queues,
+)
 
 from infra.cli.main import ExitStatus, main
 from tests.support.stacks import booted
@@ -53,9 +55,24 @@ def _url(node, path: str) -> str:
 def test_a_freshly_booted_stack_is_in_sync(node, secrets_file, monkeypatch):
     monkeypatch.setenv("RABBITMQ_PASSWORD", node[1].password("admin"))
     # The real command line, in a process of its own, password from the environment only.
-    result = subprocess.run([sys.executable, "-m", "infra", "verify", "--stack", "dev", "--management-url",
-                             f"http://127.0.0.1:{node[0].ports.management}", "--secrets", str(secrets_file),
-                             "--json"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra",
+            "verify",
+            "--stack",
+            "dev",
+            "--management-url",
+            f"http://127.0.0.1:{node[0].ports.management}",
+            "--secrets",
+            str(secrets_file),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == ExitStatus.OK, result.stderr
     assert json.loads(result.stdout) == {"in_sync": True, "drift": [], "passwords_not_checked": []}
 
@@ -68,8 +85,9 @@ def _celery_app(node) -> Celery:
 
 def test_objects_celery_declares_itself_are_not_drift(node, secrets_file, capsys):
     rendered = node[1]
-    params = pika.ConnectionParameters("127.0.0.1", node[0].ports.amqp, "/",
-                                       pika.PlainCredentials("worker-sync", rendered.password("worker-sync")))
+    params = pika.ConnectionParameters(
+        "127.0.0.1", node[0].ports.amqp, "/", pika.PlainCredentials("worker-sync", rendered.password("worker-sync"))
+    )
     connection = pika.BlockingConnection(params)
     channel = connection.channel()
     # What a worker declares: its remote-control mailbox and, with -E, an event queue.
@@ -84,18 +102,26 @@ def test_objects_celery_declares_itself_are_not_drift(node, secrets_file, capsys
     # so one is held open here as a ping in flight would have it.
     app.control.ping(timeout=0.2)
     channel.queue_declare("5c0ffee0-0000-4000-8000-000000000001.reply.celery.pidbox", auto_delete=True)
-    channel.queue_bind("5c0ffee0-0000-4000-8000-000000000001.reply.celery.pidbox", "reply.celery.pidbox",
-                       "5c0ffee0-0000-4000-8000-000000000001")
+    channel.queue_bind(
+        "5c0ffee0-0000-4000-8000-000000000001.reply.celery.pidbox",
+        "reply.celery.pidbox",
+        "5c0ffee0-0000-4000-8000-000000000001",
+    )
     # kombu's own native delayed delivery declarations, as a worker on quorum queues makes them.
     with app.connection_for_write() as conn:
         declare_native_delayed_delivery_exchanges_and_queues(conn, "quorum")
         for declared in [d for d in rendered.celery["task_queues"] if d["name"] == "player_sync"]:  # its own
-            queue = kombu.Queue(declared["name"], kombu.Exchange(declared["exchange"], declared["exchange_type"]),
-                                declared["routing_key"], queue_arguments=declared["queue_arguments"])
+            queue = kombu.Queue(
+                declared["name"],
+                kombu.Exchange(declared["exchange"], declared["exchange_type"]),
+                declared["routing_key"],
+                queue_arguments=declared["queue_arguments"],
+            )
             bind_queue_to_native_delayed_delivery_exchange(conn, queue)
     live = node[0].api("admin", rendered.password("admin"))
-    assert {"celery.pidbox", "reply.celery.pidbox", "celeryev", "celery_delayed_delivery", "celery_delayed_27"} \
-        <= {e["name"] for e in live.get("exchanges")}
+    assert {"celery.pidbox", "reply.celery.pidbox", "celeryev", "celery_delayed_delivery", "celery_delayed_27"} <= {
+        e["name"] for e in live.get("exchanges")
+    }
     assert any(b["routing_key"] == "#.player_sync" for b in live.get("bindings"))
     status, out, err = _verify(node, secrets_file, capsys)
     connection.close()
@@ -107,8 +133,11 @@ def test_hand_made_changes_are_each_reported_exactly(node, secrets_file, capsys)
     policy = admin.get(_url(node, f"policies/{ROOT}/queue.player_sync")).json()
     edited = {**policy["definition"], "max-length": 5}
     for method, path, body in [
-        ("put", f"policies/{ROOT}/queue.player_sync",
-         {"pattern": policy["pattern"], "definition": edited, "priority": policy["priority"], "apply-to": "queues"}),
+        (
+            "put",
+            f"policies/{ROOT}/queue.player_sync",
+            {"pattern": policy["pattern"], "definition": edited, "priority": policy["priority"], "apply-to": "queues"},
+        ),
         ("delete", f"queues/{ROOT}/match_processing", None),
         ("put", "users/intruder", {"password": "intruder-password", "tags": ""}),
         ("put", f"permissions/{ROOT}/web", {"configure": "^$", "write": ".*", "read": ".*"}),
@@ -129,8 +158,10 @@ def test_hand_made_changes_are_each_reported_exactly(node, secrets_file, capsys)
         ("user", "monitor", "different"),
     }
     assert found[("policy", "/ queue.player_sync", "different")] == "definition.max-length: 1000 → 5"
-    assert found[("permission", "web @ /", "different")] == \
-        "configure: '' → '^$'; read: '^(dead_letters)$' → '.*'; write: '^(tasks|celery_delayed_27)$' → '.*'"
+    assert (
+        found[("permission", "web @ /", "different")]
+        == "configure: '' → '^$'; read: '^(dead_letters)$' → '.*'; write: '^(tasks|celery_delayed_27)$' → '.*'"
+    )
     assert found[("user", "monitor", "different")] == "password: the broker's differs from the secrets"
 
     status, table, _ = _verify(node, secrets_file, capsys)  # the same, as a table

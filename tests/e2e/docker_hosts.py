@@ -8,6 +8,7 @@ bounded. Root only (the tests run as root), like `ip netns`.
 `docker.Container`, as pulumi-docker would: create with those settings, upload the files as a tar with
 their owners and modes, start.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,20 +48,41 @@ class DockerHost:
 
     def logs(self, container: str, lines: int = 40) -> str:
         """The container's output, both streams, for a failure's message."""
-        return subprocess.run(["docker", "-H", self.url, "logs", "--tail", str(lines), container], timeout=30,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout.decode(errors="replace")
+        return subprocess.run(
+            ["docker", "-H", self.url, "logs", "--tail", str(lines), container],
+            timeout=30,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        ).stdout.decode(errors="replace")
 
     def start(self) -> None:
         # nsenter, not `ip netns exec`: that one mounts a fresh /sys, hiding the cgroups dockerd needs
         with open(self.work / "dockerd.log", "wb") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{self.netns}", "dockerd", "--host", self.url,
-                 "--data-root", str(self.work / "data"), "--exec-root", str(self.work / "exec"),
-                 "--pidfile", str(self.work / "docker.pid")],
-                stdout=log, stderr=subprocess.STDOUT)
-        wait_for(lambda: self.process.poll() is not None or not subprocess.run(
-            ["docker", "-H", self.url, "info"], capture_output=True, timeout=10).returncode, 60,
-            f"dockerd in {self.netns} answers")
+                [
+                    "nsenter",
+                    f"--net=/run/netns/{self.netns}",
+                    "dockerd",
+                    "--host",
+                    self.url,
+                    "--data-root",
+                    str(self.work / "data"),
+                    "--exec-root",
+                    str(self.work / "exec"),
+                    "--pidfile",
+                    str(self.work / "docker.pid"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(
+            lambda: (
+                self.process.poll() is not None
+                or not subprocess.run(["docker", "-H", self.url, "info"], capture_output=True, timeout=10).returncode
+            ),
+            60,
+            f"dockerd in {self.netns} answers",
+        )
         if self.process.poll() is not None:
             raise RuntimeError(f"dockerd in {self.netns} exited: {(self.work / 'dockerd.log').read_text()[-2000:]}")
 
@@ -90,8 +112,11 @@ def _subnet() -> str:
 
 
 def _mounts_under(path: Path) -> list[str]:
-    return [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-            if line.split()[1].startswith(str(path))]
+    return [
+        line.split()[1]
+        for line in Path("/proc/mounts").read_text().splitlines()
+        if line.split()[1].startswith(str(path))
+    ]
 
 
 @contextlib.contextmanager
@@ -172,9 +197,18 @@ def apply_container(host: DockerHost, inputs: dict, image: str) -> None:
         argv += ["-e", env]
     check = inputs["healthcheck"]
     kind, *test = check["tests"]
-    argv += ["--health-cmd", test[0] if kind == "CMD-SHELL" else " ".join(test), "--health-interval", check["interval"],
-             "--health-timeout", check["timeout"], "--health-retries", str(int(check["retries"])),
-             "--health-start-period", check["startPeriod"]]
+    argv += [
+        "--health-cmd",
+        test[0] if kind == "CMD-SHELL" else " ".join(test),
+        "--health-interval",
+        check["interval"],
+        "--health-timeout",
+        check["timeout"],
+        "--health-retries",
+        str(int(check["retries"])),
+        "--health-start-period",
+        check["startPeriod"],
+    ]
     entrypoints = inputs.get("entrypoints") or []
     if entrypoints:
         argv += ["--entrypoint", entrypoints[0]]

@@ -2,6 +2,7 @@
 scripts/build-local-images, the compose file `render --compose` writes, a fake Riot API container on the
 stack's own network. The runner talks only to the 127.0.0.1 ports the stack publishes; the containers talk
 only to each other."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,10 +19,10 @@ from pathlib import Path
 import requests
 import yaml
 
-from infra.definition.load import load_definition, require
-from infra.render.images import app_image_name
 from infra.cli.localstack import LocalStack, sample_overlay
+from infra.definition.load import load_definition, require
 from infra.plan.services import broker_hosts
+from infra.render.images import app_image_name
 from tests.support.rabbit_node import ManagementAPI, free_ports
 from tests.support.rabbit_series import current as current_series
 from tests.support.stacks import TEST_SECRETS
@@ -31,10 +32,30 @@ REPO = Path(__file__).resolve().parents[2]
 # RABBITMQ_SERIES=4.0: the local stack's broker on the trixie image (scripts/build-local-images builds it)
 SERIES_OVERLAYS = {"4.0": (REPO / "stacks" / "overlays" / "rabbitmq-4.0.yaml",)}
 PLAYERS = [  # every match id is unique across players: the fake serves the fixture under each id
-    {"game_name": "Flow", "tag_line": "EUW", "puuid": "puuid-e2e-flow", "match_ids": [f"EUW1_1{i:03d}" for i in range(6)]},
-    {"game_name": "Crash", "tag_line": "EUW", "puuid": "puuid-e2e-crash", "match_ids": [f"EUW1_2{i:03d}" for i in range(8)]},
-    {"game_name": "Kill", "tag_line": "EUW", "puuid": "puuid-e2e-kill", "match_ids": [f"EUW1_3{i:03d}" for i in range(8)]},
-    {"game_name": "Restart", "tag_line": "EUW", "puuid": "puuid-e2e-restart", "match_ids": [f"EUW1_4{i:03d}" for i in range(8)]},
+    {
+        "game_name": "Flow",
+        "tag_line": "EUW",
+        "puuid": "puuid-e2e-flow",
+        "match_ids": [f"EUW1_1{i:03d}" for i in range(6)],
+    },
+    {
+        "game_name": "Crash",
+        "tag_line": "EUW",
+        "puuid": "puuid-e2e-crash",
+        "match_ids": [f"EUW1_2{i:03d}" for i in range(8)],
+    },
+    {
+        "game_name": "Kill",
+        "tag_line": "EUW",
+        "puuid": "puuid-e2e-kill",
+        "match_ids": [f"EUW1_3{i:03d}" for i in range(8)],
+    },
+    {
+        "game_name": "Restart",
+        "tag_line": "EUW",
+        "puuid": "puuid-e2e-restart",
+        "match_ids": [f"EUW1_4{i:03d}" for i in range(8)],
+    },
 ]
 
 
@@ -66,12 +87,16 @@ class E2EStack:
 
     @property
     def management(self) -> ManagementAPI:
-        return ManagementAPI(f"http://127.0.0.1:{self.ports['management']}/api", "admin",
-                             self.secrets["rabbitmqAdminPassword"])
+        return ManagementAPI(
+            f"http://127.0.0.1:{self.ports['management']}/api", "admin", self.secrets["rabbitmqAdminPassword"]
+        )
 
     def sync(self, player: dict) -> str:
-        response = requests.post(self.url("/api/players/sync"), timeout=30, json={
-            "game_name": player["game_name"], "tag_line": player["tag_line"], "region": "euw1"})
+        response = requests.post(
+            self.url("/api/players/sync"),
+            timeout=30,
+            json={"game_name": player["game_name"], "tag_line": player["tag_line"], "region": "euw1"},
+        )
         assert response.status_code == 202, response.text
         return response.json()["job_id"]
 
@@ -85,6 +110,7 @@ class E2EStack:
             except requests.RequestException:  # the web may be reconnecting to a restarting broker
                 return None
             return job if job["status"] in ("complete", "failed") else None
+
         return wait_for(done, timeout, f"job {job_id} settled", interval=1.0)
 
     def sql(self, query: str) -> list[str]:
@@ -102,9 +128,24 @@ def fake_riot(project: str, name: str, config_dir: Path, config: dict) -> None:
     config_dir.chmod(0o755)
     (config_dir / "config.json").chmod(0o644)
     app_image = app_image_name(require(load_definition(stack="local")).app, REPO)
-    docker("run", "-d", "--name", name, "--network", f"{project}_stack", "--network-alias", "fake-riot",
-           "-v", f"{config_dir}:/e2e-config:ro", app_image,
-           "python", "-m", "sample_riot", "--config", "/e2e-config/config.json")
+    docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        f"{project}_stack",
+        "--network-alias",
+        "fake-riot",
+        "-v",
+        f"{config_dir}:/e2e-config:ro",
+        app_image,
+        "python",
+        "-m",
+        "sample_riot",
+        "--config",
+        "/e2e-config/config.json",
+    )
 
 
 class ImagesMissing(Exception):
@@ -113,8 +154,12 @@ class ImagesMissing(Exception):
 
 def require_images(stack: str, overlays: tuple = ()) -> None:
     definition = require(load_definition(stack=stack, overlays=overlays))
-    images = [definition.broker.image, definition.app.database.image, definition.app.base_image,
-              app_image_name(definition.app, REPO)]
+    images = [
+        definition.broker.image,
+        definition.app.database.image,
+        definition.app.base_image,
+        app_image_name(definition.app, REPO),
+    ]
     missing = [i for i in images if subprocess.run(["docker", "image", "inspect", i], capture_output=True).returncode]
     if missing:  # fail loudly: a skipped end-to-end test proves nothing
         raise ImagesMissing(f"local images missing ({', '.join(missing)}): run `make images` (make test does)")
@@ -129,8 +174,11 @@ def free_port_blocks(count: int, width: int, attempts: int = 200) -> list[int]:
             return found
         (start,) = free_ports(1)
         block = range(start, start + width)
-        if block[-1] < 65536 and not any(p in range(f, f + width) for f in found for p in block) \
-                and all(_bindable(p) for p in block):
+        if (
+            block[-1] < 65536
+            and not any(p in range(f, f + width) for f in found for p in block)
+            and all(_bindable(p) for p in block)
+        ):
             found.append(start)
     raise RuntimeError(f"no {count} free blocks of {width} ports after {attempts} attempts")
 
@@ -159,18 +207,37 @@ def running_stack(players: list[dict] | None, slow: dict[str, float], project: s
     work = Path(tempfile.mkdtemp(prefix="e2e-"))
     work.chmod(0o755)
     overlay = work / "overlay.yaml"
-    overlay.write_text(yaml.safe_dump({
-        "broker": {"nodes": nodes, "listeners": {"bind": "127.0.0.1", "amqp": amqp, "management": management,
-                                                 "prometheus": prometheus}},
-        "app": {"web": {"port": web}, **({} if players is None else {"riot_api_base_url": "http://fake-riot:8080/{routing}"})},
-    }))
+    overlay.write_text(
+        yaml.safe_dump(
+            {
+                "broker": {
+                    "nodes": nodes,
+                    "listeners": {
+                        "bind": "127.0.0.1",
+                        "amqp": amqp,
+                        "management": management,
+                        "prometheus": prometheus,
+                    },
+                },
+                "app": {
+                    "web": {"port": web},
+                    **({} if players is None else {"riot_api_base_url": "http://fake-riot:8080/{routing}"}),
+                },
+            }
+        )
+    )
     secrets_file = work / "secrets.yaml"
     secrets_file.write_text(yaml.safe_dump({} if players is None else {"riotApiKey": TEST_SECRETS["riotApiKey"]}))
     secrets_file.chmod(0o600)
     sample = sample_overlay("local", work / "out", secrets_file)
     assert (sample is None) == (players is not None)
-    local = LocalStack("local", work / "out", project, secrets=secrets_file,
-                       overlays=(*series_overlays, overlay) + ((sample,) if sample else ()))
+    local = LocalStack(
+        "local",
+        work / "out",
+        project,
+        secrets=secrets_file,
+        overlays=(*series_overlays, overlay) + ((sample,) if sample else ()),
+    )
     fake = f"{project}-fake-riot"
     try:
         local.render()

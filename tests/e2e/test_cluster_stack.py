@@ -2,6 +2,7 @@
 cluster, every quorum queue on all three, and the node leading the task queues crashed mid-batch (SIGKILL
 to its container's main process from the host): the app fails over, the job completes once, and Docker's
 restart policy brings the node back into the cluster."""
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,10 @@ def running(stack) -> set[str]:
 
 
 def members_online(stack) -> bool:
-    return all(sorted(stack.management.get(f"queues/%2F/{q}").get("online", [])) ==
-               [f"rabbit@{n}" for n in NODES] for q in TASK_QUEUES)
+    return all(
+        sorted(stack.management.get(f"queues/%2F/{q}").get("online", [])) == [f"rabbit@{n}" for n in NODES]
+        for q in TASK_QUEUES
+    )
 
 
 def whole(stack) -> bool:
@@ -67,6 +70,10 @@ def test_the_task_queues_leader_crashes_mid_batch_and_nothing_is_lost(cluster_st
     mid_batch(stack, job_id)
     os.kill(int(docker("inspect", "-f", "{{.State.Pid}}", container)), signal.SIGKILL)
     assert_complete_once(stack, job_id, p)
-    wait_for(lambda: int(docker("inspect", "-f", "{{.RestartCount}}", container)) > restarts, 120,
-             "the restart policy restarting the node", interval=1.0)
+    wait_for(
+        lambda: int(docker("inspect", "-f", "{{.RestartCount}}", container)) > restarts,
+        120,
+        "the restart policy restarting the node",
+        interval=1.0,
+    )
     wait_for(lambda: whole(stack), 180, "the node back in the cluster", interval=1.0)

@@ -1,5 +1,6 @@
 """A fresh clone's first run: no Riot key anywhere, and `make local`'s stack comes up healthy on its own sample
 Riot API service, which a sync then reaches end to end (web → broker → workers → PostgreSQL)."""
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ declares for them (its registrations under mocks, applied with the Docker CLI on
 quorum queue declared through the management URL the program gives its rabbitmq provider gets a member on
 every host; a message published through one host is read through another; and from a fourth Docker host,
 the app's, every URL of the app's failover list reaches a node's AMQP listener."""
+
 from __future__ import annotations
 
 import json
@@ -12,14 +13,14 @@ from dataclasses import dataclass
 import pulumi
 import pytest
 
-from infra.pulumi import program
 from infra.definition.load import load_definition, require
+from infra.pulumi import program
 from infra.pulumi.preview import run
 from tests.e2e.docker_hosts import apply_container, docker_hosts
-from tests.unit.program.test_program import unwrap, with_config
 from tests.support.rabbit_node import ManagementAPI
 from tests.support.stacks import TEST_SECRETS
 from tests.support.waiting import wait_for
+from tests.unit.program.test_program import unwrap, with_config
 
 pytestmark = pytest.mark.e2e
 
@@ -39,8 +40,11 @@ def unwrapped(value):
 def declared(hosts, work):
     """The program under mocks for a three-node stack whose `broker.hosts` are these Docker hosts."""
     overlay = work / "hosts.yaml"
-    overlay.write_text(json.dumps({"broker": {"nodes": 3, "image": IMAGE, "hosts": [
-        {"docker": h.url, "address": h.address} for h in hosts]}}))
+    overlay.write_text(
+        json.dumps(
+            {"broker": {"nodes": 3, "image": IMAGE, "hosts": [{"docker": h.url, "address": h.address} for h in hosts]}}
+        )
+    )
     definition = require(load_definition(stack="dev", overlays=(overlay,)))
     with_config(TEST_SECRETS)
     try:
@@ -59,9 +63,18 @@ def amqp_answers(app_host, hosts_entries: list[dict], endpoint: str) -> bool:
     `endpoint` (host:port); a broker answers with a Connection.Start frame (type 1, channel 0, class 10,
     method 10)."""
     host, port = endpoint.rsplit(":", 1)
-    reply = app_host.docker("run", "--rm", *(f"--add-host={h['host']}:{h['ip']}" for h in hosts_entries),
-                            "--entrypoint", "bash", IMAGE, "-c", f"exec 3<>/dev/tcp/{host}/{port} && "
-                            r"printf 'AMQP\0\0\11\1' >&3 && head -c 11 <&3 | od -An -tx1", timeout=60).split()
+    reply = app_host.docker(
+        "run",
+        "--rm",
+        *(f"--add-host={h['host']}:{h['ip']}" for h in hosts_entries),
+        "--entrypoint",
+        "bash",
+        IMAGE,
+        "-c",
+        f"exec 3<>/dev/tcp/{host}/{port} && "
+        r"printf 'AMQP\0\0\11\1' >&3 && head -c 11 <&3 | od -An -tx1",
+        timeout=60,
+    ).split()
     return reply[:3] == ["01", "00", "00"] and reply[7:] == ["00", "0a", "00", "0a"]
 
 
@@ -74,8 +87,9 @@ class Cluster:
 
     def running(self) -> set:
         """The nodes node 1 sees running; empty until its rabbit app runs (the health check is a ping)."""
-        status = self.hosts[0].docker("exec", self.containers[0], "rabbitmqctl", "cluster_status", "--formatter",
-                                      "json", timeout=60, check=False)
+        status = self.hosts[0].docker(
+            "exec", self.containers[0], "rabbitmqctl", "cluster_status", "--formatter", "json", timeout=60, check=False
+        )
         return set(json.loads(status)["running_nodes"]) if status.startswith("{") else set()
 
 
@@ -110,13 +124,16 @@ NODES = {f"rabbit@rabbitmq-{i}" for i in (1, 2, 3)}
 def test_the_nodes_find_each_other_by_name_on_their_hosts_and_form_one_cluster(cluster):
     for i, host in enumerate(cluster.hosts[1:], start=2):  # the peers' names at their hosts' addresses
         name = f"rabbitmq-{i}"
-        assert cluster.hosts[0].docker("exec", cluster.containers[0], "getent", "hosts", name).split() == \
-            [host.address, name]
+        assert cluster.hosts[0].docker("exec", cluster.containers[0], "getent", "hosts", name).split() == [
+            host.address,
+            name,
+        ]
     try:
         wait_for(lambda: cluster.running() == NODES, 180, "three running nodes")
     except AssertionError:
-        raise AssertionError("\n".join(host.logs(name) for host, name in zip(cluster.hosts, cluster.containers))) \
-            from None
+        raise AssertionError(
+            "\n".join(host.logs(name) for host, name in zip(cluster.hosts, cluster.containers))
+        ) from None
 
 
 def test_a_quorum_queue_gets_a_member_on_every_host_and_messages_cross_them(cluster):
@@ -127,20 +144,32 @@ def test_a_quorum_queue_gets_a_member_on_every_host_and_messages_cross_them(clus
     api = ManagementAPI(f"{provider['endpoint']}/api", *admin)
     # the nodes boot with the admin user alone: a vhost and the admin's permissions in it first, as the
     # Topology component creates them
-    for path, body in (("vhosts/probe", {}),
-                       ("permissions/probe/admin", {"configure": ".*", "write": ".*", "read": ".*"}),
-                       ("queues/probe/hosts-probe", {"durable": True, "arguments": {"x-queue-type": "quorum"}})):
+    for path, body in (
+        ("vhosts/probe", {}),
+        ("permissions/probe/admin", {"configure": ".*", "write": ".*", "read": ".*"}),
+        ("queues/probe/hosts-probe", {"durable": True, "arguments": {"x-queue-type": "quorum"}}),
+    ):
         api.session.put(f"{api.base}/{path}", json=body, timeout=30).raise_for_status()
     queue = wait_for(lambda: (q := api.get("queues/probe/hosts-probe")).get("members") and q, 30, "queue members")
     assert set(queue["members"]) == NODES
 
     second, third = (ManagementAPI(f"http://{h.address}:15672/api", *admin) for h in cluster.hosts[1:])
-    published = second.session.post(f"{second.base}/exchanges/probe/amq.default/publish", json={
-        "properties": {"delivery_mode": 2}, "routing_key": "hosts-probe", "payload": "across hosts",
-        "payload_encoding": "string"}, timeout=30)
+    published = second.session.post(
+        f"{second.base}/exchanges/probe/amq.default/publish",
+        json={
+            "properties": {"delivery_mode": 2},
+            "routing_key": "hosts-probe",
+            "payload": "across hosts",
+            "payload_encoding": "string",
+        },
+        timeout=30,
+    )
     assert published.json() == {"routed": True}
-    got = third.session.post(f"{third.base}/queues/probe/hosts-probe/get", json={
-        "count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"}, timeout=30).json()
+    got = third.session.post(
+        f"{third.base}/queues/probe/hosts-probe/get",
+        json={"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"},
+        timeout=30,
+    ).json()
     assert [m["payload"] for m in got] == ["across hosts"]
 
 

@@ -1,6 +1,7 @@
 """The local stack end to end on the real Docker engine: healthy from nothing, the broker as the definition
 says, a sync stored in PostgreSQL by the worker containers, and the faults: a killed worker container, a
 crashed one (restart policy), a restarted broker, a TTL changed in place, the stack down and up again."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ import signal
 import pytest
 
 from tests.e2e.harness import PLAYERS, docker
-from tests.support.waiting import wait_for
 from tests.support.live import expected_topology, live_topology, without_celerys_own
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -25,18 +26,24 @@ def stored(stack, p: dict) -> dict:
     ids = ",".join(f"'{m}'" for m in p["match_ids"])
     return {
         "matches": stack.count("matches_match", f"WHERE match_id IN ({ids})"),
-        "timelines": stack.count("matches_timeline t JOIN matches_match m ON t.match_id = m.id",
-                                 f"WHERE m.match_id IN ({ids})"),
-        "participants": stack.count("matches_participant x JOIN matches_match m ON x.match_id = m.id",
-                                    f"WHERE m.match_id IN ({ids})"),
+        "timelines": stack.count(
+            "matches_timeline t JOIN matches_match m ON t.match_id = m.id", f"WHERE m.match_id IN ({ids})"
+        ),
+        "participants": stack.count(
+            "matches_participant x JOIN matches_match m ON x.match_id = m.id", f"WHERE m.match_id IN ({ids})"
+        ),
     }
 
 
 def assert_complete_once(stack, job_id: str, p: dict) -> None:
     job = stack.wait_job(job_id)
     n = len(p["match_ids"])
-    assert (job["status"], job["matches_found"], job["matches_processed"], job["matches_failed"]) == \
-        ("complete", n, n, 0), job
+    assert (job["status"], job["matches_found"], job["matches_processed"], job["matches_failed"]) == (
+        "complete",
+        n,
+        n,
+        0,
+    ), job
     counts = stored(stack, p)
     assert counts["matches"] == n and counts["timelines"] == n, counts
     assert counts["participants"] == 10 * n, counts  # the fixture's ten participants, once each
@@ -44,17 +51,26 @@ def assert_complete_once(stack, job_id: str, p: dict) -> None:
 
 def mid_batch(stack, job_id: str, at_least: int = 2) -> None:
     """Until the job is under way: some matches processed, not all."""
+
     def under_way():
         job = stack.job(job_id)
         return at_least <= job["matches_processed"] < job["matches_found"]
+
     wait_for(under_way, 120, f"job {job_id} half done", interval=0.3)
 
 
 def test_the_stack_comes_up_healthy_with_the_broker_as_defined(e2e_stack):
     stack = e2e_stack
     assert set(stack.local.health().values()) == {"healthy"}
-    assert set(stack.local.health()) == {"rabbitmq", "postgres", "web", "beat", "worker-sync", "worker-matches",
-                                         "worker-background"}
+    assert set(stack.local.health()) == {
+        "rabbitmq",
+        "postgres",
+        "web",
+        "beat",
+        "worker-sync",
+        "worker-matches",
+        "worker-background",
+    }
     definitions = json.loads((stack.local.out / "definitions.json").read_text())
     # the series the stack says (RABBITMQ_SERIES=4.0 lays stacks/overlays/rabbitmq-4.0.yaml over it)
     assert stack.management.get("overview")["rabbitmq_version"].startswith(stack.local.plan.broker.version + ".")
@@ -99,8 +115,12 @@ def test_a_crashed_worker_is_restarted_by_its_policy_and_its_tasks_complete_once
     job_id = stack.sync(p)
     mid_batch(stack, job_id)
     os.kill(int(docker("inspect", "-f", "{{.State.Pid}}", worker)), signal.SIGKILL)
-    wait_for(lambda: int(docker("inspect", "-f", "{{.RestartCount}}", worker)) > restarts, 60,
-             "the restart policy restarting the worker", interval=1.0)
+    wait_for(
+        lambda: int(docker("inspect", "-f", "{{.RestartCount}}", worker)) > restarts,
+        60,
+        "the restart policy restarting the worker",
+        interval=1.0,
+    )
     assert_complete_once(stack, job_id, p)
 
 
@@ -126,8 +146,14 @@ def test_a_ttl_change_applies_in_place_and_data_survives_down_and_up(e2e_stack):
     stack.local.render()
     stack.local.up()
     stack.local.apply_topology()
-    policy = wait_for(lambda: (lambda q: q if q.get("effective_policy_definition", {}).get("message-ttl") == 3600000
-                               else None)(stack.management.get("queues/%2F/player_sync")), 30, "the new TTL in effect", interval=1.0)
+    policy = wait_for(
+        lambda: (lambda q: q if q.get("effective_policy_definition", {}).get("message-ttl") == 3600000 else None)(
+            stack.management.get("queues/%2F/player_sync")
+        ),
+        30,
+        "the new TTL in effect",
+        interval=1.0,
+    )
     assert policy["policy"] == "queue.player_sync"
     assert docker("inspect", "-f", "{{.Id}} {{.State.StartedAt}}", broker) == started  # not replaced, not restarted
 

@@ -3,6 +3,7 @@
 `up` from nothing, a second `up` that changes nothing, `refresh`, a config change, `destroy`; a secret never
 reaches the state in plaintext. The program needs no resource plugin (the Go module proxy serves none yet): a
 component, a child of it, config and a secret output exercise the engine, the language host and the SDK."""
+
 from __future__ import annotations
 
 import textwrap
@@ -14,7 +15,7 @@ from infra.pulumi import deploy
 
 pytestmark = pytest.mark.pulumi
 
-PROGRAM = '''
+PROGRAM = """
 import pulumi
 
 class Box(pulumi.ComponentResource):
@@ -28,7 +29,7 @@ box = Box("box", config.require_int("size"))
 Box("box-inner", 1, pulumi.ResourceOptions(parent=box))
 pulumi.export("size", box.size)
 pulumi.export("password", config.require_secret("password"))
-'''
+"""
 SECRET = "correct-horse-battery-staple-4711"
 
 
@@ -43,8 +44,13 @@ def stack(pulumi_cli, tmp_path, monkeypatch):
     (project / "Pulumi.yaml").write_text("name: enginecheck\nruntime: python\n")
     (project / "__main__.py").write_text(textwrap.dedent(PROGRAM))
     env = deploy.environment()
-    stack = auto.create_or_select_stack("test", work_dir=str(project), opts=auto.LocalWorkspaceOptions(
-        pulumi_command=deploy.pulumi_command(), env_vars=env.env_vars, secrets_provider="passphrase"))
+    stack = auto.create_or_select_stack(
+        "test",
+        work_dir=str(project),
+        opts=auto.LocalWorkspaceOptions(
+            pulumi_command=deploy.pulumi_command(), env_vars=env.env_vars, secrets_provider="passphrase"
+        ),
+    )
     stack.set_config("size", auto.ConfigValue("3"))
     stack.set_config("password", auto.ConfigValue(SECRET, secret=True))
     yield stack

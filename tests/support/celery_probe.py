@@ -3,6 +3,7 @@
 
 `celery -A tests.support.celery_probe worker ...`, with CELERY_BROKER_URL, CELERY_TOPOLOGY_FILE, PROBE_LOG.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,9 +15,14 @@ from celery import Celery
 from config.topology import celery_settings, load
 
 app = Celery("probe", broker=os.environ.get("CELERY_BROKER_URL"))
-app.conf.update(celery_settings(load(os.environ["CELERY_TOPOLOGY_FILE"])), task_acks_late=True,
-                worker_prefetch_multiplier=1, task_ignore_result=True, broker_connection_retry_on_startup=True,
-                worker_hijack_root_logger=False)
+app.conf.update(
+    celery_settings(load(os.environ["CELERY_TOPOLOGY_FILE"])),
+    task_acks_late=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
 
 
 def _record(entry: dict) -> None:

@@ -1,5 +1,6 @@
 """A real Prometheus (Debian's) on a loopback port, for the monitoring tests: started on a rendered
 prometheus.yml, ready before it is handed out, stopped afterwards. Every wait is bounded."""
+
 from __future__ import annotations
 
 import contextlib
@@ -28,9 +29,17 @@ def running_prometheus(config: Path, work: Path, timeout: float = 45) -> Iterato
         raise RuntimeError("prometheus is not installed (make prometheus)")
     port = free_ports(1)[0]
     with open(work / "prometheus.log", "wb") as log:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={work / 'data'}",
-                                    f"--web.listen-address=127.0.0.1:{port}"],
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={work / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _ready(base), timeout, "prometheus ready", interval=0.5)

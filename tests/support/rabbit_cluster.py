@@ -4,6 +4,7 @@ Each node is rendered from the same definition with `broker.nodes: N` over it, s
 own clustering: classic-config peer discovery over every node's name, the shared Erlang cookie, and
 `cluster_partition_handling = pause_minority`; each has its own ports and data. Every wait is bounded.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -31,15 +32,20 @@ class RabbitCluster:
         self.names = tuple(node_name() for _ in range(size))
         width = len(fields(Ports))
         ports = free_ports(width * size)  # all at once: ports picked one node at a time could repeat
-        node_ports = [Ports(*ports[width * i:width * (i + 1)]) for i in range(size)]
+        node_ports = [Ports(*ports[width * i : width * (i + 1)]) for i in range(size)]
         first = render_for_node(node_ports[0], stack=stack, overlays=(overlay, *overlays), node_names=self.names)
         # the others with the first one's secrets: the same passwords, cookie and (with TLS) CA and certificates
         self.rendered: list[Rendered] = [first] + [
-            render_for_node(p, stack=stack, overlays=(overlay, *overlays), node_names=self.names,
-                            passwords=first.passwords) for p in node_ports[1:]]
+            render_for_node(
+                p, stack=stack, overlays=(overlay, *overlays), node_names=self.names, passwords=first.passwords
+            )
+            for p in node_ports[1:]
+        ]
         self.tls = first.plan.broker.client_scheme == "amqps"
-        self.nodes: list[RabbitNode] = [node_class(r.config_dir, p, name, tls_only=not r.plan.broker.plain)
-                                        for r, p, name in zip(self.rendered, node_ports, self.names)]
+        self.nodes: list[RabbitNode] = [
+            node_class(r.config_dir, p, name, tls_only=not r.plan.broker.plain)
+            for r, p, name in zip(self.rendered, node_ports, self.names)
+        ]
 
     # -- life cycle --------------------------------------------------------------------------------
     def start(self) -> "RabbitCluster":
@@ -93,6 +99,7 @@ class RabbitCluster:
                 return len(self.running_nodes()) == count
             except requests.RequestException:  # a node paused by pause_minority serves no API until it resumes
                 return False
+
         wait_for(running, timeout, f"{count} nodes running in the cluster", interval=0.5)
 
     def queue(self, name: str, vhost: str = "/", via: RabbitNode | None = None) -> dict:
@@ -106,8 +113,10 @@ class RabbitCluster:
 
     def wait_members_online(self, queues: list[str], vhost: str = "/", timeout: float = 120) -> None:
         """Every quorum queue has all its members online again (a restarted node caught up)."""
+
         def all_online() -> bool:
             return all(set(self.queue(q, vhost).get("online", [])) == set(self.names) for q in queues)
+
         wait_for(all_online, timeout, f"members of {queues} online on {len(self.names)} nodes", interval=0.5)
 
     # -- clients -----------------------------------------------------------------------------------
@@ -116,15 +125,21 @@ class RabbitCluster:
         each node's AMQPS port when the stack has TLS."""
         password = quote(self.rendered[0].password(user), safe="")
         scheme = "amqps" if self.tls else "amqp"
-        return ";".join(f"{scheme}://{quote(user, safe='')}:{password}@127.0.0.1:"
-                        f"{n.ports.amqps if self.tls else n.ports.amqp}/{quote(vhost, safe='')}"
-                        for n in (order or self.nodes))
+        return ";".join(
+            f"{scheme}://{quote(user, safe='')}:{password}@127.0.0.1:"
+            f"{n.ports.amqps if self.tls else n.ports.amqp}/{quote(vhost, safe='')}"
+            for n in (order or self.nodes)
+        )
 
     def apply_topology(self) -> None:
         """The full definitions.json, POSTed once every node has joined (the nodes booted with the admin
         alone), so each quorum queue gets a member on every node."""
         rendered, api = self.rendered[0], self.api()
-        response = api.session.post(f"{api.base}/definitions", timeout=120, verify=api.verify,
-                                    data=(rendered.config_dir / "definitions.json").read_bytes(),
-                                    headers={"Content-Type": "application/json"})
+        response = api.session.post(
+            f"{api.base}/definitions",
+            timeout=120,
+            verify=api.verify,
+            data=(rendered.config_dir / "definitions.json").read_bytes(),
+            headers={"Content-Type": "application/json"},
+        )
         assert response.status_code in (200, 201, 204), response.text

@@ -5,6 +5,7 @@ The node reads the files `python -m infra render --target host` writes. It runs 
 the tests run as root (its data dirs are owned by that user), as the current user otherwise. Every wait
 is bounded; `kill()` is SIGKILL to the node's whole process group, for fault tests.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -65,9 +66,11 @@ class Ports:
     def overlay(self) -> str:
         """A definition overlay that puts the node's listeners on these ports, on loopback (the TLS ones
         too: they listen only when the definition enables TLS)."""
-        return ("broker:\n  listeners:\n    bind: 127.0.0.1\n"
-                f"    amqp: {self.amqp}\n    management: {self.management}\n    prometheus: {self.prometheus}\n"
-                f"  tls:\n    amqps: {self.amqps}\n    management: {self.management_tls}\n")
+        return (
+            "broker:\n  listeners:\n    bind: 127.0.0.1\n"
+            f"    amqp: {self.amqp}\n    management: {self.management}\n    prometheus: {self.prometheus}\n"
+            f"  tls:\n    amqps: {self.amqps}\n    management: {self.management_tls}\n"
+        )
 
 
 def node_name() -> str:
@@ -80,8 +83,14 @@ class BootFailed(RuntimeError):
 
 
 class RabbitNode:
-    def __init__(self, config_dir: Path, ports: Ports, name: str | None = None, tls_only: bool = False,
-                 series: Series | None = None):
+    def __init__(
+        self,
+        config_dir: Path,
+        ports: Ports,
+        name: str | None = None,
+        tls_only: bool = False,
+        series: Series | None = None,
+    ):
         """`config_dir` holds rabbitmq.conf, enabled_plugins and definitions.json, rendered with
         `--target host --out config_dir` (so the conf points at config_dir/definitions.json), and, for a
         cluster's node, the rendered erlang.cookie, which becomes the node's (and its CLI tools') cookie.
@@ -143,8 +152,14 @@ class RabbitNode:
     # -- life cycle --------------------------------------------------------------------------------
     def start(self) -> "RabbitNode":
         log = open(self.base / "log" / "console.out", "ab")
-        self.process = subprocess.Popen(self._argv("rabbitmq-server"), env=self.env, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True, **self._popen_kwargs())
+        self.process = subprocess.Popen(
+            self._argv("rabbitmq-server"),
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **self._popen_kwargs(),
+        )
         log.close()
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         while not all(port_open("127.0.0.1", port) for port in self.listening):
@@ -162,8 +177,14 @@ class RabbitNode:
 
     def ctl(self, tool: str, *args: str, check: bool = True, timeout: float = 90) -> str:
         """Run rabbitmqctl / rabbitmq-diagnostics / rabbitmq-queues against this node."""
-        result = subprocess.run([*self._argv(tool), *args], env=self.env, capture_output=True, text=True,
-                                timeout=timeout, **self._popen_kwargs())
+        result = subprocess.run(
+            [*self._argv(tool), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **self._popen_kwargs(),
+        )
         if check and result.returncode != 0:
             raise RuntimeError(f"{tool} {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
         return result.stdout
@@ -200,8 +221,12 @@ class RabbitNode:
     def api(self, user: str, password: str) -> "ManagementAPI":
         """The management API: over HTTPS, verified with the stack's CA, when the plain listener is off."""
         if self.tls_only:
-            return ManagementAPI(f"https://127.0.0.1:{self.ports.management_tls}/api", user, password,
-                                 verify=str(self.tls_dir / "ca.pem"))
+            return ManagementAPI(
+                f"https://127.0.0.1:{self.ports.management_tls}/api",
+                user,
+                password,
+                verify=str(self.tls_dir / "ca.pem"),
+            )
         return ManagementAPI(f"http://127.0.0.1:{self.ports.management}/api", user, password)
 
     def client_tls_context(self, cert: str | None = "client") -> ssl.SSLContext:
@@ -217,9 +242,14 @@ class RabbitNode:
         credentials = pika.PlainCredentials(user, password)
         if self.tls_dir is None:
             return pika.ConnectionParameters("127.0.0.1", self.ports.amqp, vhost, credentials, **kwargs)
-        return pika.ConnectionParameters("127.0.0.1", self.ports.amqps, vhost, credentials,
-                                         ssl_options=pika.SSLOptions(self.client_tls_context(), "127.0.0.1"),
-                                         **kwargs)
+        return pika.ConnectionParameters(
+            "127.0.0.1",
+            self.ports.amqps,
+            vhost,
+            credentials,
+            ssl_options=pika.SSLOptions(self.client_tls_context(), "127.0.0.1"),
+            **kwargs,
+        )
 
 
 class ManagementAPI:

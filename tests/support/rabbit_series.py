@@ -6,6 +6,7 @@ than the host's, so the node and its CLI tools run chrooted there, in a private 
 the host's temp directory (where the rendered files and the node's data are) at the same path. Stacks
 rendered for a 4.0 node get `broker.version: "4.0"`, so they are validated against what 4.0 supports.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,8 +58,10 @@ class Series:
         tmp = tempfile.gettempdir()
         user = [f"--userspec={run_as[0]}:{run_as[1]}", "--groups="] if run_as else []
         inside = shlex.quote(str(self.root) + tmp)
-        mounts = (f"mkdir -p {inside} && mount --bind {shlex.quote(tmp)} {inside} && "
-                  f"mount -t proc proc {shlex.quote(str(self.root / 'proc'))} && ")
+        mounts = (
+            f"mkdir -p {inside} && mount --bind {shlex.quote(tmp)} {inside} && "
+            f"mount -t proc proc {shlex.quote(str(self.root / 'proc'))} && "
+        )
         chroot = shlex.join(["chroot", *user, str(self.root), script])
         # unshare execs (no fork): the process group and SIGKILL reach the node itself
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts}exec {chroot} "$@"', tool]

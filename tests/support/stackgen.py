@@ -3,6 +3,7 @@
 The same seed gives the same definition. Every queue option is drawn only where its queue type supports
 it, so each generated definition passes validation; the first vhost is Celery's.
 """
+
 from __future__ import annotations
 
 import random
@@ -39,11 +40,13 @@ def generate(seed: int, queues: int, vhosts: int = 1) -> dict:
     names = [f"v{i:02d}" for i in range(vhosts)]
     definition = {
         "environment": "staging",
-        "roles": {"administrator": {"configure": ".*", "write": ".*", "read": ".*"},
-                  "reader": {"read": "^q"}},
+        "roles": {"administrator": {"configure": ".*", "write": ".*", "read": ".*"}, "reader": {"read": "^q"}},
         "users": {
-            "admin": {"password": {"secret": "rabbitmqAdminPassword"}, "tags": ["administrator"],
-                      "permissions": {v: "administrator" for v in names}},
+            "admin": {
+                "password": {"secret": "rabbitmqAdminPassword"},
+                "tags": ["administrator"],
+                "permissions": {v: "administrator" for v in names},
+            },
             "web": {"password": {"secret": "rabbitmqWebPassword"}},
             "beat": {"password": {"secret": "rabbitmqBeatPassword"}},
         },
@@ -52,8 +55,10 @@ def generate(seed: int, queues: int, vhosts: int = 1) -> dict:
     for vi, vname in enumerate(names):
         queues_here = queues // vhosts + (1 if vi < queues % vhosts else 0)
         parking = "parked" if rng.random() < 0.8 or vi == 0 else None
-        vhost = {"exchanges": {"tasks": {"type": "topic"}, "events": {"type": rng.choice(["direct", "fanout"])}},
-                 "queues": {}}
+        vhost = {
+            "exchanges": {"tasks": {"type": "topic"}, "events": {"type": rng.choice(["direct", "fanout"])}},
+            "queues": {},
+        }
         for qi in range(queues_here):
             qtype = rng.choice(["quorum", "quorum", "classic"])
             queue = _queue(rng, qtype, parking)
@@ -67,13 +72,20 @@ def generate(seed: int, queues: int, vhosts: int = 1) -> dict:
         definition["vhosts"][vname] = vhost
         if vi:
             definition["users"][f"reader-{vname}"] = {
-                "password": {"secret": "rabbitmqMonitorPassword"}, "permissions": {vname: "reader"}}
+                "password": {"secret": "rabbitmqMonitorPassword"},
+                "permissions": {vname: "reader"},
+            }
     celery_queues = [q for q, spec in definition["vhosts"][names[0]]["queues"].items() if not spec.get("parking")]
     definition["celery"] = {
-        "vhost": names[0], "web_user": "web", "beat_user": "beat", "default_queue": celery_queues[0],
+        "vhost": names[0],
+        "web_user": "web",
+        "beat_user": "beat",
+        "default_queue": celery_queues[0],
         "routes": {f"tasks.t{i}": q for i, q in enumerate(celery_queues[:20])},
-        "workers": {f"pool{i}": {"queues": celery_queues[i::4], "user": f"worker-pool{i}", "concurrency": 1 + i}
-                    for i in range(min(4, len(celery_queues)))},
+        "workers": {
+            f"pool{i}": {"queues": celery_queues[i::4], "user": f"worker-pool{i}", "concurrency": 1 + i}
+            for i in range(min(4, len(celery_queues)))
+        },
     }
     for pool in definition["celery"]["workers"]:  # a user per pool (one test secret for all of them)
         definition["users"][f"worker-{pool}"] = {"password": {"secret": "rabbitmqWorkerSyncPassword"}}

@@ -1,4 +1,5 @@
 """Render a definition for a throwaway node and boot it: the same core path as `python -m infra render`."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,9 +8,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.render import certs, files as render
 from infra.definition.load import load_definition, require
 from infra.plan.plan import NodeLayout, Plan, build_plan
+from infra.render import certs
+from infra.render import files as render
 
 from .rabbit_node import Ports, RabbitNode
 from .rabbit_series import current as current_series
@@ -50,9 +52,15 @@ class Rendered:
         return self.passwords[self.plan.topology.password_key(user)]
 
 
-def render_for_node(ports: Ports, *, stack: str | None = None, file: Path | None = None,
-                    passwords: dict[str, str] | None = None, overlays: tuple = (),
-                    node_names: tuple[str, ...] = ()) -> Rendered:
+def render_for_node(
+    ports: Ports,
+    *,
+    stack: str | None = None,
+    file: Path | None = None,
+    passwords: dict[str, str] | None = None,
+    overlays: tuple = (),
+    node_names: tuple[str, ...] = (),
+) -> Rendered:
     """Render with an overlay that puts the listeners on `ports` and one that sets the series of the tests'
     nodes (then `overlays`), for a node on this host; `node_names`: on a cluster, every node's name."""
     work = Path(tempfile.mkdtemp(prefix="rendered-"))

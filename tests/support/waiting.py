@@ -1,4 +1,5 @@
 """The one bounded wait of the test suite: poll a condition until it holds or the time is up."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """The benchmarks' pure helpers (bench/stats.py): no broker, no timing."""
+
 import sys
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """The command line as users run it: `python -m infra ...` in a subprocess, exit codes, output."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,10 @@ def test_validate_shipped_stack_exits_0():
 def test_validate_broken_file_exits_2_with_file_line_and_key():
     result = infra("validate", "--file", "tests/data/invalid/ttl-not-a-duration.yaml")
     assert result.returncode == 2
-    assert result.stderr.startswith("tests/data/invalid/ttl-not-a-duration.yaml:17: "
-                                    "vhosts.main.queues.default.ttl: expected a duration such as 90s, 30m or 2h")
+    assert result.stderr.startswith(
+        "tests/data/invalid/ttl-not-a-duration.yaml:17: "
+        "vhosts.main.queues.default.ttl: expected a duration such as 90s, 30m or 2h"
+    )
 
 
 def test_unknown_stack_exits_2_and_names_the_known_ones():

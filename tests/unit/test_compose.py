@@ -1,5 +1,6 @@
 """`render --compose`: the docker-compose file runs the same containers as the Pulumi program, and every
 credential is in a 0600 env file beside it, never in the compose file."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,16 +9,15 @@ import sys
 import pytest
 import yaml
 
-from infra.pulumi import program
-from infra.render import files as render
-from infra.render.compose import compose_file, compose_yaml
 from infra.definition.load import load_definition, require
-from infra.render.compose import TLS_MOUNT
 from infra.plan.plan import APP_TLS_FILES, BROKER_TLS_FILES, build_plan
 from infra.plan.services import BROKER_CONFIG_DIR, CONFIG_DIR
+from infra.pulumi import program
 from infra.pulumi.preview import run
-from tests.unit.program.test_program import unwrap, with_config
+from infra.render import files as render
+from infra.render.compose import TLS_MOUNT, compose_file, compose_yaml
 from tests.support.stacks import TEST_SECRETS
+from tests.unit.program.test_program import unwrap, with_config
 
 
 def render_compose(tmp_path, stack: str) -> tuple[dict, dict]:
@@ -25,8 +25,24 @@ def render_compose(tmp_path, stack: str) -> tuple[dict, dict]:
     secrets.write_text(yaml.safe_dump(TEST_SECRETS))
     secrets.chmod(0o600)
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "infra", "render", "--stack", stack, "--out", str(out),
-                             "--compose", "--secrets", str(secrets)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra",
+            "render",
+            "--stack",
+            stack,
+            "--out",
+            str(out),
+            "--compose",
+            "--secrets",
+            str(secrets),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     files = {p.name: p for p in out.iterdir()}
     return yaml.safe_load(files["docker-compose.yml"].read_text()), files
@@ -74,15 +90,19 @@ def test_compose_services_equal_the_pulumi_containers(tmp_path, stack):
             assert TLS_MOUNT in mounted and service["entrypoint"][:2] == ["sh", "-c"]
             mounted = mounted - {TLS_MOUNT} | tls
         assert mounted == {v["containerPath"] for v in container["volumes"]} | pulumi_files
-        assert service.get("ports", []) == [f"{p['ip']}:{int(p['external'])}:{int(p['internal'])}" for p in container.get("ports", [])]
+        assert service.get("ports", []) == [
+            f"{p['ip']}:{int(p['external'])}:{int(p['internal'])}" for p in container.get("ports", [])
+        ]
         assert unescaped(service["healthcheck"]["test"]) == container["healthcheck"]["tests"]
         assert service["hostname"] == container["hostname"]
     broker, container = compose["services"]["rabbitmq"], containers["broker-container"]
     assert broker["ports"] == [f"{p['ip']}:{int(p['external'])}:{int(p['internal'])}" for p in container["ports"]]
     assert unescaped(broker["healthcheck"]["test"]) == container["healthcheck"]["tests"]
-    assert mount_paths(broker["volumes"]) - {"/run/secrets/definitions.json", TLS_MOUNT} | \
-        {"/etc/rabbitmq/definitions.json"} | broker_tls == \
-        {v["containerPath"] for v in container["volumes"]} | {u["file"] for u in unwrap(container["uploads"])}
+    assert mount_paths(broker["volumes"]) - {"/run/secrets/definitions.json", TLS_MOUNT} | {
+        "/etc/rabbitmq/definitions.json"
+    } | broker_tls == {v["containerPath"] for v in container["volumes"]} | {
+        u["file"] for u in unwrap(container["uploads"])
+    }
 
 
 def test_credentials_live_in_0600_env_files_only(tmp_path):
@@ -112,14 +132,32 @@ def test_credentials_live_in_0600_env_files_only(tmp_path):
     assert files["postgres.env"].read_text() == f"POSTGRES_PASSWORD={TEST_SECRETS['postgresPassword']}\n"
     # the app's services wait for a healthy broker and database; ports only on loopback
     assert compose["services"]["worker-sync"]["depends_on"] == {
-        "rabbitmq": {"condition": "service_healthy"}, "postgres": {"condition": "service_healthy"}}
+        "rabbitmq": {"condition": "service_healthy"},
+        "postgres": {"condition": "service_healthy"},
+    }
     ports = [p for s in compose["services"].values() for p in s.get("ports", [])]
     assert ports and all(p.startswith("127.0.0.1:") for p in ports)
 
 
 def test_compose_with_a_host_target_is_a_usage_error(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "infra", "render", "--stack", "dev", "--out", str(tmp_path),
-                             "--compose", "--target", "host"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra",
+            "render",
+            "--stack",
+            "dev",
+            "--out",
+            str(tmp_path),
+            "--compose",
+            "--target",
+            "host",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 64 and "--compose" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -127,8 +165,9 @@ def test_compose_with_a_host_target_is_a_usage_error(tmp_path):
 def test_a_changed_mounted_file_changes_only_its_services_label():
     """docker-compose does not look inside bind-mounted files: the config digest label makes `up` re-create
     exactly the services whose files changed."""
-    from infra.render import compose, files as render
-    from infra.render import certs
+    from infra.render import certs, compose
+    from infra.render import files as render
+
     plan = build_plan(require(load_definition(stack="staging")))
     values = {**TEST_SECRETS, **certs.issue(plan.broker.tls, {})}
     files = {**render.render_files(plan, TEST_SECRETS), **render.tls_files(plan, values)}
@@ -140,8 +179,13 @@ def test_a_changed_mounted_file_changes_only_its_services_label():
 
     before = labels(files)
     after_celery = labels({**files, "celery.json": files["celery.json"] + " "})
-    assert {n for n in before if before[n] != after_celery[n]} == {"web", "beat", "worker-sync", "worker-matches",
-                                                                   "worker-background"}
+    assert {n for n in before if before[n] != after_celery[n]} == {
+        "web",
+        "beat",
+        "worker-sync",
+        "worker-matches",
+        "worker-background",
+    }
     after_conf = labels({**files, "rabbitmq.conf": files["rabbitmq.conf"] + "\n"})
     assert {n for n in before if before[n] != after_conf[n]} == {"rabbitmq"}
     after_server_cert = labels({**files, "tls/server.pem": "re-issued"})
@@ -164,7 +208,9 @@ def test_a_three_node_stack_is_three_broker_services_the_app_waits_for(tmp_path)
     for i, (name, service) in enumerate(sorted(brokers.items())):
         assert service["hostname"] == name and service["networks"]["stack"]["aliases"] == [name]
         assert f"{name}-data:/var/lib/rabbitmq" in service["volumes"]
-        assert service["ports"] == [f"127.0.0.1:{p + i}:{p}" for p in (b.amqp_port, b.management_port, b.prometheus_port)]
+        assert service["ports"] == [
+            f"127.0.0.1:{p + i}:{p}" for p in (b.amqp_port, b.management_port, b.prometheus_port)
+        ]
         assert "./erlang.cookie:/run/secrets/erlang.cookie:ro" in service["volumes"]
         assert "./boot-definitions.json:/run/secrets/boot-definitions.json:ro" in service["volumes"]
         assert ".erlang.cookie" in service["entrypoint"][2] and "boot-definitions.json" in service["entrypoint"][2]

@@ -1,11 +1,12 @@
 """The stack definition: the shipped stacks, the issue's fragment, and every broken file's exact message."""
+
 from pathlib import Path
 
 import pytest
 
 from infra.cli.main import main
-from infra.definition.load import load_definition
 from infra.definition.findings import format_finding
+from infra.definition.load import load_definition
 
 INVALID = sorted(Path("tests/data/invalid").glob("*.yaml"))
 SEED = {  # the seed's queue characteristics: ttl, max_length, rate_limit (the Riot rate limiter paces the
@@ -26,8 +27,9 @@ def test_shipped_stacks_are_valid_without_warnings(stack):
 def test_base_declares_the_seed_queues_with_the_seed_limits():
     definition = load_definition(stack="dev").definition
     queues = definition.vhosts["/"].queues
-    assert {"default", "player_sync", "match_processing", "timeline_processing", "recovery",
-            "maintenance"} <= set(queues)
+    assert {"default", "player_sync", "match_processing", "timeline_processing", "recovery", "maintenance"} <= set(
+        queues
+    )
     for name, (ttl, max_length, rate) in SEED.items():
         assert (str(queues[name].ttl), queues[name].max_length, queues[name].rate_limit) == (ttl, max_length, rate)
     parking = {name for name, q in queues.items() if q.parking}
@@ -47,7 +49,8 @@ def test_the_issue_fragment_is_accepted_as_written(tmp_path):
     fragment = "      player_sync: {type: quorum, ttl: 2h, max_length: 1000, rate_limit: 10/m, dead_letter: default}\n"
     text = minimal.replace("      parked:", fragment + "      parked:").replace(
         "    all: {queues: [default], user: worker-all}",
-        "    all: {queues: [default, player_sync], user: worker-all}\n  routes: {t.sync: player_sync}")
+        "    all: {queues: [default, player_sync], user: worker-all}\n  routes: {t.sync: player_sync}",
+    )
     path = tmp_path / "fragment.yaml"
     path.write_text(text)
     loaded = load_definition(file=path)
@@ -55,12 +58,15 @@ def test_the_issue_fragment_is_accepted_as_written(tmp_path):
     queue = loaded.definition.vhosts["main"].queues["player_sync"]
     assert (queue.ttl, queue.max_length, queue.rate_limit, queue.dead_letter) == (7_200_000, 1000, "10/m", "default")
     # Accepted, with the seed's pitfall pointed out: `default` is consumed by workers.
-    assert [f.message.split(":")[0] for f in loaded.findings] == ["dead letters go to 'default', a queue workers consume"]
+    assert [f.message.split(":")[0] for f in loaded.findings] == [
+        "dead letters go to 'default', a queue workers consume"
+    ]
 
 
 def expected_lines(path: Path) -> list[str]:
-    return [f"{path}:{line[len('# expect: '):]}" for line in path.read_text().splitlines()
-            if line.startswith("# expect: ")]
+    return [
+        f"{path}:{line[len('# expect: ') :]}" for line in path.read_text().splitlines() if line.startswith("# expect: ")
+    ]
 
 
 def test_there_are_at_least_25_broken_definitions():
@@ -91,5 +97,9 @@ def test_a_quorum_parking_queue_on_4_warns_of_the_default_delivery_limit(tmp_pat
     loaded = load_definition(file=Path("tests/data/valid/minimal.yaml"), overlays=(overlay,))
     assert loaded.ok
     assert [(".".join(map(str, f.path)), f.message.split(":")[0]) for f in loaded.findings] == [
-        ("vhosts.main.queues.parked", "on RabbitMQ 4.0 a quorum queue without delivery_limit drops a message "
-                                      "returned 20 times, and `dead_letters list` returns what it reads")]
+        (
+            "vhosts.main.queues.parked",
+            "on RabbitMQ 4.0 a quorum queue without delivery_limit drops a message "
+            "returned 20 times, and `dead_letters list` returns what it reads",
+        )
+    ]

@@ -1,5 +1,6 @@
 """`python -m infra deploy` where it cannot run `pulumi up`: a clear message and exit 1, never a traceback,
 and nothing written. The CLI download is sent to a closed port on loopback, so no test reaches the internet."""
+
 from __future__ import annotations
 
 import os
@@ -18,11 +19,22 @@ PROJECT_STACKS = ("dev", "staging", "prod", "local")
 
 def run_deploy(*args: str, **env: str) -> subprocess.CompletedProcess:
     (closed,) = free_ports(1)
-    base = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"),
-            "https_proxy": f"http://127.0.0.1:{closed}", "HTTPS_PROXY": f"http://127.0.0.1:{closed}",
-            "no_proxy": "", "NO_PROXY": ""}
-    return subprocess.run([sys.executable, "-m", "infra", "deploy", *args], capture_output=True, text=True,
-                          env={**base, **env}, timeout=120, cwd=REPO)
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "https_proxy": f"http://127.0.0.1:{closed}",
+        "HTTPS_PROXY": f"http://127.0.0.1:{closed}",
+        "no_proxy": "",
+        "NO_PROXY": "",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "infra", "deploy", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **env},
+        timeout=120,
+        cwd=REPO,
+    )
 
 
 def test_without_a_passphrase_it_says_what_to_set_and_writes_nothing():
@@ -66,8 +78,7 @@ def test_an_invalid_definition_stops_before_pulumi():
 
 
 def test_pinned_cli_version_is_the_sdks():
-    pinned = [l for l in (REPO / "requirements.txt").read_text().splitlines()
-              if l.startswith("pulumi==")]
+    pinned = [l for l in (REPO / "requirements.txt").read_text().splitlines() if l.startswith("pulumi==")]
     assert pinned == [f"pulumi=={deploy.PULUMI_VERSION}"]
 
 
@@ -75,6 +86,7 @@ def test_stack_config_files_hold_no_plaintext_secret():
     """stacks/Pulumi.<env>.yaml: one per environment; any secret key in them must be `secure:`."""
     from infra.definition.load import load_definition, require
     from infra.plan.plan import build_plan
+
     for stack in PROJECT_STACKS:
         path = REPO / "stacks" / f"Pulumi.{stack}.yaml"
         config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}

@@ -1,4 +1,5 @@
 """`python -m infra diff`: changes classified by what they do to a running system, on real git history."""
+
 from __future__ import annotations
 
 import shutil
@@ -7,9 +8,9 @@ import subprocess
 import pytest
 import yaml
 
+from infra.definition.load import load_definition, require
 from infra.ops import changes
 from infra.ops.changes import Impact
-from infra.definition.load import load_definition, require
 from infra.plan.plan import build_plan
 from tests.unit.test_cli import infra
 
@@ -45,7 +46,7 @@ def rows(output: str) -> list[tuple[str, str, str]]:
     for line in output.splitlines():
         for impact in ("data loss", "migration", "restart", "in place"):
             if line.startswith(impact + " "):
-                subject, what = line[len(impact):].strip().split("  ", 1)
+                subject, what = line[len(impact) :].strip().split("  ", 1)
                 found.append((impact, subject, what.strip()))
     return found
 
@@ -80,9 +81,11 @@ def test_a_queue_type_change_is_a_migration_and_passes_the_gate(repo):
     assert result.returncode == 0, result.stdout + result.stderr
     found = rows(result.stdout)
     assert found[0][:2] == ("migration", "queue /:timeline_processing")
-    assert found[0][2].startswith("quorum → classic: re-created, its messages moved through "
-                                  "timeline_processing.migrating by `python -m infra migrate` before `pulumi up`; "
-                                  "its consumers pause about")
+    assert found[0][2].startswith(
+        "quorum → classic: re-created, its messages moved through "
+        "timeline_processing.migrating by `python -m infra migrate` before `pulumi up`; "
+        "its consumers pause about"
+    )
     assert all(impact == "in place" for impact, _, _ in found[1:])  # its policy, and the services' celery.json
     assert "1 migration" in result.stdout and "Exit 3" not in result.stdout
 
@@ -90,23 +93,32 @@ def test_a_queue_type_change_is_a_migration_and_passes_the_gate(repo):
 def test_a_rename_is_a_migration_and_not_a_removal(repo):
     dev = repo / "stacks" / "dev.yaml"
     text = dev.read_text()
-    overlay(repo, 'vhosts: {"/": {queues: {maintenance: ~, housekeeping: {type: quorum, renamed_from: maintenance}}}}'
-                  '\ncelery: {routes: {matches.tasks.purge_old_data: housekeeping}, '
-                  'workers: {background: {queues: [default, recovery, housekeeping]}}}')
+    overlay(
+        repo,
+        'vhosts: {"/": {queues: {maintenance: ~, housekeeping: {type: quorum, renamed_from: maintenance}}}}'
+        "\ncelery: {routes: {matches.tasks.purge_old_data: housekeeping}, "
+        "workers: {background: {queues: [default, recovery, housekeeping]}}}",
+    )
     result = diff(repo, "--format", "markdown")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "| 🚚 migration | `queue /:housekeeping` | renamed from maintenance: its messages move here" in result.stdout
     assert "data loss" not in result.stdout and "/:maintenance" not in result.stdout
     dev.write_text(text)
-    overlay(repo, 'vhosts: {"/": {queues: {maintenance: ~, housekeeping: {type: quorum}}}}'
-                  '\ncelery: {routes: {matches.tasks.purge_old_data: housekeeping}, '
-                  'workers: {background: {queues: [default, recovery, housekeeping]}}}')
+    overlay(
+        repo,
+        'vhosts: {"/": {queues: {maintenance: ~, housekeeping: {type: quorum}}}}'
+        "\ncelery: {routes: {matches.tasks.purge_old_data: housekeeping}, "
+        "workers: {background: {queues: [default, recovery, housekeeping]}}}",
+    )
     assert diff(repo).returncode == 3  # without renamed_from: the old queue is removed, with its messages
 
 
 def test_a_removed_queue_is_data_loss_in_markdown_too(repo):
-    overlay(repo, 'vhosts: {"/": {queues: {maintenance: ~}}}\ncelery: {routes: {matches.tasks.purge_old_data: ~}, '
-                  'workers: {background: {queues: [default, recovery]}}}')
+    overlay(
+        repo,
+        'vhosts: {"/": {queues: {maintenance: ~}}}\ncelery: {routes: {matches.tasks.purge_old_data: ~}, '
+        "workers: {background: {queues: [default, recovery]}}}",
+    )
     result = diff(repo, "--format", "markdown")
     assert result.returncode == 3, result.stdout + result.stderr
     assert "| impact | object | change |" in result.stdout
@@ -121,17 +133,20 @@ def test_unchanged_and_unknown_ref(repo):
 
 
 def test_a_stack_new_since_the_ref_is_created_in_place(repo):
-    (repo / "stacks" / "qa.yaml").write_text((repo / "stacks" / "staging.yaml").read_text().replace(
-        "environment: staging", "environment: qa"))
+    (repo / "stacks" / "qa.yaml").write_text(
+        (repo / "stacks" / "staging.yaml").read_text().replace("environment: staging", "environment: qa")
+    )
     result = infra("diff", "--stack", "qa", "--base", "HEAD", "--stacks-dir", str(repo / "stacks"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "new: every resource is created" in result.stdout
 
 
 def plans(base_overlay: dict, head_overlay: dict):
-    import yaml
-    from pathlib import Path
     import tempfile
+    from pathlib import Path
+
+    import yaml
+
     out = []
     for extra in (base_overlay, head_overlay):
         path = Path(tempfile.mkdtemp()) / "overlay.yaml"
@@ -141,17 +156,29 @@ def plans(base_overlay: dict, head_overlay: dict):
 
 
 def test_policy_warnings_name_the_new_fate_of_messages():
-    base, head = plans({}, {"vhosts": {"/": {"queues": {
-        "default": {"max_length": 100, "overflow": "drop-head"},
-        "recovery": {"dead_letter": None, "delivery_limit": 2}}}}})
+    base, head = plans(
+        {},
+        {
+            "vhosts": {
+                "/": {
+                    "queues": {
+                        "default": {"max_length": 100, "overflow": "drop-head"},
+                        "recovery": {"dead_letter": None, "delivery_limit": 2},
+                    }
+                }
+            }
+        },
+    )
     found = {c.subject: c for c in changes.classify(base, head)}
     assert all(c.impact is Impact.IN_PLACE for c in found.values())
     assert found["policy /:queue.default"].warnings == (
         "default holds at most 100 messages (was 10000); when full, the oldest messages are dead-lettered",
-        "when default is full, its oldest messages are now dead-lettered instead of new ones refused")
+        "when default is full, its oldest messages are now dead-lettered instead of new ones refused",
+    )
     assert found["policy /:queue.recovery"].warnings == (
         "a message of recovery is now dropped after 2 deliveries (was 5)",
-        "expired, dropped and rejected messages of recovery are now discarded instead of parked")
+        "expired, dropped and rejected messages of recovery are now discarded instead of parked",
+    )
 
 
 def test_a_worker_concurrency_change_recreates_only_that_worker():
@@ -198,5 +225,6 @@ def test_a_max_priority_change_is_a_migration(repo):
     result = diff(repo)
     assert result.returncode == 0, result.stdout + result.stderr
     assert rows(result.stdout)[0][:2] == ("migration", "queue /:dead_letters")
-    assert rows(result.stdout)[0][2].startswith("classic → classic (max priority 5): re-created, its messages "
-                                                "moved through dead_letters.migrating")
+    assert rows(result.stdout)[0][2].startswith(
+        "classic → classic (max priority 5): re-created, its messages moved through dead_letters.migrating"
+    )

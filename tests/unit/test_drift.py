@@ -1,4 +1,5 @@
 """The pure comparison behind `verify`: plan snapshot against a live one (built here, no broker)."""
+
 from __future__ import annotations
 
 import base64
@@ -15,8 +16,10 @@ from infra.render.secrets import hash_for
 from tests.support.rabbit_node import free_ports
 from tests.support.stacks import TEST_SECRETS
 
-PASSWORDS = {user.name: TEST_SECRETS[user.password.secret]
-             for user in build_plan(require(load_definition(stack="dev"))).topology.users}
+PASSWORDS = {
+    user.name: TEST_SECRETS[user.password.secret]
+    for user in build_plan(require(load_definition(stack="dev"))).topology.users
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +30,18 @@ def expected():
 def live_like(expected):
     """What a broker freshly loaded with the rendered definitions reports, plus the broker's own objects."""
     live = copy.deepcopy(expected)
-    live.users = {name: (tags, hash_for(name, PASSWORDS[name]), "rabbit_password_hashing_sha256")
-                  for name, (tags, _, _) in expected.users.items()}
+    live.users = {
+        name: (tags, hash_for(name, PASSWORDS[name]), "rabbit_password_hashing_sha256")
+        for name, (tags, _, _) in expected.users.items()
+    }
     for name, kind in [("", "direct"), ("amq.direct", "direct"), ("amq.topic", "topic")]:
-        live.exchanges[("/", name)] = {"type": kind, "durable": True, "auto_delete": False, "internal": False,
-                                       "arguments": {}}
+        live.exchanges[("/", name)] = {
+            "type": kind,
+            "durable": True,
+            "auto_delete": False,
+            "internal": False,
+            "arguments": {},
+        }
     for vhost, name in expected.queues:  # the default exchange's implicit binding of every queue
         live.bindings.add((vhost, "", name, "queue", name))
     return live
@@ -44,14 +54,23 @@ def test_a_broker_equal_to_the_plan_has_no_drift(expected):
 def test_celerys_own_objects_are_not_drift(expected):
     live = live_like(expected)
     fanout = {"type": "fanout", "durable": False, "auto_delete": False, "internal": False, "arguments": {}}
-    for name in ["celery.pidbox", "reply.celery.pidbox", "celeryev", "celery_delayed_delivery", "celery_delayed_0",
-                 "celery_delayed_27", "myapp_celery_delayed_3"]:
+    for name in [
+        "celery.pidbox",
+        "reply.celery.pidbox",
+        "celeryev",
+        "celery_delayed_delivery",
+        "celery_delayed_0",
+        "celery_delayed_27",
+        "myapp_celery_delayed_3",
+    ]:
         live.exchanges[("/", name)] = fanout
     for name in ["sync@web-1.celery.pidbox", "0f4c.reply.celery.pidbox", "celeryev.0f4c", "celery_delayed_12"]:
         live.queues[("/", name)] = {"durable": False, "auto_delete": True, "arguments": {}}
-    live.bindings |= {("/", "celery.pidbox", "sync@web-1.celery.pidbox", "queue", ""),
-                      ("/", "celery_delayed_delivery", "tasks", "exchange", "#.player_sync"),
-                      ("/", "tasks", "player_sync", "queue", "#.player_sync")}  # delayed delivery's own
+    live.bindings |= {
+        ("/", "celery.pidbox", "sync@web-1.celery.pidbox", "queue", ""),
+        ("/", "celery_delayed_delivery", "tasks", "exchange", "#.player_sync"),
+        ("/", "tasks", "player_sync", "queue", "#.player_sync"),
+    }  # delayed delivery's own
     assert compare(expected, live, PASSWORDS) == []
 
 
@@ -59,7 +78,8 @@ def test_a_delayed_delivery_style_binding_the_plan_does_not_explain_is_drift(exp
     live = live_like(expected)
     live.bindings.add(("/", "tasks", "player_sync", "queue", "#.match_processing"))
     assert compare(expected, live, PASSWORDS) == [
-        Drift("binding", "/ tasks → player_sync (#.match_processing)", "extra")]
+        Drift("binding", "/ tasks → player_sync (#.match_processing)", "extra")
+    ]
     assert not is_celerys("queue", ("/", "celery"), expected)  # Celery's default queue name is a task queue
 
 
@@ -75,8 +95,11 @@ def test_each_kind_of_difference_is_named(expected):
     live.permissions[("web", "/")] = {**live.permissions[("web", "/")], "configure": ".*"}
     live.exchanges[("/", "tasks")] = {**live.exchanges[("/", "tasks")], "type": "direct"}
     policy = live.policies[("/", "queue.player_sync")]
-    live.policies[("/", "queue.player_sync")] = {**policy, "priority": 0,
-                                                 "definition": {**policy["definition"], "message-ttl": 1}}
+    live.policies[("/", "queue.player_sync")] = {
+        **policy,
+        "priority": 0,
+        "definition": {**policy["definition"], "message-ttl": 1},
+    }
     del live.policies[("/", "queue.maintenance")]
     assert compare(expected, live, PASSWORDS) == [
         Drift("vhost", "staging", "extra"),
@@ -89,8 +112,7 @@ def test_each_kind_of_difference_is_named(expected):
         Drift("queue", "/ hand_made", "extra"),
         Drift("queue", "/ default", "different", "arguments.x-queue-type: 'quorum' → 'classic'"),
         Drift("policy", "/ queue.maintenance", "missing"),
-        Drift("policy", "/ queue.player_sync", "different",
-              "definition.message-ttl: 7200000 → 1; priority: 10 → 0"),
+        Drift("policy", "/ queue.player_sync", "different", "definition.message-ttl: 7200000 → 1; priority: 10 → 0"),
     ]
 
 
@@ -98,7 +120,8 @@ def test_a_password_changed_on_the_broker_is_drift_and_an_unknown_one_is_not_che
     live = live_like(expected)
     live.users["web"] = ((), hash_for("web", "changed"), "rabbit_password_hashing_sha256")
     assert compare(expected, live, PASSWORDS) == [
-        Drift("user", "web", "different", "password: the broker's differs from the secrets")]
+        Drift("user", "web", "different", "password: the broker's differs from the secrets")
+    ]
     assert compare(expected, live, {k: v for k, v in PASSWORDS.items() if k != "web"}) == []
 
 

@@ -1,4 +1,5 @@
 """The engine parts `pulumi up` needs besides the CLI, as the pinned SDKs name them (infra/pulumi/engine.py)."""
+
 from __future__ import annotations
 
 from infra.paths import REPO

@@ -1,5 +1,6 @@
 """The first run: with no Riot key, `make local` lays the sample Riot API over the local stack; with a key,
 nothing changes. The sample server itself, on loopback."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,20 @@ def render(tmp_path, secrets: dict, overlays=()) -> subprocess.CompletedProcess:
     path = tmp_path / "secrets.yaml"
     path.write_text(yaml.safe_dump(secrets))
     path.chmod(0o600)
-    argv = [sys.executable, "-m", "infra", "render", "--stack", "local", "--out", str(tmp_path / "out"), "--compose",
-            "--secrets", str(path), *(a for o in overlays for a in ("--overlay", str(o)))]
+    argv = [
+        sys.executable,
+        "-m",
+        "infra",
+        "render",
+        "--stack",
+        "local",
+        "--out",
+        str(tmp_path / "out"),
+        "--compose",
+        "--secrets",
+        str(path),
+        *(a for o in overlays for a in ("--overlay", str(o))),
+    ]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
@@ -67,8 +80,9 @@ def test_the_output_names_the_sample_and_a_player_to_sync():
 
 def test_the_sample_server_serves_its_players_in_riots_shapes():
     (port,) = free_ports(1)
-    server = subprocess.Popen([sys.executable, "-m", "sample_riot", "--port", str(port)], cwd=REPO / "app",
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sample_riot", "--port", str(port)], cwd=REPO / "app", stdout=subprocess.PIPE, text=True
+    )
     try:
         assert "Sample Mid#EUW" in server.stdout.readline()
         base = f"http://127.0.0.1:{port}"
@@ -77,8 +91,9 @@ def test_the_sample_server_serves_its_players_in_riots_shapes():
             with urllib.request.urlopen(base + path, timeout=5) as response:
                 return json.loads(response.read())
 
-        account = wait_for(lambda: get("/europe/riot/account/v1/accounts/by-riot-id/Sample%20Mid/EUW"), 10,
-                           "the sample's account")
+        account = wait_for(
+            lambda: get("/europe/riot/account/v1/accounts/by-riot-id/Sample%20Mid/EUW"), 10, "the sample's account"
+        )
         ids = get(f"/europe/lol/match/v5/matches/by-puuid/{account['puuid']}/ids")
         assert len(ids) == 5
         assert get(f"/europe/lol/match/v5/matches/{ids[0]}")["metadata"]["matchId"] == ids[0]

@@ -1,5 +1,6 @@
 """`broker.hosts` outside the Pulumi program: every refusal names its file, line and key and writes nothing,
 the render targets that cannot carry it, and what `diff` says when a node changes host."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from infra.cli.main import main
 from infra.ops import changes
 from infra.ops.changes import Impact
-from infra.cli.main import main
 from tests.unit.test_diff import GIT, diff, overlay, plans, repo, rows  # noqa: F401 (repo: a fixture)
 
 REFUSED = sorted(Path("tests/data/invalid").glob("hosts-*.yaml"))
@@ -19,9 +20,16 @@ HOSTS = [{"docker": f"ssh://deploy@10.0.0.1{i}", "address": f"10.0.0.1{i}"} for 
 
 def test_every_refusal_has_a_broken_file():
     assert {p.stem for p in REFUSED} >= {
-        "hosts-on-one-node", "hosts-fewer-than-nodes", "hosts-public-address", "hosts-loopback-address",
-        "hosts-address-not-ipv4", "hosts-docker-url-scheme", "hosts-shared-by-two-nodes",
-        "hosts-ssh-opts-without-ssh", "hosts-port-clashes-with-erlang-distribution"}
+        "hosts-on-one-node",
+        "hosts-fewer-than-nodes",
+        "hosts-public-address",
+        "hosts-loopback-address",
+        "hosts-address-not-ipv4",
+        "hosts-docker-url-scheme",
+        "hosts-shared-by-two-nodes",
+        "hosts-ssh-opts-without-ssh",
+        "hosts-port-clashes-with-erlang-distribution",
+    }
 
 
 @pytest.mark.parametrize("path", REFUSED, ids=lambda p: p.stem)
@@ -36,15 +44,29 @@ def test_a_refused_hosts_list_renders_nothing(path, tmp_path, capsys):
 @pytest.fixture
 def hosts_overlay(tmp_path) -> Path:
     path = tmp_path / "hosts.yaml"
-    path.write_text("broker:\n  nodes: 3\n  hosts:\n" + "".join(
-        f"    - {{docker: \"{h['docker']}\", address: {h['address']}}}\n" for h in HOSTS))
+    path.write_text(
+        "broker:\n  nodes: 3\n  hosts:\n"
+        + "".join(f'    - {{docker: "{h["docker"]}", address: {h["address"]}}}\n' for h in HOSTS)
+    )
     return path
 
 
 def test_compose_refuses_nodes_on_hosts_of_their_own(hosts_overlay, tmp_path, capsys):
     out, secrets = tmp_path / "out", tmp_path / "secrets.yaml"
-    status = main(["render", "--stack", "dev", "--overlay", str(hosts_overlay), "--compose", "--out", str(out),
-                   "--secrets", str(secrets)])
+    status = main(
+        [
+            "render",
+            "--stack",
+            "dev",
+            "--overlay",
+            str(hosts_overlay),
+            "--compose",
+            "--out",
+            str(out),
+            "--secrets",
+            str(secrets),
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 2
     assert f"{hosts_overlay}:3: broker.hosts: a compose file runs every node on one Docker host" in err
@@ -53,8 +75,20 @@ def test_compose_refuses_nodes_on_hosts_of_their_own(hosts_overlay, tmp_path, ca
 
 def test_kubernetes_leaves_the_hosts_out_with_a_warning(hosts_overlay, tmp_path, capsys):
     out = tmp_path / "out"
-    status = main(["render", "--stack", "dev", "--overlay", str(hosts_overlay), "--kubernetes", "--out", str(out),
-                   "--secrets", str(tmp_path / "secrets.yaml")])
+    status = main(
+        [
+            "render",
+            "--stack",
+            "dev",
+            "--overlay",
+            str(hosts_overlay),
+            "--kubernetes",
+            "--out",
+            str(out),
+            "--secrets",
+            str(tmp_path / "secrets.yaml"),
+        ]
+    )
     assert status == 0
     assert f"{hosts_overlay}:3: broker.hosts: warning: left out of kubernetes.yaml" in capsys.readouterr().err
     manifest = (out / "kubernetes.yaml").read_text()

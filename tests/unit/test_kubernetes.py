@@ -1,5 +1,6 @@
 """`render --kubernetes`: every operator object valid against its CRD's schema, the topology exactly the
 plan's, the Deployments exactly the plan's services, and no credential in the file."""
+
 from __future__ import annotations
 
 import re
@@ -9,10 +10,10 @@ import jsonschema
 import pytest
 import yaml
 
-from infra.render import kubernetes
 from infra.cli.main import main
 from infra.definition.load import load_definition, require
 from infra.plan.plan import build_plan
+from infra.render import kubernetes
 from tests.support.stacks import TEST_SECRETS
 
 CRDS = Path("tests/data/crds")
@@ -25,8 +26,11 @@ def _strict(schema: dict) -> dict:
     prune them, so a misspelt field would vanish instead of failing."""
     if isinstance(schema, dict):
         schema = {k: _strict(v) for k, v in schema.items()}
-        if ("properties" in schema and "additionalProperties" not in schema
-                and not schema.get("x-kubernetes-preserve-unknown-fields")):
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
             schema["additionalProperties"] = False
         return schema
     if isinstance(schema, list):
@@ -74,8 +78,9 @@ def rendered(request, tmp_path_factory):
     work = tmp_path_factory.mktemp(f"k8s-{stack}")
     secrets = work / "secrets.yaml"
     secrets.write_text(yaml.safe_dump(TEST_SECRETS))
-    assert main(["render", "--stack", stack, "--out", str(work / "out"), "--secrets", str(secrets),
-                 "--kubernetes"]) == 0
+    assert (
+        main(["render", "--stack", stack, "--out", str(work / "out"), "--secrets", str(secrets), "--kubernetes"]) == 0
+    )
     text = (work / "out" / kubernetes.KUBERNETES_FILE).read_text()
     plan = build_plan(require(load_definition(stack=stack)))
     return stack, plan, text, list(yaml.safe_load_all(text))
@@ -107,23 +112,28 @@ def test_the_topology_is_the_plans(rendered):
     for obj in objects:
         by_kind.setdefault(obj["kind"], []).append(obj["spec"] if "spec" in obj else obj)
     t = plan.topology
-    assert sorted((q["vhost"], q["name"], q["type"]) for q in by_kind["Queue"]) == \
-        sorted((q.vhost, q.name, q.type) for q in t.queues)
+    assert sorted((q["vhost"], q["name"], q["type"]) for q in by_kind["Queue"]) == sorted(
+        (q.vhost, q.name, q.type) for q in t.queues
+    )
     assert all(q["durable"] and not q["autoDelete"] and "arguments" not in q for q in by_kind["Queue"])
-    assert sorted((p["vhost"], p["name"], p["pattern"], p["applyTo"], p["priority"], str(p["definition"]))
-                  for p in by_kind["Policy"]) == \
-        sorted((p.vhost, p.name, p.pattern, p.apply_to, p.priority, str(p.definition)) for p in t.policies)
-    assert sorted((b["vhost"], b["source"], b["destination"], b["routingKey"]) for b in by_kind["Binding"]) == \
-        sorted((b.vhost, b.source, b.destination, b.routing_key) for b in t.bindings)
-    assert sorted((e["vhost"], e["name"], e["type"]) for e in by_kind["Exchange"]) == \
-        sorted((e.vhost, e.name, e.type) for e in t.exchanges)
+    assert sorted(
+        (p["vhost"], p["name"], p["pattern"], p["applyTo"], p["priority"], str(p["definition"]))
+        for p in by_kind["Policy"]
+    ) == sorted((p.vhost, p.name, p.pattern, p.apply_to, p.priority, str(p.definition)) for p in t.policies)
+    assert sorted((b["vhost"], b["source"], b["destination"], b["routingKey"]) for b in by_kind["Binding"]) == sorted(
+        (b.vhost, b.source, b.destination, b.routing_key) for b in t.bindings
+    )
+    assert sorted((e["vhost"], e["name"], e["type"]) for e in by_kind["Exchange"]) == sorted(
+        (e.vhost, e.name, e.type) for e in t.exchanges
+    )
     # The deployer's admin is the operators' default user on Kubernetes: not rendered.
     admin = plan.broker.admin_user
     users = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "User"}
     assert sorted(users) == sorted(kubernetes.object_name("user", u.name) for u in t.users if u.name != admin)
     permissions = by_kind.get("Permission", [])
-    assert sorted((p["userReference"]["name"], p["vhost"], p["permissions"]["read"]) for p in permissions) == \
-        sorted((kubernetes.object_name("user", p.user), p.vhost, p.read) for p in t.permissions if p.user != admin)
+    assert sorted((p["userReference"]["name"], p["vhost"], p["permissions"]["read"]) for p in permissions) == sorted(
+        (kubernetes.object_name("user", p.user), p.vhost, p.read) for p in t.permissions if p.user != admin
+    )
     assert all(p["userReference"]["name"] in users for p in permissions)
     deletion = {q["deletionPolicy"] for q in by_kind["Queue"]}
     assert deletion == ({"retain"} if plan.environment == "prod" else {"delete"})
@@ -138,8 +148,11 @@ def test_the_cluster_carries_the_brokers_settings(rendered):
     assert f"consumer_timeout = {plan.broker.consumer_timeout_ms}" in config
     assert f"vm_memory_high_watermark.relative = {plan.broker.memory_high_watermark}" in config
     assert "listeners." not in config and "load_definitions" not in config  # the operator owns these
-    assert all(o["spec"]["rabbitmqClusterReference"] == {"name": "rabbitmq"}
-               for o in objects if o["apiVersion"].startswith("rabbitmq.com/") and o["kind"] != "RabbitmqCluster")
+    assert all(
+        o["spec"]["rabbitmqClusterReference"] == {"name": "rabbitmq"}
+        for o in objects
+        if o["apiVersion"].startswith("rabbitmq.com/") and o["kind"] != "RabbitmqCluster"
+    )
 
 
 def test_the_workloads_are_the_plans_services(rendered):
@@ -167,12 +180,14 @@ def test_the_workloads_are_the_plans_services(rendered):
         assert {n for n, _ in spec.env} | {n for n, _ in spec.secret_env} <= defined
         if spec.runs_app:
             assert {"name": "celery-json", "mountPath": "/etc/app", "readOnly": True} in container["volumeMounts"]
-    assert workloads.get("beat", {"spec": {"strategy": {"type": "Recreate"}}})["spec"]["strategy"] == \
-        {"type": "Recreate"}
+    assert workloads.get("beat", {"spec": {"strategy": {"type": "Recreate"}}})["spec"]["strategy"] == {
+        "type": "Recreate"
+    }
 
 
 def render_celery_json(plan) -> str:
     from infra.render.files import celery_json
+
     return celery_json(plan)
 
 
@@ -184,8 +199,12 @@ def test_no_credential_is_in_the_file(rendered):
 
 def test_the_validator_refuses_what_the_api_server_would_prune_or_reject():
     """The schema check is not vacuous: a misspelt field and a wrong type are both caught."""
-    queue = {"apiVersion": "rabbitmq.com/v1beta1", "kind": "Queue", "metadata": {"name": "q"},
-             "spec": {"name": "q", "rabbitmqClusterReference": {"name": "rabbitmq"}}}
+    queue = {
+        "apiVersion": "rabbitmq.com/v1beta1",
+        "kind": "Queue",
+        "metadata": {"name": "q"},
+        "spec": {"name": "q", "rabbitmqClusterReference": {"name": "rabbitmq"}},
+    }
     assert _errors(queue) == []
     assert _errors({**queue, "spec": {**queue["spec"], "durabel": True}})
     assert _errors({**queue, "spec": {**queue["spec"], "durable": "yes"}})

@@ -1,4 +1,5 @@
 """Queue migrations, pure: which ones a change of definition or a live broker calls for, and their steps."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,12 +28,15 @@ def with_queues(*changes: tuple[str, QueueSpec | None]):
 
 
 def test_a_type_change_and_a_rename_are_migrations_and_a_removal_is_not():
-    head = with_queues(("recovery", QueueSpec("/", "recovery", "classic")),
-                       ("maintenance", QueueSpec("/", "housekeeping", "quorum", renamed_from="maintenance")),
-                       ("default", None))
+    head = with_queues(
+        ("recovery", QueueSpec("/", "recovery", "classic")),
+        ("maintenance", QueueSpec("/", "housekeeping", "quorum", renamed_from="maintenance")),
+        ("default", None),
+    )
     assert planned_migrations(PLAN, head) == [
         Migration("/", "recovery", "recovery", args("quorum"), args("classic")),
-        Migration("/", "maintenance", "housekeeping", args("quorum"), args("quorum"))]
+        Migration("/", "maintenance", "housekeeping", args("quorum"), args("quorum")),
+    ]
 
 
 def test_a_max_priority_change_is_a_migration_too():
@@ -43,11 +47,15 @@ def test_a_max_priority_change_is_a_migration_too():
 
 
 def test_the_broker_decides_what_is_left_to_do():
-    head = with_queues(("recovery", QueueSpec("/", "recovery", "classic")),
-                       ("maintenance", QueueSpec("/", "housekeeping", "quorum", renamed_from="maintenance")))
+    head = with_queues(
+        ("recovery", QueueSpec("/", "recovery", "classic")),
+        ("maintenance", QueueSpec("/", "housekeeping", "quorum", renamed_from="maintenance")),
+    )
     live = {("/", q.name): arguments_of(q.arguments) for q in PLAN.topology.queues}
     assert [m.describe() for m in live_migrations(head, live)] == [
-        "queue /:recovery quorum → classic", "queue /:maintenance → housekeeping (quorum)"]
+        "queue /:recovery quorum → classic",
+        "queue /:maintenance → housekeeping (quorum)",
+    ]
     # interrupted after `recovery` was deleted: its temporary queue says a migration is under way
     del live[("/", "recovery")]
     live[("/", "recovery.migrating")] = args("classic")
@@ -71,6 +79,7 @@ def test_migrate_refuses_an_invalid_definition_and_reports_an_unreachable_broker
     assert "rename-chain.yaml:19: vhosts.main.queues.sync_v2.renamed_from:" in bad.stderr
     secrets = tmp_path / "secrets.yaml"
     secrets.write_text("rabbitmqAdminPassword: x\n")
-    down = infra("migrate", "--stack", "dev", "--dry-run", "--secrets", str(secrets),
-                 "--management-url", "http://127.0.0.1:9")  # the discard port: nothing listens
+    down = infra(
+        "migrate", "--stack", "dev", "--dry-run", "--secrets", str(secrets), "--management-url", "http://127.0.0.1:9"
+    )  # the discard port: nothing listens
     assert down.returncode == 1 and "python -m infra migrate: cannot reach http://127.0.0.1:9/api" in down.stderr

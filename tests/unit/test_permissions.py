@@ -1,6 +1,7 @@
 """The Celery services' permissions, derived from the definition (infra/plan/permissions.py): what each regex
 lets through and what it does not, checked name by name against the shipped stacks' objects. The broker
 itself is asked in tests/app/test_least_privilege.py."""
+
 from __future__ import annotations
 
 import re
@@ -12,9 +13,16 @@ from infra.definition.load import load_definition, require
 from infra.plan.permissions import service_access
 from infra.plan.plan import build_plan
 
-CELERYS_OWN = ["celery.pidbox", "reply.celery.pidbox", "celeryev", "celeryev.5c0ffee0-0000-4000-8000-000000000000",
-               "5c0ffee0-0000-4000-8000-000000000001.reply.celery.pidbox", "celery_delayed_0", "celery_delayed_27",
-               "celery_delayed_delivery"]
+CELERYS_OWN = [
+    "celery.pidbox",
+    "reply.celery.pidbox",
+    "celeryev",
+    "celeryev.5c0ffee0-0000-4000-8000-000000000000",
+    "5c0ffee0-0000-4000-8000-000000000001.reply.celery.pidbox",
+    "celery_delayed_0",
+    "celery_delayed_27",
+    "celery_delayed_delivery",
+]
 
 
 def matches(regex: str, name: str) -> bool:
@@ -83,9 +91,11 @@ def test_queue_names_are_matched_literally_and_whole():
 
 def test_a_pool_that_changes_its_queues_changes_its_permissions(tmp_path):
     overlay = tmp_path / "overlay.yaml"
-    overlay.write_text("celery:\n  workers:\n    sync: {queues: [player_sync, player_sync_americas, player_sync_asia, "
-                       "player_sync_sea, recovery]}\n"
-                       "    background: {queues: [default, maintenance]}\n")
+    overlay.write_text(
+        "celery:\n  workers:\n    sync: {queues: [player_sync, player_sync_americas, player_sync_asia, "
+        "player_sync_sea, recovery]}\n"
+        "    background: {queues: [default, maintenance]}\n"
+    )
     definition = require(load_definition(stack="dev", overlays=(overlay,)))
     sync = next(a for a in service_access(definition) if a.service == "worker-sync")
     assert matches(sync.read, "recovery") and matches(sync.read, "player_sync")

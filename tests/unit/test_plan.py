@@ -3,13 +3,16 @@
 import pytest
 
 from infra.definition.load import load_definition, require
+from infra.definition.validate import SUPPORTED
 from infra.plan.plan import CONTAINER, NodeLayout, build_plan
 from tests.support import stackgen
-from infra.definition.validate import SUPPORTED
 
 POLICY_KEYS = {  # model field → policy keys it sets
-    "ttl": {"message-ttl"}, "max_length": {"max-length"}, "max_length_bytes": {"max-length-bytes"},
-    "overflow": {"overflow"}, "dead_letter": {"dead-letter-exchange", "dead-letter-routing-key"},
+    "ttl": {"message-ttl"},
+    "max_length": {"max-length"},
+    "max_length_bytes": {"max-length-bytes"},
+    "overflow": {"overflow"},
+    "dead_letter": {"dead-letter-exchange", "dead-letter-routing-key"},
     "delivery_limit": {"delivery-limit"},
 }
 
@@ -22,9 +25,14 @@ def test_player_sync_policy_carries_the_seed_values_as_numbers():
     plan = plan_of(stack="prod")
     policy = next(p for p in plan.topology.policies if p.pattern == "^player_sync$")
     assert (policy.name, policy.vhost, policy.apply_to) == ("queue.player_sync", "/", "queues")
-    assert policy.definition == {"message-ttl": 7_200_000, "max-length": 1000, "overflow": "reject-publish",
-                                 "dead-letter-exchange": "dlx", "dead-letter-routing-key": "dead_letters",
-                                 "delivery-limit": 5}
+    assert policy.definition == {
+        "message-ttl": 7_200_000,
+        "max-length": 1000,
+        "overflow": "reject-publish",
+        "dead-letter-exchange": "dlx",
+        "dead-letter-routing-key": "dead_letters",
+        "delivery-limit": 5,
+    }
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -41,8 +49,11 @@ def test_one_policy_per_queue_with_only_supported_keys(tmp_path, seed):
                 assert set(matching[0].definition) == wanted
                 allowed = set().union(*(POLICY_KEYS[k] for k in SUPPORTED[queue.type]))
                 assert set(matching[0].definition) <= allowed
-                assert all(isinstance(v, int) for k, v in matching[0].definition.items()
-                           if k in ("message-ttl", "max-length", "max-length-bytes", "delivery-limit"))
+                assert all(
+                    isinstance(v, int)
+                    for k, v in matching[0].definition.items()
+                    if k in ("message-ttl", "max-length", "max-length-bytes", "delivery-limit")
+                )
     # the queue type is the only argument, and every queue is durable (QueueSpec has no other option)
     assert {tuple(q.arguments) for q in plan.topology.queues} == {("x-queue-type",)}
 
@@ -52,7 +63,8 @@ def test_dead_letter_exchange_and_bindings_are_created_per_vhost():
     dlx = [e for e in topology.exchanges if e.name == "dlx"]
     assert [(e.vhost, e.type, e.durable) for e in dlx] == [("/", "direct", True)]
     assert [b for b in topology.bindings if b.source == "dlx"] == [
-        type(topology.bindings[0])("/", "dlx", "dead_letters", "dead_letters")]
+        type(topology.bindings[0])("/", "dlx", "dead_letters", "dead_letters")
+    ]
     task_bindings = {(b.destination, b.routing_key) for b in topology.bindings if b.source == "tasks"}
     assert ("player_sync", "player_sync") in task_bindings and len(task_bindings) == len(topology.queues)
 
@@ -67,10 +79,16 @@ def test_celery_json_declares_the_brokers_arguments_and_routes():
     assert all(q["queue_arguments"] == broker_args[name] for name, q in queues.items())
     assert all(q["exchange"] == "tasks" and q["exchange_type"] == "topic" and q["durable"] for q in queues.values())
     assert celery["task_regional_routes"]["players.tasks.sync_player_data"]["americas"] == {
-        "queue": "player_sync_americas", "exchange": "tasks", "routing_key": "player_sync_americas"}
+        "queue": "player_sync_americas",
+        "exchange": "tasks",
+        "routing_key": "player_sync_americas",
+    }
     assert celery["task_regional_routes"]["players.tasks.sync_player_data"]["default"]["queue"] == "player_sync"
     assert celery["task_routes"]["players.tasks.recover_stale_jobs"] == {
-        "queue": "recovery", "exchange": "tasks", "routing_key": "recovery"}
+        "queue": "recovery",
+        "exchange": "tasks",
+        "routing_key": "recovery",
+    }
     # the Riot rate limiter paces the tasks that call Riot, for all workers; Celery's limits hold per process
     assert celery["task_annotations"] == {"players.tasks.recover_stale_jobs": {"rate_limit": "5/m"}}
     # uploaded into every app container: a pool's concurrency is not in it, so changing one re-creates one
@@ -88,8 +106,11 @@ def test_layout_decides_where_the_node_listens():
     definition = require(load_definition(stack="dev"))
     assert build_plan(definition, CONTAINER).broker.listen_ip == "0.0.0.0"
     host = build_plan(definition, NodeLayout(listen_on_bind=True, config_dir="/srv/rmq")).broker
-    assert (host.listen_ip, host.publish_ip, host.definitions_path) == ("127.0.0.1", "127.0.0.1",
-                                                                       "/srv/rmq/definitions.json")
+    assert (host.listen_ip, host.publish_ip, host.definitions_path) == (
+        "127.0.0.1",
+        "127.0.0.1",
+        "/srv/rmq/definitions.json",
+    )
 
 
 def test_priorities_and_compression_reach_the_broker_and_celery_json():
@@ -105,8 +126,10 @@ def test_priorities_and_compression_reach_the_broker_and_celery_json():
 
 def test_a_quorum_queue_on_4_declares_no_priority_argument(tmp_path):
     overlay = tmp_path / "quorum.yaml"
-    overlay.write_text('broker: {version: "4.0", image: "rabbitmq:4.0-management"}\n'
-                       'vhosts: {probe: {queues: {work: {type: quorum}}}}\ncelery: {compression: bzip2}\n')
+    overlay.write_text(
+        'broker: {version: "4.0", image: "rabbitmq:4.0-management"}\n'
+        "vhosts: {probe: {queues: {work: {type: quorum}}}}\ncelery: {compression: bzip2}\n"
+    )
     plan = plan_of(file="tests/data/valid/priorities.yaml", overlays=(overlay,))
     assert {q.name: q.arguments for q in plan.topology.queues}["work"] == {"x-queue-type": "quorum"}
     assert plan.celery["task_compression"] == "bzip2"
@@ -115,7 +138,8 @@ def test_a_quorum_queue_on_4_declares_no_priority_argument(tmp_path):
 def test_every_app_service_gets_the_riot_limit_and_each_worker_its_share_of_it():
     services = {s.name: dict(s.env) for s in plan_of(stack="dev").services}
     assert {n: e["RIOT_APP_RATE_LIMIT"] for n, e in services.items() if n != "postgres"} == {
-        n: "20:1,100:120" for n in ("web", "worker-sync", "worker-matches", "worker-background", "beat")}
+        n: "20:1,100:120" for n in ("web", "worker-sync", "worker-matches", "worker-background", "beat")
+    }
     # dev: sync 2, matches 2, background 2 processes; each keeps 1/(its pool's processes × 3 pools) of a limit
     # when the limiter's store does not answer, so the shares add up to one limit at most
     shares = {n: int(e["RIOT_RATE_LIMIT_PROCESSES"]) for n, e in services.items() if n.startswith("worker-")}

@@ -1,4 +1,5 @@
 """Rendering: golden files per shipped stack, determinism, file modes, secrets, hashes."""
+
 import base64
 import hashlib
 import json
@@ -9,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.render import files as render
 from infra.cli.main import main
 from infra.definition.load import load_definition, require
 from infra.plan.plan import build_plan
+from infra.render import files as render
 from infra.render.secrets import hash_for, password_hash, stable_salt
 from tests.support.stacks import TEST_SECRETS
 
@@ -70,7 +71,15 @@ def test_render_cli_writes_files_with_their_modes_and_generates_secrets(tmp_path
     assert modes == render.FILES
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
     generated = yaml.safe_load(secrets.read_text())
-    assert set(generated) == {"rabbitmqAdminPassword", "rabbitmqMonitorPassword", "rabbitmqWebPassword", "rabbitmqBeatPassword", "rabbitmqWorkerSyncPassword", "rabbitmqWorkerMatchesPassword", "rabbitmqWorkerBackgroundPassword"}
+    assert set(generated) == {
+        "rabbitmqAdminPassword",
+        "rabbitmqMonitorPassword",
+        "rabbitmqWebPassword",
+        "rabbitmqBeatPassword",
+        "rabbitmqWorkerSyncPassword",
+        "rabbitmqWorkerMatchesPassword",
+        "rabbitmqWorkerBackgroundPassword",
+    }
     first = (out / "definitions.json").read_text()
     assert not any(value in first for value in generated.values())
     # A second render reuses the kept secrets: same bytes.
@@ -82,24 +91,47 @@ def test_render_cli_writes_files_with_their_modes_and_generates_secrets(tmp_path
 
 def test_render_refuses_a_missing_secret_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["render", "--file", "tests/data/valid/behaviour.yaml", "--out", str(out),
-                 "--secrets", str(tmp_path / "none.yaml")])
+    code = main(
+        [
+            "render",
+            "--file",
+            "tests/data/valid/behaviour.yaml",
+            "--out",
+            str(out),
+            "--secrets",
+            str(tmp_path / "none.yaml"),
+        ]
+    )
     assert code == 2 and not out.exists()
     err = capsys.readouterr().err
-    assert ("tests/data/valid/behaviour.yaml:12: users.admin.password: secret 'rabbitmqAdminPassword' is not set"
-            in err)
+    assert "tests/data/valid/behaviour.yaml:12: users.admin.password: secret 'rabbitmqAdminPassword' is not set" in err
 
 
-@pytest.mark.parametrize("content, expected_code, message", [
-    ("rabbitmqAdminPassword: [unclosed\n", 1, "cannot read the secrets file: not valid YAML"),
-    ("rabbitmqAdminPassword:\npublisherPassword: p\nconsumerPassword: c\n", 2,
-     "secret 'rabbitmqAdminPassword' is not set"),  # empty is unset, never the password "None"
-])
+@pytest.mark.parametrize(
+    "content, expected_code, message",
+    [
+        ("rabbitmqAdminPassword: [unclosed\n", 1, "cannot read the secrets file: not valid YAML"),
+        (
+            "rabbitmqAdminPassword:\npublisherPassword: p\nconsumerPassword: c\n",
+            2,
+            "secret 'rabbitmqAdminPassword' is not set",
+        ),  # empty is unset, never the password "None"
+    ],
+)
 def test_bad_secrets_files_are_reported(tmp_path, capsys, content, expected_code, message):
     secrets = tmp_path / "secrets.yaml"
     secrets.write_text(content)
-    code = main(["render", "--file", "tests/data/valid/behaviour.yaml", "--out", str(tmp_path / "out"),
-                 "--secrets", str(secrets)])
+    code = main(
+        [
+            "render",
+            "--file",
+            "tests/data/valid/behaviour.yaml",
+            "--out",
+            str(tmp_path / "out"),
+            "--secrets",
+            str(secrets),
+        ]
+    )
     assert code == expected_code and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

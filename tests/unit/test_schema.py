@@ -1,5 +1,6 @@
 """schema/stack.schema.json: generated from the model, current, accepting every shipped stack and refusing
 every case the typed walk refuses (types, enums, units, unknown keys); the rules across objects are validate's."""
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,9 @@ def test_the_committed_schema_is_the_generated_one():
     assert STACK_SCHEMA.read_text() == schema_text(), "run: .venv/bin/python -m infra.cli.regenerate"
 
 
-@pytest.mark.parametrize("path", STACK_FILES + [Path("tests/data/valid/minimal.yaml"), Path("tests/data/valid/behaviour.yaml")], ids=str)
+@pytest.mark.parametrize(
+    "path", STACK_FILES + [Path("tests/data/valid/minimal.yaml"), Path("tests/data/valid/behaviour.yaml")], ids=str
+)
 def test_shipped_and_valid_stacks_pass_the_schema(path):
     errors = list(validator().iter_errors(yaml.safe_load(path.read_text())))
     assert not errors, [e.message for e in errors]
@@ -70,8 +73,15 @@ CASES = walk_refusals()
 def test_the_walk_refuses_the_type_enum_and_unknown_key_cases():
     """The cases below are the ones the schema must also refuse: they are not an empty set."""
     names = {path.stem for path, _, _ in CASES}
-    assert {"queue-type-typo", "queue-key-typo", "top-level-key-typo", "ttl-not-a-duration",
-            "port-out-of-range", "plaintext-password", "reserved-amq-name"} <= names
+    assert {
+        "queue-type-typo",
+        "queue-key-typo",
+        "top-level-key-typo",
+        "ttl-not-a-duration",
+        "port-out-of-range",
+        "plaintext-password",
+        "reserved-amq-name",
+    } <= names
 
 
 @pytest.mark.parametrize("path, data, findings", CASES, ids=[str(c[0]) for c in CASES])

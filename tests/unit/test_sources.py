@@ -1,4 +1,5 @@
 """Loading YAML with the line of every key, and the overlay merge rules docs/stack-definition.md documents."""
+
 from pathlib import Path
 
 import pytest
@@ -21,14 +22,26 @@ def test_every_key_knows_its_file_and_line(tmp_path):
 
 
 def test_overlay_merges_mappings_replaces_lists_and_null_removes(tmp_path):
-    base = load_file(write(tmp_path, "base.yaml",
-                           "broker:\n  plugins: [a, b]\n  log: {level: info, file: x}\n"
-                           "queues:\n  keep: {ttl: 2h}\n  drop: {ttl: 1h}\n"))
-    over = load_file(write(tmp_path, "over.yaml",
-                           "broker:\n  plugins: [c]\n  log: {level: debug}\nqueues:\n  drop: ~\n  keep: {max: 3}\n"))
+    base = load_file(
+        write(
+            tmp_path,
+            "base.yaml",
+            "broker:\n  plugins: [a, b]\n  log: {level: info, file: x}\n"
+            "queues:\n  keep: {ttl: 2h}\n  drop: {ttl: 1h}\n",
+        )
+    )
+    over = load_file(
+        write(
+            tmp_path,
+            "over.yaml",
+            "broker:\n  plugins: [c]\n  log: {level: debug}\nqueues:\n  drop: ~\n  keep: {max: 3}\n",
+        )
+    )
     merged = merge(base, over)
-    assert merged.data == {"broker": {"plugins": ["c"], "log": {"level": "debug", "file": "x"}},
-                           "queues": {"keep": {"ttl": "2h", "max": 3}}}
+    assert merged.data == {
+        "broker": {"plugins": ["c"], "log": {"level": "debug", "file": "x"}},
+        "queues": {"keep": {"ttl": "2h", "max": 3}},
+    }
     assert merged.where(("broker", "log", "level")) == (str(tmp_path / "over.yaml"), 3)
     assert merged.where(("broker", "log", "file")) == (str(tmp_path / "base.yaml"), 3)
     assert merged.where(("broker", "plugins", 0))[0].endswith("over.yaml")
@@ -49,13 +62,16 @@ def test_unknown_stack_names_the_known_ones(tmp_path):
         load_stack(tmp_path, "prd")
 
 
-@pytest.mark.parametrize("text, line, message", [
-    ("a: 1\na: 2\n", 2, "duplicate key 'a' (first at line 1)"),
-    ("a: [1, 2\n", 2, "not valid YAML"),
-    ("- 1\n- 2\n", 1, "expected a mapping at the top of the file"),
-    ("yes: 1\n", 1, "key True must be a string (quote it)"),
-    ("", 1, "the file is empty"),
-])
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        ("a: 1\na: 2\n", 2, "duplicate key 'a' (first at line 1)"),
+        ("a: [1, 2\n", 2, "not valid YAML"),
+        ("- 1\n- 2\n", 1, "expected a mapping at the top of the file"),
+        ("yes: 1\n", 1, "key True must be a string (quote it)"),
+        ("", 1, "the file is empty"),
+    ],
+)
 def test_malformed_files(tmp_path, text, line, message):
     with pytest.raises(DefinitionError) as caught:
         load_file(write(tmp_path, "bad.yaml", text))
@@ -68,11 +84,14 @@ def test_unreadable_file(tmp_path):
         load_file(tmp_path / "absent.yaml")
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"a: \xff\xfe\n", "not UTF-8 text"),
-    (b"a: \x07bell\n", "not valid YAML"),
-    (b"a: &x [*x]\n", "nested too deeply"),  # a recursive alias
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"a: \xff\xfe\n", "not UTF-8 text"),
+        (b"a: \x07bell\n", "not valid YAML"),
+        (b"a: &x [*x]\n", "nested too deeply"),  # a recursive alias
+    ],
+)
 def test_hostile_files_are_findings_not_tracebacks(tmp_path, content, message):
     path = tmp_path / "bad.yaml"
     path.write_bytes(content)

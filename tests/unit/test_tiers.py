@@ -1,5 +1,6 @@
 """Each test's tier comes from its folder (tests/conftest.py): the marker `make test-fast` selects by, and the
 tier's default timeout."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """TLS in the pure layer: certificates from `cryptography`, the rendered rabbitmq.conf and celery.json, what
 `render` writes and keeps, and how `diff` classifies TLS changes. The real broker's side: tests/broker/test_tls.py."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -11,10 +12,11 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from infra.render import certs, files as render
-from infra.ops import changes
 from infra.definition.load import load_definition, require
+from infra.ops import changes
 from infra.plan.plan import build_plan
+from infra.render import certs
+from infra.render import files as render
 from tests.support.stacks import TEST_SECRETS
 
 
@@ -85,8 +87,11 @@ def test_rendered_conf_with_plain_listeners_kept_and_without_client_certificates
 
 def test_the_app_gets_amqps_and_the_paths_of_its_tls_files_never_their_contents():
     plan = plan_of()
-    assert plan.celery["broker_tls"] == {"ca_certs": "/etc/app/tls/ca.pem", "certfile": "/etc/app/tls/client.pem",
-                                         "keyfile": "/etc/app/tls/client.key"}
+    assert plan.celery["broker_tls"] == {
+        "ca_certs": "/etc/app/tls/ca.pem",
+        "certfile": "/etc/app/tls/client.pem",
+        "keyfile": "/etc/app/tls/client.key",
+    }
     web = next(s for s in plan.services if s.name == "web")
     url = dict(web.secret_env)["CELERY_BROKER_URL"]
     assert url.template.startswith("amqps://web:{secret}@rabbitmq:5671/")
@@ -97,16 +102,20 @@ def test_the_apps_settings_verify_the_broker(tmp_path):
     import ssl
 
     from config.topology import celery_settings
+
     settings = celery_settings(plan_of().celery)
-    assert settings["broker_use_ssl"] == {"ca_certs": "/etc/app/tls/ca.pem", "certfile": "/etc/app/tls/client.pem",
-                                          "keyfile": "/etc/app/tls/client.key", "cert_reqs": ssl.CERT_REQUIRED,
-                                          "server_hostname": None}
+    assert settings["broker_use_ssl"] == {
+        "ca_certs": "/etc/app/tls/ca.pem",
+        "certfile": "/etc/app/tls/client.pem",
+        "keyfile": "/etc/app/tls/client.key",
+        "cert_reqs": ssl.CERT_REQUIRED,
+        "server_hostname": None,
+    }
     assert "broker_use_ssl" not in celery_settings(plan_of("dev").celery)
 
 
 def render_cli(tmp_path, *args):
-    return subprocess.run([sys.executable, "-m", "infra", "render", *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-m", "infra", "render", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_render_issues_once_keeps_the_keys_0600_and_reuses_them(tmp_path):
@@ -117,8 +126,13 @@ def test_render_issues_once_keeps_the_keys_0600_and_reuses_them(tmp_path):
         result = render_cli(tmp_path, "--stack", "prod", "--out", str(tmp_path / out), "--secrets", str(secrets))
         assert result.returncode == 0, result.stderr
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "first" / "tls").iterdir()}
-    assert modes == {"ca.pem": 0o644, "server.pem": 0o644, "client.pem": 0o644, "server.key": 0o600,
-                     "client.key": 0o600}
+    assert modes == {
+        "ca.pem": 0o644,
+        "server.pem": 0o644,
+        "client.pem": 0o644,
+        "server.key": 0o600,
+        "client.key": 0o600,
+    }
     for name in modes:  # the second render reuses what the first issued and kept in the secrets file
         assert (tmp_path / "first" / "tls" / name).read_text() == (tmp_path / "second" / "tls" / name).read_text()
     kept = yaml.safe_load(secrets.read_text())
@@ -129,16 +143,24 @@ def test_render_with_a_provided_ca_and_a_missing_pem_writes_nothing(tmp_path):
     (tmp_path / "provided.yaml").write_text("broker:\n  tls: {ca: provided}\n")
     secrets = tmp_path / "secrets.yaml"
     secrets.write_text(yaml.safe_dump(TEST_SECRETS))
-    result = render_cli(tmp_path, "--stack", "prod", "--overlay", str(tmp_path / "provided.yaml"),
-                        "--out", str(tmp_path / "out"), "--secrets", str(secrets))
+    result = render_cli(
+        tmp_path,
+        "--stack",
+        "prod",
+        "--overlay",
+        str(tmp_path / "provided.yaml"),
+        "--out",
+        str(tmp_path / "out"),
+        "--secrets",
+        str(secrets),
+    )
     assert result.returncode == 2
     assert "broker.tls.secrets.ca_cert: TLS secret 'tlsCaCert' is not set: with ca: provided" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
 def test_diff_a_new_san_restarts_the_broker_only(tmp_path):
-    found = changes.classify(plan_of(), plan_of("prod", "broker:\n  tls: {server_names: [mq.example.com]}\n",
-                                                tmp_path))
+    found = changes.classify(plan_of(), plan_of("prod", "broker:\n  tls: {server_names: [mq.example.com]}\n", tmp_path))
     assert [(c.impact, c.subject) for c in found] == [(changes.Impact.RESTART, "broker")]
     assert "TLS server_names" in found[0].what and "re-issued" in found[0].what
 
@@ -148,7 +170,12 @@ def test_diff_new_certificate_lifetimes_restart_the_broker_and_recreate_the_app(
     subjects = {c.subject: c for c in found}
     assert subjects["broker"].impact is changes.Impact.RESTART
     assert {s for s in subjects if s.startswith("service ")} == {
-        "service web", "service beat", "service worker-sync", "service worker-matches", "service worker-background"}
+        "service web",
+        "service beat",
+        "service worker-sync",
+        "service worker-matches",
+        "service worker-background",
+    }
     assert "client certificate is re-issued" in subjects["service web"].what
 
 

@@ -3,8 +3,10 @@ import pytest
 from infra.definition.units import Duration, RateLimit, Size
 
 
-@pytest.mark.parametrize("text, ms", [("500ms", 500), ("90s", 90_000), ("30m", 1_800_000), ("2h", 7_200_000),
-                                      ("1d", 86_400_000), (" 4h ", 14_400_000)])
+@pytest.mark.parametrize(
+    "text, ms",
+    [("500ms", 500), ("90s", 90_000), ("30m", 1_800_000), ("2h", 7_200_000), ("1d", 86_400_000), (" 4h ", 14_400_000)],
+)
 def test_durations(text, ms):
     assert Duration.parse(text) == ms
 
@@ -19,8 +21,10 @@ def test_duration_prints_in_its_largest_whole_unit():
     assert [str(Duration.parse(t)) for t in ("120m", "90s", "1500ms", "48h")] == ["2h", "90s", "1500ms", "2d"]
 
 
-@pytest.mark.parametrize("text, size", [("512MB", 512 * 10**6), ("2GB", 2 * 10**9), ("1kB", 1000),
-                                        ("1KiB", 1024), ("2GiB", 2 * 2**30), ("10B", 10)])
+@pytest.mark.parametrize(
+    "text, size",
+    [("512MB", 512 * 10**6), ("2GB", 2 * 10**9), ("1kB", 1000), ("1KiB", 1024), ("2GiB", 2 * 2**30), ("10B", 10)],
+)
 def test_sizes_read_as_rabbitmq_reads_them(text, size):
     assert Size.parse(text) == size
 

@@ -1,5 +1,6 @@
 """The CI preview workflow: valid against GitHub's schema, least privilege, and calling only commands and
 flags that exist, for every shipped stack."""
+
 from __future__ import annotations
 
 import re
@@ -10,13 +11,16 @@ from pathlib import Path
 
 import yaml
 
-from infra.pulumi import deploy
 from infra.cli.main import parser
+from infra.pulumi import deploy
 
 WORKFLOW = Path(".github/workflows/preview.yml")
 # every deployed stack; `local` is the laptop stack of docker-compose, not previewed
-STACKS = sorted(p.stem for p in Path("stacks").glob("*.yaml")
-                if p.stem not in ("base", "local") and not p.stem.startswith("Pulumi."))
+STACKS = sorted(
+    p.stem
+    for p in Path("stacks").glob("*.yaml")
+    if p.stem not in ("base", "local") and not p.stem.startswith("Pulumi.")
+)
 
 
 def workflow() -> dict:
@@ -30,8 +34,12 @@ def steps(job: str) -> list[dict]:
 
 
 def test_the_workflow_validates_against_githubs_schema():
-    result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
-                             str(WORKFLOW)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -3,6 +3,7 @@
 DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DJANGO_DATA_DIR, DATABASE_URL, CELERY_BROKER_URL,
 CELERY_TOPOLOGY_FILE, RIOT_API_KEY, RIOT_API_BASE_URL (see docs/app.md).
 """
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 def database(url: str | None) -> dict:
     """DATABASE_URL, or the embedded SQLite file under DJANGO_DATA_DIR (default app/db.sqlite3)."""
-    config = dj_database_url.parse(url or f"sqlite:///{DATA_DIR / 'db.sqlite3'}", conn_max_age=60,
-                                   conn_health_checks=True)
+    config = dj_database_url.parse(
+        url or f"sqlite:///{DATA_DIR / 'db.sqlite3'}", conn_max_age=60, conn_health_checks=True
+    )
     if config["ENGINE"] == "django.db.backends.sqlite3":
         config["CONN_MAX_AGE"] = 0
         config["OPTIONS"] = {
@@ -114,13 +116,16 @@ def celery_topology(path: str) -> dict:
     """Queues, exchanges, routes, rate limits, the default queue and the broker-derived limits: only from
     the rendered celery.json (CELERY_TOPOLOGY_FILE)."""
     if not path:
-        raise ImproperlyConfigured("CELERY_TOPOLOGY_FILE is not set: point it at the rendered celery.json "
-                                   "(python -m infra render --stack dev --out build/dev)")
+        raise ImproperlyConfigured(
+            "CELERY_TOPOLOGY_FILE is not set: point it at the rendered celery.json "
+            "(python -m infra render --stack dev --out build/dev)"
+        )
     try:
         declarations = topology.load(path)
     except (OSError, ValueError) as exc:
-        raise ImproperlyConfigured(f"CELERY_TOPOLOGY_FILE {path}: {exc} (render it: python -m infra render "
-                                   f"--stack dev --out build/dev)") from exc
+        raise ImproperlyConfigured(
+            f"CELERY_TOPOLOGY_FILE {path}: {exc} (render it: python -m infra render --stack dev --out build/dev)"
+        ) from exc
     return {f"CELERY_{key.upper()}": value for key, value in topology.celery_settings(declarations).items()}
 
 

@@ -1,5 +1,6 @@
 """Development: DEBUG, a fixed insecure key, localhost only. CELERY_TOPOLOGY_FILE defaults to the dev
 stack's celery.json as `make render STACK=dev` writes it."""
+
 import os
 
 from .base import *  # noqa: F401,F403

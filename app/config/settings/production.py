@@ -1,4 +1,5 @@
 """Containers: every secret from the environment, no defaults for them."""
+
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F401,F403

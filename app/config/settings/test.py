@@ -1,4 +1,5 @@
 """pytest: eager tasks, an in-memory broker, the shipped dev topology, a fake Riot host."""
+
 import os
 
 from .base import *  # noqa: F401,F403
@@ -7,7 +8,8 @@ from .base import APP_DIR, celery_topology
 SECRET_KEY = "test-only"
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 CELERY_TOPOLOGY_FILE = os.environ.get("CELERY_TOPOLOGY_FILE") or str(
-    APP_DIR.parent / "tests" / "golden" / "dev" / "celery.json")
+    APP_DIR.parent / "tests" / "golden" / "dev" / "celery.json"
+)
 globals().update(celery_topology(CELERY_TOPOLOGY_FILE))
 CELERY_BROKER_URL = "memory://"
 CELERY_BROKER_TRANSPORT_OPTIONS = {}

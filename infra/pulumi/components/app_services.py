@@ -7,6 +7,7 @@ database; `postgres-data`), and `<name>-<service>` per `ServiceSpec`.
 Each container gets the rendered celery.json as an upload (with TLS also the CA and the app's client
 certificate and key), its secrets (broker URL, Django secret key, Riot API key) as secret env values, and the same restart policy and health check style as the broker.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,18 +17,24 @@ from typing import Mapping, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from infra.render.images import app_image_name, build_context
 from infra.definition.model import App
 from infra.plan.services import APP_UID, CELERY_JSON, CONFIG_DIR, HealthCheck, ServiceSpec
 from infra.pulumi.components.broker import healthcheck, host_entries
 from infra.pulumi.components.topology import slug
+from infra.render.images import app_image_name, build_context
+
 
 def env_list(spec: ServiceSpec, secrets: Mapping[str, pulumi.Input[str]]) -> pulumi.Output:
     """`NAME=value` entries; the whole list is secret because some entries are."""
     keys = [s.key for _, s in spec.secret_env]
-    return pulumi.Output.secret(pulumi.Output.all(*(secrets[k] for k in keys)).apply(lambda values: [
-        *(f"{name}={value}" for name, value in spec.env),
-        *(f"{name}={template.fill(value)}" for (name, template), value in zip(spec.secret_env, values))]))
+    return pulumi.Output.secret(
+        pulumi.Output.all(*(secrets[k] for k in keys)).apply(
+            lambda values: [
+                *(f"{name}={value}" for name, value in spec.env),
+                *(f"{name}={template.fill(value)}" for (name, template), value in zip(spec.secret_env, values)),
+            ]
+        )
+    )
 
 
 @dataclass
@@ -37,13 +44,13 @@ class ServicesArgs:
     celery_json: str  # the rendered file, uploaded into every container
     secrets: Mapping[str, pulumi.Input[str]]  # secret key → value
     network: pulumi.Input[str] | None  # the broker's network name; None: the nodes have hosts of their own,
-                                       # the services get a network `<name>-network` (`<prefix>-net`)
+    # the services get a network `<name>-network` (`<prefix>-net`)
     resource_prefix: str
     project_root: Path
     depends_on: Sequence[pulumi.Resource] = ()
     tls_files: Mapping[str, pulumi.Input[str]] | None = None  # with TLS: `tls/<file>` → PEM (client.key secret)
     broker_addresses: Mapping[str, str] = field(default_factory=dict)  # node host name → address, with
-                                                                        # `broker.hosts`: /etc/hosts entries
+    # `broker.hosts`: /etc/hosts entries
 
 
 def app_uploads(celery_json: str, tls_files: Mapping[str, pulumi.Input[str]] | None) -> list:
@@ -51,10 +58,15 @@ def app_uploads(celery_json: str, tls_files: Mapping[str, pulumi.Input[str]] | N
     uploads = [docker.ContainerUploadArgs(file=CELERY_JSON, content=celery_json, permissions="0644")]
     for name, content in sorted((tls_files or {}).items()):
         private = name.endswith(".key")
-        uploads.append(docker.ContainerUploadArgs(file=f"{CONFIG_DIR}/{name}", content=content,
-                                                  permissions="0600" if private else "0644",
-                                                  owner=APP_UID if private else None,
-                                                  group=APP_UID if private else None))
+        uploads.append(
+            docker.ContainerUploadArgs(
+                file=f"{CONFIG_DIR}/{name}",
+                content=content,
+                permissions="0600" if private else "0644",
+                owner=APP_UID if private else None,
+                group=APP_UID if private else None,
+            )
+        )
     return uploads
 
 
@@ -63,10 +75,15 @@ def app_image(name: str, app: App, project_root: Path, opts: pulumi.ResourceOpti
     if context is None:
         image = docker.RemoteImage(name, name=app.image, keep_locally=True, opts=opts)
         return image, image.image_id
-    image = docker.Image(name, image_name=app_image_name(app, project_root), skip_push=True,
-                         build=docker.DockerBuildArgs(context=str(context), dockerfile=str(context / "Dockerfile"),
-                                                      args={"BASE_IMAGE": app.base_image}),
-                         opts=opts)
+    image = docker.Image(
+        name,
+        image_name=app_image_name(app, project_root),
+        skip_push=True,
+        build=docker.DockerBuildArgs(
+            context=str(context), dockerfile=str(context / "Dockerfile"), args={"BASE_IMAGE": app.base_image}
+        ),
+        opts=opts,
+    )
     return image, image.image_name
 
 
@@ -80,11 +97,14 @@ class Services(pulumi.ComponentResource):
         if network is None:
             network = docker.Network(f"{name}-network", name=f"{prefix}-net", opts=child).name
         kept = pulumi.ResourceOptions(parent=self, retain_on_delete=True)  # data outlives the stack's containers
-        self.volumes = {key: docker.Volume(f"{name}-{key}", name=f"{prefix}-{name}-{key}", opts=kept)
-                        for key in sorted({s.volume[0] for s in args.specs})}
-        other_images = {image: docker.RemoteImage(f"{name}-image-{slug(image)}", name=image, keep_locally=True,
-                                                  opts=child)
-                        for image in sorted({s.image for s in args.specs if s.image})}
+        self.volumes = {
+            key: docker.Volume(f"{name}-{key}", name=f"{prefix}-{name}-{key}", opts=kept)
+            for key in sorted({s.volume[0] for s in args.specs})
+        }
+        other_images = {
+            image: docker.RemoteImage(f"{name}-image-{slug(image)}", name=image, keep_locally=True, opts=child)
+            for image in sorted({s.image for s in args.specs if s.image})
+        }
         self.containers: dict[str, docker.Container] = {}
         for spec in args.specs:
             depends = list(args.depends_on)
@@ -99,11 +119,13 @@ class Services(pulumi.ComponentResource):
                 envs=env_list(spec, args.secrets),
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network, aliases=[spec.name])],
                 hosts=host_entries(args.broker_addresses) if spec.runs_app else None,  # the nodes by name
-                volumes=[docker.ContainerVolumeArgs(volume_name=self.volumes[spec.volume[0]].name,
-                                                    container_path=spec.volume[1])],
+                volumes=[
+                    docker.ContainerVolumeArgs(
+                        volume_name=self.volumes[spec.volume[0]].name, container_path=spec.volume[1]
+                    )
+                ],
                 uploads=app_uploads(args.celery_json, args.tls_files) if spec.runs_app else None,
-                ports=[docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip)
-                       for p in spec.ports],
+                ports=[docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip) for p in spec.ports],
                 healthcheck=healthcheck(HealthCheck(spec.healthcheck)),
                 stop_timeout=spec.stop_timeout_s,
                 destroy_grace_seconds=spec.stop_timeout_s,

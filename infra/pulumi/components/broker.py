@@ -13,6 +13,7 @@ node's own network `<name>-<i>-network` and image `<name>-<i>-image`; it publish
 its host's address, with Erlang distribution, and its /etc/hosts maps the other nodes' names to their
 addresses, so the node names, the peer list and the certificate's names stay `rabbitmq-<j>`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,27 +23,44 @@ import pulumi
 import pulumi_docker as docker
 
 from infra.plan.plan import BrokerConfig
-from infra.plan.services import BROKER_CONFIG_DIR as CONFIG_DIR, BROKER_DATA_DIR as DATA_DIR
-from infra.plan.services import (BROKER_HEALTHCHECK, DIST_PORT, HealthCheck, broker_hosts, node_addresses, node_ports,
-                        published_endpoints)
+from infra.plan.services import BROKER_CONFIG_DIR as CONFIG_DIR
+from infra.plan.services import BROKER_DATA_DIR as DATA_DIR
+from infra.plan.services import (
+    BROKER_HEALTHCHECK,
+    DIST_PORT,
+    HealthCheck,
+    broker_hosts,
+    node_addresses,
+    node_ports,
+    published_endpoints,
+)
 
 RABBITMQ_UID = "999"  # the rabbitmq user of the official images; definitions.json is readable by it alone
 COOKIE_UPLOAD = "/run/secrets/erlang.cookie"
 # The cookie goes where the node and its CLI tools (the health check too) read it, owned by the node's
 # user and private, or Erlang refuses it; then the image's usual entry point.
-CLUSTER_ENTRYPOINT = (f"install -o rabbitmq -g rabbitmq -m 0400 {COOKIE_UPLOAD} {DATA_DIR}/.erlang.cookie "
-                      "&& exec docker-entrypoint.sh rabbitmq-server")
+CLUSTER_ENTRYPOINT = (
+    f"install -o rabbitmq -g rabbitmq -m 0400 {COOKIE_UPLOAD} {DATA_DIR}/.erlang.cookie "
+    "&& exec docker-entrypoint.sh rabbitmq-server"
+)
 
 
-def uploads(files: Mapping[str, pulumi.Input[str]], cookie: Optional[pulumi.Input[str]] = None
-            ) -> list[docker.ContainerUploadArgs]:
+def uploads(
+    files: Mapping[str, pulumi.Input[str]], cookie: Optional[pulumi.Input[str]] = None
+) -> list[docker.ContainerUploadArgs]:
     """The rendered files, where the official image reads them; a cluster's cookie where its entry point
     installs it from."""
     private = {"definitions.json", "boot-definitions.json", "tls/server.key"}
-    result = [docker.ContainerUploadArgs(file=f"{CONFIG_DIR}/{name}", content=content,
-                                         owner=RABBITMQ_UID, group=RABBITMQ_UID,
-                                         permissions="0600" if name in private else "0644")
-              for name, content in sorted(files.items())]
+    result = [
+        docker.ContainerUploadArgs(
+            file=f"{CONFIG_DIR}/{name}",
+            content=content,
+            owner=RABBITMQ_UID,
+            group=RABBITMQ_UID,
+            permissions="0600" if name in private else "0644",
+        )
+        for name, content in sorted(files.items())
+    ]
     if cookie is not None:
         result.append(docker.ContainerUploadArgs(file=COOKIE_UPLOAD, content=cookie, permissions="0400"))
     return result
@@ -59,8 +77,13 @@ def host_entries(addresses: Mapping[str, str], skip: str = "") -> list[docker.Co
 
 def healthcheck(check: HealthCheck = BROKER_HEALTHCHECK) -> docker.ContainerHealthcheckArgs:
     paced = check.paced()  # fast until healthy, then at the check's interval (HealthCheck.paced)
-    return docker.ContainerHealthcheckArgs(tests=list(paced.test), interval=paced.interval, timeout=paced.timeout,
-                                           retries=paced.retries, start_period=paced.start_period)
+    return docker.ContainerHealthcheckArgs(
+        tests=list(paced.test),
+        interval=paced.interval,
+        timeout=paced.timeout,
+        retries=paced.retries,
+        start_period=paced.start_period,
+    )
 
 
 def management_url(b: BrokerConfig) -> str:
@@ -74,7 +97,7 @@ def management_url(b: BrokerConfig) -> str:
 class BrokerArgs:
     config: BrokerConfig
     files: Mapping[str, pulumi.Input[str]]  # rendered file name → content (definitions, tls/server.key:
-                                            # secrets)
+    # secrets)
     resource_prefix: str  # Docker object names: `<prefix>-rabbitmq`, `<prefix>-rabbitmq-data`, ...
     erlang_cookie: Optional[pulumi.Input[str]] = None  # a cluster's shared secret
 
@@ -86,9 +109,14 @@ class Broker(pulumi.ComponentResource):
         cluster = config.nodes > 1
         addresses = node_addresses(config)
         self.providers: list[docker.Provider] = [
-            docker.Provider(f"{name}-{i}-docker", host=h.docker, ssh_opts=list(h.ssh_opts) or None,
-                            opts=pulumi.ResourceOptions(parent=self))
-            for i, h in enumerate(config.hosts, start=1)]
+            docker.Provider(
+                f"{name}-{i}-docker",
+                host=h.docker,
+                ssh_opts=list(h.ssh_opts) or None,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for i, h in enumerate(config.hosts, start=1)
+        ]
         self.networks: list[docker.Network] = []
         self.volumes: list[docker.Volume] = []
         self.containers: list[docker.Container] = []
@@ -98,13 +126,16 @@ class Broker(pulumi.ComponentResource):
             # A network and the image on every Docker host: each node's own, or the default one they share.
             if addresses or index == 0:
                 own = node if addresses else ""
-                network = docker.Network(f"{name}{own}-network", name=f"{prefix}-{host}-net" if own else
-                                         f"{prefix}-net", opts=on_host)
+                network = docker.Network(
+                    f"{name}{own}-network", name=f"{prefix}-{host}-net" if own else f"{prefix}-net", opts=on_host
+                )
                 image = docker.RemoteImage(f"{name}{own}-image", name=config.image, keep_locally=True, opts=on_host)
                 self.networks.append(network)
-            volume = docker.Volume(f"{name}{node}-data", name=f"{prefix}-{host}-data",
-                                   opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(
-                                       retain_on_delete=True)))
+            volume = docker.Volume(
+                f"{name}{node}-data",
+                name=f"{prefix}-{host}-data",
+                opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
+            )
             container = docker.Container(
                 f"{name}{node}-container",
                 name=f"{prefix}-{host}",
@@ -122,8 +153,9 @@ class Broker(pulumi.ComponentResource):
                 wait_timeout=180,
                 restart="unless-stopped",
                 # a cluster's node i boots once node i - 1 is healthy (`joins_after`), whatever its host
-                opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(
-                    delete_before_replace=True, depends_on=self.containers[-1:])),
+                opts=pulumi.ResourceOptions.merge(
+                    on_host, pulumi.ResourceOptions(delete_before_replace=True, depends_on=self.containers[-1:])
+                ),
             )
             self.volumes.append(volume)
             self.containers.append(container)

@@ -7,6 +7,7 @@ key lives in the stack's state as a secret, and leaves this component only as a 
 `ca: provided`: no child; the five PEMs come from stack config secrets (`pulumi config set --secret KEY <
 file.pem`).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -58,21 +59,35 @@ class Certificates(pulumi.ComponentResource):
                 self.pems[f] = pulumi.Output.secret(value) if f.endswith("_key") else value
         else:
             self._issue(name, c, args.stack)
-        self.register_outputs({"ca_cert": self.pems["ca_cert"], "server_cert": self.pems["server_cert"],
-                               "client_cert": self.pems["client_cert"]})
+        self.register_outputs(
+            {
+                "ca_cert": self.pems["ca_cert"],
+                "server_cert": self.pems["server_cert"],
+                "client_cert": self.pems["client_cert"],
+            }
+        )
 
     def _key(self, name: str) -> tls.PrivateKey:
-        return tls.PrivateKey(name, algorithm=ALGORITHM, ecdsa_curve=CURVE,
-                              opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["private_key_pem"]))
+        return tls.PrivateKey(
+            name,
+            algorithm=ALGORITHM,
+            ecdsa_curve=CURVE,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["private_key_pem"]),
+        )
 
     def _issue(self, name: str, c: TlsConfig, stack: str) -> None:
         child = pulumi.ResourceOptions(parent=self)
         self.ca_key = self._key(f"{name}-ca-key")
         self.ca = tls.SelfSignedCert(
-            f"{name}-ca", private_key_pem=self.ca_key.private_key_pem, is_ca_certificate=True,
+            f"{name}-ca",
+            private_key_pem=self.ca_key.private_key_pem,
+            is_ca_certificate=True,
             subject=tls.SelfSignedCertSubjectArgs(common_name=f"rabbitmq-celery {stack} CA"),
-            validity_period_hours=c.ca_validity_days * 24, allowed_uses=CA_USES, set_subject_key_id=True,
-            opts=child)
+            validity_period_hours=c.ca_validity_days * 24,
+            allowed_uses=CA_USES,
+            set_subject_key_id=True,
+            opts=child,
+        )
         dns, ips = split_names(c.server_names)
         self.server_key = self._key(f"{name}-server-key")
         self.server = self._sign(f"{name}-server", self.server_key, c, SERVER_USES, c.server_names[0], dns, ips)
@@ -86,16 +101,35 @@ class Certificates(pulumi.ComponentResource):
             "client_key": pulumi.Output.secret(self.client_key.private_key_pem),
         }
 
-    def _sign(self, name: str, key: tls.PrivateKey, c: TlsConfig, uses: list[str], common_name: str,
-              dns: list[str], ips: list[str]) -> tls.LocallySignedCert:
+    def _sign(
+        self,
+        name: str,
+        key: tls.PrivateKey,
+        c: TlsConfig,
+        uses: list[str],
+        common_name: str,
+        dns: list[str],
+        ips: list[str],
+    ) -> tls.LocallySignedCert:
         child = pulumi.ResourceOptions(parent=self)
-        request = tls.CertRequest(f"{name}-csr", private_key_pem=key.private_key_pem,
-                                  subject=tls.CertRequestSubjectArgs(common_name=common_name),
-                                  dns_names=dns or None, ip_addresses=ips or None, opts=child)
-        return tls.LocallySignedCert(name, cert_request_pem=request.cert_request_pem,
-                                     ca_private_key_pem=self.ca_key.private_key_pem, ca_cert_pem=self.ca.cert_pem,
-                                     validity_period_hours=c.validity_days * 24,
-                                     early_renewal_hours=RENEW_BEFORE_HOURS, allowed_uses=uses, opts=child)
+        request = tls.CertRequest(
+            f"{name}-csr",
+            private_key_pem=key.private_key_pem,
+            subject=tls.CertRequestSubjectArgs(common_name=common_name),
+            dns_names=dns or None,
+            ip_addresses=ips or None,
+            opts=child,
+        )
+        return tls.LocallySignedCert(
+            name,
+            cert_request_pem=request.cert_request_pem,
+            ca_private_key_pem=self.ca_key.private_key_pem,
+            ca_cert_pem=self.ca.cert_pem,
+            validity_period_hours=c.validity_days * 24,
+            early_renewal_hours=RENEW_BEFORE_HOURS,
+            allowed_uses=uses,
+            opts=child,
+        )
 
     def files(self, names: Mapping[str, str]) -> dict[str, pulumi.Output[str]]:
         """`tls/<file>` → PEM, for a plan's file map (BROKER_TLS_FILES or APP_TLS_FILES)."""

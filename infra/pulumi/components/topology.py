@@ -4,6 +4,7 @@ pulumi-rabbitmq resources, through a provider pointed at the broker's management
 The inputs come from the same `plan.Topology` that `render.definitions` writes to definitions.json; the
 pure helpers below are what the equivalence tests read back.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,8 @@ from typing import Mapping
 import pulumi
 import pulumi_rabbitmq as rabbitmq
 
-from infra.plan.plan import BindingSpec, PolicySpec, QueueSpec, Topology as TopologyPlan
+from infra.plan.plan import BindingSpec, PolicySpec, QueueSpec
+from infra.plan.plan import Topology as TopologyPlan
 
 
 def slug(*parts: str) -> str:
@@ -52,43 +54,70 @@ class Topology(pulumi.ComponentResource):
 
         self.vhosts = {
             vname: rabbitmq.VHost(f"{name}-vhost-{slug(vname)}", name=vname, description=description, opts=child)
-            for vname, description in t.vhosts}
+            for vname, description in t.vhosts
+        }
         self.users = {
-            u.name: rabbitmq.User(f"{name}-user-{slug(u.name)}", name=u.name, tags=list(u.tags),
-                                  password=pulumi.Output.secret(args.passwords[u.password.secret]), opts=child)
-            for u in t.users}
+            u.name: rabbitmq.User(
+                f"{name}-user-{slug(u.name)}",
+                name=u.name,
+                tags=list(u.tags),
+                password=pulumi.Output.secret(args.passwords[u.password.secret]),
+                opts=child,
+            )
+            for u in t.users
+        }
         self.permissions = {
             (p.user, p.vhost): rabbitmq.Permissions(
-                f"{name}-permissions-{slug(p.user, p.vhost)}", user=self.users[p.user].name,
+                f"{name}-permissions-{slug(p.user, p.vhost)}",
+                user=self.users[p.user].name,
                 vhost=self.vhosts[p.vhost].name,
                 permissions=rabbitmq.PermissionsPermissionsArgs(configure=p.configure, write=p.write, read=p.read),
-                opts=child)
-            for p in t.permissions}
+                opts=child,
+            )
+            for p in t.permissions
+        }
+
         # The provider declares queues, exchanges, bindings and policies as the admin, who may do so in a
         # vhost only once its permissions there exist: the broker boots knowing the admin user alone.
         def in_vhost(vhost: str) -> pulumi.ResourceOptions:
             admin = self.permissions.get((args.admin_user, vhost))
             return pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[admin] if admin else []))
+
         self.exchanges = {
             (e.vhost, e.name): rabbitmq.Exchange(
-                f"{name}-exchange-{slug(e.vhost, e.name)}", name=e.name, vhost=self.vhosts[e.vhost].name,
+                f"{name}-exchange-{slug(e.vhost, e.name)}",
+                name=e.name,
+                vhost=self.vhosts[e.vhost].name,
                 settings=rabbitmq.ExchangeSettingsArgs(type=e.type, durable=e.durable, auto_delete=e.auto_delete),
-                opts=in_vhost(e.vhost))
-            for e in t.exchanges}
+                opts=in_vhost(e.vhost),
+            )
+            for e in t.exchanges
+        }
         self.queues = {
             (q.vhost, q.name): rabbitmq.Queue(
-                f"{name}-queue-{slug(q.vhost, q.name)}", name=q.name, vhost=self.vhosts[q.vhost].name,
+                f"{name}-queue-{slug(q.vhost, q.name)}",
+                name=q.name,
+                vhost=self.vhosts[q.vhost].name,
                 settings=queue_settings(q),
-                opts=pulumi.ResourceOptions.merge(in_vhost(q.vhost), pulumi.ResourceOptions(protect=args.protect_queues)))
-            for q in t.queues}
+                opts=pulumi.ResourceOptions.merge(
+                    in_vhost(q.vhost), pulumi.ResourceOptions(protect=args.protect_queues)
+                ),
+            )
+            for q in t.queues
+        }
         self.bindings = [self._binding(name, b, in_vhost(b.vhost)) for b in t.bindings]
         self.policies = [
-            rabbitmq.Policy(f"{name}-policy-{slug(p.vhost, p.name)}", name=p.name, vhost=self.vhosts[p.vhost].name,
-                            policy=rabbitmq.PolicyPolicyArgs(pattern=p.pattern, priority=p.priority,
-                                                             apply_to=p.apply_to,
-                                                             definition=policy_definition_inputs(p)),
-                            opts=in_vhost(p.vhost))
-            for p in t.policies]
+            rabbitmq.Policy(
+                f"{name}-policy-{slug(p.vhost, p.name)}",
+                name=p.name,
+                vhost=self.vhosts[p.vhost].name,
+                policy=rabbitmq.PolicyPolicyArgs(
+                    pattern=p.pattern, priority=p.priority, apply_to=p.apply_to, definition=policy_definition_inputs(p)
+                ),
+                opts=in_vhost(p.vhost),
+            )
+            for p in t.policies
+        ]
         self.register_outputs({"vhosts": list(self.vhosts), "queues": [q for _, q in self.queues]})
 
     def _binding(self, name: str, b: BindingSpec, child: pulumi.ResourceOptions) -> rabbitmq.Binding:
@@ -96,6 +125,12 @@ class Topology(pulumi.ComponentResource):
         # A queue or exchange re-created under the same name drops its bindings on the broker; the
         # binding resource must then be re-created too, though none of its inputs changed.
         opts = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(replace_with=[exchange, queue]))
-        return rabbitmq.Binding(f"{name}-binding-{slug(b.vhost, b.source, b.destination, b.routing_key)}",
-                                vhost=self.vhosts[b.vhost].name, source=exchange.name, destination=queue.name,
-                                destination_type="queue", routing_key=b.routing_key, opts=opts)
+        return rabbitmq.Binding(
+            f"{name}-binding-{slug(b.vhost, b.source, b.destination, b.routing_key)}",
+            vhost=self.vhosts[b.vhost].name,
+            source=exchange.name,
+            destination=queue.name,
+            destination_type="queue",
+            routing_key=b.routing_key,
+            opts=opts,
+        )

@@ -1,5 +1,6 @@
 """The Django app's eager tier: pytest-django's test database (in-memory SQLite, each test rolled back), eager
 Celery on an in-memory broker (config.settings.test), and the fake Riot API on loopback."""
+
 from __future__ import annotations
 
 import pytest

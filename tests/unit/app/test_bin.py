@@ -1,4 +1,5 @@
 """app/bin: the web entry point and the container health check."""
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,9 @@ def test_bin_scripts_are_executable_and_web_is_posix_sh():
     assert subprocess.run(["sh", "-n", str(BIN / "web")]).returncode == 0
     text = (BIN / "web").read_text()
     assert "python manage.py migrate --noinput" in text
-    assert "exec gunicorn config.wsgi:application --bind 0.0.0.0:${WEB_PORT:-8000} --workers ${WEB_CONCURRENCY:-2}" in text
+    assert (
+        "exec gunicorn config.wsgi:application --bind 0.0.0.0:${WEB_PORT:-8000} --workers ${WEB_CONCURRENCY:-2}" in text
+    )
 
 
 @pytest.fixture
@@ -52,8 +55,9 @@ def healthz():
 
 def run_healthcheck(port: int, **env) -> int:
     base = {k: v for k, v in os.environ.items() if k not in ("WEB_PORT", "DJANGO_ALLOWED_HOSTS")}
-    return subprocess.run([str(BIN / "healthcheck")], env={**base, "WEB_PORT": str(port), **env},
-                          capture_output=True, timeout=30).returncode
+    return subprocess.run(
+        [str(BIN / "healthcheck")], env={**base, "WEB_PORT": str(port), **env}, capture_output=True, timeout=30
+    ).returncode
 
 
 def test_healthcheck_is_0_only_for_a_200(healthz):

@@ -1,10 +1,18 @@
 """The Riot client against the fake Riot API: routing, shapes, typed errors, Retry-After, rate-limit headers."""
+
 from __future__ import annotations
 
 import pytest
 
-from riot import (RiotClient, RiotNotFound, RiotPermanentError, RiotRateLimited, RiotServerError, RiotUnavailable,
-                  regional_routing)
+from riot import (
+    RiotClient,
+    RiotNotFound,
+    RiotPermanentError,
+    RiotRateLimited,
+    RiotServerError,
+    RiotUnavailable,
+    regional_routing,
+)
 from riot.client import RateLimits, platform_of_match
 from tests.support.rabbit_node import free_ports
 
@@ -17,7 +25,12 @@ def client(riot):
 
 def test_regional_routing_follows_riots_table():
     assert [regional_routing(p) for p in ("euw1", "NA1", "kr", "oc1", "br1")] == [
-        "europe", "americas", "asia", "sea", "americas"]
+        "europe",
+        "americas",
+        "asia",
+        "sea",
+        "americas",
+    ]
     with pytest.raises(ValueError, match="unknown region"):
         regional_routing("moon1")
     assert platform_of_match("EUW1_6543210") == "euw1"
@@ -36,7 +49,8 @@ def test_account_match_ids_match_and_timeline_in_their_shapes(client, riot):
     # regional routing in the URL, the Riot ID escaped, the key in X-Riot-Token
     assert [(r.routing, r.path) for r in riot.requests][:2] == [
         ("asia", "/riot/account/v1/accounts/by-riot-id/Hide%20on%20bush/KR1"),
-        ("asia", "/lol/match/v5/matches/by-puuid/puuid-faker/ids")]
+        ("asia", "/lol/match/v5/matches/by-puuid/puuid-faker/ids"),
+    ]
 
 
 def test_sea_players_resolve_their_account_on_asia(client, riot):
@@ -83,8 +97,14 @@ def test_slow_and_unreachable_servers_are_unavailable(client, riot):
 
 
 def test_rate_limit_headers_are_read():
-    limits = RateLimits.from_headers({"X-App-Rate-Limit": "20:1,100:120", "X-App-Rate-Limit-Count": "20:1,5:120",
-                                      "X-Method-Rate-Limit": "50:10", "X-Method-Rate-Limit-Count": "3:10"})
+    limits = RateLimits.from_headers(
+        {
+            "X-App-Rate-Limit": "20:1,100:120",
+            "X-App-Rate-Limit-Count": "20:1,5:120",
+            "X-Method-Rate-Limit": "50:10",
+            "X-Method-Rate-Limit-Count": "3:10",
+        }
+    )
     assert limits.app_count == {1: 20, 120: 5}
     assert limits.exhausted_windows() == [1]
     assert RateLimits.from_headers({}).exhausted_windows() == []

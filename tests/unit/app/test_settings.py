@@ -1,5 +1,6 @@
 """Settings come from the environment and celery.json only: production refuses to start without its
 secrets; queues, routes, rate limits and the derived limits come from the rendered topology."""
+
 from __future__ import annotations
 
 import json
@@ -22,39 +23,74 @@ GOLDEN = Path("tests/golden")
 
 def run_django(env: dict, code: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "DATABASE_"))}
-    return subprocess.run([sys.executable, "-c", f"import django; django.setup(); {code}"], cwd=APP_DIR,
-                          env={**base, **env}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        cwd=APP_DIR,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_production_without_a_secret_key_is_improperly_configured():
-    result = run_django({"DJANGO_SETTINGS_MODULE": "config.settings.production", "DJANGO_ALLOWED_HOSTS": "x",
-                         "CELERY_TOPOLOGY_FILE": str(GOLDEN.resolve() / "dev" / "celery.json")}, "")
+    result = run_django(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings.production",
+            "DJANGO_ALLOWED_HOSTS": "x",
+            "CELERY_TOPOLOGY_FILE": str(GOLDEN.resolve() / "dev" / "celery.json"),
+        },
+        "",
+    )
     assert result.returncode != 0
     assert "ImproperlyConfigured: DJANGO_SECRET_KEY is not set" in result.stderr
 
 
 def test_production_reads_everything_from_the_environment(tmp_path):
-    env = {"DJANGO_SETTINGS_MODULE": "config.settings.production", "DJANGO_SECRET_KEY": "s3cret",
-           "DJANGO_ALLOWED_HOSTS": "api.example.org, web", "DJANGO_DATA_DIR": str(tmp_path),
-           "CELERY_BROKER_URL": "amqp://app:pw@rabbitmq:5672//", "RIOT_API_KEY": "RGAPI-x",
-           "CELERY_TOPOLOGY_FILE": str(GOLDEN.resolve() / "prod" / "celery.json")}
-    code = ("from django.conf import settings as s; from config.celery_app import app; import json; "
-            "print(json.dumps([s.SECRET_KEY, s.ALLOWED_HOSTS, str(s.DATABASES['default']['NAME']), s.DEBUG, "
-            "app.conf.broker_url, s.RIOT_API_KEY, s.RIOT_API_BASE_URL, app.conf.task_default_queue]))")
+    env = {
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "DJANGO_SECRET_KEY": "s3cret",
+        "DJANGO_ALLOWED_HOSTS": "api.example.org, web",
+        "DJANGO_DATA_DIR": str(tmp_path),
+        "CELERY_BROKER_URL": "amqp://app:pw@rabbitmq:5672//",
+        "RIOT_API_KEY": "RGAPI-x",
+        "CELERY_TOPOLOGY_FILE": str(GOLDEN.resolve() / "prod" / "celery.json"),
+    }
+    code = (
+        "from django.conf import settings as s; from config.celery_app import app; import json; "
+        "print(json.dumps([s.SECRET_KEY, s.ALLOWED_HOSTS, str(s.DATABASES['default']['NAME']), s.DEBUG, "
+        "app.conf.broker_url, s.RIOT_API_KEY, s.RIOT_API_BASE_URL, app.conf.task_default_queue]))"
+    )
     result = run_django(env, code)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == ["s3cret", ["api.example.org", "web"], str(tmp_path / "db.sqlite3"), False,
-                                         "amqp://app:pw@rabbitmq:5672//", "RGAPI-x",
-                                         "https://{routing}.api.riotgames.com", "default"]
-    pg = run_django({**env, "DATABASE_URL": "postgres://u:p@db:5432/lol"},
-                    "from django.conf import settings as s; d = s.DATABASES['default']; "
-                    "print(d['ENGINE'], d['NAME'], d['HOST'], d['PORT'])")
+    assert json.loads(result.stdout) == [
+        "s3cret",
+        ["api.example.org", "web"],
+        str(tmp_path / "db.sqlite3"),
+        False,
+        "amqp://app:pw@rabbitmq:5672//",
+        "RGAPI-x",
+        "https://{routing}.api.riotgames.com",
+        "default",
+    ]
+    pg = run_django(
+        {**env, "DATABASE_URL": "postgres://u:p@db:5432/lol"},
+        "from django.conf import settings as s; d = s.DATABASES['default']; "
+        "print(d['ENGINE'], d['NAME'], d['HOST'], d['PORT'])",
+    )
     assert pg.stdout.split() == ["django.db.backends.postgresql", "lol", "db", "5432"], pg.stderr
 
 
 def test_missing_topology_file_is_improperly_configured(tmp_path):
-    result = run_django({"DJANGO_SETTINGS_MODULE": "config.settings.production", "DJANGO_SECRET_KEY": "s",
-                         "DJANGO_ALLOWED_HOSTS": "x", "CELERY_TOPOLOGY_FILE": str(tmp_path / "none.json")}, "")
+    result = run_django(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings.production",
+            "DJANGO_SECRET_KEY": "s",
+            "DJANGO_ALLOWED_HOSTS": "x",
+            "CELERY_TOPOLOGY_FILE": str(tmp_path / "none.json"),
+        },
+        "",
+    )
     assert result.returncode != 0 and "CELERY_TOPOLOGY_FILE" in result.stderr
 
 
@@ -64,7 +100,7 @@ def test_queues_routes_and_rate_limits_come_from_celery_json():
     assert [q.name for q in conf.task_queues] == [d["name"] for d in declarations["task_queues"]]
     assert all(q.queue_arguments == {"x-queue-type": "quorum"} for q in conf.task_queues)
     assert "dead_letters" not in {q.name for q in conf.task_queues}  # nobody consumes the parking queue
-    import matches.tasks, players.tasks  # noqa: E401,F401 (registered: the routes read the tasks' regions)
+    import matches.tasks  # noqa: E401,F401 (registered: the routes read the tasks' regions)
 
     regional, routes = conf.task_routes
     assert routes == declarations["task_routes"] and regional.routes == declarations["task_regional_routes"]
@@ -80,8 +116,12 @@ def test_queues_routes_and_rate_limits_come_from_celery_json():
     for _ in range(2):  # the second time too: Celery's router takes the route apart
         assert route({}, "matches.tasks.process_match", args=("EUW1_1",))["queue"].name == "match_processing"
     assert route({}, "players.tasks.sync_player_data", args=("a", "b", "kr"))["queue"].name == "player_sync_asia"
-    assert route({}, "players.tasks.sync_player_data", kwargs={"game_name": "a", "tag_line": "b", "region": "br1"}
-                 )["queue"].name == "player_sync_americas"
+    assert (
+        route({}, "players.tasks.sync_player_data", kwargs={"game_name": "a", "tag_line": "b", "region": "br1"})[
+            "queue"
+        ].name
+        == "player_sync_americas"
+    )
 
 
 def test_time_limits_stay_below_the_consumer_timeout_and_heartbeat_follows_the_broker():

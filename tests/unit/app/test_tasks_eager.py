@@ -1,5 +1,6 @@
 """Models and tasks in eager mode: the sync flow, idempotence under redelivery, retries and their delays,
 failures counted, recovery and maintenance."""
+
 from __future__ import annotations
 
 import random
@@ -14,7 +15,7 @@ from matches.models import Match, Participant, Timeline
 from matches.tasks import process_match, process_timeline, purge_old_data
 from players.models import JobMatch, Player, SyncJob
 from players.tasks import recover_stale_jobs, sync_player_data
-from riot import RiotRateLimited, RateLimits
+from riot import RateLimits, RiotRateLimited
 
 MATCHES = ["EUW1_1001", "EUW1_1002", "EUW1_1003"]
 
@@ -56,8 +57,11 @@ def test_redelivered_tasks_change_nothing(db, player):
 
 def test_transient_errors_are_retried_with_growing_delays_that_honour_retry_after(db, player):
     player.fail("/matches/EUW1_1002$", 500, (429, {"Retry-After": "9"}))
-    with mock.patch("celery.app.task.Task.retry", autospec=True, side_effect=lambda *a, **k: (_ for _ in ()).throw(
-            RuntimeError(k["countdown"]))) as retry:
+    with mock.patch(
+        "celery.app.task.Task.retry",
+        autospec=True,
+        side_effect=lambda *a, **k: (_ for _ in ()).throw(RuntimeError(k["countdown"])),
+    ) as retry:
         with pytest.raises(RuntimeError):
             process_match.delay("EUW1_1002", None).get()
         assert retry.call_args.kwargs["countdown"] == 1  # first retry: 1 s (+ up to half of it)
@@ -70,7 +74,7 @@ def test_backoff_delays_grow_with_jitter_and_stop_at_the_maximum():
     rng = random.Random(4)
     for retries in range(12):
         delays = {backoff_delay(retries, rng=rng) for _ in range(50)}
-        base = min(600, 2 ** retries)
+        base = min(600, 2**retries)
         assert min(delays) >= base and max(delays) <= min(600, base + base // 2)
         if retries >= 2 and base < 600:
             assert len(delays) > 1  # jittered
@@ -111,8 +115,10 @@ def test_recovery_reenqueues_only_stale_unfinished_work(db, player):
     JobMatch.objects.filter(job_id=job_id, match_id="EUW1_1002").update(state=JobMatch.PENDING)
     SyncJob.objects.filter(pk=job_id).update(status=SyncJob.RUNNING, updated_at=timezone.now() - timedelta(hours=1))
     fresh = SyncJob.objects.create(game_name="Fresh", tag_line="EUW", region="euw1")
-    with mock.patch("matches.tasks.process_match.delay") as process, \
-            mock.patch("players.tasks.sync_player_data.apply_async") as sync:
+    with (
+        mock.patch("matches.tasks.process_match.delay") as process,
+        mock.patch("players.tasks.sync_player_data.apply_async") as sync,
+    ):
         assert recover_stale_jobs.delay().get() == 1
     process.assert_called_once_with("EUW1_1002", job_id)
     sync.assert_not_called()

@@ -1,4 +1,5 @@
 """The JSON API and /healthz, with eager tasks against the fake Riot API."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,11 @@ def test_sync_answers_202_with_a_job_that_reports_progress(client, riot):
     job_id = response.json()["job_id"]
     job = client.get(f"/api/jobs/{job_id}").json()
     assert (job["status"], job["matches_found"], job["matches_processed"], job["matches_failed"]) == (
-        "complete", 2, 2, 0)
+        "complete",
+        2,
+        2,
+        0,
+    )
     player = client.get("/api/players/kr/Chovy/KR1").json()
     assert [m["match_id"] for m in player["matches"]] and player["puuid"] == "puuid-chovy"
     assert {m["match_id"] for m in player["matches"]} == {"KR_7000000001", "KR_7000000002"}
@@ -36,13 +41,16 @@ def test_sync_answers_202_with_a_job_that_reports_progress(client, riot):
     assert client.get("/api/players/KR/chovy/kr1").status_code == 200  # region and Riot ID case-insensitive
 
 
-@pytest.mark.parametrize("payload, field", [
-    ({"tag_line": "KR1", "region": "kr"}, "game_name"),
-    ({"game_name": "ab", "tag_line": "KR1", "region": "kr"}, "game_name"),
-    ({"game_name": "Chovy", "tag_line": "K#1", "region": "kr"}, "tag_line"),
-    ({"game_name": "Chovy", "tag_line": "KR1", "region": "mars"}, "region"),
-    ({"game_name": "Chovy", "tag_line": 7, "region": "kr"}, "tag_line"),
-])
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"tag_line": "KR1", "region": "kr"}, "game_name"),
+        ({"game_name": "ab", "tag_line": "KR1", "region": "kr"}, "game_name"),
+        ({"game_name": "Chovy", "tag_line": "K#1", "region": "kr"}, "tag_line"),
+        ({"game_name": "Chovy", "tag_line": "KR1", "region": "mars"}, "region"),
+        ({"game_name": "Chovy", "tag_line": 7, "region": "kr"}, "tag_line"),
+    ],
+)
 def test_bad_input_is_a_400_naming_the_field(client, payload, field):
     response = post_sync(client, payload)
     assert response.status_code == 400

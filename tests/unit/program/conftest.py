@@ -1,4 +1,5 @@
 """The program writes the stack's CA certificate for the rabbitmq provider: into a temp dir in these tests."""
+
 import pytest
 
 from infra.pulumi import program

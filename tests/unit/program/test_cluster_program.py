@@ -1,16 +1,17 @@
 """A three-node stack under mocks: three broker containers, each with its own volume, host name and ports,
 the shared Erlang cookie as a secret upload, the topology only after all three, and failover URLs for the app."""
+
 from __future__ import annotations
 
 from urllib.parse import quote
 
-from infra.pulumi import program
-from infra.render import files as render
 from infra.definition.load import load_definition, require
 from infra.plan.plan import build_plan
+from infra.pulumi import program
 from infra.pulumi.preview import run
-from tests.unit.program.test_program import PROJECT, clean_config, is_secret, unwrap, with_config  # noqa: F401
+from infra.render import files as render
 from tests.support.stacks import TEST_SECRETS
+from tests.unit.program.test_program import PROJECT, clean_config, is_secret, unwrap, with_config  # noqa: F401
 
 
 def three_nodes(tmp_path, stack: str = "dev"):
@@ -29,8 +30,9 @@ def test_three_broker_containers_each_with_its_volume_host_and_ports(tmp_path):
         inputs = monitor.named(f"broker-{i}-container").inputs
         assert inputs["name"] == f"{PROJECT}-dev-rabbitmq-{i}" and inputs["hostname"] == f"rabbitmq-{i}"
         assert inputs["networksAdvanced"][0]["aliases"] == [f"rabbitmq-{i}"]
-        assert inputs["volumes"] == [{"containerPath": "/var/lib/rabbitmq",
-                                      "volumeName": f"{PROJECT}-dev-rabbitmq-{i}-data"}]
+        assert inputs["volumes"] == [
+            {"containerPath": "/var/lib/rabbitmq", "volumeName": f"{PROJECT}-dev-rabbitmq-{i}-data"}
+        ]
         assert monitor.named(f"broker-{i}-data").request.retainOnDelete
         ports = {(p["internal"], p["external"]) for p in inputs["ports"]}
         assert ports == {(p, p + i - 1) for p in (b.amqp_port, b.management_port, b.prometheus_port)}
@@ -73,4 +75,5 @@ def test_the_app_gets_every_nodes_url(tmp_path):
             assert f"CELERY_BROKER_URL={expected}" in env, spec.name
     password = quote(TEST_SECRETS["rabbitmqWebPassword"], safe="")
     assert unwrap(monitor.outputs["amqp_url"]) == ";".join(
-        f"amqp://web:{password}@127.0.0.1:{5672 + i}/%2F" for i in range(3))
+        f"amqp://web:{password}@127.0.0.1:{5672 + i}/%2F" for i in range(3)
+    )

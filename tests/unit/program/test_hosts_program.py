@@ -1,32 +1,38 @@
 """`broker.hosts` under mocks: one Docker provider per node, every resource of that node on it, the same ports
 on each host's address with Erlang distribution, /etc/hosts entries for the peers and the app, the topology
 after every node, and the secrets still secret."""
+
 from __future__ import annotations
 
 import json
 from urllib.parse import quote
 
-from infra.pulumi import program
-from infra.render import files as render
 from infra.definition.load import load_definition, require
 from infra.plan.plan import build_plan
-from infra.pulumi import preview
-from infra.pulumi.preview import run
 from infra.plan.services import broker_ports
-from tests.unit.program.test_program import PROJECT, clean_config, is_secret, unwrap, with_config  # noqa: F401
+from infra.pulumi import preview, program
+from infra.pulumi.preview import run
+from infra.render import files as render
 from tests.support.stacks import TEST_SECRETS
+from tests.unit.program.test_program import PROJECT, clean_config, is_secret, unwrap, with_config  # noqa: F401
 
-HOSTS = [("ssh://deploy@10.0.0.11", "10.0.0.11", ["-i", "/keys/deploy", "-o", "StrictHostKeyChecking=yes"]),
-         ("tcp://10.0.0.12:2376", "10.0.0.12", []),
-         ("unix:///run/docker-3.sock", "10.0.0.13", [])]
+HOSTS = [
+    ("ssh://deploy@10.0.0.11", "10.0.0.11", ["-i", "/keys/deploy", "-o", "StrictHostKeyChecking=yes"]),
+    ("tcp://10.0.0.12:2376", "10.0.0.12", []),
+    ("unix:///run/docker-3.sock", "10.0.0.13", []),
+]
 ADDRESSES = {f"rabbitmq-{i}": address for i, (_, address, _) in enumerate(HOSTS, start=1)}
 
 
 def on_hosts(tmp_path, stack: str = "dev"):
     overlay = tmp_path / "hosts.yaml"
-    overlay.write_text("broker:\n  nodes: 3\n  hosts:\n" + "".join(
-        f"    - {json.dumps({'docker': docker, 'address': address, 'ssh_opts': opts})}\n"
-        for docker, address, opts in HOSTS))
+    overlay.write_text(
+        "broker:\n  nodes: 3\n  hosts:\n"
+        + "".join(
+            f"    - {json.dumps({'docker': docker, 'address': address, 'ssh_opts': opts})}\n"
+            for docker, address, opts in HOSTS
+        )
+    )
     definition = require(load_definition(stack=stack, overlays=(overlay,)))
     with_config(TEST_SECRETS)
     monitor, _ = run(lambda: program.main(definition), stack=stack)
@@ -76,8 +82,9 @@ def test_each_node_publishes_the_same_ports_with_erlang_distribution_on_its_addr
         assert ports == {(p, p, address) for p in [*broker_ports(plan.broker), 4369, 25672]}
         assert inputs["envs"] == ["RABBITMQ_DIST_PORT=25672"]
         assert inputs["hostname"] == f"rabbitmq-{i}" and inputs["name"] == f"{PROJECT}-dev-rabbitmq-{i}"
-        assert inputs["volumes"] == [{"containerPath": "/var/lib/rabbitmq",
-                                      "volumeName": f"{PROJECT}-dev-rabbitmq-{i}-data"}]
+        assert inputs["volumes"] == [
+            {"containerPath": "/var/lib/rabbitmq", "volumeName": f"{PROJECT}-dev-rabbitmq-{i}-data"}
+        ]
         assert monitor.named(f"broker-{i}-data").request.retainOnDelete
         assert entries(inputs) == {h: a for h, a in ADDRESSES.items() if h != f"rabbitmq-{i}"}
         # the peer list names the same nodes as on one Docker host
@@ -99,7 +106,8 @@ def test_the_app_reaches_every_node_by_name_at_its_address(tmp_path):
         assert [u.split("@")[1].split("/")[0] for u in url.split(";")] == [f"rabbitmq-{i}:5672" for i in (1, 2, 3)]
     password = quote(TEST_SECRETS["rabbitmqWebPassword"], safe="")
     assert unwrap(monitor.outputs["amqp_url"]) == ";".join(
-        f"amqp://web:{password}@{address}:5672/%2F" for address in ADDRESSES.values())
+        f"amqp://web:{password}@{address}:5672/%2F" for address in ADDRESSES.values()
+    )
 
 
 def test_the_topology_reaches_the_first_node_at_its_address_after_every_node(tmp_path):
@@ -134,8 +142,9 @@ def test_plan_shows_each_nodes_provider(tmp_path):
     shown = preview.Preview("dev", monitor.registered, {}, [])
     lines = preview.tree(shown).splitlines()
     # each resource's line, then its key inputs' line
-    detail = {line.split("─ ", 1)[1].split()[0]: lines[n + 1] for n, line in enumerate(lines[:-1])
-              if "─ broker-" in line}
+    detail = {
+        line.split("─ ", 1)[1].split()[0]: lines[n + 1] for n, line in enumerate(lines[:-1]) if "─ broker-" in line
+    }
     assert "host=ssh://deploy@10.0.0.11" in detail["broker-1-docker"]
     assert "StrictHostKeyChecking=yes" in detail["broker-1-docker"]
     for role in ("network", "image", "data", "container"):

@@ -1,4 +1,5 @@
 """`python -m infra plan`: the program under mocks, offline, as a tree and as JSON, secrets masked."""
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,9 @@ def test_plan_json_lists_exactly_the_resources_of_the_program():
     # nothing is set in stacks/Pulumi.staging.yaml, so every generated secret is a RandomPassword
     graph = expected_graph(plan, "staging") | {
         ("random:index/randomPassword:RandomPassword", f"secret-{ref.secret}", "")
-        for _, ref in plan.all_secrets() if ref.generate}
+        for _, ref in plan.all_secrets()
+        if ref.generate
+    }
     assert {(r["type"], r["name"], r["parent"]) for r in data["resources"]} == graph
     users = [r for r in data["resources"] if r["type"] == "rabbitmq:index/user:User"]
     assert users and all(u["inputs"]["password"] == "[secret]" for u in users)
@@ -51,14 +54,30 @@ def test_secrets_set_in_the_stack_config_are_not_generated(tmp_path):
     shutil.copytree("stacks", stacks)
     (stacks / "Pulumi.dev.yaml").write_text(
         "config:\n  rabbitmq-celery:riotApiKey:\n    secure: v1:AAAA\n"
-        "  rabbitmq-celery:rabbitmqAdminPassword:\n    secure: v1:BBBB\n")
+        "  rabbitmq-celery:rabbitmqAdminPassword:\n    secure: v1:BBBB\n"
+    )
     result = infra("plan", "--stack", "dev", "--json", "--stacks-dir", str(stacks))
     assert result.returncode == 0, result.stderr
     assert "riotApiKey is not set" not in result.stderr
-    generated = {r["name"] for r in json.loads(result.stdout)["resources"]
-                 if r["type"] == "random:index/randomPassword:RandomPassword"}
-    assert generated == {"secret-rabbitmqMonitorPassword", "secret-djangoSecretKey",
-                         *(f"secret-{key}" for key in ("rabbitmqWebPassword", "rabbitmqBeatPassword", "rabbitmqWorkerSyncPassword", "rabbitmqWorkerMatchesPassword", "rabbitmqWorkerBackgroundPassword"))}
+    generated = {
+        r["name"]
+        for r in json.loads(result.stdout)["resources"]
+        if r["type"] == "random:index/randomPassword:RandomPassword"
+    }
+    assert generated == {
+        "secret-rabbitmqMonitorPassword",
+        "secret-djangoSecretKey",
+        *(
+            f"secret-{key}"
+            for key in (
+                "rabbitmqWebPassword",
+                "rabbitmqBeatPassword",
+                "rabbitmqWorkerSyncPassword",
+                "rabbitmqWorkerMatchesPassword",
+                "rabbitmqWorkerBackgroundPassword",
+            )
+        ),
+    }
 
 
 def test_plan_of_an_invalid_definition_exits_2_and_runs_nothing():

@@ -1,4 +1,5 @@
 """The whole program under mocks: broker container, topology behind it, secrets, outputs."""
+
 from __future__ import annotations
 
 import json
@@ -7,21 +8,22 @@ import pulumi
 import pytest
 from pulumi.runtime import rpc
 
-from infra.pulumi import program
-from infra.render import files as render
 from infra.definition.load import load_definition, require
 from infra.plan.plan import build_plan
 from infra.plan.services import broker_ports
-from infra.pulumi.stack_config import MissingSecret
+from infra.pulumi import program
 from infra.pulumi.preview import run
+from infra.pulumi.stack_config import MissingSecret
+from infra.render import files as render
 from tests.support.stacks import TEST_SECRETS
 
 PROJECT = "rabbitmq-celery"
 
 
 def with_config(values: dict[str, str]):
-    pulumi.runtime.set_all_config({f"{PROJECT}:{k}": v for k, v in values.items()},
-                                  secret_keys=[f"{PROJECT}:{k}" for k in values])
+    pulumi.runtime.set_all_config(
+        {f"{PROJECT}:{k}": v for k, v in values.items()}, secret_keys=[f"{PROJECT}:{k}" for k in values]
+    )
 
 
 def is_secret(value) -> bool:
@@ -62,16 +64,21 @@ def test_broker_container_gets_the_rendered_files_and_waits_healthy(stack):
     assert [u["name"] for u in boot["users"]] == ["admin"] and "administrator" in boot["users"][0]["tags"]
     assert not any(boot[k] for k in ("vhosts", "permissions", "queues", "exchanges", "bindings", "policies"))
     assert unwrap(uploads["/etc/rabbitmq/definitions.json"]["content"]) == render.boot_definitions_json(
-        plan, TEST_SECRETS)
+        plan, TEST_SECRETS
+    )
     assert uploads["/etc/rabbitmq/definitions.json"]["permissions"] == "0600"
     ports = {(p["internal"], p["external"], p["ip"]) for p in inputs["ports"]}
     b = plan.broker
     assert ports == {(p, p, "127.0.0.1") for p in broker_ports(b)}  # with TLS: 5671, 15671 and 15692 only
     assert {5671, 15671}.isdisjoint(broker_ports(b)) if b.tls is None else {5672, 15672}.isdisjoint(broker_ports(b))
-    assert inputs["volumes"] == [{"containerPath": "/var/lib/rabbitmq", "volumeName": f"{PROJECT}-{stack}-rabbitmq-data"}]
+    assert inputs["volumes"] == [
+        {"containerPath": "/var/lib/rabbitmq", "volumeName": f"{PROJECT}-{stack}-rabbitmq-data"}
+    ]
     assert monitor.named("broker-data").request.retainOnDelete
-    assert all(monitor.named(n).parent_name == "broker" for n in
-               ("broker-network", "broker-data", "broker-image", "broker-container"))
+    assert all(
+        monitor.named(n).parent_name == "broker"
+        for n in ("broker-network", "broker-data", "broker-image", "broker-container")
+    )
 
 
 def test_topology_provider_uses_the_admin_secret_after_the_container():
@@ -88,14 +95,28 @@ def test_unset_secrets_are_generated_as_random_passwords():
     with_config({"riotApiKey": TEST_SECRETS["riotApiKey"]})  # the one secret that is never generated
     monitor, _ = run(program.main, stack="dev")
     generated = {r.name for r in monitor.of_type("random:index/randomPassword:RandomPassword")}
-    assert generated == {"secret-rabbitmqAdminPassword", "secret-rabbitmqMonitorPassword", "secret-djangoSecretKey",
-                         *(f"secret-{key}" for key in ("rabbitmqWebPassword", "rabbitmqBeatPassword", "rabbitmqWorkerSyncPassword", "rabbitmqWorkerMatchesPassword", "rabbitmqWorkerBackgroundPassword"))}
+    assert generated == {
+        "secret-rabbitmqAdminPassword",
+        "secret-rabbitmqMonitorPassword",
+        "secret-djangoSecretKey",
+        *(
+            f"secret-{key}"
+            for key in (
+                "rabbitmqWebPassword",
+                "rabbitmqBeatPassword",
+                "rabbitmqWorkerSyncPassword",
+                "rabbitmqWorkerMatchesPassword",
+                "rabbitmqWorkerBackgroundPassword",
+            )
+        ),
+    }
     assert all(is_secret(u.inputs["password"]) for u in monitor.of_type("rabbitmq:index/user:User"))
 
 
 def test_a_secret_that_may_not_be_generated_must_be_set(tmp_path, monkeypatch):
     plan = build_plan(require(load_definition(file="tests/data/valid/behaviour.yaml")))
     from infra.pulumi.stack_config import passwords
+
     with pytest.raises(MissingSecret, match="pulumi config set --secret"):
         run(lambda: passwords(plan), stack="behaviour")
 
@@ -105,6 +126,7 @@ def test_no_plaintext_credential_in_any_registered_input():
     monitor, _ = run(program.main, stack="prod")
     for r in monitor.registered:
         plain = json.dumps({k: v for k, v in r.inputs.items()}, default=str)
+
         # secrets travel wrapped; strip them, and nothing of a password may be left
         def strip(value):
             if is_secret(value):
@@ -114,6 +136,7 @@ def test_no_plaintext_credential_in_any_registered_input():
             if isinstance(value, list):
                 return [strip(v) for v in value]
             return value
+
         visible = json.dumps(strip(r.inputs), default=str)
         assert not any(s in visible for s in TEST_SECRETS.values()), (r.name, plain[:200])
 
@@ -121,6 +144,7 @@ def test_no_plaintext_credential_in_any_registered_input():
 def expected_graph(plan, stack: str) -> set[tuple[str, str, str]]:
     """(type, name, parent) of every resource the definition asks for, and nothing else."""
     from infra.pulumi.components.topology import slug
+
     t = plan.topology
     rmq = "rabbitmq:index/"
     graph = {
@@ -136,26 +160,42 @@ def expected_graph(plan, stack: str) -> set[tuple[str, str, str]]:
         ("docker:index/volume:Volume", "app-data", "app"),
     }
     if any(s.name == "postgres" for s in plan.services):
-        graph |= {("docker:index/volume:Volume", "app-postgres-data", "app"),
-                  ("docker:index/remoteImage:RemoteImage", "app-image-postgres-16", "app")}
-    graph |= {("random:index/randomPassword:RandomPassword", f"secret-{ref.secret}", "")
-              for _, ref in plan.all_secrets() if ref.generate and ref.secret not in TEST_SECRETS}
+        graph |= {
+            ("docker:index/volume:Volume", "app-postgres-data", "app"),
+            ("docker:index/remoteImage:RemoteImage", "app-image-postgres-16", "app"),
+        }
+    graph |= {
+        ("random:index/randomPassword:RandomPassword", f"secret-{ref.secret}", "")
+        for _, ref in plan.all_secrets()
+        if ref.generate and ref.secret not in TEST_SECRETS
+    }
     if plan.broker.tls and plan.broker.tls.ca == "generate":
         tls = "tls:index/"
-        graph |= {("rabbitmq-celery:tls:Certificates", "tls", ""),
-                  (f"{tls}selfSignedCert:SelfSignedCert", "tls-ca", "tls")}
+        graph |= {
+            ("rabbitmq-celery:tls:Certificates", "tls", ""),
+            (f"{tls}selfSignedCert:SelfSignedCert", "tls-ca", "tls"),
+        }
         graph |= {(f"{tls}privateKey:PrivateKey", f"tls-{who}-key", "tls") for who in ("ca", "server", "client")}
         graph |= {(f"{tls}certRequest:CertRequest", f"tls-{who}-csr", "tls") for who in ("server", "client")}
         graph |= {(f"{tls}locallySignedCert:LocallySignedCert", f"tls-{who}", "tls") for who in ("server", "client")}
     graph |= {(f"{rmq}vHost:VHost", f"topology-vhost-{slug(v)}", "topology") for v, _ in t.vhosts}
     graph |= {(f"{rmq}user:User", f"topology-user-{slug(u.name)}", "topology") for u in t.users}
-    graph |= {(f"{rmq}permissions:Permissions", f"topology-permissions-{slug(p.user, p.vhost)}", "topology")
-              for p in t.permissions}
-    graph |= {(f"{rmq}exchange:Exchange", f"topology-exchange-{slug(e.vhost, e.name)}", "topology")
-              for e in t.exchanges}
+    graph |= {
+        (f"{rmq}permissions:Permissions", f"topology-permissions-{slug(p.user, p.vhost)}", "topology")
+        for p in t.permissions
+    }
+    graph |= {
+        (f"{rmq}exchange:Exchange", f"topology-exchange-{slug(e.vhost, e.name)}", "topology") for e in t.exchanges
+    }
     graph |= {(f"{rmq}queue:Queue", f"topology-queue-{slug(q.vhost, q.name)}", "topology") for q in t.queues}
-    graph |= {(f"{rmq}binding:Binding", f"topology-binding-{slug(b.vhost, b.source, b.destination, b.routing_key)}",
-               "topology") for b in t.bindings}
+    graph |= {
+        (
+            f"{rmq}binding:Binding",
+            f"topology-binding-{slug(b.vhost, b.source, b.destination, b.routing_key)}",
+            "topology",
+        )
+        for b in t.bindings
+    }
     graph |= {(f"{rmq}policy:Policy", f"topology-policy-{slug(p.vhost, p.name)}", "topology") for p in t.policies}
     graph |= {("docker:index/container:Container", f"app-{s.name}", "app") for s in plan.services}
     return graph
@@ -179,6 +219,7 @@ def test_a_topology_change_leaves_the_broker_container_as_it_was(tmp_path):
     """A TTL, a new queue or a new user changes no input of the broker container, so `pulumi up` updates the
     topology through the API and never replaces the node."""
     import shutil
+
     stacks = tmp_path / "stacks"
     shutil.copytree("stacks", stacks)
     with_config(TEST_SECRETS)
@@ -189,7 +230,9 @@ def test_a_topology_change_leaves_the_broker_container_as_it_was(tmp_path):
         return monitor.named("broker-container").inputs, monitor.of_type("rabbitmq:index/policy:Policy")
 
     before, policies_before = container_inputs()
-    (stacks / "dev.yaml").write_text((stacks / "dev.yaml").read_text() + """
+    (stacks / "dev.yaml").write_text(
+        (stacks / "dev.yaml").read_text()
+        + """
 vhosts:
   "/":
     queues:
@@ -199,7 +242,8 @@ users:
   reader:
     password: {secret: rabbitmqMonitorPassword}
     permissions: {"/": monitoring}
-""")
+"""
+    )
     after, policies_after = container_inputs()
     assert after == before
     ttl = {p.inputs["name"]: p.inputs["policy"]["definition"].get("message-ttl") for p in policies_after}

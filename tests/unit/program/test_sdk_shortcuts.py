@@ -1,5 +1,6 @@
 """infra/pulumi/sdk_shortcuts.py: `plan` prints the same with and without the shortcuts, which touch only the
 mock run and apply only to the SDK version they were read against."""
+
 from __future__ import annotations
 
 import gc
@@ -11,8 +12,8 @@ import pulumi.runtime.resource as sdk_resource
 import pulumi.runtime.resource_cycle_breaker as cycle_breaker
 import pytest
 
-from infra.pulumi import preview, sdk_shortcuts
 from infra.definition.load import load_definition, require
+from infra.pulumi import preview, sdk_shortcuts
 from tests.support import stackgen
 
 STACKS = Path("stacks")
@@ -46,6 +47,9 @@ def test_the_shortcuts_are_undone_after_the_run():
 
 def test_the_shortcuts_apply_to_the_pinned_sdk():
     # Fails on a Pulumi upgrade on purpose: read the three functions again before bumping WRITTEN_FOR.
-    pinned = next(line.split("==")[1].strip() for line in Path("requirements.txt").read_text().splitlines()
-                  if line.startswith("pulumi=="))
+    pinned = next(
+        line.split("==")[1].strip()
+        for line in Path("requirements.txt").read_text().splitlines()
+        if line.startswith("pulumi==")
+    )
     assert sdk_shortcuts.WRITTEN_FOR == pinned and sdk_shortcuts.applicable()

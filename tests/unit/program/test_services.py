@@ -1,4 +1,5 @@
 """The Services component under mocks: web, a worker per pool and beat, exactly as the plan specifies them."""
+
 from __future__ import annotations
 
 import json
@@ -6,16 +7,16 @@ from urllib.parse import unquote
 
 import pytest
 
-from infra.paths import REPO
-from infra.pulumi import program
-from infra.render import files as render
-from infra.render.images import context_digest
 from infra.definition.load import load_definition, require
+from infra.paths import REPO
 from infra.plan.plan import build_plan
 from infra.plan.services import CELERY_JSON, DATA_DIR, HealthCheck, SecretEnv
-from tests.unit.program.test_program import PROJECT, is_secret, unwrap, with_config
+from infra.pulumi import program
 from infra.pulumi.preview import run
+from infra.render import files as render
+from infra.render.images import context_digest
 from tests.support.stacks import TEST_SECRETS
+from tests.unit.program.test_program import PROJECT, is_secret, unwrap, with_config
 
 CONTAINER = "docker:index/container:Container"
 
@@ -41,14 +42,17 @@ def containers_as_specs(monitor) -> dict:
 
 
 def specs_as_expected(plan) -> dict:
-    return {s.name: {
-        "command": s.command,
-        "env": {**dict(s.env), **{n: t.fill(TEST_SECRETS[t.key]) for n, t in s.secret_env}},
-        "ports": {(p.internal, p.external, p.ip) for p in s.ports},
-        "healthcheck": HealthCheck(s.healthcheck).paced().test,
-        "hostname": s.hostname,
-        "stop_timeout": s.stop_timeout_s,
-    } for s in plan.services}
+    return {
+        s.name: {
+            "command": s.command,
+            "env": {**dict(s.env), **{n: t.fill(TEST_SECRETS[t.key]) for n, t in s.secret_env}},
+            "ports": {(p.internal, p.external, p.ip) for p in s.ports},
+            "healthcheck": HealthCheck(s.healthcheck).paced().test,
+            "hostname": s.hostname,
+            "stop_timeout": s.stop_timeout_s,
+        }
+        for s in plan.services
+    }
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
@@ -102,13 +106,17 @@ def test_containers_share_the_network_volume_image_and_celery_json():
 def test_broker_url_reaches_the_broker_container_as_the_services_own_user():
     with_config(TEST_SECRETS)
     monitor, _ = run(program.main, stack="dev")
-    for service, key in [("web", "rabbitmqWebPassword"), ("beat", "rabbitmqBeatPassword"),
-                         ("worker-matches", "rabbitmqWorkerMatchesPassword")]:
+    for service, key in [
+        ("web", "rabbitmqWebPassword"),
+        ("beat", "rabbitmqBeatPassword"),
+        ("worker-matches", "rabbitmqWorkerMatchesPassword"),
+    ]:
         env = dict(e.split("=", 1) for e in unwrap(monitor.named(f"app-{service}").inputs["envs"]))
         assert env["CELERY_BROKER_URL"] == f"amqp://{service}:{TEST_SECRETS[key]}@rabbitmq:5672/%2F"
     env = dict(e.split("=", 1) for e in unwrap(monitor.named("app-worker-sync").inputs["envs"]))
-    assert env["CELERY_BROKER_URL"] == \
-        f"amqp://worker-sync:{TEST_SECRETS['rabbitmqWorkerSyncPassword']}@rabbitmq:5672/%2F"
+    assert (
+        env["CELERY_BROKER_URL"] == f"amqp://worker-sync:{TEST_SECRETS['rabbitmqWorkerSyncPassword']}@rabbitmq:5672/%2F"
+    )
     assert env["DJANGO_SECRET_KEY"] == TEST_SECRETS["djangoSecretKey"]
     assert env["RIOT_API_KEY"] == TEST_SECRETS["riotApiKey"]
     assert env["CELERY_TOPOLOGY_FILE"] == CELERY_JSON
@@ -130,8 +138,9 @@ def test_stack_outputs_keep_the_amqp_url_secret():
     assert unwrap(outputs["amqp_url"]) == f"amqp://web:{TEST_SECRETS['rabbitmqWebPassword']}@127.0.0.1:5672/%2F"
     plain = {k: v for k, v in outputs.items() if k != "amqp_url"}
     assert plain["web_url"] == "http://127.0.0.1:8000" and plain["management_url"] == "http://127.0.0.1:15672"
-    assert plain["worker_pools"]["matches"] == [f"{task}_processing{region}" for task in ("match", "timeline")
-                                                for region in ("", "_americas", "_asia", "_sea")]
+    assert plain["worker_pools"]["matches"] == [
+        f"{task}_processing{region}" for task in ("match", "timeline") for region in ("", "_americas", "_asia", "_sea")
+    ]
     assert not any(s in json.dumps(plain) for s in TEST_SECRETS.values())
 
 
@@ -179,12 +188,15 @@ def test_postgres_runs_with_its_own_volume_and_the_app_reaches_it_with_a_secret_
     with_config(TEST_SECRETS | {"postgresPassword": "pg/pass@word"})
     monitor, _ = run(program.main, stack="prod")
     postgres = monitor.named("app-postgres").inputs
-    assert postgres["volumes"] == [{"containerPath": "/var/lib/postgresql/data",
-                                    "volumeName": f"{PROJECT}-prod-app-postgres-data"}]
+    assert postgres["volumes"] == [
+        {"containerPath": "/var/lib/postgresql/data", "volumeName": f"{PROJECT}-prod-app-postgres-data"}
+    ]
     assert "uploads" not in postgres and "command" not in postgres  # the official image's own entry point
     env = dict(e.split("=", 1) for e in unwrap(postgres["envs"]))
     assert env == {"POSTGRES_DB": "app", "POSTGRES_USER": "app", "POSTGRES_PASSWORD": "pg/pass@word"}
-    assert postgres["healthcheck"]["tests"] == list(HealthCheck(("CMD", "pg_isready", "-U", "app", "-d", "app")).paced().test)
+    assert postgres["healthcheck"]["tests"] == list(
+        HealthCheck(("CMD", "pg_isready", "-U", "app", "-d", "app")).paced().test
+    )
     web = monitor.named("app-web")
     web_env = dict(e.split("=", 1) for e in unwrap(web.inputs["envs"]))
     assert web_env["DATABASE_URL"] == "postgres://app:pg%2Fpass%40word@postgres:5432/app"

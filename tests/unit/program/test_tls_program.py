@@ -1,5 +1,6 @@
 """TLS in the Pulumi program under mocks: pulumi_tls resources and their parents, where the PEMs go, that
 every private key travels only as a secret, the provider's HTTPS endpoint, and what a TLS change touches."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,14 +8,13 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from infra.pulumi import program
-from infra.render import files as render
 from infra.definition.load import load_definition, require
 from infra.plan.plan import build_plan
+from infra.pulumi import program
 from infra.pulumi.preview import run
 from infra.pulumi.stack_config import MissingSecret
-from tests.unit.program.test_program import PROJECT, is_secret, unwrap, with_config
 from tests.support.stacks import TEST_SECRETS
+from tests.unit.program.test_program import is_secret, unwrap, with_config
 
 TLS = "tls:index/"
 KEY_MARK = "privateKeyPem (mock"  # what the mocked PrivateKey resources compute
@@ -97,8 +97,12 @@ def test_the_broker_gets_its_certificate_and_key_and_the_app_its_client_certific
     assert runs_app
     for container in runs_app:
         files = uploads(container)
-        assert set(files) == {"/etc/app/celery.json", "/etc/app/tls/ca.pem", "/etc/app/tls/client.pem",
-                              "/etc/app/tls/client.key"}, container.name
+        assert set(files) == {
+            "/etc/app/celery.json",
+            "/etc/app/tls/ca.pem",
+            "/etc/app/tls/client.pem",
+            "/etc/app/tls/client.key",
+        }, container.name
         client_key = files["/etc/app/tls/client.key"]
         assert is_secret(container.inputs["uploads"]) and "tls-client-key" in unwrap(client_key["content"])
         assert (client_key["permissions"], client_key["owner"]) == ("0600", "10001")
@@ -125,7 +129,9 @@ def test_the_provider_talks_https_and_verifies_the_stacks_ca(ca_dir):
     assert provider["cacertFile"] == str(ca_dir / "prod" / "ca.pem")
     assert "tls-ca certPem" in (ca_dir / "prod" / "ca.pem").read_text()
     assert "tls-ca certPem" in unwrap(monitor.outputs["ca_cert"])
-    assert unwrap(monitor.outputs["amqp_url"]).startswith("amqps://") and ":5671/" in unwrap(monitor.outputs["amqp_url"])
+    assert unwrap(monitor.outputs["amqp_url"]).startswith("amqps://") and ":5671/" in unwrap(
+        monitor.outputs["amqp_url"]
+    )
 
 
 def test_without_tls_nothing_of_it_is_declared():
@@ -137,8 +143,13 @@ def test_without_tls_nothing_of_it_is_declared():
 
 
 PROVIDED = "broker:\n  tls: {ca: provided}\n"
-PEMS = {"tlsCaCert": "CA PEM", "tlsServerCert": "SERVER PEM", "tlsServerKey": "SERVER KEY",
-        "tlsClientCert": "CLIENT PEM", "tlsClientKey": "CLIENT KEY"}
+PEMS = {
+    "tlsCaCert": "CA PEM",
+    "tlsServerCert": "SERVER PEM",
+    "tlsServerKey": "SERVER KEY",
+    "tlsClientCert": "CLIENT PEM",
+    "tlsClientKey": "CLIENT KEY",
+}
 
 
 def test_provided_certificates_come_from_stack_config_secrets(tmp_path):
@@ -176,19 +187,33 @@ def changed(before, after) -> set[str]:
         if isinstance(value, list):
             return [plain(v) for v in value]
         return value
+
     return {name for name in a if plain(a[name]) != plain(b[name])}
 
 
-@pytest.mark.parametrize("overlay, expected", [
-    # a new SAN: the server certificate is re-issued and the broker replaced; the app keeps its certificate
-    ("broker:\n  tls: {server_names: [broker.internal]}\n", {"tls-server-csr", "tls-server", "broker-container"}),
-    # mutual TLS off: rabbitmq.conf alone
-    ("broker:\n  tls: {verify_peer: false}\n", {"broker-container"}),
-    # shorter-lived certificates: both leaves re-issued, the broker and every app container re-created
-    ("broker:\n  tls: {validity_days: 90}\n",
-     {"tls-server", "tls-client", "broker-container", "app-web", "app-beat", "app-worker-sync", "app-worker-matches",
-      "app-worker-background"}),
-])
+@pytest.mark.parametrize(
+    "overlay, expected",
+    [
+        # a new SAN: the server certificate is re-issued and the broker replaced; the app keeps its certificate
+        ("broker:\n  tls: {server_names: [broker.internal]}\n", {"tls-server-csr", "tls-server", "broker-container"}),
+        # mutual TLS off: rabbitmq.conf alone
+        ("broker:\n  tls: {verify_peer: false}\n", {"broker-container"}),
+        # shorter-lived certificates: both leaves re-issued, the broker and every app container re-created
+        (
+            "broker:\n  tls: {validity_days: 90}\n",
+            {
+                "tls-server",
+                "tls-client",
+                "broker-container",
+                "app-web",
+                "app-beat",
+                "app-worker-sync",
+                "app-worker-matches",
+                "app-worker-background",
+            },
+        ),
+    ],
+)
 def test_a_tls_change_touches_only_what_it_must(tmp_path, overlay, expected):
     before = deployed(definition())
     after = deployed(definition(overlay=overlay, tmp_path=tmp_path))

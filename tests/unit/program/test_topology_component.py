@@ -1,5 +1,6 @@
 """The Topology component under mocks: every object of the plan exactly once, with the inputs that make
 the broker hold what definitions.json holds."""
+
 from __future__ import annotations
 
 import json
@@ -9,12 +10,12 @@ import pulumi_rabbitmq as rabbitmq
 import pytest
 from pulumi.runtime import rpc
 
-from infra.render import files as render
-from infra.pulumi.components.topology import Topology, TopologyArgs
 from infra.definition.load import load_definition, require
 from infra.plan.plan import build_plan
-from tests.support import stackgen
+from infra.pulumi.components.topology import Topology, TopologyArgs
 from infra.pulumi.preview import run
+from infra.render import files as render
+from tests.support import stackgen
 from tests.support.stacks import TEST_SECRETS
 
 
@@ -28,70 +29,123 @@ def _provider_int(value: str):
 
 def secret_value(value):
     """A registered input that is a secret arrives wrapped in Pulumi's secret envelope: unwrap it, or fail."""
-    assert isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig, \
+    assert isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig, (
         f"not a secret: {value!r}"
+    )
     return value["value"]
 
 
 def canonical(document: dict) -> dict:
     """Each list sorted: registration order under the engine is not the plan's order."""
-    return {kind: sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
-            for kind, items in document.items()}
+    return {kind: sorted(items, key=lambda item: json.dumps(item, sort_keys=True)) for kind, items in document.items()}
 
 
 def definitions_from(monitor) -> dict:
     """The captured rabbitmq:* registrations read back into a definitions document."""
+
     def inputs(kind):
         return [r.inputs for r in monitor.of_type(f"rabbitmq:index/{kind}")]
-    return canonical({
-        "users": [{"name": u["name"], "password": secret_value(u["password"]), "tags": sorted(u.get("tags", []))}
-                  for u in inputs("user:User")],
-        "vhosts": [{"name": v["name"], "description": v.get("description", "")} for v in inputs("vHost:VHost")],
-        "permissions": [{"user": p["user"], "vhost": p["vhost"], **{k: p["permissions"].get(k, "")
-                                                                    for k in ("configure", "write", "read")}}
-                        for p in inputs("permissions:Permissions")],
-        "policies": [{"vhost": p["vhost"], "name": p["name"], "pattern": p["policy"]["pattern"],
-                      "apply-to": p["policy"]["applyTo"], "priority": p["policy"]["priority"],
-                      "definition": {k: _provider_int(v) for k, v in p["policy"]["definition"].items()}}
-                     for p in inputs("policy:Policy")],
-        "queues": [{"name": q["name"], "vhost": q["vhost"], "durable": q["settings"]["durable"],
+
+    return canonical(
+        {
+            "users": [
+                {"name": u["name"], "password": secret_value(u["password"]), "tags": sorted(u.get("tags", []))}
+                for u in inputs("user:User")
+            ],
+            "vhosts": [{"name": v["name"], "description": v.get("description", "")} for v in inputs("vHost:VHost")],
+            "permissions": [
+                {
+                    "user": p["user"],
+                    "vhost": p["vhost"],
+                    **{k: p["permissions"].get(k, "") for k in ("configure", "write", "read")},
+                }
+                for p in inputs("permissions:Permissions")
+            ],
+            "policies": [
+                {
+                    "vhost": p["vhost"],
+                    "name": p["name"],
+                    "pattern": p["policy"]["pattern"],
+                    "apply-to": p["policy"]["applyTo"],
+                    "priority": p["policy"]["priority"],
+                    "definition": {k: _provider_int(v) for k, v in p["policy"]["definition"].items()},
+                }
+                for p in inputs("policy:Policy")
+            ],
+            "queues": [
+                {
+                    "name": q["name"],
+                    "vhost": q["vhost"],
+                    "durable": q["settings"]["durable"],
                     "auto_delete": q["settings"]["autoDelete"],
-                    "arguments": json.loads(q["settings"]["argumentsJson"])} for q in inputs("queue:Queue")],
-        "exchanges": [{"name": e["name"], "vhost": e["vhost"], "type": e["settings"]["type"],
-                       "durable": e["settings"]["durable"], "auto_delete": e["settings"]["autoDelete"]}
-                      for e in inputs("exchange:Exchange")],
-        "bindings": [{"source": b["source"], "vhost": b["vhost"], "destination": b["destination"],
-                      "destination_type": b["destinationType"], "routing_key": b["routingKey"]}
-                     for b in inputs("binding:Binding")],
-    })
+                    "arguments": json.loads(q["settings"]["argumentsJson"]),
+                }
+                for q in inputs("queue:Queue")
+            ],
+            "exchanges": [
+                {
+                    "name": e["name"],
+                    "vhost": e["vhost"],
+                    "type": e["settings"]["type"],
+                    "durable": e["settings"]["durable"],
+                    "auto_delete": e["settings"]["autoDelete"],
+                }
+                for e in inputs("exchange:Exchange")
+            ],
+            "bindings": [
+                {
+                    "source": b["source"],
+                    "vhost": b["vhost"],
+                    "destination": b["destination"],
+                    "destination_type": b["destinationType"],
+                    "routing_key": b["routingKey"],
+                }
+                for b in inputs("binding:Binding")
+            ],
+        }
+    )
 
 
 def rendered_as_captured(definitions: dict) -> dict:
     """definitions.json, in the read-back shape (users carry the password the provider sends)."""
-    by_hash = {render.hash_for(name, pw): pw for name in [u["name"] for u in definitions["users"]]
-               for pw in TEST_SECRETS.values()}
-    return canonical({
-        "users": [{"name": u["name"], "password": by_hash[u["password_hash"]], "tags": sorted(u["tags"])}
-                  for u in definitions["users"]],
-        "vhosts": definitions["vhosts"],
-        "permissions": definitions["permissions"],
-        "policies": definitions["policies"],
-        "queues": definitions["queues"],
-        "exchanges": [{k: e[k] for k in ("name", "vhost", "type", "durable", "auto_delete")}
-                      for e in definitions["exchanges"]],
-        "bindings": [{k: b[k] for k in ("source", "vhost", "destination", "destination_type", "routing_key")}
-                     for b in definitions["bindings"]],
-    })
+    by_hash = {
+        render.hash_for(name, pw): pw
+        for name in [u["name"] for u in definitions["users"]]
+        for pw in TEST_SECRETS.values()
+    }
+    return canonical(
+        {
+            "users": [
+                {"name": u["name"], "password": by_hash[u["password_hash"]], "tags": sorted(u["tags"])}
+                for u in definitions["users"]
+            ],
+            "vhosts": definitions["vhosts"],
+            "permissions": definitions["permissions"],
+            "policies": definitions["policies"],
+            "queues": definitions["queues"],
+            "exchanges": [
+                {k: e[k] for k in ("name", "vhost", "type", "durable", "auto_delete")} for e in definitions["exchanges"]
+            ],
+            "bindings": [
+                {k: b[k] for k in ("source", "vhost", "destination", "destination_type", "routing_key")}
+                for b in definitions["bindings"]
+            ],
+        }
+    )
 
 
 def topology_program(plan, protect=False):
     def program():
-        provider = rabbitmq.Provider("broker-provider", endpoint="http://127.0.0.1:15672", username="admin",
-                                     password=pulumi.Output.secret(TEST_SECRETS["rabbitmqAdminPassword"]))
+        provider = rabbitmq.Provider(
+            "broker-provider",
+            endpoint="http://127.0.0.1:15672",
+            username="admin",
+            password=pulumi.Output.secret(TEST_SECRETS["rabbitmqAdminPassword"]),
+        )
         passwords = {k: pulumi.Output.secret(v) for k, v in TEST_SECRETS.items()}
         return Topology("topology", TopologyArgs(plan.topology, passwords, provider, protect_queues=protect))
-    return program
 
+    return program
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
@@ -127,8 +181,10 @@ def test_children_are_parented_provided_named_and_bindings_follow_their_queue():
         replaced_with = set(binding.request.replace_with)
         assert any(urn in queues for urn in replaced_with), binding.name
         assert queues[next(u for u in replaced_with if u in queues)].inputs["name"] == binding.inputs["destination"]
-    assert monitor.named("topology-queue-root-player_sync").inputs["settings"]["argumentsJson"] == \
-        '{"x-queue-type": "quorum"}'
+    assert (
+        monitor.named("topology-queue-root-player_sync").inputs["settings"]["argumentsJson"]
+        == '{"x-queue-type": "quorum"}'
+    )
 
 
 def test_user_passwords_are_secret_in_the_program():
@@ -142,4 +198,5 @@ def test_user_passwords_are_secret_in_the_program():
 
     run(program)
     from pulumi.runtime.sync_await import _sync_await
+
     assert holder["secret"] and all(_sync_await(s) for s in holder["secret"])

@@ -5,6 +5,7 @@ Replay is at-least-once: a message is republished (persistent, with a publisher 
 queue's exchange and routing key from celery.json before the parked copy is acknowledged. The tasks are
 idempotent, so a replay interrupted between the two does no harm.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,16 @@ from config import topology
 from config.tasks import SINCE_HEADER
 
 # Headers the broker sets on dead-lettering and delivery; a replayed message starts afresh without them.
-BROKER_HEADERS = {"x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
-                  "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason", "x-delivery-count"}
+BROKER_HEADERS = {
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+    "x-delivery-count",
+}
 
 
 def _text(value) -> str:
@@ -38,8 +47,10 @@ def describe(message) -> dict:
         except (ValueError, TypeError, IndexError, KeyError):
             args, kwargs = "?", "?"
     return {
-        "task": _text(headers.get("task", "?")), "id": _text(headers.get("id", "?")),
-        "args": _text(args), "kwargs": _text(kwargs),
+        "task": _text(headers.get("task", "?")),
+        "id": _text(headers.get("id", "?")),
+        "args": _text(args),
+        "kwargs": _text(kwargs),
         "queue": _text(death.get("queue", headers.get("x-first-death-queue", "?"))),
         "reason": _text(death.get("reason", headers.get("x-first-death-reason", "?"))),
         "count": int(death.get("count", 0) or 0),
@@ -87,9 +98,14 @@ class Command(BaseCommand):
                         self._republish(publisher, message, target)
                         reader.basic_ack(message.delivery_tag)
                     done += 1
-                    line = json_module.dumps(info) if json else (
-                        f"{info['task']}[{info['id']}] args={info['args']} kwargs={info['kwargs']} "
-                        f"queue={info['queue']} reason={info['reason']} deaths={info['count']}")
+                    line = (
+                        json_module.dumps(info)
+                        if json
+                        else (
+                            f"{info['task']}[{info['id']}] args={info['args']} kwargs={info['kwargs']} "
+                            f"queue={info['queue']} reason={info['reason']} deaths={info['count']}"
+                        )
+                    )
                     self.stdout.write(("replayed " if action == "replay" and not json else "") + line)
             finally:
                 reader.close()
@@ -103,9 +119,15 @@ class Command(BaseCommand):
 
         properties = dict(message.properties)
         # ... and without the time of its first 429: a replay starts its rate-limit clock again
-        headers = {k: v for k, v in (properties.pop("application_headers", None) or {}).items()
-                   if k not in BROKER_HEADERS and k != SINCE_HEADER}
+        headers = {
+            k: v
+            for k, v in (properties.pop("application_headers", None) or {}).items()
+            if k not in BROKER_HEADERS and k != SINCE_HEADER
+        }
         properties["delivery_mode"] = 2  # persistent
         # basic_publish waits for the broker's confirm (confirm_publish) and raises if it is refused
-        channel.basic_publish(Message(message.body, application_headers=headers, **properties),
-                              exchange=target["exchange"], routing_key=target["routing_key"])
+        channel.basic_publish(
+            Message(message.body, application_headers=headers, **properties),
+            exchange=target["exchange"],
+            routing_key=target["routing_key"],
+        )
