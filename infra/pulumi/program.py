@@ -14,14 +14,7 @@ import pulumi_rabbitmq as rabbitmq
 from infra.definition.load import load_definition, require
 from infra.definition.model import StackDefinition
 from infra.paths import CA_DIR, REPO
-from infra.plan.plan import (
-    APP_TLS_FILES,
-    BROKER_TLS_FILES,
-    Plan,
-    boot_definitions_file,
-    build_plan,
-    protects_queues,
-)
+from infra.plan.plan import APP_TLS_FILES, BROKER_TLS_FILES, Plan, boot_definitions_file, build_plan, protects_queues
 from infra.plan.services import broker_url, client_host, node_addresses, published_endpoints
 from infra.pulumi.components.app_services import Services, ServicesArgs
 from infra.pulumi.components.broker import Broker, BrokerArgs
