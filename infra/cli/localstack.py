@@ -30,8 +30,9 @@ import yaml
 from infra.cli import main as cli
 from infra.definition.load import load_definition, require
 from infra.paths import SAMPLE_RIOT_PLAYERS
-from infra.plan.plan import build_plan
+from infra.plan.plan import Plan
 from infra.plan.services import broker_hosts, client_host
+from infra.plan.stack import Stack
 from infra.render.compose import COMPOSE_FILE
 from infra.render.secrets import SECRETS_DIR, read_secrets_file
 
@@ -64,7 +65,7 @@ class LocalStack:
         status = cli.main(argv)
         if status != cli.ExitStatus.OK:
             raise SystemExit(status)
-        for cached in ("plan", "_admin_password"):  # what was loaded before describes the last render, not this one
+        for cached in ("loaded", "_admin_password"):  # what was loaded before describes the last render, not this one
             self.__dict__.pop(cached, None)
 
     def up(self, *services: str) -> None:
@@ -123,9 +124,13 @@ class LocalStack:
         return self.wait_healthy(progress=progress)
 
     @cached_property
-    def plan(self):
-        """The stack's plan as last rendered (`render` forgets the one loaded before)."""
-        return build_plan(require(load_definition(stack=self.stack, overlays=self.overlays)))
+    def loaded(self) -> Stack:
+        """The stack as last rendered (`render` forgets the one loaded before)."""
+        return Stack.load(stack=self.stack, overlays=self.overlays)
+
+    @property
+    def plan(self) -> Plan:
+        return self.loaded.plan
 
     @cached_property
     def _admin_password(self) -> str:
@@ -209,9 +214,8 @@ def sample_overlay(stack: str, out: Path, secrets: Path | None = None, overlays:
     return path
 
 
-def urls(stack: str, overlays: tuple[Path, ...] = ()) -> list[tuple[str, str]]:
-    definition = require(load_definition(stack=stack, overlays=overlays))
-    plan = build_plan(definition)
+def urls(loaded: Stack) -> list[tuple[str, str]]:
+    definition, plan = require(loaded), loaded.plan
     host = client_host(plan.broker.publish_ip)
     b = plan.broker
     return [
@@ -271,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    where = urls(args.stack, local.overlays)
+    where = urls(local.loaded)
     for name, url in where:
         print(f"{name:<11} {url}")
     if sample:

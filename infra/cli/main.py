@@ -17,10 +17,10 @@ from infra.cli.table import table
 from infra.definition import reference as docs
 from infra.definition import validate
 from infra.definition.findings import format_finding
-from infra.definition.load import Loaded, load_definition
 from infra.definition.units import Duration, Size
 from infra.paths import REPO, STACKS_DIR
 from infra.plan import plan as planning
+from infra.plan.stack import Stack
 from infra.pulumi import preview
 from infra.render import files as render
 from infra.render import secrets
@@ -160,9 +160,10 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _load(args) -> Loaded:
+def _load(args) -> Stack:
+    """The stack the command line names, loaded once; the command passes it down."""
     kwargs = {"stacks_dir": args.stacks_dir} if args.stacks_dir else {}
-    return load_definition(stack=args.stack, file=args.file, overlays=tuple(args.overlay), **kwargs)
+    return Stack.load(stack=args.stack, file=args.file, overlays=tuple(args.overlay), **kwargs)
 
 
 def _report(findings) -> None:
@@ -170,13 +171,13 @@ def _report(findings) -> None:
         print(format_finding(finding), file=sys.stderr)
 
 
-def _summary(loaded: Loaded) -> str:
+def _summary(loaded: Stack) -> str:
     errors = len(loaded.errors)
     warnings = len(loaded.findings) - errors
     return f"{' + '.join(loaded.files)}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
 
 
-def _valid(loaded: Loaded, nothing: str):
+def _valid(loaded: Stack, nothing: str) -> Stack | None:
     """`loaded` with its findings printed, or None after saying `nothing` happened (it has errors)."""
     _report(loaded.findings)
     if not loaded.ok:
@@ -207,11 +208,11 @@ def _compose_files(
     return {compose.COMPOSE_FILE: compose.compose_yaml(document), **compose.env_files(the_plan, values)}
 
 
-def _kubernetes_files(definition, celery_json: str) -> dict[str, str]:
+def _kubernetes_files(loaded: Stack, celery_json: str) -> dict[str, str]:
     from infra.render import kubernetes
 
-    the_plan = planning.build_plan(definition)  # pods reach the nodes over the cluster's network, as containers do
-    objects = kubernetes.manifests(the_plan, app_image_name(definition.app, REPO), celery_json)
+    the_plan = loaded.plan  # pods reach the nodes over the cluster's network, as containers do
+    objects = kubernetes.manifests(the_plan, app_image_name(loaded.definition.app, REPO), celery_json)
     return {kubernetes.KUBERNETES_FILE: kubernetes.kubernetes_yaml(the_plan, objects)}
 
 
@@ -250,7 +251,7 @@ def cmd_render(args) -> ExitStatus:
         if args.target == "host"
         else planning.CONTAINER
     )
-    the_plan = planning.build_plan(loaded.definition, layout)
+    the_plan = loaded.plan_for(layout)
     secrets_path, known = _known_secrets(args, loaded.definition.environment)
     if known is None:
         return ExitStatus.ERROR
@@ -266,7 +267,7 @@ def cmd_render(args) -> ExitStatus:
         if args.compose:
             files.update(_compose_files(loaded.definition, the_plan, resolved.values, files))
         if args.kubernetes:
-            files.update(_kubernetes_files(loaded.definition, files["celery.json"]))
+            files.update(_kubernetes_files(loaded, files["celery.json"]))
     except MissingBuildContext as exc:
         print(f"python -m infra render: {exc}", file=sys.stderr)
         return ExitStatus.INVALID
@@ -306,7 +307,7 @@ def cmd_plan(args) -> ExitStatus:
         return ExitStatus.INVALID
     stack = args.stack or loaded.definition.environment
     try:
-        result = preview.preview(loaded.definition, stack, args.stacks_dir or STACKS_DIR)
+        result = preview.preview(loaded.definition, stack, args.stacks_dir or STACKS_DIR, plan=loaded.plan)
     except MissingBuildContext as exc:
         print(f"python -m infra plan: {exc}", file=sys.stderr)
         return ExitStatus.INVALID
@@ -317,7 +318,7 @@ def cmd_plan(args) -> ExitStatus:
         return ExitStatus.OK
     print(preview.tree(result))
     print()
-    the_plan = planning.build_plan(loaded.definition)
+    the_plan = loaded.plan
     policies = {(p.vhost, p.pattern): p.definition for p in the_plan.topology.policies}
     consumers = {q: w.name for w in the_plan.workers for q in w.queues}
     rows = [
@@ -352,10 +353,7 @@ def cmd_diff(args) -> ExitStatus:
     from infra.ops import changes, gitref
 
     stacks_dir = args.stacks_dir or STACKS_DIR
-    head = _valid(
-        _load(argparse.Namespace(stack=args.stack, file=None, overlay=[], stacks_dir=args.stacks_dir)),
-        "nothing compared",
-    )
+    head = _valid(Stack.load(stack=args.stack, stacks_dir=stacks_dir), "nothing compared")
     if head is None:
         return ExitStatus.INVALID
     with tempfile.TemporaryDirectory(prefix="stacks-at-ref-") as copy_dir:
@@ -370,7 +368,7 @@ def cmd_diff(args) -> ExitStatus:
             print(f"the definition at {args.base} is invalid; nothing compared", file=sys.stderr)
             return ExitStatus.INVALID
     base_plan = None if base is None else planning.build_plan(base.definition)
-    head_plan = planning.build_plan(head.definition)
+    head_plan = head.plan
     found = changes.classify(base_plan, head_plan)
     report = diff_report.markdown if args.format == "markdown" else diff_report.text
     print(report(args.stack, args.base, found, changes.rendered_diffs(base_plan, head_plan), args.allow_data_loss))
@@ -378,7 +376,7 @@ def cmd_diff(args) -> ExitStatus:
     return ExitStatus.DATA_LOSS if lost and not args.allow_data_loss else ExitStatus.OK
 
 
-def _migrations_before_up(loaded: Loaded, dry_run: bool):
+def _migrations_before_up(loaded: Stack, dry_run: bool):
     """`deploy`'s first step: the queue migrations the live broker needs, carried out (printed only with
     --preview). The admin's password from $RABBITMQ_PASSWORD, the stack's config, or the secrets file; no
     broker answering yet (a first deploy) means nothing to migrate. Here, not in infra/pulumi: the program's
@@ -386,7 +384,7 @@ def _migrations_before_up(loaded: Loaded, dry_run: bool):
     from infra.ops import broker_api, migrator
     from infra.pulumi.deploy import DeployError
 
-    the_plan = planning.build_plan(loaded.definition)
+    the_plan = loaded.plan
     b = the_plan.broker
 
     def before_up(stack_value) -> bool:
@@ -424,7 +422,7 @@ def cmd_deploy(args) -> ExitStatus:
 
     from infra.pulumi import deploy
 
-    loaded = _valid(load_definition(stack=args.stack), "nothing deployed")
+    loaded = _valid(Stack.load(stack=args.stack), "nothing deployed")
     if loaded is None:
         return ExitStatus.INVALID
     try:
@@ -446,12 +444,12 @@ class _Login:
     secrets_path: Path
 
 
-def _login(args, loaded: Loaded, topology: planning.Topology) -> "_Login | ExitStatus":
+def _login(args, loaded: Stack) -> "_Login | ExitStatus":
     """The management user and password of --user/$RABBITMQ_PASSWORD/--secrets, or why there is none."""
     secrets_path, known = _known_secrets(args, loaded.definition.environment)
     if known is None:
         return ExitStatus.ERROR
-    passwords = {u.name: known[u.password.secret] for u in topology.users if u.password.secret in known}
+    passwords = {u.name: known[u.password.secret] for u in loaded.plan.topology.users if u.password.secret in known}
     user = args.user or loaded.definition.broker.admin_user
     password = os.environ.get("RABBITMQ_PASSWORD") or passwords.get(user)
     if password is None:
@@ -483,8 +481,8 @@ def cmd_migrate(args) -> ExitStatus:
     loaded = _valid(_load(args), "nothing migrated")
     if loaded is None:
         return ExitStatus.INVALID
-    the_plan = planning.build_plan(loaded.definition)
-    login = _login(args, loaded, the_plan.topology)
+    the_plan = loaded.plan
+    login = _login(args, loaded)
     if isinstance(login, ExitStatus):
         return login
     client = broker_api.ManagementClient(
@@ -504,8 +502,8 @@ def cmd_verify(args) -> ExitStatus:
     loaded = _valid(_load(args), "nothing compared")
     if loaded is None:
         return ExitStatus.INVALID
-    topology = planning.build_plan(loaded.definition).topology
-    login = _login(args, loaded, topology)
+    topology = loaded.plan.topology
+    login = _login(args, loaded)
     if isinstance(login, ExitStatus):
         return login
     passwords, secrets_path = login.passwords, login.secrets_path

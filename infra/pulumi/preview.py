@@ -19,6 +19,9 @@ from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
+from infra.paths import CA_DIR
+from infra.plan.plan import Plan, build_plan
+
 
 @dataclass
 class Registered:
@@ -180,37 +183,43 @@ def stack_config(stacks_dir: Path, stack: str, project: str) -> tuple[dict[str, 
 
 
 def preview(
-    definition, stack: str, stacks_dir: Path, project: str = "rabbitmq-celery", *, shortcuts: bool = True
+    definition,
+    stack: str,
+    stacks_dir: Path,
+    project: str = "rabbitmq-celery",
+    *,
+    plan: Plan | None = None,
+    shortcuts: bool = True,
 ) -> Preview:
-    """What `pulumi up` on `stack` would register, with the stack config's keys (not its secrets).
-    `shortcuts`: skip the SDK's work that the mocks discard (infra/pulumi/sdk_shortcuts.py); same result."""
-    from infra.plan.plan import build_plan
+    """What `pulumi up` on `stack` would register, with the stack config's keys (not its secrets); `plan`: the
+    definition's, when the caller has built it already. `shortcuts`: skip the SDK's work that the mocks
+    discard (infra/pulumi/sdk_shortcuts.py); same result."""
     from infra.pulumi import program, sdk_shortcuts
 
+    plan = plan or build_plan(definition)
     plain, secure = stack_config(stacks_dir, stack, project)
     notes = []
     config = {**plain, **{k: PLACEHOLDER for k in secure}}
-    for _, ref in build_plan(definition).all_secrets():
+    for _, ref in plan.all_secrets():
         if ref.secret not in config and not ref.generate:
             notes.append(
                 f"{ref.secret} is not set in {stacks_dir / f'Pulumi.{stack}.yaml'}: `pulumi up` would "
                 f"stop; run `pulumi config set --secret {ref.secret} ...`"
             )
             config[ref.secret] = PLACEHOLDER
+    # The program reads the stack config as under `pulumi up`, where the engine sets it.
     pulumi.runtime.set_all_config(
         {f"{project}:{k}": v for k, v in config.items()},
         secret_keys=[f"{project}:{k}" for k in set(config) - set(plain)],
     )
-    ca_dir = program.CA_DIR
     try:
         with sdk_shortcuts.applied(shortcuts), tempfile.TemporaryDirectory(prefix="plan-ca-") as scratch:
-            program.CA_DIR = Path(scratch)  # the mock CA certificate is not written where `pulumi up` keeps it
-            monitor, _ = run(lambda: program.main(definition), stack=stack, project=project)
+            # the mock CA certificate is not written where `pulumi up` keeps it
+            monitor, _ = run(lambda: program.main(definition, plan, ca_dir=Path(scratch)), stack=stack, project=project)
             # shown as where `pulumi up` writes it, so the plan reads the same in every run
             for registered in monitor.registered:
-                registered.inputs.update(_replaced(registered.inputs, scratch, str(ca_dir)))
+                registered.inputs.update(_replaced(registered.inputs, scratch, str(CA_DIR)))
     finally:
-        program.CA_DIR = ca_dir
         pulumi.runtime.set_all_config({})
     return Preview(stack, monitor.registered, masked(monitor.outputs), notes)
 

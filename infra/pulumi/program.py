@@ -6,13 +6,15 @@ stack outputs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pulumi
 import pulumi_rabbitmq as rabbitmq
 
 from infra.definition.load import load_definition, require
 from infra.definition.model import StackDefinition
 from infra.paths import CA_DIR, REPO
-from infra.plan.plan import APP_TLS_FILES, BROKER_TLS_FILES, boot_definitions_file, build_plan, protects_queues
+from infra.plan.plan import APP_TLS_FILES, BROKER_TLS_FILES, Plan, boot_definitions_file, build_plan, protects_queues
 from infra.plan.services import broker_url, client_host, node_addresses, published_endpoints
 from infra.pulumi.components.app_services import Services, ServicesArgs
 from infra.pulumi.components.broker import Broker, BrokerArgs
@@ -25,10 +27,10 @@ from infra.render import files as render
 # The stack's CA certificate (public) for the rabbitmq provider, which reads it from a file: git-ignored.
 
 
-def ca_file(stack: str, ca_pem: pulumi.Output[str]) -> pulumi.Output[str]:
-    """The path of a file holding `ca_pem`, written once the certificate is known (never in a preview of a
-    new stack, where the provider's configuration stays unknown until then)."""
-    path = CA_DIR / stack / "ca.pem"
+def ca_file(stack: str, ca_pem: pulumi.Output[str], ca_dir: Path) -> pulumi.Output[str]:
+    """The path of a file (under `ca_dir`) holding `ca_pem`, written once the certificate is known (never in a
+    preview of a new stack, where the provider's configuration stays unknown until then)."""
+    path = ca_dir / stack / "ca.pem"
 
     def write(pem: str) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,11 +48,13 @@ def broker_files(plan, passwords: dict) -> dict[str, pulumi.Input[str]]:
     return {**render.config_files(plan), boot_definitions_file(plan.broker.nodes): pulumi.Output.secret(definitions)}
 
 
-def main(definition: StackDefinition | None = None) -> None:
-    """`pulumi up`'s entry point; `python -m infra plan` passes the definition it has already loaded."""
+def main(definition: StackDefinition | None = None, plan: Plan | None = None, ca_dir: Path | None = None) -> None:
+    """`pulumi up`'s entry point, with no argument: the stack's definition loaded and planned here, the CA
+    certificate written under CA_DIR. `python -m infra plan` passes the definition and plan it has already
+    built, and a scratch `ca_dir`."""
     stack = pulumi.get_stack()
     definition = definition or require(load_definition(stack=stack))
-    plan = build_plan(definition)
+    plan = plan or build_plan(definition)
     passwords = stack_passwords(plan)
     admin = definition.broker.admin_user
 
@@ -73,7 +77,7 @@ def main(definition: StackDefinition | None = None) -> None:
         endpoint=broker.management_url,
         username=admin,
         password=passwords[plan.topology.password_key(admin)],
-        cacert_file=ca_file(stack, certificates.pems["ca_cert"]) if certificates else None,
+        cacert_file=ca_file(stack, certificates.pems["ca_cert"], ca_dir or CA_DIR) if certificates else None,
         opts=pulumi.ResourceOptions(depends_on=broker.containers),
     )
     topology = Topology(

@@ -99,8 +99,7 @@ def without_hashes(topology: dict) -> dict:
 
 
 @pytest.mark.parametrize("stack", ["prod"])  # the stacks share one topology shape; one boot pair suffices
-def test_the_programs_topology_on_a_node_booted_with_the_admin_alone(stack, tmp_path, monkeypatch):
-    monkeypatch.setattr(program, "CA_DIR", tmp_path / "pulumi-tls")  # the mock CA file, out of the repository
+def test_the_programs_topology_on_a_node_booted_with_the_admin_alone(stack, tmp_path):
     ports = Ports.pick()
     rendered = render_for_node(ports, stack=stack)
     full = rendered.definitions
@@ -114,7 +113,9 @@ def test_the_programs_topology_on_a_node_booted_with_the_admin_alone(stack, tmp_
 
         with_config(TEST_SECRETS)
         try:
-            monitor, _ = run(lambda: program.main(require(load_definition(stack=stack))), stack=stack)
+            # the mock CA file, out of the repository
+            definition = require(load_definition(stack=stack))
+            monitor, _ = run(lambda: program.main(definition, ca_dir=tmp_path / "pulumi-tls"), stack=stack)
         finally:
             with_config({})
         assert (

@@ -50,11 +50,9 @@ def render_compose(tmp_path, stack: str) -> tuple[dict, dict]:
 
 def pulumi_containers(stack: str, ca_dir) -> dict:
     with_config(TEST_SECRETS)
-    saved, program.CA_DIR = program.CA_DIR, ca_dir  # the mock CA certificate, out of the repository
-    try:
-        monitor, _ = run(program.main, stack=stack)
+    try:  # the mock CA certificate, out of the repository
+        monitor, _ = run(lambda: program.main(ca_dir=ca_dir), stack=stack)
     finally:
-        program.CA_DIR = saved
         with_config({})
     return {r.name: r.inputs for r in monitor.of_type("docker:index/container:Container")}
 

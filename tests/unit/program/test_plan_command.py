@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 
+from infra.cli import main as cli
 from infra.definition.load import load_definition, require
-from infra.plan.plan import build_plan
+from infra.plan import plan as planning
+from infra.plan import stack as stacks
+from infra.plan.plan import CONTAINER, NodeLayout, build_plan
+from infra.plan.stack import Stack
+from infra.pulumi import preview, program
 from infra.pulumi.preview import PLACEHOLDER
 from tests.unit.program.test_program import expected_graph
 from tests.unit.test_cli import infra
@@ -92,3 +97,33 @@ def test_plan_without_the_apps_dockerfile_says_so(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "app.build: " in result.stderr and "no-such-dir/Dockerfile does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_plan_loads_the_stack_and_builds_its_plan_once(monkeypatch, capsys):
+    """The plan the command prints is the one the program ran on: built once, handed down, and the
+    program's CA directory is passed to it rather than swapped on the module."""
+    built, ran_with = [], []
+    real_main, ca_dir = program.main, program.CA_DIR
+
+    def counted(*args, **kwargs):
+        built.append(build_plan(*args, **kwargs))
+        return built[-1]
+
+    def main(definition=None, plan=None, ca_dir=None):
+        ran_with.append((plan, ca_dir, program.CA_DIR))
+        real_main(definition, plan, ca_dir)
+
+    for module in (planning, stacks, program, preview):  # wherever it is called from
+        monkeypatch.setattr(module, "build_plan", counted)
+    monkeypatch.setattr(program, "main", main)
+    assert cli.main(["plan", "--stack", "prod"]) == 0
+    assert "(pulumi:pulumi:Stack)" in capsys.readouterr().out
+    [(plan, scratch, module_ca_dir)] = ran_with
+    assert built == [plan] and scratch != ca_dir and module_ca_dir == ca_dir
+
+
+def test_a_loaded_stack_keeps_its_plan_and_plans_another_layout_apart():
+    stack = Stack.load(stack="dev")
+    assert stack.ok and stack.plan is stack.plan is stack.plan_for(CONTAINER)
+    host = stack.plan_for(NodeLayout(listen_on_bind=True, config_dir="/srv/rmq"))
+    assert (host.broker.listen_ip, stack.plan.broker.listen_ip) == ("127.0.0.1", "0.0.0.0")
