@@ -23,7 +23,7 @@ rabbitmq-server:
 # Debian trixie's rabbitmq-server 4.0 in a debootstrapped root, for the tests' 4.0 nodes
 # (tests/support/rabbit_series.py chroots into it); rebuilt only when missing. Debian's mirror, as apt's.
 RABBITMQ4_ROOT = .rabbitmq/4.0
-DEBIAN_MIRROR ?= http://deb.debian.org/debian
+DEBIAN_MIRROR ?= $(shell awk '($$1 == "URIs:" || $$1 == "deb") && $$2 ~ /^https?:/ && $$2 !~ /security/ { print $$2; exit }' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null)
 rabbitmq4: $(RABBITMQ4_ROOT)/usr/lib/rabbitmq/bin/rabbitmq-server
 $(RABBITMQ4_ROOT)/usr/lib/rabbitmq/bin/rabbitmq-server:
 	@command -v debootstrap >/dev/null || { $(SUDO) apt-get update -qq && \
