@@ -19,7 +19,7 @@ import pytest
 
 from infra.cli import main as cli
 from infra.cli.localstack import LocalStack
-from infra.definition.load import load_definition
+from infra.plan.stack import Stack
 from infra.render.secrets import write_secrets_file
 from tests.app.deployment import print_logs_if_failed
 from tests.app.migration_rig import OVERLAY, QUEUE, Publisher, Rig, kill_when
@@ -104,7 +104,7 @@ def sigkill_then_rerun(rig: Rig, process, target: str) -> None:
     runs it before `pulumi up` (its hook, in-process), which says the state needs a refresh."""
     kill_when(process, "\n  shovel effects → effects.migrating\n")
     assert "effects.migrating" in rig.queue_names()
-    loaded = load_definition(stack="dev", overlays=rig.overlays(target))
+    loaded = Stack.load(stack="dev", overlays=rig.overlays(target))
     os.environ["RABBITMQ_PASSWORD"] = TEST_SECRETS["rabbitmqAdminPassword"]
     try:
         assert cli._migrations_before_up(loaded, dry_run=False)(lambda key: None) is True
