@@ -82,7 +82,11 @@ def migrate_under_load(
     publisher.start()
     started = time.time()
     process = rig.migrate_process(target)
-    interrupt(rig, process, target)
+    try:
+        interrupt(rig, process, target)
+    except BaseException:  # the publisher thread outlives a failed test otherwise, publishing on its port
+        publisher.stop()
+        raise
     if process.alive() or process.popen.returncode != 0:
         wait_for(lambda: not process.alive(), 240, "migrate finished", interval=0.5)
     rig.apply_topology(after)
