@@ -63,8 +63,12 @@ docker:
 images: $(VENV)/.installed docker
 	$(SUDO) $(PY) scripts/build-local-images
 
-## make pulumi: build the Pulumi CLI and Python language host from Go modules into .pulumi/bin/ (skipped
-## when current; docs/pulumi-engine.md). make test, deploy and preview run it when no `pulumi` is on PATH.
+## make pulumi [PULUMI_PROVIDER_SOURCES=DIR]: build the Pulumi CLI (Go modules), the Python language host and the
+## docker, rabbitmq, tls and random resource plugins (their release source tarballs in DIR, checked against
+## tools/pulumi/sources.sha256) into a cache outside the clone, copy the CLI and host into .pulumi/bin/ and
+## install the plugins; skipped when current (docs/pulumi-engine.md). make test runs it; deploy and preview
+## run it when no `pulumi` is on PATH.
+export PULUMI_PROVIDER_SOURCES
 pulumi: $(VENV)/.installed
 	$(PY) scripts/build-pulumi
 NEED_PULUMI := $(if $(shell command -v pulumi 2>/dev/null),,pulumi)
@@ -77,7 +81,7 @@ SERIES_4_TESTS = tests/broker/test_shipped_stacks.py tests/broker/test_behaviour
 	tests/broker/test_priorities.py tests/app/test_reliability.py \
 	tests/e2e/test_local_stack.py::test_the_stack_comes_up_healthy_with_the_broker_as_defined \
 	tests/e2e/test_local_stack.py::test_a_sync_is_stored_in_postgres_by_the_worker_containers
-test: $(VENV)/.installed rabbitmq-server rabbitmq4 prometheus images $(NEED_PULUMI) lint docs
+test: $(VENV)/.installed rabbitmq-server rabbitmq4 prometheus images pulumi lint docs
 	$(PY) -m pytest
 	RABBITMQ_SERIES=4.0 $(PY) -m pytest $(SERIES_4_TESTS)
 

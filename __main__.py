@@ -1,4 +1,6 @@
-"""Pulumi's entry point (Pulumi.yaml, runtime python): `pulumi up` runs infra/pulumi/program.py."""
-from infra.pulumi.program import main
+"""Pulumi's entry point (Pulumi.yaml, runtime python): `pulumi up` runs the program through
+infra/cli/program_entry.py (the stack's definition, and the pending-migration check)."""
 
-main()
+from infra.cli.program_entry import run
+
+run()

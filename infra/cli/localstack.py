@@ -24,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -201,12 +202,24 @@ class LocalStack:
 SAMPLE_OVERLAY = "riot-sample.yaml"
 
 
-def sample_overlay(stack: str, out: Path, secrets: Path | None = None, overlays: tuple[Path, ...] = ()) -> Path | None:
+def sample_overlay(
+    stack: str,
+    out: Path,
+    secrets: Path | None = None,
+    overlays: tuple[Path, ...] = (),
+    key_is_set: Callable[[str], bool] | None = None,
+) -> Path | None:
     """With no Riot key set for the stack: an overlay file (in `out`) that runs it on the sample Riot API
-    instead. None when the key is set, or when the stack takes no key."""
+    instead. None when the key is set (in the secrets file, or as `key_is_set` says: the Pulumi stack config),
+    or when the stack takes no key."""
     definition = require(load_definition(stack=stack, overlays=overlays))
     key = definition.app.riot_api_key
-    if key is None or key.secret in read_secrets_file(secrets or SECRETS_DIR / f"{definition.environment}.yaml"):
+    if key is None:
+        return None
+    if key_is_set is None:
+        path = secrets or SECRETS_DIR / f"{definition.environment}.yaml"
+        key_is_set = read_secrets_file(path).__contains__
+    if key_is_set(key.secret):
         return None
     out.mkdir(parents=True, exist_ok=True)
     path = out / SAMPLE_OVERLAY

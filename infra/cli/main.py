@@ -392,11 +392,14 @@ def _migrations_before_up(loaded: Stack, dry_run: bool):
         path = secrets.SECRETS_DIR / f"{the_plan.environment}.yaml"
         known = secrets.read_secrets_file(path) if path.exists() else {}
         password = os.environ.get("RABBITMQ_PASSWORD") or stack_value(key) or known.get(key)
-        if password is None:
+        if password is None and broker_api.answers(b.management_url):
             raise DeployError(
                 f"cannot check for queue migrations: no password for {b.admin_user!r} (set "
                 f"RABBITMQ_PASSWORD, or `pulumi config set --secret {key}`)"
             )
+        if password is None:  # a first deploy: the program generates it, and nothing is there to migrate
+            print(f"no broker answers at {b.management_url} yet: no queue to migrate", file=sys.stderr)
+            return False
         with tempfile.NamedTemporaryFile("w", suffix=".pem") as ca:
             if b.tls:  # the stack's own CA, as the last `up` exported it
                 ca.write(stack_value("ca_cert") or known.get(b.tls.secrets.ca_cert, ""))

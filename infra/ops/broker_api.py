@@ -27,6 +27,18 @@ def _reason(response: requests.Response) -> str:
         return "wrong user or password"
 
 
+def answers(url: str, timeout: float = 5) -> bool:
+    """Whether anything serves `url` (any HTTP answer, a TLS handshake failure included): a first deploy has no
+    broker yet."""
+    try:
+        requests.get(url, timeout=timeout, verify=False)
+    except requests.exceptions.SSLError:
+        return True
+    except requests.RequestException:
+        return False
+    return True
+
+
 class ManagementClient:
     """A management HTTP API session as one user; errors worded for the user as BrokerAPIError. `ca_cert`:
     the CA an https:// URL is verified with (the stack's own); without it, the system's CAs."""

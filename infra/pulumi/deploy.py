@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -26,6 +27,9 @@ INSTALL_HINT = (
     f"Run `make pulumi` (it builds the CLI from Go modules into .pulumi/bin/), or install the Pulumi "
     f"CLI v{PULUMI_VERSION} and put it on PATH, then run the command again."
 )
+# Set for the program once `deploy` has carried out the pending queue migrations (or printed them, for a preview):
+# without it the program checks for them itself and stops before touching the broker (infra/cli/program_entry.py).
+MIGRATIONS_CHECKED = "RABBITMQ_CELERY_MIGRATIONS_CHECKED"
 # Nothing is fetched behind the user's back: no update check, no plugin download (`make pulumi` installs them).
 OFFLINE = {"PULUMI_SKIP_UPDATE_CHECK": "true", "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true"}
 
@@ -58,8 +62,7 @@ def environment(env: dict[str, str] | None = None) -> Environment:
         )
     backend = env.get("PULUMI_BACKEND_URL") or LOCAL_BACKEND
     # The CLI finds the language host and its exec script on PATH: the built ones first. Then this virtualenv's
-    # python, which has the SDKs: the language host `make pulumi` builds predates the engine passing Pulumi.yaml's
-    # `virtualenv` option to it, and runs the first python on PATH.
+    # python, which has the SDKs (Pulumi.yaml's `virtualenv` says the same to the language host).
     path = os.pathsep.join([str(LOCAL_CLI_ROOT / "bin"), str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
     return Environment(backend, {"PULUMI_BACKEND_URL": backend, "PATH": path, **OFFLINE})
 
@@ -93,10 +96,13 @@ def up(
         opts=auto.LocalWorkspaceOptions(pulumi_command=command, env_vars=env.env_vars, secrets_provider="passphrase"),
     )
     changed = before_up(lambda key: _stack_value(stack, key)) if before_up else False
+    stack.workspace.env_vars[MIGRATIONS_CHECKED] = "1"
+    # The engine's errors come on stderr: streamed too, so a failed `up` says why where the user looks.
+    errors = partial(print, file=sys.stderr)
     if preview_only:
-        stack.preview(on_output=print, diff=True, refresh=changed)
+        stack.preview(on_output=print, on_error=errors, diff=True, refresh=changed)
     else:
-        stack.up(on_output=print, diff=True, show_secrets=False, refresh=changed)
+        stack.up(on_output=print, on_error=errors, diff=True, show_secrets=False, refresh=changed)
 
 
 def _stack_value(stack: auto.Stack, key: str) -> Optional[str]:

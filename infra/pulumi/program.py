@@ -7,6 +7,7 @@ stack outputs.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, Optional
 
 import pulumi
 import pulumi_rabbitmq as rabbitmq
@@ -48,8 +49,18 @@ def broker_files(plan, passwords: dict) -> dict[str, pulumi.Input[str]]:
     return {**render.config_files(plan), boot_definitions_file(plan.broker.nodes): pulumi.Output.secret(definitions)}
 
 
-def main(definition: StackDefinition | None = None, plan: Plan | None = None, ca_dir: Path | None = None) -> None:
-    """`pulumi up`'s entry point, with no argument: the stack's definition loaded and planned here, the CA
+# Called with the admin's password and the stack's CA certificate (None without TLS) before anything reaches the
+# broker; raising stops the update there (the root __main__.py passes the pending-migration check).
+BrokerGate = Callable[[str, Optional[str]], None]
+
+
+def main(
+    definition: StackDefinition | None = None,
+    plan: Plan | None = None,
+    ca_dir: Path | None = None,
+    before_broker: BrokerGate | None = None,
+) -> None:
+    """`pulumi up`'s entry point: the stack's definition (loaded here when not given) and its plan, the CA
     certificate written under CA_DIR. `python -m infra plan` passes the definition and plan it has already
     built, and a scratch `ca_dir`."""
     stack = pulumi.get_stack()
@@ -57,11 +68,18 @@ def main(definition: StackDefinition | None = None, plan: Plan | None = None, ca
     plan = plan or build_plan(definition)
     passwords = stack_passwords(plan)
     admin = definition.broker.admin_user
+    admin_key = plan.topology.password_key(admin)
 
     prefix = f"{pulumi.get_project()}-{stack}"
     certificates = None
     if plan.broker.tls:
         certificates = Certificates("tls", CertificatesArgs(plan.broker.tls, stack, provided_pems(plan)))
+    if before_broker is not None:
+        # Every broker file and the provider's login wait for the admin password, so gating it gates them all.
+        ca_pem = certificates.pems["ca_cert"] if certificates else None
+        passwords[admin_key] = pulumi.Output.secret(
+            pulumi.Output.all(passwords[admin_key], ca_pem).apply(lambda v: _gated(before_broker, v[0], v[1]))
+        )
     files = {**broker_files(plan, passwords), **(certificates.files(BROKER_TLS_FILES) if certificates else {})}
     cookie = plan.broker.erlang_cookie
     broker = Broker(
@@ -76,7 +94,7 @@ def main(definition: StackDefinition | None = None, plan: Plan | None = None, ca
         "broker-api",
         endpoint=broker.management_url,
         username=admin,
-        password=passwords[plan.topology.password_key(admin)],
+        password=passwords[admin_key],
         cacert_file=ca_file(stack, certificates.pems["ca_cert"], ca_dir or CA_DIR) if certificates else None,
         opts=pulumi.ResourceOptions(depends_on=broker.containers),
     )
@@ -114,9 +132,16 @@ def main(definition: StackDefinition | None = None, plan: Plan | None = None, ca
         definition, published_endpoints(plan.broker, plan.broker.client_port), "web", scheme=plan.broker.client_scheme
     )
     pulumi.export("management_url", broker.management_url)
+    # The admin's password, generated or set, for `deploy`'s migration check and the operator (secret).
+    pulumi.export(admin_key, pulumi.Output.secret(passwords[admin_key]))
     pulumi.export("amqp_url", pulumi.Output.secret(passwords[celery_url.key].apply(celery_url.fill)))
     pulumi.export("web_url", f"http://{client_host(plan.broker.publish_ip)}:{definition.app.web.port}")
     pulumi.export("worker_pools", {w.name: list(w.queues) for w in plan.workers})
     pulumi.export("containers", {n: c.name for n, c in services.containers.items()})
     if certificates:
         pulumi.export("ca_cert", certificates.pems["ca_cert"])  # public: clients outside the stack trust it
+
+
+def _gated(gate: BrokerGate, password: str, ca_pem: Optional[str]) -> str:
+    gate(password, ca_pem)
+    return password

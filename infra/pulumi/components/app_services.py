@@ -53,38 +53,51 @@ class ServicesArgs:
     # `broker.hosts`: /etc/hosts entries
 
 
-def app_uploads(celery_json: str, tls_files: Mapping[str, pulumi.Input[str]] | None) -> list:
-    """celery.json, and with TLS the CA and the client certificate; the key readable by the app's user alone."""
+APP_SECRETS_DIR = "/run/secrets/app"
+
+
+def app_uploads(
+    celery_json: str, tls_files: Mapping[str, pulumi.Input[str]] | None
+) -> tuple[list[docker.ContainerUploadArgs], list[str] | None]:
+    """celery.json, and with TLS the CA and the client certificate; and the entry point, if any. The docker
+    provider uploads as root, so the client key is staged root-only and installed for the app's user by an entry
+    point that starts as root and then drops to that user (as the broker's does, components/broker.py)."""
     uploads = [docker.ContainerUploadArgs(file=CELERY_JSON, content=celery_json, permissions="0644")]
+    installs = []
     for name, content in sorted((tls_files or {}).items()):
-        private = name.endswith(".key")
-        uploads.append(
-            docker.ContainerUploadArgs(
-                file=f"{CONFIG_DIR}/{name}",
-                content=content,
-                permissions="0600" if private else "0644",
-                owner=APP_UID if private else None,
-                group=APP_UID if private else None,
-            )
-        )
-    return uploads
+        if name.endswith(".key"):
+            staged = f"{APP_SECRETS_DIR}/{name.replace('/', '-')}"
+            uploads.append(docker.ContainerUploadArgs(file=staged, content=content, permissions="0400"))
+            installs.append(f"install -D -o {APP_UID} -g {APP_UID} -m 0600 {staged} {CONFIG_DIR}/{name}")
+        else:
+            uploads.append(docker.ContainerUploadArgs(file=f"{CONFIG_DIR}/{name}", content=content, permissions="0644"))
+    if not installs:
+        return uploads, None
+    drop = f'exec setpriv --reuid={APP_UID} --regid={APP_UID} --clear-groups "$@"'
+    return uploads, ["sh", "-c", " && ".join([*installs, drop]), "sh"]
 
 
-def app_image(name: str, app: App, project_root: Path, opts: pulumi.ResourceOptions):
+def app_image(name: str, app: App, project_root: Path, tag_prefix: str, opts: pulumi.ResourceOptions):
+    """The app's image and the reference the containers run. A built image is tagged for this stack alone
+    (`<image>:<stack prefix>-<content digest>`), so `make local` or another stack never shares its tag, and
+    `<name>-local` (a RemoteImage of that tag, not kept) removes it with the stack: docker.Image's own delete
+    leaves images behind."""
     context = build_context(app, project_root)
     if context is None:
         image = docker.RemoteImage(name, name=app.image, keep_locally=True, opts=opts)
         return image, image.image_id
-    image = docker.Image(
+    repository, digest = app_image_name(app, project_root).rsplit(":", 1)
+    built = docker.Image(
         name,
-        image_name=app_image_name(app, project_root),
+        image_name=f"{repository}:{tag_prefix}-{digest}",
         skip_push=True,
         build=docker.DockerBuildArgs(
             context=str(context), dockerfile=str(context / "Dockerfile"), args={"BASE_IMAGE": app.base_image}
         ),
         opts=opts,
     )
-    return image, image.image_name
+    local = docker.RemoteImage(f"{name}-local", name=built.image_name, keep_locally=False, opts=opts)
+    return built, local.image_id
 
 
 class Services(pulumi.ComponentResource):
@@ -92,7 +105,7 @@ class Services(pulumi.ComponentResource):
         super().__init__("rabbitmq-celery:app:Services", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         prefix = args.resource_prefix
-        self.image, app_image_ref = app_image(f"{name}-image", args.app, args.project_root, child)
+        self.image, app_image_ref = app_image(f"{name}-image", args.app, args.project_root, prefix, child)
         network = args.network
         if network is None:
             network = docker.Network(f"{name}-network", name=f"{prefix}-net", opts=child).name
@@ -106,6 +119,7 @@ class Services(pulumi.ComponentResource):
             for image in sorted({s.image for s in args.specs if s.image})
         }
         self.containers: dict[str, docker.Container] = {}
+        app_files, app_entrypoint = app_uploads(args.celery_json, args.tls_files)
         for spec in args.specs:
             depends = list(args.depends_on)
             if spec.runs_app and "postgres" in self.containers:  # migrations need the database up
@@ -124,13 +138,15 @@ class Services(pulumi.ComponentResource):
                         volume_name=self.volumes[spec.volume[0]].name, container_path=spec.volume[1]
                     )
                 ],
-                uploads=app_uploads(args.celery_json, args.tls_files) if spec.runs_app else None,
+                uploads=app_files if spec.runs_app else None,
+                entrypoints=app_entrypoint if spec.runs_app else None,
+                user="0" if spec.runs_app and app_entrypoint else None,  # the entry point drops to the app's user
                 ports=[docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip) for p in spec.ports],
                 healthcheck=healthcheck(HealthCheck(spec.healthcheck)),
                 stop_timeout=spec.stop_timeout_s,
                 destroy_grace_seconds=spec.stop_timeout_s,
                 restart="unless-stopped",
-                wait=spec.role in ("web", "database"),  # the site answers /healthz; the app may migrate
+                wait=True,  # healthy, every one: when `up` finishes the stack is serving
                 wait_timeout=180,
                 opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=depends),
             )

@@ -35,35 +35,39 @@ from infra.plan.services import (
     published_endpoints,
 )
 
-RABBITMQ_UID = "999"  # the rabbitmq user of the official images; definitions.json is readable by it alone
-COOKIE_UPLOAD = "/run/secrets/erlang.cookie"
-# The cookie goes where the node and its CLI tools (the health check too) read it, owned by the node's
-# user and private, or Erlang refuses it; then the image's usual entry point.
-CLUSTER_ENTRYPOINT = (
-    f"install -o rabbitmq -g rabbitmq -m 0400 {COOKIE_UPLOAD} {DATA_DIR}/.erlang.cookie "
-    "&& exec docker-entrypoint.sh rabbitmq-server"
-)
+# The docker provider uploads every file as root (its tar headers carry no owner), so the private ones (the
+# boot definitions with the admin's password hash, the TLS key, a cluster's cookie) are uploaded root-only to
+# SECRETS_DIR, and the entry point installs them owned by the node's user and private before the image's own
+# entry point starts the node: readable by the broker, by nobody else.
+SECRETS_DIR = "/run/secrets/rabbitmq"
+PRIVATE_FILES = ("definitions.json", "boot-definitions.json", "tls/server.key")
+COOKIE_FILE = "erlang.cookie"
+
+
+def entrypoint(private: list[tuple[str, str, str]]) -> list[str]:
+    """`sh -c` that installs each (uploaded, target, mode) as the rabbitmq user, then runs the image's entry point."""
+    installs = [f"install -D -o rabbitmq -g rabbitmq -m {mode} {source} {target}" for source, target, mode in private]
+    return ["sh", "-c", " && ".join([*installs, "exec docker-entrypoint.sh rabbitmq-server"])]
 
 
 def uploads(
     files: Mapping[str, pulumi.Input[str]], cookie: Optional[pulumi.Input[str]] = None
-) -> list[docker.ContainerUploadArgs]:
-    """The rendered files, where the official image reads them; a cluster's cookie where its entry point
-    installs it from."""
-    private = {"definitions.json", "boot-definitions.json", "tls/server.key"}
-    result = [
-        docker.ContainerUploadArgs(
-            file=f"{CONFIG_DIR}/{name}",
-            content=content,
-            owner=RABBITMQ_UID,
-            group=RABBITMQ_UID,
-            permissions="0600" if name in private else "0644",
-        )
-        for name, content in sorted(files.items())
-    ]
+) -> tuple[list[docker.ContainerUploadArgs], list[str]]:
+    """The rendered files where the official image reads them (private ones staged root-only, see SECRETS_DIR),
+    a cluster's cookie where Erlang reads it; and the entry point that puts the private ones in place."""
+    result, private = [], []
+    for name, content in sorted(files.items()):
+        if name in PRIVATE_FILES:
+            staged = f"{SECRETS_DIR}/{name.replace('/', '-')}"
+            result.append(docker.ContainerUploadArgs(file=staged, content=content, permissions="0400"))
+            private.append((staged, f"{CONFIG_DIR}/{name}", "0600"))
+        else:
+            result.append(docker.ContainerUploadArgs(file=f"{CONFIG_DIR}/{name}", content=content, permissions="0644"))
     if cookie is not None:
-        result.append(docker.ContainerUploadArgs(file=COOKIE_UPLOAD, content=cookie, permissions="0400"))
-    return result
+        staged = f"{SECRETS_DIR}/{COOKIE_FILE}"
+        result.append(docker.ContainerUploadArgs(file=staged, content=cookie, permissions="0400"))
+        private.append((staged, f"{DATA_DIR}/.erlang.cookie", "0400"))
+    return result, entrypoint(private)
 
 
 def published_ports(b: BrokerConfig, index: int = 0) -> list[docker.ContainerPortArgs]:
@@ -75,14 +79,25 @@ def host_entries(addresses: Mapping[str, str], skip: str = "") -> list[docker.Co
     return [docker.ContainerHostArgs(host=host, ip=ip) for host, ip in addresses.items() if host != skip] or None
 
 
+def go_duration(seconds_text: str) -> str:
+    """ "60s" as Go prints a duration ("1m0s"): the provider reads durations back in that form, so any other
+    spelling would show as a change on every `up`."""
+    seconds = int(seconds_text.removesuffix("s"))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    return f"{minutes}m{seconds}s" if minutes else f"{seconds}s"
+
+
 def healthcheck(check: HealthCheck = BROKER_HEALTHCHECK) -> docker.ContainerHealthcheckArgs:
     paced = check.paced()  # fast until healthy, then at the check's interval (HealthCheck.paced)
     return docker.ContainerHealthcheckArgs(
         tests=list(paced.test),
-        interval=paced.interval,
-        timeout=paced.timeout,
+        interval=go_duration(paced.interval),
+        timeout=go_duration(paced.timeout),
         retries=paced.retries,
-        start_period=paced.start_period,
+        start_period=go_duration(paced.start_period),
     )
 
 
@@ -136,6 +151,7 @@ class Broker(pulumi.ComponentResource):
                 name=f"{prefix}-{host}-data",
                 opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
             )
+            node_uploads, node_entrypoint = uploads(args.files, args.erlang_cookie if cluster else None)
             container = docker.Container(
                 f"{name}{node}-container",
                 name=f"{prefix}-{host}",
@@ -143,8 +159,8 @@ class Broker(pulumi.ComponentResource):
                 image=image.image_id,
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[host])],
                 volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)],
-                uploads=uploads(args.files, args.erlang_cookie if cluster else None),
-                entrypoints=["sh", "-c", CLUSTER_ENTRYPOINT] if cluster else None,
+                uploads=node_uploads,
+                entrypoints=node_entrypoint,
                 envs=[f"RABBITMQ_DIST_PORT={DIST_PORT}"] if addresses else None,  # the port node_ports publishes
                 hosts=host_entries(addresses, skip=host),
                 ports=published_ports(config, index),

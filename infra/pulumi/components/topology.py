@@ -52,6 +52,9 @@ class Topology(pulumi.ComponentResource):
         t = args.topology
         child = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=args.depends_on)
 
+        # The admin is the provider's own login: deleted while `destroy` still deletes the rest, every later call
+        # would fail with 401. The broker boots with it (definitions.json) and goes with its container anyway.
+        admin_kept = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True))
         self.vhosts = {
             vname: rabbitmq.VHost(f"{name}-vhost-{slug(vname)}", name=vname, description=description, opts=child)
             for vname, description in t.vhosts
@@ -62,7 +65,7 @@ class Topology(pulumi.ComponentResource):
                 name=u.name,
                 tags=list(u.tags),
                 password=pulumi.Output.secret(args.passwords[u.password.secret]),
-                opts=child,
+                opts=admin_kept if u.name == args.admin_user else child,
             )
             for u in t.users
         }

@@ -38,9 +38,11 @@ def test_three_broker_containers_each_with_its_volume_host_and_ports(tmp_path):
         assert ports == {(p, p + i - 1) for p in (b.amqp_port, b.management_port, b.prometheus_port)}
         assert inputs["wait"] is True
         uploads = {u["file"]: u for u in unwrap(inputs["uploads"])}
-        assert unwrap(uploads["/run/secrets/erlang.cookie"]["content"]) == TEST_SECRETS["rabbitmqErlangCookie"]
-        assert uploads["/run/secrets/erlang.cookie"]["permissions"] == "0400"
-        assert "/etc/rabbitmq/boot-definitions.json" in uploads and "/etc/rabbitmq/definitions.json" not in uploads
+        assert unwrap(uploads["/run/secrets/rabbitmq/erlang.cookie"]["content"]) == TEST_SECRETS["rabbitmqErlangCookie"]
+        assert uploads["/run/secrets/rabbitmq/erlang.cookie"]["permissions"] == "0400"
+        assert (
+            "/run/secrets/rabbitmq/boot-definitions.json" in uploads and "/etc/rabbitmq/definitions.json" not in uploads
+        )
         conf = unwrap(uploads["/etc/rabbitmq/rabbitmq.conf"]["content"])
         assert conf == render.config_files(plan)["rabbitmq.conf"]
         assert "cluster_formation.classic_config.nodes.3 = rabbit@rabbitmq-3" in conf

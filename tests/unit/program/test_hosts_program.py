@@ -123,7 +123,7 @@ def test_secrets_stay_secret_on_every_host(tmp_path):
     for i in (1, 2, 3):
         uploads = monitor.named(f"broker-{i}-container").inputs["uploads"]
         assert is_secret(uploads)
-        cookie = {u["file"]: u for u in unwrap(uploads)}["/run/secrets/erlang.cookie"]
+        cookie = {u["file"]: u for u in unwrap(uploads)}["/run/secrets/rabbitmq/erlang.cookie"]
         assert unwrap(cookie["content"]) == TEST_SECRETS["rabbitmqErlangCookie"]
     assert is_secret(monitor.named("app-web").inputs["envs"]) and is_secret(monitor.outputs["amqp_url"])
     assert is_secret(monitor.named("broker-api").inputs["password"])

@@ -60,13 +60,17 @@ def test_broker_container_gets_the_rendered_files_and_waits_healthy(stack):
     for name in ("rabbitmq.conf", "enabled_plugins"):
         assert unwrap(uploads[f"/etc/rabbitmq/{name}"]["content"]) == expected[name], name
     # the broker boots knowing its admin alone; the Topology component creates the rest through the API
-    boot = json.loads(unwrap(uploads["/etc/rabbitmq/definitions.json"]["content"]))
+    # the private file is staged root-only and installed for the rabbitmq user by the entry point (the docker
+    # provider uploads everything as root)
+    staged = "/run/secrets/rabbitmq/definitions.json"
+    boot = json.loads(unwrap(uploads[staged]["content"]))
     assert [u["name"] for u in boot["users"]] == ["admin"] and "administrator" in boot["users"][0]["tags"]
     assert not any(boot[k] for k in ("vhosts", "permissions", "queues", "exchanges", "bindings", "policies"))
-    assert unwrap(uploads["/etc/rabbitmq/definitions.json"]["content"]) == render.boot_definitions_json(
-        plan, TEST_SECRETS
-    )
-    assert uploads["/etc/rabbitmq/definitions.json"]["permissions"] == "0600"
+    assert unwrap(uploads[staged]["content"]) == render.boot_definitions_json(plan, TEST_SECRETS)
+    assert uploads[staged]["permissions"] == "0400" and "/etc/rabbitmq/definitions.json" not in uploads
+    sh, flag, script = inputs["entrypoints"]
+    assert (sh, flag) == ("sh", "-c") and script.endswith("exec docker-entrypoint.sh rabbitmq-server")
+    assert f"install -D -o rabbitmq -g rabbitmq -m 0600 {staged} /etc/rabbitmq/definitions.json" in script
     ports = {(p["internal"], p["external"], p["ip"]) for p in inputs["ports"]}
     b = plan.broker
     assert ports == {(p, p, "127.0.0.1") for p in broker_ports(b)}  # with TLS: 5671, 15671 and 15692 only
@@ -198,6 +202,7 @@ def expected_graph(plan, stack: str) -> set[tuple[str, str, str]]:
     }
     graph |= {(f"{rmq}policy:Policy", f"topology-policy-{slug(p.vhost, p.name)}", "topology") for p in t.policies}
     graph |= {("docker:index/container:Container", f"app-{s.name}", "app") for s in plan.services}
+    graph |= {("docker:index/remoteImage:RemoteImage", "app-image-local", "app")}  # removes the stack's tag
     return graph
 
 

@@ -82,7 +82,13 @@ def test_containers_share_the_network_volume_image_and_celery_json():
     plan = build_plan(require(load_definition(stack="dev")))
     image = monitor.named("app-image")
     tag = context_digest(REPO / "app")
-    assert image.inputs["imageName"] == f"rabbitmq-celery-app:{tag}" and image.inputs["skipPush"] is True
+    # tagged for this stack alone, and removed with it through a RemoteImage that is not kept
+    assert image.inputs["imageName"] == f"rabbitmq-celery-app:{PROJECT}-dev-{tag}" and image.inputs["skipPush"] is True
+    local = monitor.named("app-image-local")
+    assert local.inputs["name"] == image.inputs["imageName"] and local.inputs["keepLocally"] is False
+    assert all(
+        c.inputs["wait"] is True for c in monitor.of_type("docker:index/container:Container")
+    )  # `up` ends when every service is healthy
     assert image.inputs["build"]["args"] == {"BASE_IMAGE": "python:3.11-slim"}
     assert image.inputs["build"]["context"] == str(REPO / "app")
     assert monitor.named("app-data").request.retainOnDelete
@@ -92,7 +98,8 @@ def test_containers_share_the_network_volume_image_and_celery_json():
         if r.parent_name != "app":
             continue
         inputs = r.inputs
-        assert inputs["image"] == f"rabbitmq-celery-app:{tag}"
+        if r.name != "app-postgres":  # the app's image, as the RemoteImage of the stack's tag resolves it
+            assert monitor.named("app-image-local").urn in r.request.dependencies
         assert inputs["networksAdvanced"][0]["name"] == f"{PROJECT}-dev-net"
         assert inputs["volumes"] == [{"containerPath": DATA_DIR, "volumeName": f"{PROJECT}-dev-app-data"}]
         (upload,) = inputs["uploads"]
@@ -136,7 +143,10 @@ def test_stack_outputs_keep_the_amqp_url_secret():
     assert is_secret(outputs["amqp_url"])
     # web's URL: a publisher's, the least a client on the host needs
     assert unwrap(outputs["amqp_url"]) == f"amqp://web:{TEST_SECRETS['rabbitmqWebPassword']}@127.0.0.1:5672/%2F"
-    plain = {k: v for k, v in outputs.items() if k != "amqp_url"}
+    # the admin's password, for `deploy`'s migration check, is an output too: secret
+    assert is_secret(outputs["rabbitmqAdminPassword"])
+    assert unwrap(outputs["rabbitmqAdminPassword"]) == TEST_SECRETS["rabbitmqAdminPassword"]
+    plain = {k: v for k, v in outputs.items() if k not in ("amqp_url", "rabbitmqAdminPassword")}
     assert plain["web_url"] == "http://127.0.0.1:8000" and plain["management_url"] == "http://127.0.0.1:15672"
     assert plain["worker_pools"]["matches"] == [
         f"{task}_processing{region}" for task in ("match", "timeline") for region in ("", "_americas", "_asia", "_sea")

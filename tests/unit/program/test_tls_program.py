@@ -88,10 +88,15 @@ def test_the_broker_gets_its_certificate_and_key_and_the_app_its_client_certific
     broker = uploads(monitor.named("broker-container"))
     assert "tls-ca certPem" in unwrap(broker["/etc/rabbitmq/tls/ca.pem"]["content"])
     assert "tls-server certPem" in unwrap(broker["/etc/rabbitmq/tls/server.pem"]["content"])
-    key = broker["/etc/rabbitmq/tls/server.key"]
+    key = broker["/run/secrets/rabbitmq/tls-server.key"]  # staged root-only, installed for rabbitmq at start
     # a secret inside a list makes the whole list secret, as the engine stores it
     assert is_secret(monitor.named("broker-container").inputs["uploads"]) and "tls-server-key" in unwrap(key["content"])
-    assert (key["permissions"], key["owner"]) == ("0600", "999")
+    assert key["permissions"] == "0400" and "/etc/rabbitmq/tls/server.key" not in broker
+    script = monitor.named("broker-container").inputs["entrypoints"][2]
+    assert (
+        "install -D -o rabbitmq -g rabbitmq -m 0600 /run/secrets/rabbitmq/tls-server.key /etc/rabbitmq/tls/server.key"
+        in script
+    )
     apps = [r for r in monitor.of_type("docker:index/container:Container") if r.parent_name == "app"]
     runs_app = [r for r in apps if not r.name.endswith("postgres")]
     assert runs_app
@@ -101,11 +106,17 @@ def test_the_broker_gets_its_certificate_and_key_and_the_app_its_client_certific
             "/etc/app/celery.json",
             "/etc/app/tls/ca.pem",
             "/etc/app/tls/client.pem",
-            "/etc/app/tls/client.key",
+            "/run/secrets/app/tls-client.key",
         }, container.name
-        client_key = files["/etc/app/tls/client.key"]
+        client_key = files["/run/secrets/app/tls-client.key"]
         assert is_secret(container.inputs["uploads"]) and "tls-client-key" in unwrap(client_key["content"])
-        assert (client_key["permissions"], client_key["owner"]) == ("0600", "10001")
+        assert client_key["permissions"] == "0400"
+        # started as root to install the key for the app's user (0600), then dropped to that user
+        sh, flag, script, zero = container.inputs["entrypoints"]
+        assert (sh, flag, zero, container.inputs["user"]) == ("sh", "-c", "sh", "0")
+        assert "install -D -o 10001 -g 10001 -m 0600 /run/secrets/app/tls-client.key /etc/app/tls/client.key" in script
+        assert script.endswith('exec setpriv --reuid=10001 --regid=10001 --clear-groups "$@"')
+        assert container.inputs["command"]  # an entry point of its own drops the image's CMD
         env = dict(e.split("=", 1) for e in unwrap(container.inputs["envs"]))
         user = container.name.removeprefix("app-")  # each service as its own user
         assert env["CELERY_BROKER_URL"].startswith(f"amqps://{user}:") and "@rabbitmq:5671/" in env["CELERY_BROKER_URL"]
@@ -159,9 +170,9 @@ def test_provided_certificates_come_from_stack_config_secrets(tmp_path):
     broker = uploads(monitor.named("broker-container"))
     assert unwrap(broker["/etc/rabbitmq/tls/server.pem"]["content"]) == "SERVER PEM"
     assert is_secret(monitor.named("broker-container").inputs["uploads"])
-    assert unwrap(broker["/etc/rabbitmq/tls/server.key"]["content"]) == "SERVER KEY"
+    assert unwrap(broker["/run/secrets/rabbitmq/tls-server.key"]["content"]) == "SERVER KEY"
     web = uploads(monitor.named("app-web"))
-    assert unwrap(web["/etc/app/tls/client.key"]["content"]) == "CLIENT KEY"
+    assert unwrap(web["/run/secrets/app/tls-client.key"]["content"]) == "CLIENT KEY"
     for r in monitor.registered:
         for text in plain_strings(r.inputs):
             assert "SERVER KEY" not in text and "CLIENT KEY" not in text, r.name
