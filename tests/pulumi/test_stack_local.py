@@ -41,6 +41,11 @@ def commit(project: Project, message: str) -> None:
 
 def diff_says(project: Project) -> dict[str, str]:
     """`python -m infra diff --base HEAD`'s table, as subject → impact."""
+    return {subject: impact for subject, (impact, _) in diff_rows(project).items()}
+
+
+def diff_rows(project: Project) -> dict[str, tuple[str, str]]:
+    """`python -m infra diff --base HEAD`'s table, as subject → (impact, what it says)."""
     result = project.infra("diff", "--stack", project.stack, "--base", "HEAD", "--format", "markdown", check=False)
     assert result.returncode in (0, 3), result.stderr
     impacts = {mark: impact.value for impact, mark in MARK.items()}
@@ -48,7 +53,7 @@ def diff_says(project: Project) -> dict[str, str]:
     for line in result.stdout.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 3 and cells[0] in impacts:
-            rows[cells[1].strip("`")] = impacts[cells[0]]
+            rows[cells[1].strip("`")] = (impacts[cells[0]], cells[2])
     return rows
 
 
@@ -205,7 +210,8 @@ def test_a_new_queue_and_worker_pool_are_created_and_nothing_of_the_broker_repla
             "celery": {"workers": {"reports": {"queues": ["reports"], "user": "worker-reports", "concurrency": 1}}},
         }
     )
-    said = diff_says(project)
+    rows = diff_rows(project)
+    said = {subject: impact for subject, (impact, _) in rows.items()}
     steps = changed(project.preview_steps())
     assert "data loss" not in said.values() and "migration" not in said.values(), said
     created = {n for n, op in steps.items() if op == "create"}
@@ -215,11 +221,11 @@ def test_a_new_queue_and_worker_pool_are_created_and_nothing_of_the_broker_repla
         "docker:index/container:Container::app-worker-reports",
     } <= created, steps
     assert not any(op in ("delete", "replace") and "rabbitmq:" in n for n, op in steps.items()), steps
-    assert steps.get("docker:index/container:Container::broker-container") is None, steps
-    # the app's containers carry celery.json: the engine re-creates those whose copy changed, as diff says
-    replaced = {n.split("::")[1] for n, op in steps.items() if op == "replace"}
-    restarts = {subject for subject, impact in said.items() if impact == "restart"}
-    assert all(any(r.removeprefix("app-") in s for s in restarts) for r in replaced), (replaced, said)
+    assert "docker:index/container:Container::broker-container" not in steps, steps
+    # the app's containers carry celery.json: the engine re-creates exactly those diff says are re-created
+    replaced = {n.split("::")[1].removeprefix("app-") for n, op in steps.items() if op == "replace"}
+    recreated = {s.removeprefix("service ") for s, (_, what) in rows.items() if "re-created" in what}
+    assert replaced == recreated, (replaced, rows)
     project.deploy()
     wait_healthy(project)
     assert f"{project.prefix}-worker-reports" in project.health()
