@@ -74,7 +74,7 @@ class Project:
         delete…), from `pulumi preview --json`."""
         result = self.pulumi("preview", "--json", *extra, env={"RABBITMQ_CELERY_MIGRATIONS_CHECKED": "1"})
         steps = json.loads(result.stdout).get("steps", [])
-        return {s["urn"].split("::", 2)[2]: s["op"] for s in steps}
+        return {_short(s["urn"]): s["op"] for s in steps}
 
     def state_text(self) -> str:
         """The stack's checkpoint as stored by the file backend."""
@@ -137,6 +137,12 @@ class Project:
         )
         if images:
             docker("rmi", *images.split(), check=False)
+
+
+def _short(urn: str) -> str:
+    """`urn:pulumi:stack::project::parent$type::name` → `type::name`."""
+    _, _, qualified_type, name = urn.split("::", 3)
+    return f"{qualified_type.split('$')[-1]}::{name}"
 
 
 def copy_repository(target: Path) -> None:
