@@ -29,11 +29,30 @@ from infra.render.images import MissingBuildContext, app_image_name, build_conte
 
 class ExitStatus(IntEnum):
     OK = 0
-    ERROR = 1  # the command could not do its work (I/O, an unexpected failure)
-    INVALID = 2  # the definition has error findings; nothing was written
-    DATA_LOSS = 3  # `diff`: a change deletes queued messages, and --allow-data-loss was not given
-    DRIFT = 4  # `verify`: the live broker differs from the definition
-    USAGE = 64  # the command line itself is wrong (EX_USAGE)
+    ERROR = 1
+    INVALID = 2
+    DATA_LOSS = 3
+    DRIFT = 4
+    USAGE = 64  # EX_USAGE
+
+
+# What each status means: docs/commands.md's table of exit statuses is generated from it.
+EXIT_MEANING = {
+    ExitStatus.OK: "done (warnings may be printed)",
+    ExitStatus.ERROR: "the command could not do its work (I/O, a broker that does not answer, a timeout)",
+    ExitStatus.INVALID: "the definition has errors: nothing is written, deployed or migrated",
+    ExitStatus.DATA_LOSS: "`diff`: a change loses queued messages, and `--allow-data-loss` was not given",
+    ExitStatus.DRIFT: "`verify`: the live broker differs from the definition",
+    ExitStatus.USAGE: "the command line itself is wrong",
+}
+
+
+def diff_exit(impacts, allow_data_loss: bool) -> ExitStatus:
+    """`diff`'s exit status for changes of these classes (the docs' table of classes is generated from it)."""
+    from infra.ops.changes import Impact
+
+    lost = any(i is Impact.DATA_LOSS for i in impacts)
+    return ExitStatus.DATA_LOSS if lost and not allow_data_loss else ExitStatus.OK
 
 
 class _Parser(argparse.ArgumentParser):
@@ -372,8 +391,7 @@ def cmd_diff(args) -> ExitStatus:
     found = changes.classify(base_plan, head_plan)
     report = diff_report.markdown if args.format == "markdown" else diff_report.text
     print(report(args.stack, args.base, found, changes.rendered_diffs(base_plan, head_plan), args.allow_data_loss))
-    lost = any(c.impact is changes.Impact.DATA_LOSS for c in found)
-    return ExitStatus.DATA_LOSS if lost and not args.allow_data_loss else ExitStatus.OK
+    return diff_exit([c.impact for c in found], args.allow_data_loss)
 
 
 def _migrations_before_up(loaded: Stack, dry_run: bool):
