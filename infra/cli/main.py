@@ -479,11 +479,35 @@ def _login(args, loaded: Stack) -> "_Login | ExitStatus":
     return _Login(user, password, passwords, secrets_path)
 
 
+def _queue_depth(the_plan: planning.Plan, client):
+    """A queue's ready messages by a passive declare, as the management API's user, on the AMQP(S) port of
+    the host the management URL names."""
+    import ssl
+    from urllib.parse import urlsplit
+
+    from infra.ops.amqp_depth import queue_depth
+
+    host = urlsplit(client.base).hostname or "127.0.0.1"
+    tls = ssl.create_default_context(cafile=client.ca_cert) if the_plan.broker.tls else None
+    user, password = client.session.auth
+
+    def depth(vhost: str, queue: str) -> int:
+        return queue_depth(host, the_plan.broker.client_port, user, password, vhost, queue, tls=tls)
+
+    return depth
+
+
 def run_migrations(the_plan: planning.Plan, client, dry_run: bool = False, timeout_s: float = 3600) -> list:
     """The pending migrations' steps printed, then (unless `dry_run`) carried out; the migrations."""
     from infra.ops.migrator import Migrator, run_all
 
-    migrator = Migrator(client, the_plan, progress=lambda line: print(line, file=sys.stderr), timeout_s=timeout_s)
+    migrator = Migrator(
+        client,
+        the_plan,
+        progress=lambda line: print(line, file=sys.stderr),
+        timeout_s=timeout_s,
+        depth=_queue_depth(the_plan, client),
+    )
     pending = migrator.pending()
     print(f"{len(pending)} queue migration(s) pending on {client.base}" + (":" if pending else ""), file=sys.stderr)
     for m in pending:
