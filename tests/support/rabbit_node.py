@@ -30,15 +30,34 @@ BOOT_TIMEOUT_S = 90
 _counter = itertools.count()
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel hands out as free on 127.0.0.1, all held open until every one is picked."""
-    sockets = []
+# Under pytest-xdist each worker takes only ports of its own 64-port chunks (chunk number modulo the worker
+# count): a port one worker picked, and released until its node binds it, is never handed to another.
+PORT_CHUNK = 64
+
+
+def own_port(port: int) -> bool:
+    """`port` belongs to this test process's share (all of them without xdist)."""
+    worker, workers = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or workers < 2:
+        return True
+    return (port // PORT_CHUNK) % workers == int(worker[2:]) % workers
+
+
+def free_ports(count: int, attempts: int = 2000) -> list[int]:
+    """Ports the kernel hands out as free on 127.0.0.1, of this process's share, all held open until every
+    one is picked."""
+    sockets: list[socket.socket] = []
     try:
-        for _ in range(count):
+        for _ in range(attempts):
+            if len(sockets) == count:
+                return [s.getsockname()[1] for s in sockets]
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
+            if own_port(s.getsockname()[1]):
+                sockets.append(s)
+            else:
+                s.close()
+        raise RuntimeError(f"no {count} free ports of this worker's share after {attempts} attempts")
     finally:
         for s in sockets:
             s.close()
