@@ -57,18 +57,19 @@ def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return {}
 
 
-COMMAND = re.compile(r"python3? -m (infra(?:\.[a-z_.]+)?)((?:\s+[^\s#|`]+)*)")
+COMMAND = re.compile(r"python3? -m (infra(?:\.[a-z_.]+)?)((?:\s+[^\s#|`]+)*)|(manage\.py)((?:\s+[^\s#|`]+)*)")
 FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 
 
 def check_commands(text: str, where: str, parsers: dict[str, argparse.ArgumentParser]) -> list[str]:
-    """Every `python -m <module> [sub] --flag` names a module of `parsers`, a subcommand its parser has and
-    flags that subcommand takes; and an inline `` `sub --flag` `` of `python -m infra`'s too."""
+    """Every `python -m <module> [sub] --flag` (and `manage.py <command> …`) names a module of `parsers`, a
+    subcommand its parser has and flags that subcommand takes; and an inline `` `sub --flag` `` of
+    `python -m infra`'s too."""
     found = []
     infra_subs = subcommands(parsers["infra"])
     bare = re.compile(rf"^({'|'.join(map(re.escape, infra_subs))})\s+(--.*)$")
     for number, code, _ in code_lines(text):
-        calls = [(m.group(1), m.group(2).split()) for m in COMMAND.finditer(code)]
+        calls = [(m.group(1) or m.group(3), (m.group(2) or m.group(4) or "").split()) for m in COMMAND.finditer(code)]
         if not calls and (m := bare.match(code.strip())):
             calls = [("infra", [m.group(1), *m.group(2).split()])]
         for module, words in calls:
@@ -76,25 +77,31 @@ def check_commands(text: str, where: str, parsers: dict[str, argparse.ArgumentPa
             if parser is None:
                 found.append(f"{where}:{number}: `python -m {module}`: no such command (known: {', '.join(parsers)})")
                 continue
-            subs = subcommands(parser)
-            takes = options(parser)
-            if subs:
-                if words and words[0] in ("…", "..."):  # a placeholder for any subcommand
-                    continue
+            if words and words[0] in ("…", "..."):  # a placeholder for any subcommand
+                continue
+            said = [module]
+            while subs := subcommands(parser):  # down the subcommands: `manage.py dead_letters list …`
                 if not words or words[0].startswith("-"):
-                    if not set(words) & {"-h", "--help"}:
-                        found.append(f"{where}:{number}: `python -m {module}` without a subcommand")
-                    continue
+                    if len(said) == 1 and not set(words) & {"-h", "--help"}:
+                        found.append(f"{where}:{number}: `{module}` without a subcommand")
+                    break
                 name = words[0].strip("[]").rstrip(":,.;)")
                 if name not in subs:
                     found.append(
-                        f"{where}:{number}: `python -m {module} {name}`: no such subcommand (known: {', '.join(subs)})"
+                        f"{where}:{number}: `{' '.join(said)} {name}`: no such subcommand (known: {', '.join(subs)})"
                     )
-                    continue
-                takes = options(subs[name])
+                    parser = None
+                    break
+                parser, words, said = subs[name], words[1:], [*said, name]
+            if parser is None:
+                continue
+            takes = options(parser)
+            chosen = [a for a in parser._actions if not a.option_strings and a.choices and a.dest != "help"]
+            if chosen and words and re.fullmatch(r"[a-z][a-z0-9_-]*", words[0]) and words[0] not in chosen[0].choices:
+                found.append(f"{where}:{number}: `{' '.join(said)} {words[0]}`: not one of {sorted(chosen[0].choices)}")
             for flag in FLAG.findall(" ".join(words)):
                 if flag not in takes:
-                    found.append(f"{where}:{number}: `python -m {module} {' '.join(words[:1])}`: no option {flag}")
+                    found.append(f"{where}:{number}: `{' '.join(said)}`: no option {flag}")
     return found
 
 
@@ -132,8 +139,6 @@ def check_worker_queues(text: str, where: str, pools: set[tuple[str, ...]]) -> l
 
 # -- make targets
 
-MAKE = re.compile(r"(?<![\w-])make\s+((?:[A-Za-z_][A-Za-z0-9_.-]*\s*)+)")
-
 
 def makefile_targets(makefile: str) -> set[str]:
     targets = set()
@@ -143,17 +148,25 @@ def makefile_targets(makefile: str) -> set[str]:
     return targets
 
 
-def check_make_targets(text: str, where: str, targets: set[str]) -> list[str]:
-    """Every `make X` in code (a fence or an inline span) is a target of the Makefile."""
+def makefile_variables(makefile: str) -> set[str]:
+    """The variables the Makefile reads: `$(NAME)`, `$(origin NAME)`, `$(filter …,$(NAME))`."""
+    return set(re.findall(r"\$\((?:origin )?([A-Z_][A-Z0-9_]*)\)", makefile))
+
+
+MAKE_LINE = re.compile(r"(?<![\w-])make\s+([A-Za-z_][A-Za-z0-9_.-]*)((?:\s+[A-Z_][A-Z0-9_]*=\S*)*)")
+
+
+def check_make_targets(text: str, where: str, targets: set[str], variables: set[str]) -> list[str]:
+    """Every `make X [VAR=value]` in code (a fence or an inline span) is a target of the Makefile, and each
+    VAR one it reads."""
     found = []
     for number, code, _ in code_lines(text):
-        for m in MAKE.finditer(code.split("#")[0] if code.lstrip().startswith("make") else code):
-            for word in m.group(1).split():
-                if "=" in word:
-                    continue
-                if word not in targets:
-                    found.append(f"{where}:{number}: `make {word}`: the Makefile has no such target")
-                break  # `make a b` is rare; the first word is the target, the rest VAR=value
+        for m in MAKE_LINE.finditer(code):
+            if m.group(1) not in targets:
+                found.append(f"{where}:{number}: `make {m.group(1)}`: the Makefile has no such target")
+            for name in re.findall(r"([A-Z_][A-Z0-9_]*)=", m.group(2)):
+                if name not in variables:
+                    found.append(f"{where}:{number}: `make {m.group(1)} {name}=…`: the Makefile reads no {name}")
     return found
 
 

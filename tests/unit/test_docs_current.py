@@ -28,9 +28,24 @@ PARSERS = {
     "infra.cli.localstack": localstack.parser(),
     "infra.cli.regenerate": argparse.ArgumentParser(prog="python -m infra.cli.regenerate"),
 }
+
+
+def manage_py() -> argparse.ArgumentParser:
+    """`manage.py`'s commands (Django's and the app's), each with its own parser, as subcommands."""
+    from django.core.management import get_commands, load_command_class
+
+    top = argparse.ArgumentParser(prog="manage.py")
+    commands = top.add_subparsers()
+    for name, app in get_commands().items():
+        commands.choices[name] = load_command_class(app, name).create_parser("manage.py", name)
+    return top
+
+
+PARSERS["manage.py"] = manage_py()
 STATUSES = {int(s): s.name for s in cli.ExitStatus}
 CLASSES = {i.value: {int(cli.diff_exit([i], False)), int(cli.diff_exit([i], True))} for i in Impact}
 TARGETS = doc_claims.makefile_targets((REPO / "Makefile").read_text())
+VARIABLES = doc_claims.makefile_variables((REPO / "Makefile").read_text())
 
 
 def plan_json_worker_commands(stack: str) -> dict[str, list[str]]:
@@ -107,7 +122,7 @@ def test_every_worker_queue_list_the_docs_show_is_a_pools(pools):
 
 
 def test_every_make_target_the_docs_name_exists():
-    assert findings(doc_claims.check_make_targets, TARGETS) == []
+    assert findings(doc_claims.check_make_targets, TARGETS, VARIABLES) == []
 
 
 def test_every_exit_status_the_docs_name_is_the_codes():
@@ -130,6 +145,11 @@ def test_a_drifted_command_fails():
     assert check("`migrate --dry-rn`", "d.md", PARSERS)  # a bare subcommand's flag
     assert check("`python -m infra.cli.localstack up --volume`", "d.md", PARSERS)
     assert check("`python -m infra.cli.nothing`", "d.md", PARSERS)
+    assert check("`python manage.py dead_letters list --queue dead_letters --json`", "ok.md", PARSERS) == []
+    assert check("`python manage.py dead_letters replay --all`", "d.md", PARSERS)  # no such flag
+    assert check("`python manage.py dead_letters lst`", "d.md", PARSERS)  # not one of its actions
+    assert check("`python -m infra.cli.localstack start`", "d.md", PARSERS)
+    assert check("`python manage.py dead_letter list`", "d.md", PARSERS)
 
 
 def test_a_drifted_worker_command_fails(pools):
@@ -146,11 +166,17 @@ def test_a_drifted_worker_command_fails(pools):
 def test_a_drifted_make_target_fails():
     check = doc_claims.check_make_targets
     assert (
-        check("`make local STACK=local`, `make test-fast`\n```sh\nmake golden   # rewrite\n```\n", "ok.md", TARGETS)
+        check(
+            "`make local STACK=local`, `make test-fast`\n```sh\nmake golden   # rewrite\n```\n",
+            "ok.md",
+            TARGETS,
+            VARIABLES,
+        )
         == []
     )
-    assert check("`make test-unit`", "d.md", TARGETS)
-    assert check("```sh\nmake locall\n```\n", "d.md", TARGETS)
+    assert check("`make test-unit`", "d.md", TARGETS, VARIABLES)
+    assert check("```sh\nmake locall\n```\n", "d.md", TARGETS, VARIABLES)
+    assert check("`make local-down VOLUME=1`", "d.md", TARGETS, VARIABLES)  # the Makefile reads VOLUMES
 
 
 def test_a_drifted_exit_code_fails():
