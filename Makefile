@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-migration bench-local bench-rate-limits test test-builds test-offline test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-migration bench-local bench-rate-limits test test-builds test-offline test-live test-docker test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -80,15 +80,22 @@ SERIES_4_TESTS = tests/broker/test_shipped_stacks.py tests/broker/test_behaviour
 	tests/e2e/test_local_stack.py::test_a_sync_is_stored_in_postgres_by_the_worker_containers
 # The builds (CPU: the Pulumi CLI's Go build, the images, the 4.0 root; each skipped when current) run while
 # lint, the docs and the unit tier, which need none of them, run. Then the live tiers, which wait on brokers,
-# containers and timers far more than they compute, on TEST_WORKERS pytest-xdist workers: each test file on
-# one worker (its module's booted node or stack shared as before), each worker on its own ports
-# (tests/support/rabbit_node.py), node names and Compose projects. docs/testing.md has the measured split.
-TEST_WORKERS ?= 3
-LIVE_TIERS = tests/broker tests/app tests/e2e tests/pulumi
+# containers and timers far more than they compute: the nodes' tiers on TEST_WORKERS pytest-xdist workers,
+# each test file on one worker (its module's booted node shared as before), side by side with the e2e tier,
+# one Docker stack at a time. Each run and worker on its own ports (TEST_PORT_SHARE,
+# tests/support/rabbit_node.py), node names and Compose projects. docs/testing.md has the measured split.
+TEST_WORKERS ?= 2
+LIVE_TIERS = tests/broker tests/app tests/pulumi
+DOCKER_TIERS = tests/e2e
 test: $(VENV)/.installed
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-builds test-offline
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(LIVE_TIERS)
+	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-live test-docker
 	RABBITMQ_SERIES=4.0 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(SERIES_4_TESTS)
+
+test-live:
+	TEST_PORT_SHARE=0/2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(LIVE_TIERS)
+test-docker:
+	TEST_PORT_SHARE=1/2 $(PY) -m pytest $(DOCKER_TIERS)
 
 # make test's two halves of its first step, each one target after another (apt-get runs one at a time).
 test-builds: $(VENV)/.installed

@@ -20,12 +20,26 @@ def test_each_xdist_worker_picks_ports_no_other_worker_picks(monkeypatch):
     assert not picked["gw0"] & picked["gw1"] and not picked["gw1"] & picked["gw2"] and not picked["gw0"] & picked["gw2"]
     monkeypatch.delenv("PYTEST_XDIST_WORKER")
     assert all(rabbit_node.own_port(p) for p in range(1024, 65536))  # alone: every port
+    # two runs side by side (TEST_PORT_SHARE), one of them on two workers: three disjoint shares
+    shares = []
+    for share, worker in (("0/2", "gw0"), ("0/2", "gw1"), ("1/2", None)):
+        monkeypatch.setenv("TEST_PORT_SHARE", share)
+        monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+        if worker:
+            monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        else:
+            monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+        shares.append({p for p in range(1024, 65536) if rabbit_node.own_port(p)})
+    assert not shares[0] & shares[1] and not shares[0] & shares[2] and not shares[1] & shares[2]
+    assert len(shares[2]) > 2 * len(shares[0]) * 0.95  # the lone run has half the ports, each worker a quarter
 
 
 def test_make_test_runs_every_tier():
     makefile = (REPO / "Makefile").read_text()
     live = re.search(r"^LIVE_TIERS = (.*)$", makefile, re.M).group(1).split()
+    live += re.search(r"^DOCKER_TIERS = (.*)$", makefile, re.M).group(1).split()
     fast = re.search(r"^test-fast:.*\n\t\$\(PY\) -m pytest -q (\S+)$", makefile, re.M).group(1)
     assert re.search(r"^test-offline:.*\n.*\btest-fast\b", makefile, re.M)
     assert sorted([fast, *live]) == sorted(folder.rstrip("/") for folder, _ in TIERS.values())
     assert "$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(LIVE_TIERS)" in makefile
+    assert "$(PY) -m pytest $(DOCKER_TIERS)" in makefile
