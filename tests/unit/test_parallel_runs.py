@@ -8,18 +8,21 @@ import re
 from tests.conftest import REPO, TIERS
 from tests.support import rabbit_node
 
+PORTS = range(1024, 1024 + 96 * rabbit_node.PORT_CHUNK)  # 96 chunks: enough to see each share's size
+
 
 def test_each_xdist_worker_picks_ports_no_other_worker_picks(monkeypatch):
+    monkeypatch.delenv("TEST_PORT_SHARE", raising=False)
     picked = {}
     for worker in ("gw0", "gw1", "gw2"):
         monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
         monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
         picked[worker] = set(rabbit_node.free_ports(20))
         assert all(rabbit_node.own_port(p) for p in picked[worker])
-        assert sum(rabbit_node.own_port(p) for p in range(1024, 65536)) in range(21000, 22000)  # a third
+        assert sum(rabbit_node.own_port(p) for p in PORTS) == len(PORTS) // 3  # a third
     assert not picked["gw0"] & picked["gw1"] and not picked["gw1"] & picked["gw2"] and not picked["gw0"] & picked["gw2"]
     monkeypatch.delenv("PYTEST_XDIST_WORKER")
-    assert all(rabbit_node.own_port(p) for p in range(1024, 65536))  # alone: every port
+    assert all(rabbit_node.own_port(p) for p in PORTS)  # alone: every port
     # two runs side by side (TEST_PORT_SHARE), one of them on two workers: three disjoint shares
     shares = []
     for share, worker in (("0/2", "gw0"), ("0/2", "gw1"), ("1/2", None)):
@@ -29,9 +32,13 @@ def test_each_xdist_worker_picks_ports_no_other_worker_picks(monkeypatch):
             monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
         else:
             monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
-        shares.append({p for p in range(1024, 65536) if rabbit_node.own_port(p)})
+        shares.append({p for p in PORTS if rabbit_node.own_port(p)})
     assert not shares[0] & shares[1] and not shares[0] & shares[2] and not shares[1] & shares[2]
-    assert len(shares[2]) > 2 * len(shares[0]) * 0.95  # the lone run has half the ports, each worker a quarter
+    assert [len(share) for share in shares] == [
+        len(PORTS) // 4,
+        len(PORTS) // 4,
+        len(PORTS) // 2,
+    ]  # a quarter each, half
 
 
 def test_make_test_runs_every_tier():
