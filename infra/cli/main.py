@@ -492,7 +492,7 @@ def _queue_depth(the_plan: planning.Plan, client):
     user, password = client.session.auth
 
     def depth(vhost: str, queue: str) -> int:
-        return queue_depth(host, the_plan.broker.client_port, user, password, vhost, queue, tls=tls)
+        return queue_depth(host, the_plan.broker.client_port, user, password, vhost, queue, tls=tls, timeout=3)
 
     return depth
 
