@@ -84,12 +84,14 @@ SERIES_4_TESTS = tests/broker/test_shipped_stacks.py tests/broker/test_behaviour
 # each test file on one worker (its module's booted node shared as before), side by side with the e2e tier,
 # one Docker stack at a time. Each run and worker on its own ports (TEST_PORT_SHARE,
 # tests/support/rabbit_node.py), node names and Compose projects. docs/testing.md has the measured split.
+# LIVE_JOBS=1 runs the e2e tier after the others instead (on a machine too loaded for both at once).
 TEST_WORKERS ?= 2
+LIVE_JOBS ?= 2
 LIVE_TIERS = tests/broker tests/app tests/pulumi
 DOCKER_TIERS = tests/e2e
 test: $(VENV)/.installed
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-builds test-offline
-	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-live test-docker
+	$(MAKE) --no-print-directory -j$(LIVE_JOBS) --output-sync=recurse test-live test-docker
 	RABBITMQ_SERIES=4.0 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(SERIES_4_TESTS)
 
 test-live:
