@@ -201,3 +201,14 @@ def test_make_locals_sample_output_names_urls_the_app_serves():
     names = [resolve(p.replace("<job_id>", "6f1c2f4e-0000-4000-8000-000000000000")).url_name for p in paths]
     assert names == ["player-sync", "job-status", "player-detail"]
     assert resolve(unquote(paths[2])).kwargs == {"region": "euw1", "game_name": "Sample Mid", "tag_line": "EUW"}
+
+
+def test_a_class_or_exit_status_without_a_description_stops_the_generation(monkeypatch):
+    from infra.cli import doc_blocks
+
+    monkeypatch.setattr(doc_blocks, "MEANING", {i: "x" for i in list(Impact)[1:]})
+    with pytest.raises(KeyError, match=f"MEANING has no description of {list(Impact)[0].name}"):
+        doc_blocks.diff_classes()
+    monkeypatch.setattr(doc_blocks, "EXIT_MEANING", {})
+    with pytest.raises(KeyError, match="EXIT_MEANING has no description of OK"):
+        doc_blocks.exit_statuses()
