@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-migration bench-local bench-rate-limits test test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-migration bench-local bench-rate-limits test test-builds test-offline test-live test-docker test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -73,7 +73,8 @@ pulumi: $(VENV)/.installed
 	$(PY) scripts/build-pulumi
 NEED_PULUMI := $(if $(shell command -v pulumi 2>/dev/null),,pulumi)
 
-## make test: install what the tests need, then lint, the docs site, and the whole suite (every tier)
+## make test: install and build what the tests need while lint, the docs site and the unit tier run, then the
+## live tiers on TEST_WORKERS parallel workers (every tier; docs/testing.md)
 # Everything on RabbitMQ 3.10, then on 4.0 what 4.0 may do differently: the shipped stacks, the broker's
 # behaviour, priorities and compression, the app's reliability on real workers, and the local stack coming
 # up on the 4.0 image with a sync stored (about 7 minutes on 2 cores).
@@ -81,9 +82,34 @@ SERIES_4_TESTS = tests/broker/test_shipped_stacks.py tests/broker/test_behaviour
 	tests/broker/test_priorities.py tests/app/test_reliability.py \
 	tests/e2e/test_local_stack.py::test_the_stack_comes_up_healthy_with_the_broker_as_defined \
 	tests/e2e/test_local_stack.py::test_a_sync_is_stored_in_postgres_by_the_worker_containers
-test: $(VENV)/.installed rabbitmq-server rabbitmq4 prometheus images pulumi lint docs
-	$(PY) -m pytest
-	RABBITMQ_SERIES=4.0 $(PY) -m pytest $(SERIES_4_TESTS)
+# The builds (CPU: the Pulumi CLI's Go build, the images, the 4.0 root; each skipped when current) run while
+# lint, the docs and the unit tier, which need none of them, run. Then the live tiers, which wait on brokers,
+# containers and timers far more than they compute: the nodes' tiers on TEST_WORKERS pytest-xdist workers,
+# each test file on one worker (its module's booted node shared as before), side by side with the e2e tier,
+# one Docker stack at a time. Each run and worker on its own ports (TEST_PORT_SHARE,
+# tests/support/rabbit_node.py), node names and Compose projects. docs/testing.md has the measured split.
+# LIVE_JOBS=2 runs the e2e tier beside the others (a machine with cores to spare); the default runs it after
+# them, since on 2 cores the Docker stacks did not come up healthy in time beside the app tier.
+TEST_WORKERS ?= 2
+LIVE_JOBS ?= 1
+LIVE_TIERS = tests/broker tests/app tests/pulumi
+DOCKER_TIERS = tests/e2e
+test: $(VENV)/.installed
+	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-builds test-offline
+	$(MAKE) --no-print-directory -j$(LIVE_JOBS) --output-sync=recurse test-live test-docker
+	RABBITMQ_SERIES=4.0 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(SERIES_4_TESTS)
+
+test-live:
+	TEST_PORT_SHARE=0/2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(LIVE_TIERS)
+test-docker:
+	TEST_PORT_SHARE=1/2 $(PY) -m pytest $(DOCKER_TIERS)
+
+# make test's two halves of its first step, each one target after another (apt-get runs one at a time).
+test-builds: $(VENV)/.installed
+	@for target in rabbitmq-server rabbitmq4 prometheus images pulumi; do \
+	  $(MAKE) --no-print-directory $$target || exit 1; done
+test-offline: $(VENV)/.installed
+	@for target in lint docs test-fast; do $(MAKE) --no-print-directory $$target || exit 1; done
 
 ## make lint: ruff (lint and format) over the code and tests, mypy over infra/ and app/, and the layers' import
 ## contract (pyproject.toml). `ruff format $(LINTED)` formats.

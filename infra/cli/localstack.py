@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
+from urllib.parse import quote
 
 import yaml
 
@@ -240,33 +241,40 @@ def urls(loaded: Stack) -> list[tuple[str, str]]:
 
 def sample_note(stack: str, web: str) -> str:
     """What `make local` says when it runs on the sample Riot API: that it does, how to sync a sample
-    player, and how to talk to Riot instead."""
+    player, follow the job and read the player back, and how to talk to Riot instead."""
     players = json.loads(SAMPLE_RIOT_PLAYERS.read_text())["players"]
     p = players[0]
     body = json.dumps({"game_name": p["game_name"], "tag_line": p["tag_line"], "region": p["region"]})
     names = ", ".join(f"{s['game_name']}#{s['tag_line']} ({s['region']})" for s in players)
+    player = "/".join(quote(part, safe="") for part in (p["region"], p["game_name"], p["tag_line"]))
     return (
         f"riot-sample the sample Riot API serves the app (no Riot key set): {names}\n"
         f"            try: curl -X POST -H 'Content-Type: application/json' -d '{body}' "
         f"{web}/api/players/sync\n"
+        f'            it answers {{"job_id": ...}}; follow the job: curl {web}/api/jobs/<job_id>\n'
+        f"            once complete, the player and their matches: curl {web}/api/players/{player}\n"
         f"            with your key in .secrets/{stack}.yaml (riotApiKey: RGAPI-...), `make local` talks to Riot"
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.cli.localstack")
-    parser.add_argument("command", choices=("up", "down"))
-    parser.add_argument("--stack", default="local")
-    parser.add_argument("--out", type=Path, default=None, help="render directory (default build/<stack>)")
-    parser.add_argument("--volumes", action="store_true", help="down: delete the data volumes too")
-    parser.add_argument(
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m infra.cli.localstack")
+    top.add_argument("command", choices=("up", "down"))
+    top.add_argument("--stack", default="local")
+    top.add_argument("--out", type=Path, default=None, help="render directory (default build/<stack>)")
+    top.add_argument("--volumes", action="store_true", help="down: delete the data volumes too")
+    top.add_argument(
         "--overlay",
         type=Path,
         action="append",
         default=[],
         help="up: a file laid over the stack (repeatable), e.g. stacks/overlays/rabbitmq-4.0.yaml",
     )
-    args = parser.parse_args(argv)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     out = args.out or Path("build") / args.stack
     local = LocalStack(args.stack, out, f"rabbitmq-celery-{args.stack}", overlays=tuple(args.overlay))
     if args.command == "down":

@@ -29,11 +29,30 @@ from infra.render.images import MissingBuildContext, app_image_name, build_conte
 
 class ExitStatus(IntEnum):
     OK = 0
-    ERROR = 1  # the command could not do its work (I/O, an unexpected failure)
-    INVALID = 2  # the definition has error findings; nothing was written
-    DATA_LOSS = 3  # `diff`: a change deletes queued messages, and --allow-data-loss was not given
-    DRIFT = 4  # `verify`: the live broker differs from the definition
-    USAGE = 64  # the command line itself is wrong (EX_USAGE)
+    ERROR = 1
+    INVALID = 2
+    DATA_LOSS = 3
+    DRIFT = 4
+    USAGE = 64  # EX_USAGE
+
+
+# What each status means: docs/commands.md's table of exit statuses is generated from it.
+EXIT_MEANING = {
+    ExitStatus.OK: "done (warnings may be printed)",
+    ExitStatus.ERROR: "the command could not do its work (I/O, a broker that does not answer, a timeout)",
+    ExitStatus.INVALID: "the definition has errors: nothing is written, deployed or migrated",
+    ExitStatus.DATA_LOSS: "`diff`: a change loses queued messages, and `--allow-data-loss` was not given",
+    ExitStatus.DRIFT: "`verify`: the live broker differs from the definition",
+    ExitStatus.USAGE: "the command line itself is wrong",
+}
+
+
+def diff_exit(impacts, allow_data_loss: bool) -> ExitStatus:
+    """`diff`'s exit status for changes of these classes (the docs' table of classes is generated from it)."""
+    from infra.ops.changes import Impact
+
+    lost = any(i is Impact.DATA_LOSS for i in impacts)
+    return ExitStatus.DATA_LOSS if lost and not allow_data_loss else ExitStatus.OK
 
 
 class _Parser(argparse.ArgumentParser):
@@ -372,8 +391,7 @@ def cmd_diff(args) -> ExitStatus:
     found = changes.classify(base_plan, head_plan)
     report = diff_report.markdown if args.format == "markdown" else diff_report.text
     print(report(args.stack, args.base, found, changes.rendered_diffs(base_plan, head_plan), args.allow_data_loss))
-    lost = any(c.impact is changes.Impact.DATA_LOSS for c in found)
-    return ExitStatus.DATA_LOSS if lost and not args.allow_data_loss else ExitStatus.OK
+    return diff_exit([c.impact for c in found], args.allow_data_loss)
 
 
 def _migrations_before_up(loaded: Stack, dry_run: bool):
@@ -464,11 +482,35 @@ def _login(args, loaded: Stack) -> "_Login | ExitStatus":
     return _Login(user, password, passwords, secrets_path)
 
 
+def _queue_depth(the_plan: planning.Plan, client):
+    """A queue's ready messages by a passive declare, as the management API's user, on the AMQP(S) port of
+    the host the management URL names."""
+    import ssl
+    from urllib.parse import urlsplit
+
+    from infra.ops.amqp_depth import queue_depth
+
+    host = urlsplit(client.base).hostname or "127.0.0.1"
+    tls = ssl.create_default_context(cafile=client.ca_cert) if the_plan.broker.tls else None
+    user, password = client.session.auth
+
+    def depth(vhost: str, queue: str) -> int:
+        return queue_depth(host, the_plan.broker.client_port, user, password, vhost, queue, tls=tls, timeout=3)
+
+    return depth
+
+
 def run_migrations(the_plan: planning.Plan, client, dry_run: bool = False, timeout_s: float = 3600) -> list:
     """The pending migrations' steps printed, then (unless `dry_run`) carried out; the migrations."""
     from infra.ops.migrator import Migrator, run_all
 
-    migrator = Migrator(client, the_plan, progress=lambda line: print(line, file=sys.stderr), timeout_s=timeout_s)
+    migrator = Migrator(
+        client,
+        the_plan,
+        progress=lambda line: print(line, file=sys.stderr),
+        timeout_s=timeout_s,
+        depth=_queue_depth(the_plan, client),
+    )
     pending = migrator.pending()
     print(f"{len(pending)} queue migration(s) pending on {client.base}" + (":" if pending else ""), file=sys.stderr)
     for m in pending:

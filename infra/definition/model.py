@@ -443,8 +443,8 @@ class Queue:
         None,
         doc=(
             "Message priorities. Classic: the queue's `x-max-priority` argument (priorities 0 to this; an "
-            "argument, not a policy, so changing it deletes and re-creates the queue: `diff` reports data "
-            "loss). Quorum (RabbitMQ 4.0+ only): nothing is declared, the queue has two levels, priority 5 "
+            "argument, not a policy: a change is a queue migration, its messages moved to the re-created "
+            "queue by `python -m infra migrate`). Quorum (RabbitMQ 4.0+ only): nothing is declared, the queue has two levels, priority 5 "
             "and above before 0 to 4; this is the highest priority a route may send."
         ),
     )

@@ -1,17 +1,8 @@
 """What a change of definition does to a running system: two plans in, classified changes out.
 
 Pure. `python -m infra diff` feeds it the plan at a git ref and the working tree's, and prints the result.
-The classes follow what `pulumi up` does with the program's resources:
-- IN_PLACE: the topology is managed through the management API (policies, permissions, users, exchanges,
-  bindings, new queues), and app containers are re-created with a warm shutdown;
-- RESTART: the broker container is replaced (rabbitmq.conf, plugins, image, ports, the admin it boots
-  with); its data volume keeps durable queues and persistent messages, but every connection drops;
-- MIGRATION: a queue's arguments change (its type, a classic queue's max priority) or it is renamed
-  (`renamed_from`): `python -m infra migrate` moves its messages through a temporary queue before
-  `pulumi up` (migration.py); its consumers pause briefly;
-- DATA_LOSS: a queue is deleted (removed, or its vhost removed), a cluster loses the majority of its quorum
-  queues' members, or a broker node starts anew with an empty data volume (1 ↔ N nodes, a node moved to
-  another Docker host).
+The classes follow what `pulumi up` does with the program's resources; MEANING says what falls in each (the
+docs' table of `diff`'s classes is generated from it).
 """
 
 from __future__ import annotations
@@ -33,6 +24,27 @@ class Impact(Enum):
     MIGRATION = "migration"
     RESTART = "restart"
     IN_PLACE = "in place"
+
+
+# What falls in each class, worst first: the one description of the classes (docs/deploying.md's table is
+# generated from it by `python -m infra.cli.regenerate`).
+MEANING = {
+    Impact.DATA_LOSS: "a queue removed (or its vhost) without `renamed_from`: the queue and its messages are "
+    "deleted; a cluster losing the majority of its quorum queues' members; a broker node that starts anew "
+    "with an empty data volume (1 ↔ N nodes, a node moved to another Docker host, `broker.hosts` set or "
+    "removed on a running cluster)",
+    Impact.MIGRATION: "a queue's arguments change (its `type`, a classic queue's `max_priority`) or it is "
+    "renamed (`renamed_from`): `python -m infra migrate` moves its messages through a temporary queue before "
+    "`pulumi up` ([Queue migrations](migrations.md)); its consumers pause briefly",
+    Impact.RESTART: "the broker container is replaced: `rabbitmq.conf` (each changed setting listed), plugins, "
+    "image, published address, the admin it boots with (name, tags, password key), a server certificate "
+    "re-issued. Durable queues and persistent messages stay in the data volume; every connection drops",
+    Impact.IN_PLACE: "through the management API: policies (TTL, max length, overflow, dead-lettering, "
+    "delivery limit), users and tags, permissions, bindings, new queues and vhosts, exchanges (a changed one "
+    "is deleted and re-created with its bindings: a warning says publishes fail meanwhile); service "
+    "containers re-created (a pool's command or concurrency, env, image, health check, `celery.json`): warm "
+    "shutdown, unacknowledged tasks are redelivered",
+}
 
 
 @dataclass(frozen=True)

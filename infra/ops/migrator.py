@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from infra.ops.amqp_depth import AMQPError
 from infra.ops.broker_api import BrokerAPIError, ManagementClient
 from infra.ops.migration import SHOVEL_PREFIX, Arguments, Migration, label, live_arguments, live_migrations
 from infra.plan.plan import Plan
@@ -48,9 +49,13 @@ class Migrator:
         quiet_s: float = QUIET_S,
         timeout_s: float = 3600,
         poll_s: float = 0.5,
+        depth=None,
     ):
+        """`depth(vhost, queue)`: the queue's ready messages as the queue says them now (amqp_depth), for
+        the progress lines; None, or one that fails, leaves them to the management API's statistics."""
         self.api, self.plan, self.progress = client, plan, progress
         self.quiet_s, self.timeout_s, self.poll_s = quiet_s, timeout_s, poll_s
+        self.depth = depth
 
     # -- reading the broker
     def queue_arguments(self) -> dict[tuple[str, str], Arguments]:
@@ -133,6 +138,16 @@ class Migrator:
         """Before its source queue is deleted: a running shovel would declare it again (as classic)."""
         self.api.call("DELETE", f"parameters/shovel/{_p(vhost, SHOVEL_PREFIX + source)}", ok=(200, 204, 404))
 
+    def _waiting(self, vhost: str, name: str, statistics) -> str:
+        """How many messages `name` holds, for a progress line: the queue's own count when it can be asked
+        (the statistics lag by up to 5 s: right after the shovel starts they may still say 0)."""
+        if self.depth is not None:
+            try:
+                return f"{self.depth(vhost, name)}"
+            except AMQPError:
+                pass
+        return "?" if statistics is None else f"{statistics} (statistics)"
+
     def _wait_drained(self, vhost: str, name: str, deadline: float) -> None:
         """Until `name` has reported no message at all (ready, or held by a consumer) for `quiet_s`."""
         quiet_since, last_report = None, 0.0
@@ -147,7 +162,7 @@ class Migrator:
             else:
                 quiet_since = None
             if now - last_report >= 5:
-                self.progress(f"  {name}: {'?' if messages is None else messages} message(s) to move")
+                self.progress(f"  {name}: {self._waiting(vhost, name, messages)} message(s) to move")
                 last_report = now
             if now > deadline:
                 raise MigrationTimeout(

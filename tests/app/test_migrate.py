@@ -19,6 +19,9 @@ import pytest
 
 from infra.cli import main as cli
 from infra.cli.localstack import LocalStack
+from infra.ops.amqp_depth import AMQPError
+from infra.ops.broker_api import ManagementClient
+from infra.ops.migrator import Migrator
 from infra.plan.stack import Stack
 from infra.render.secrets import write_secrets_file
 from tests.app.deployment import print_logs_if_failed
@@ -222,3 +225,30 @@ def test_a_max_priority_added_to_a_classic_queue_keeps_its_messages(rig):
     )
     assert queue["arguments"] == {"x-max-priority": 5, "x-queue-type": "classic"}
     assert ("tasks", QUEUE) in rig.bindings(QUEUE)
+
+
+@pytest.mark.parametrize("rig", [CLASSIC], indirect=True)
+def test_the_count_to_move_is_the_queues_own_not_the_lagging_statistics(rig):
+    """`migrate`'s "N message(s) to move" asks the queue (a passive declare), not the management API, whose
+    statistics are emitted every 5 s: right after a publish (or a shovel's start) they may still say 0."""
+    with pika.BlockingConnection(rig.node.amqp_params("/", "admin", TEST_SECRETS["rabbitmqAdminPassword"])) as c:
+        channel = c.channel()
+        channel.confirm_delivery()
+        for i in range(PRIORITY_MESSAGES):
+            channel.basic_publish("tasks", QUEUE, str(i).encode(), pika.BasicProperties(delivery_mode=2))
+    the_plan = Stack.load(stack="dev", overlays=rig.overlays(CLASSIC)).plan
+    client = ManagementClient(rig.api.base, "admin", TEST_SECRETS["rabbitmqAdminPassword"])
+    statistics = rig.queue(QUEUE).get("messages")  # often none yet: not emitted since the queue was declared
+    depth = cli._queue_depth(the_plan, client)
+    assert depth("/", QUEUE) == PRIORITY_MESSAGES
+    print(f"right after the publish: the statistics say {statistics}, the queue {PRIORITY_MESSAGES}")
+    assert Migrator(client, the_plan, depth=depth)._waiting("/", QUEUE, statistics) == str(PRIORITY_MESSAGES)
+    with pytest.raises(AMQPError, match="404"):
+        depth("/", "no-such-queue")
+    wrong = ManagementClient(rig.api.base, "admin", "not-the-password")
+    with pytest.raises(AMQPError):  # refused (403), or the connection reset or timed out: the broker delays a refusal
+        cli._queue_depth(the_plan, wrong)("/", QUEUE)
+    # a queue that cannot be asked: the statistics, said to be such
+    assert (
+        Migrator(client, the_plan, depth=cli._queue_depth(the_plan, wrong))._waiting("/", QUEUE, 7) == "7 (statistics)"
+    )

@@ -23,7 +23,7 @@ from infra.cli.localstack import LocalStack, sample_overlay
 from infra.definition.load import load_definition, require
 from infra.plan.services import broker_hosts
 from infra.render.images import app_image_name
-from tests.support.rabbit_node import ManagementAPI, free_ports
+from tests.support.rabbit_node import ManagementAPI, free_ports, own_port
 from tests.support.rabbit_series import current as current_series
 from tests.support.stacks import TEST_SECRETS
 from tests.support.waiting import wait_for
@@ -176,6 +176,7 @@ def free_port_blocks(count: int, width: int, attempts: int = 200) -> list[int]:
         block = range(start, start + width)
         if (
             block[-1] < 65536
+            and all(own_port(p) for p in block)
             and not any(p in range(f, f + width) for f in found for p in block)
             and all(_bindable(p) for p in block)
         ):

@@ -30,15 +30,45 @@ BOOT_TIMEOUT_S = 90
 _counter = itertools.count()
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel hands out as free on 127.0.0.1, all held open until every one is picked."""
-    sockets = []
+# Test processes running side by side each take only ports of their own 64-port chunks (chunk number modulo
+# the number of shares), so a port one picked, and released until its node binds it, is never handed to
+# another: `TEST_PORT_SHARE=i/n` splits the ports between n pytest runs (make test), and a run's
+# pytest-xdist workers split its share again.
+PORT_CHUNK = 64
+
+
+def port_share() -> tuple[int, int, int, int]:
+    """(this run's share, how many runs share the ports, this xdist worker, how many workers)."""
+    index, count = (int(x) for x in os.environ.get("TEST_PORT_SHARE", "0/1").split("/"))
+    worker, workers = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker.startswith("gw") and workers > 1:
+        return index, count, int(worker[2:]) % workers, workers
+    return index, count, 0, 1
+
+
+def own_port(port: int) -> bool:
+    """`port` belongs to this test process's share (every port when it runs alone): its run's chunks, and
+    of those every workers-th."""
+    index, count, worker, workers = port_share()
+    chunk = port // PORT_CHUNK
+    return chunk % count == index and (chunk // count) % workers == worker
+
+
+def free_ports(count: int, attempts: int = 2000) -> list[int]:
+    """Ports the kernel hands out as free on 127.0.0.1, of this process's share, all held open until every
+    one is picked."""
+    sockets: list[socket.socket] = []
     try:
-        for _ in range(count):
+        for _ in range(attempts):
+            if len(sockets) == count:
+                return [s.getsockname()[1] for s in sockets]
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
+            if own_port(s.getsockname()[1]):
+                sockets.append(s)
+            else:
+                s.close()
+        raise RuntimeError(f"no {count} free ports of this worker's share after {attempts} attempts")
     finally:
         for s in sockets:
             s.close()
