@@ -79,8 +79,14 @@ def _seconds(duration: str) -> int:
 # answers as soon as the Erlang VM is up; a cluster node boots only after it joined its peers, so a node
 # healthy under this check is in the cluster. Pulumi's `wait` and compose's `service_healthy` hold on to it.
 # https://www.rabbitmq.com/docs/monitoring#health-checks
+# A node booting on a volume full of quorum queues, on a busy machine, may take minutes: the start period only
+# delays when a failing node counts as unhealthy, never when a booted one counts as healthy (the check is paced).
 BROKER_HEALTHCHECK = HealthCheck(
-    ("CMD", "rabbitmq-diagnostics", "-q", "check_running"), interval="10s", timeout="10s", retries=6
+    ("CMD", "rabbitmq-diagnostics", "-q", "check_running"),
+    interval="10s",
+    timeout="10s",
+    retries=6,
+    start_period="180s",
 )
 
 

@@ -19,7 +19,7 @@ import pulumi_docker as docker
 
 from infra.definition.model import App
 from infra.plan.services import APP_UID, CELERY_JSON, CONFIG_DIR, HealthCheck, ServiceSpec
-from infra.pulumi.components.broker import healthcheck, host_entries
+from infra.pulumi.components.broker import WAIT_TIMEOUT_S, healthcheck, host_entries
 from infra.pulumi.components.topology import slug
 from infra.render.images import app_image_name, build_context
 
@@ -147,7 +147,7 @@ class Services(pulumi.ComponentResource):
                 destroy_grace_seconds=spec.stop_timeout_s,
                 restart="unless-stopped",
                 wait=True,  # healthy, every one: when `up` finishes the stack is serving
-                wait_timeout=180,
+                wait_timeout=WAIT_TIMEOUT_S,
                 opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=depends),
             )
         self.register_outputs({"containers": {n: c.name for n, c in self.containers.items()}})

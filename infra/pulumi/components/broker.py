@@ -40,6 +40,8 @@ from infra.plan.services import (
 # SECRETS_DIR, and the entry point installs them owned by the node's user and private before the image's own
 # entry point starts the node: readable by the broker, by nobody else.
 SECRETS_DIR = "/run/secrets/rabbitmq"
+# How long `up` waits for a container to turn healthy: past the broker's start period (a slow boot).
+WAIT_TIMEOUT_S = 300
 PRIVATE_FILES = ("definitions.json", "boot-definitions.json", "tls/server.key")
 COOKIE_FILE = "erlang.cookie"
 
@@ -166,7 +168,7 @@ class Broker(pulumi.ComponentResource):
                 ports=published_ports(config, index),
                 healthcheck=healthcheck(),
                 wait=True,
-                wait_timeout=180,
+                wait_timeout=WAIT_TIMEOUT_S,
                 restart="unless-stopped",
                 # a cluster's node i boots once node i - 1 is healthy (`joins_after`), whatever its host
                 opts=pulumi.ResourceOptions.merge(
