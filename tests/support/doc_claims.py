@@ -149,8 +149,10 @@ def makefile_targets(makefile: str) -> set[str]:
 
 
 def makefile_variables(makefile: str) -> set[str]:
-    """The variables the Makefile reads: `$(NAME)`, `$(origin NAME)`, `$(filter …,$(NAME))`."""
-    return set(re.findall(r"\$\((?:origin )?([A-Z_][A-Z0-9_]*)\)", makefile))
+    """The variables the Makefile reads: `$(NAME)`, `$(origin NAME)`, `$(filter …,$(NAME))`, and those it
+    `export`s to its recipes' commands (which read them from the environment)."""
+    read = set(re.findall(r"\$\((?:origin )?([A-Z_][A-Z0-9_]*)\)", makefile))
+    return read | set(re.findall(r"^export\s+([A-Z_][A-Z0-9_]*)\s*$", makefile, re.MULTILINE))
 
 
 MAKE_LINE = re.compile(r"(?<![\w-])make\s+([A-Za-z_][A-Za-z0-9_.-]*)((?:\s+[A-Z_][A-Z0-9_]*=\S*)*)")
