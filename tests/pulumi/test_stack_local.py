@@ -192,13 +192,7 @@ NEW_QUEUES = {
         "delivery_limit": 5,
         "dead_letter": "dead_letters",
     },
-    "archive": {
-        "type": "quorum",
-        "max_length": 100000,
-        "overflow": "reject-publish",
-        "delivery_limit": 5,
-        "dead_letter": "dead_letters",
-    },
+    "archive": {"type": "quorum", "parking": True, "max_length": 100000},  # no worker consumes it: parked
 }
 
 
@@ -234,7 +228,7 @@ def test_a_new_queue_and_worker_pool_are_created_and_nothing_of_the_broker_repla
 
 def test_a_queue_type_change_is_migrated_by_deploy_and_up_neither_replaces_nor_deletes_it(project):
     publish(project, "archive", 500, "typed")
-    project.edit_stack({"vhosts": {"/": {"queues": {"archive": {"type": "classic", "delivery_limit": None}}}}})
+    project.edit_stack({"vhosts": {"/": {"queues": {"archive": {"type": "classic"}}}}})
     said = diff_says(project)
     assert said.get("queue /:archive") == "migration", said
     result = project.deploy()
@@ -266,7 +260,7 @@ def test_a_rename_is_migrated_the_same_way(project):
 
 def test_plain_pulumi_up_stops_before_anything_while_a_migration_is_pending(project):
     publish(project, "archive_v2", 50, "pending")
-    project.edit_stack({"vhosts": {"/": {"queues": {"archive_v2": {"type": "quorum", "delivery_limit": 5}}}}})
+    project.edit_stack({"vhosts": {"/": {"queues": {"archive_v2": {"type": "quorum"}}}}})
     broker = f"{project.prefix}-rabbitmq"
     before = docker("inspect", "--format", "{{.Id}}", broker)
     result = project.pulumi("up", "--yes", "--skip-preview", check=False)
