@@ -62,7 +62,7 @@ def main(definition: StackDefinition | None = None, plan: Plan | None = None, ca
     certificates = None
     if plan.broker.tls:
         certificates = Certificates("tls", CertificatesArgs(plan.broker.tls, stack, provided_pems(plan)))
-    files = {**broker_files(plan, passwords), **(certificates.files(BROKER_TLS_FILES) if certificates else {})}
+    files = {**broker_files(plan, passwords), **(certificates.broker_files(BROKER_TLS_FILES) if certificates else {})}
     cookie = plan.broker.erlang_cookie
     broker = Broker(
         "broker",

@@ -22,7 +22,7 @@ from typing import Mapping, Optional
 import pulumi
 import pulumi_docker as docker
 
-from infra.plan.plan import BrokerConfig
+from infra.plan.plan import BrokerConfig, files_of_node
 from infra.plan.services import BROKER_CONFIG_DIR as CONFIG_DIR
 from infra.plan.services import BROKER_DATA_DIR as DATA_DIR
 from infra.plan.services import (
@@ -50,20 +50,29 @@ def uploads(
 ) -> list[docker.ContainerUploadArgs]:
     """The rendered files, where the official image reads them; a cluster's cookie where its entry point
     installs it from."""
-    private = {"definitions.json", "boot-definitions.json", "tls/server.key"}
+    private = {"definitions.json", "boot-definitions.json"}
     result = [
         docker.ContainerUploadArgs(
             file=f"{CONFIG_DIR}/{name}",
             content=content,
             owner=RABBITMQ_UID,
             group=RABBITMQ_UID,
-            permissions="0600" if name in private else "0644",
+            permissions="0600" if name in private or name.endswith(".key") else "0644",
         )
         for name, content in sorted(files.items())
     ]
     if cookie is not None:
         result.append(docker.ContainerUploadArgs(file=COOKIE_UPLOAD, content=cookie, permissions="0400"))
     return result
+
+
+def node_env(b: BrokerConfig, index: int) -> list[str]:
+    """Node `index`'s (from 0) environment: with `broker.hosts` the distribution port `node_ports` publishes;
+    with inter-node TLS the server's and the CLI tools' Erlang flags (docker exec and the health check
+    inherit them)."""
+    env = {"RABBITMQ_DIST_PORT": str(DIST_PORT)} if b.hosts else {}
+    env.update(b.tls.dist_env(index + 1) if b.tls else {})
+    return [f"{k}={v}" for k, v in env.items()]
 
 
 def published_ports(b: BrokerConfig, index: int = 0) -> list[docker.ContainerPortArgs]:
@@ -143,9 +152,10 @@ class Broker(pulumi.ComponentResource):
                 image=image.image_id,
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[host])],
                 volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)],
-                uploads=uploads(args.files, args.erlang_cookie if cluster else None),
+                # each node gets its own inter-node certificate and key (and options file), no other node's
+                uploads=uploads(files_of_node(dict(args.files), index + 1), args.erlang_cookie if cluster else None),
                 entrypoints=["sh", "-c", CLUSTER_ENTRYPOINT] if cluster else None,
-                envs=[f"RABBITMQ_DIST_PORT={DIST_PORT}"] if addresses else None,  # the port node_ports publishes
+                envs=node_env(config, index) or None,
                 hosts=host_entries(addresses, skip=host),
                 ports=published_ports(config, index),
                 healthcheck=healthcheck(),
