@@ -9,7 +9,11 @@ import re
 
 # Erlang's ssl logs `TLS server: In state … SERVER ALERT: Fatal - Unknown CA` (or CLIENT ALERT) on the node
 # that refused or was refused.
-_ALERT = re.compile(r"TLS (?:server|client): In state \S+.*?(?:SERVER|CLIENT) ALERT: Fatal - ([A-Za-z ]+)")
+_ALERT = re.compile(
+    r"TLS (?:server|client): In state \S+.*?(?:SERVER|CLIENT) ALERT: Fatal - ([A-Za-z ]+?)\s*(?:\x1b\[0m)?$"
+    r"(?:\s*- \{bad_cert,(\w+)\})?",
+    re.MULTILINE,
+)
 
 # What each alert means for a node joining (seen with Debian's Erlang 25 and RabbitMQ 3.10).
 MEANINGS = {
@@ -17,7 +21,8 @@ MEANINGS = {
     "Unexpected Message": "a node speaks plaintext Erlang distribution to a TLS node (inter-node TLS is off on it)",
     "Bad Certificate": "a node presented a certificate its peer refused (wrong use, or not yet valid)",
     "Certificate Expired": "a node's certificate has expired",
-    "Handshake Failure": "the nodes share no TLS version or cipher",
+    "Handshake Failure": "the TLS handshake failed (no common TLS version or cipher)",
+    "hostname_check_failed": "a node's certificate is not for its host name (the part of its node name after @)",
 }
 
 
@@ -26,6 +31,9 @@ def join_refusals(logs: dict[str, str]) -> list[str]:
     '<alert>': <meaning>`. Empty: no refusal logged."""
     found: list[str] = []
     for node, text in logs.items():
-        alerts = dict.fromkeys(m.group(1).strip() for m in _ALERT.finditer(text))
-        found += [f"{node}: TLS alert {a!r}: {MEANINGS.get(a, 'the TLS handshake failed')}" for a in alerts]
+        alerts = dict.fromkeys((m.group(1).strip(), m.group(2)) for m in _ALERT.finditer(text))
+        found += [
+            f"{node}: TLS alert {a!r}{f' ({why})' if why else ''}: {MEANINGS.get(why or a, 'the TLS handshake failed')}"
+            for a, why in alerts
+        ]
     return found

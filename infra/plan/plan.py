@@ -86,6 +86,7 @@ _NODE_OWN_FILE = re.compile(r"^(?:tls/node-(\d+)\.(?:pem|key)|inter_node_tls-(\d
 def files_of_node(files: dict, index: int) -> dict:
     """Of a render's files (name → content), those node `index` (from 1) gets: every shared one and its own
     inter-node TLS files, never another node's key."""
+
     def owner(name: str) -> int | None:
         found = _NODE_OWN_FILE.match(name)
         return int(found.group(1) or found.group(2)) if found else None

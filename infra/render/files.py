@@ -146,14 +146,22 @@ def inter_node_optfiles(plan: Plan) -> dict[str, str]:
     t = plan.broker.tls
     if t is None or not t.inter_node:
         return {}
-    template = _jinja.get_template("inter_node_tls.config.j2")
     files = {}
     for index, names in enumerate(t.node_names, start=1):
         cert, key = node_tls_files(index)
-        files[INTER_NODE_OPTFILE.format(index=index)] = template.render(
-            t=t, index=index, names=names, cert=cert, key=key
+        files[INTER_NODE_OPTFILE.format(index=index)] = dist_optfile(
+            f"node {index} ({names[0]})", t.path("ca.pem"), t.path(cert), t.path(key)
         )
     return files
+
+
+def dist_optfile(node: str, ca: str, cert: str, key: str, wildcard: bool = False) -> str:
+    """Erlang's TLS distribution options (an `-ssl_dist_optfile`): `verify_peer` both ways, and the server
+    refuses a peer without a certificate. `wildcard`: the peers' certificate names are wildcards (one
+    certificate for every pod), which Erlang matches only with the `https` rules."""
+    return _jinja.get_template("inter_node_tls.config.j2").render(
+        node=node, ca=ca, cert=cert, key=key, wildcard=wildcard
+    )
 
 
 def config_files(plan: Plan) -> dict[str, str]:

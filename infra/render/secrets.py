@@ -162,6 +162,8 @@ def _node_cert_findings(tls, values: dict[str, str], source: Source) -> list[Fin
             )
         if not signed:
             findings.append(
-                Finding(file, line, path, f"TLS secret {key!r} is not signed by the stack's CA ({tls.secrets.ca_cert!r})")
+                Finding(
+                    file, line, path, f"TLS secret {key!r} is not signed by the stack's CA ({tls.secrets.ca_cert!r})"
+                )
             )
     return findings

@@ -155,14 +155,11 @@ class RabbitCluster:
         assert response.status_code in (200, 201, 204), response.text
 
 
-
 def join_refusal(cluster: RabbitCluster, timeout: float = 60) -> str:
     """Why a node is not in the cluster, from every node's log (`infra.ops.join_refusals`: the TLS alerts
     of refused connections), waited for (bounded): the reason reported rather than a timeout."""
 
     def reasons() -> str:
-        return "\n".join(
-            join_refusals({n.name: n.console_output().decode(errors="replace") for n in cluster.nodes})
-        )
+        return "\n".join(join_refusals({n.name: n.console_output().decode(errors="replace") for n in cluster.nodes}))
 
     return wait_for(reasons, timeout, "the reason a node is not in the cluster", interval=0.5)

@@ -140,7 +140,10 @@ class RabbitNode:
             **self.dist_env,
             # Erlang distribution (clustering, CLI tools) on loopback too, not on every interface.
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": " ".join(
-                ["-kernel inet_dist_use_interface {127,0,0,1}", self.dist_env.get("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", "")]
+                [
+                    "-kernel inet_dist_use_interface {127,0,0,1}",
+                    self.dist_env.get("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", ""),
+                ]
             ).strip(),
             **self.series.env,
         }

@@ -84,7 +84,11 @@ def tls_records(stream: bytes) -> int | None:
     the end of the capture allowed); None if it is not TLS records from its start."""
     offset = count = 0
     while offset + 5 <= len(stream):
-        kind, version, length = stream[offset], stream[offset + 1 : offset + 3], struct.unpack("!H", stream[offset + 3 : offset + 5])[0]
+        kind, version, length = (
+            stream[offset],
+            stream[offset + 1 : offset + 3],
+            struct.unpack("!H", stream[offset + 3 : offset + 5])[0],
+        )
         if kind not in TLS_RECORD_TYPES or version not in (b"\x03\x01", b"\x03\x03") or length > 2**14 + 256:
             return None
         offset, count = offset + 5 + length, count + 1
