@@ -15,6 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from infra.cli.main import main
 from infra.definition.load import load_definition, require
 from infra.ops import changes
+from infra.ops.join_refusals import join_refusals
 from infra.plan.plan import build_plan, files_of_node
 from infra.pulumi.components.broker import node_env, uploads
 from infra.render import certs, compose, kubernetes
@@ -202,3 +203,35 @@ def test_diff_turning_it_on_restarts_every_node_at_once(tmp_path):
     broker = [c for c in found if c.subject == "broker"]
     assert [c.impact for c in broker] == [changes.Impact.RESTART]
     assert "inter-node TLS off → on" in broker[0].what and "cannot be rolled one by one" in broker[0].what
+
+
+# What Debian's RabbitMQ 3.10 on Erlang 25 logged when a node was refused (tests/broker/test_inter_node_tls.py).
+REFUSED_LOGS = {
+    "rabbit@rabbitmq-1": (
+        "\x1b[38;5;87m2026-12-06 23:12:19.005054+00:00 [notice] <0.1105.0> TLS server: In state wait_cert "
+        "received CLIENT ALERT: Fatal - Unknown CA\x1b[0m\n"
+        "2026-12-06 23:12:20.1+00:00 [notice] <0.1110.0> TLS server: In state wait_cert received CLIENT ALERT: "
+        "Fatal - Unknown CA\n"
+    ),
+    "rabbit@rabbitmq-2": (
+        "2026-12-06 23:13:11.381121+00:00 [notice] <0.1105.0> TLS server: In state hello at tls_record.erl:564 "
+        "generated SERVER ALERT: Fatal - Unexpected Message\n"
+    ),
+    "rabbit@rabbitmq-3": (
+        "2026-12-06 23:21:00.785716+00:00 [notice] <0.99.0> TLS client: In state wait_cert at "
+        "ssl_handshake.erl:2113 generated CLIENT ALERT: Fatal - Handshake Failure\n"
+        " - {bad_cert,hostname_check_failed}\n"
+    ),
+}
+
+
+def test_a_refused_nodes_reason_is_read_from_the_logs_once_per_alert():
+    assert join_refusals(REFUSED_LOGS) == [
+        "rabbit@rabbitmq-1: TLS alert 'Unknown CA': a node's certificate is not signed by the stack's CA (it has "
+        "another CA)",
+        "rabbit@rabbitmq-2: TLS alert 'Unexpected Message': a node speaks plaintext Erlang distribution to a TLS "
+        "node (inter-node TLS is off on it)",
+        "rabbit@rabbitmq-3: TLS alert 'Handshake Failure' (hostname_check_failed): a node's certificate is not for "
+        "its host name (the part of its node name after @)",
+    ]
+    assert join_refusals({"rabbit@rabbitmq-1": "2026 [info] <0.1.0> Server startup complete\n"}) == []
