@@ -179,7 +179,8 @@ def app_service(
     with_tls = spec.runs_app and tls is not None
     if with_tls:
         service["user"] = "0:0"
-        service["entrypoint"] = ["sh", "-c", APP_TLS_ENTRYPOINT, spec.name]
+        # `$$`: compose would read the shell's `$@` as its own variable (and refuse the file)
+        service["entrypoint"] = ["sh", "-c", APP_TLS_ENTRYPOINT.replace("$", "$$"), spec.name]
     if spec.command:
         service["command"] = list(spec.command)
     if spec.env:

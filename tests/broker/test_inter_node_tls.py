@@ -20,7 +20,7 @@ from tests.support.rabbit_cluster import RabbitCluster, join_refusal
 from tests.support.rabbit_node import RabbitNode, port_open
 from tests.support.stacks import render_for_node
 from tests.support.waiting import wait_for
-from tests.support.wire import LoopbackCapture, tls_records
+from tests.support.wire import WireCapture, tls_records
 
 QUEUE = "player_sync"  # a quorum queue of the dev stack, with a member on every node
 
@@ -68,7 +68,7 @@ def test_the_payload_never_crosses_the_wire_in_clear_with_inter_node_tls(make_cl
     assert cluster.inter_node_tls is inter_node
     body = b"inter-node-wire-check-" + secrets.token_hex(24).encode()  # distinctive: nothing else carries it
     dist_ports = {n.ports.dist for n in cluster.nodes}
-    with LoopbackCapture(dist_ports) as wire:
+    with WireCapture(dist_ports) as wire:
         assert publish_and_consume(cluster, body) == body
     assert wire.payload_bytes() > len(body), "no inter-node traffic captured"  # the capture saw the nodes talk
     if inter_node:

@@ -1,8 +1,9 @@
-"""What crosses the loopback wire on given TCP ports, captured as tcpdump captures it: a raw packet socket
-(AF_PACKET) on `lo`, which sees every frame the kernel sends there. Root only; nothing is injected.
+"""What crosses a wire on given TCP ports, captured as tcpdump captures it: a raw packet socket (AF_PACKET)
+on an interface of this host, `lo` or a Docker bridge the test made, which sees every frame the kernel sends
+or receives there. Root only; nothing is injected.
 
 Each TCP stream's payload is put back in sequence order, so a pattern split across segments is still found.
-Loopback frames are seen twice (sent and received): only the outgoing copy is kept.
+Loopback frames are seen twice (sent and received): there only the outgoing copy is kept.
 """
 
 from __future__ import annotations
@@ -14,22 +15,27 @@ from collections import defaultdict
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+SOL_PACKET, PACKET_ADD_MEMBERSHIP, PACKET_MR_PROMISC = 263, 1, 1
 ETH_HEADER = 14
 SNAPLEN = 256 * 1024  # lo's MTU is 64 KiB: a whole frame fits
 
 
-class LoopbackCapture:
-    def __init__(self, ports: set[int]):
+class WireCapture:
+    def __init__(self, ports: set[int], interface: str = "lo"):
         self.ports = set(ports)
+        self.interface = interface
         self.frames = 0
         self._segments: dict[tuple, dict[int, bytes]] = defaultdict(dict)  # stream → seq → payload
         self._stop = threading.Event()
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(ETH_P_ALL))
-        self._sock.bind(("lo", 0))
+        self._sock.bind((interface, 0))
+        if interface != "lo":  # a bridge hands up the frames it forwards between its ports only when promiscuous
+            membership = struct.pack("iHH8s", socket.if_nametoindex(interface), PACKET_MR_PROMISC, 0, b"")
+            self._sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, membership)
         self._sock.settimeout(0.2)  # so the reader sees `stop` within 0.2 s
-        self._thread = threading.Thread(target=self._read, name="loopback-capture", daemon=True)
+        self._thread = threading.Thread(target=self._read, name=f"capture-{interface}", daemon=True)
 
-    def __enter__(self) -> "LoopbackCapture":
+    def __enter__(self) -> "WireCapture":
         self._thread.start()
         return self
 
@@ -46,7 +52,7 @@ class LoopbackCapture:
                 continue
             except OSError:
                 return
-            if address[2] == PACKET_OUTGOING:
+            if self.interface != "lo" or address[2] == PACKET_OUTGOING:
                 self._take(frame)
 
     def _take(self, frame: bytes) -> None:
