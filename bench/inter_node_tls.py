@@ -8,7 +8,8 @@ persistent publishes each waiting for its confirm into a quorum queue (replicate
 every message crosses the distribution twice), then one consumer with manual acks at prefetch 16; the two
 clusters interleaved run by run, through node 1, 2, 3 in turn. Failover: bench/cluster.py's round on the TLS
 cluster (the leader of `match_processing` SIGKILLed mid-batch; killed → the first match task delivered after
-it completed). Medians of --runs.
+it completed). And the CLI tools' cost: one `rabbitmq-diagnostics check_running` (the containers' health
+check) against each cluster, interleaved. Medians of --runs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,6 +57,14 @@ def throughput(node: RabbitNode, user: str, password: str, count: int) -> tuple[
         connection.close()
 
 
+def cli_seconds(node: RabbitNode) -> float:
+    """One `rabbitmq-diagnostics check_running` (the containers' health check) against the node, wall time:
+    with inter-node TLS the tool's own Erlang VM starts TLS distribution and handshakes first."""
+    started = time.monotonic()
+    node.ctl("rabbitmq-diagnostics", "-q", "check_running")
+    return time.monotonic() - started
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="bench/inter_node_tls.py")
     parser.add_argument("--runs", type=int, default=5)
@@ -66,8 +76,10 @@ def main(argv=None) -> None:
     try:
         tls.start()
         plain.start()
-        on, off = [], []
+        on, off, cli_on, cli_off = [], [], [], []
         for n in range(args.runs):
+            cli_on.append(cli_seconds(tls.nodes[n % 3]))
+            cli_off.append(cli_seconds(plain.nodes[n % 3]))
             for cluster, runs in ((tls, on), (plain, off)):
                 admin = cluster.rendered[0].plan.broker.admin_user
                 runs.append(throughput(cluster.nodes[n % 3], admin, cluster.rendered[0].password(admin), args.messages))
@@ -127,7 +139,17 @@ def main(argv=None) -> None:
             ],
         )
     )
-    print(f"\nper run (s): {', '.join(f'{f:.2f}' for f in failovers)}")
+    print(f"\nper run (s): {', '.join(f'{f:.2f}' for f in failovers)}\n")
+    print(
+        table(
+            ("`rabbitmq-diagnostics check_running`", "median (s)", "max (s)"),
+            [
+                ("inter-node TLS", f"{median(cli_on):.2f}", f"{max(cli_on):.2f}"),
+                ("plaintext distribution", f"{median(cli_off):.2f}", f"{max(cli_off):.2f}"),
+                ("TLS / plaintext", f"{median(cli_on) / median(cli_off):.2f}", ""),
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":
