@@ -21,7 +21,8 @@ MEANINGS = {
     "Unexpected Message": "a node speaks plaintext Erlang distribution to a TLS node (inter-node TLS is off on it)",
     "Bad Certificate": "a node presented a certificate its peer refused (wrong use, or not yet valid)",
     "Certificate Expired": "a node's certificate has expired",
-    "Handshake Failure": "the TLS handshake failed (no common TLS version or cipher)",
+    "Handshake Failure": "the TLS handshake failed: a certificate not for the host name connected to "
+    "(hostname_check_failed), or no common TLS version",
     "hostname_check_failed": "a node's certificate is not for its host name (the part of its node name after @)",
 }
 
