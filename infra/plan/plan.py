@@ -73,6 +73,7 @@ APP_TLS_FILES = {"ca.pem": "ca_cert", "client.pem": "client_cert", "client.key":
 # Inter-node TLS: Erlang's TLS distribution reads its options from this file (`-ssl_dist_optfile`), one per
 # node since each names its own certificate; node i (from 1) reads these under the TLS directory.
 INTER_NODE_OPTFILE = "inter_node_tls-{index}.config"
+CLI_SETUP_S = 20  # seconds a CLI tool gives a TLS distribution connection to set up (Erlang's default: 7)
 
 
 def node_tls_files(index: int) -> dict[str, str]:
@@ -138,7 +139,12 @@ class TlsConfig:
         if not self.inter_node:
             return {}
         args = self.dist_args(index)
-        return {"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": args, "RABBITMQ_CTL_ERL_ARGS": args}
+        # A CLI tool connects once and gives up after Erlang's 7 s setup time; its TLS handshake on a busy
+        # host took longer (Docker, 2 loaded cores), so it waits CLI_SETUP_S (the server keeps 7 s).
+        return {
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": args,
+            "RABBITMQ_CTL_ERL_ARGS": f"{args} -kernel net_setuptime {CLI_SETUP_S}",
+        }
 
     def app_path(self, name: str) -> str:
         return f"{self.app_dir}/{name}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from infra.plan.plan import Plan, protects_queues
+from infra.plan.plan import CLI_SETUP_S, Plan, protects_queues
 from infra.plan.services import BROKER_HOST, CELERY_JSON, CONFIG_DIR, DATABASE_HOST, HealthCheck, ServiceSpec
 from infra.render.files import broker_settings, dist_optfile
 
@@ -193,7 +193,8 @@ def cluster(plan: Plan) -> dict:
     spec: dict = {"replicas": b.nodes, "image": b.image, "service": {"type": "ClusterIP"}, "rabbitmq": rabbitmq}
     if inter_node_tls(plan):  # the server's and the CLI tools' flags, as the operator's example sets them
         args = f"-proto_dist inet_tls -ssl_dist_optfile {INTER_NODE_OPTFILE}"
-        rabbitmq["envConfig"] = f'SERVER_ADDITIONAL_ERL_ARGS="{args}"\nRABBITMQ_CTL_ERL_ARGS="{args}"\n'
+        cli = f"{args} -kernel net_setuptime {CLI_SETUP_S}"  # as TlsConfig.dist_env gives the CLI tools
+        rabbitmq["envConfig"] = f'SERVER_ADDITIONAL_ERL_ARGS="{args}"\nRABBITMQ_CTL_ERL_ARGS="{cli}"\n'
         spec["override"] = _inter_node_override()
     return {
         "apiVersion": RABBITMQ_API,

@@ -88,7 +88,8 @@ def test_each_options_file_names_its_own_node_and_verifies_peers_both_ways(tmp_p
         args = f"-proto_dist inet_tls -ssl_dist_optfile /etc/rabbitmq/inter_node_tls-{index}.config"
         assert plan.broker.tls.dist_env(index) == {
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": args,
-            "RABBITMQ_CTL_ERL_ARGS": args,  # the CLI tools (and the health check) speak TLS distribution too
+            # the CLI tools (and the health check) speak TLS distribution too, given longer to set it up
+            "RABBITMQ_CTL_ERL_ARGS": f"{args} -kernel net_setuptime 20",
         }
     assert render.file_mode("inter_node_tls-1.config") == 0o644  # paths only
     tls_files = render.tls_files(plan, issued(plan))
@@ -108,10 +109,8 @@ def test_a_docker_node_gets_its_own_key_and_flags_and_no_other_nodes(tmp_path):
             f"tls/node-{index + 1}.key",
             f"inter_node_tls-{index + 1}.config",
         }
-        assert (
-            f"RABBITMQ_CTL_ERL_ARGS=-proto_dist inet_tls -ssl_dist_optfile /etc/rabbitmq/inter_node_tls-{index + 1}.config"
-            in (node_env(plan.broker, index))
-        )
+        ctl = f"RABBITMQ_CTL_ERL_ARGS=-proto_dist inet_tls -ssl_dist_optfile /etc/rabbitmq/inter_node_tls-{index + 1}.config"
+        assert any(e.startswith(ctl) for e in node_env(plan.broker, index))
         upload = {u.file: u for u in uploads(own)}
         assert upload[f"/etc/rabbitmq/tls/node-{index + 1}.key"].permissions == "0600"
 
@@ -137,7 +136,8 @@ def test_kubernetes_follows_the_cluster_operators_documented_way(tmp_path):
     assert _errors(cluster) == []  # against the operator's CRD, unknown fields refused
     args = "-proto_dist inet_tls -ssl_dist_optfile /etc/rabbitmq/inter-node-tls.config"
     env = cluster["spec"]["rabbitmq"]["envConfig"]
-    assert f'SERVER_ADDITIONAL_ERL_ARGS="{args}"' in env and f'RABBITMQ_CTL_ERL_ARGS="{args}"' in env
+    assert f'SERVER_ADDITIONAL_ERL_ARGS="{args}"' in env
+    assert f'RABBITMQ_CTL_ERL_ARGS="{args} -kernel net_setuptime 20"' in env
     pod = cluster["spec"]["override"]["statefulSet"]["spec"]["template"]["spec"]
     assert {v["name"] for v in pod["volumes"]} == {"inter-node-tls-config", "inter-node-tls-certs"}
     config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "rabbitmq-inter-node-tls")
