@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-migration bench-local bench-rate-limits test test-builds test-offline test-live test-docker test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-inter-node-tls bench-migration bench-local bench-rate-limits test test-builds test-offline test-live test-docker test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -149,6 +149,9 @@ bench-migration: $(VENV)/.installed rabbitmq-server
 ## make bench-local: cold and warm times of the local stack (bench/RESULTS.md)
 bench-cluster: $(VENV)/.installed rabbitmq-server
 	$(PY) bench/cluster.py --runs 5
+
+bench-inter-node-tls: $(VENV)/.installed rabbitmq-server
+	$(PY) bench/inter_node_tls.py --runs 5
 
 bench-local: images
 	$(PY) bench/local_stack.py

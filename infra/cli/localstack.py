@@ -31,6 +31,7 @@ import yaml
 
 from infra.cli import main as cli
 from infra.definition.load import load_definition, require
+from infra.ops.join_refusals import join_refusals
 from infra.paths import SAMPLE_RIOT_PLAYERS
 from infra.plan.plan import Plan
 from infra.plan.services import broker_hosts, client_host
@@ -39,6 +40,10 @@ from infra.render.compose import COMPOSE_FILE
 from infra.render.secrets import SECRETS_DIR, read_secrets_file
 
 HEALTH_TIMEOUT_S = 300
+
+
+class ClusterIncomplete(Exception):
+    """Not every node joined: the refusals the nodes logged, or the wait's end."""
 
 
 @dataclass
@@ -184,12 +189,25 @@ class LocalStack:
             running = sorted(n["name"] for n in json.loads(self.management("nodes")) if n.get("running"))
             if len(running) == nodes:
                 return
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"the cluster has {len(running)} of {nodes} nodes running after "
-                    f"{timeout:.0f}s: {', '.join(running)}"
+            # a node refused in the TLS handshake never joins: say why now rather than time out
+            refusals = self.join_refusals(nodes)
+            if refusals or time.monotonic() > deadline:
+                raise ClusterIncomplete(
+                    f"the cluster has {len(running)} of {nodes} nodes running"
+                    + (": a node was refused:\n  " + "\n  ".join(refusals) if refusals else f" after {timeout:.0f}s")
+                    + f" ({', '.join(running)})"
                 )
-            time.sleep(1)
+            time.sleep(2)
+
+    def join_refusals(self, nodes: int) -> list[str]:
+        """The TLS alerts in the broker containers' logs (`infra.ops.join_refusals`)."""
+        logs = {}
+        for service in broker_hosts(nodes):
+            found = subprocess.run(
+                ["docker", "logs", self.container(service)], capture_output=True, text=True, timeout=60, check=False
+            )
+            logs[service] = found.stdout + found.stderr
+        return join_refusals(logs)
 
     def apply_topology(self) -> None:
         """POST the rendered definitions.json to the broker: creates and updates in place (RabbitMQ's
@@ -289,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     except subprocess.CalledProcessError as exc:
         print(f"python -m infra.cli.localstack: {' '.join(exc.cmd)} failed:\n{exc.stderr}", file=sys.stderr)
         return 1
-    except TimeoutError as exc:
+    except (TimeoutError, ClusterIncomplete) as exc:
         print(
             f"python -m infra.cli.localstack: {exc}\n  see: docker-compose -p {local.project} -f "
             f"{local.out / COMPOSE_FILE} logs",

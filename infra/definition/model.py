@@ -248,6 +248,12 @@ class TlsSecrets:
     server_key: str = field("tlsServerKey", doc="The broker's private key.")
     client_cert: str = field("tlsClientCert", doc="The app's client certificate (web, workers, beat).")
     client_key: str = field("tlsClientKey", doc="The app's client private key.")
+    node_cert: str = field(
+        "tlsNodeCert",
+        doc="Inter-node TLS with `ca: provided`: node i's certificate is the secret "
+        "`<this><i>` (`tlsNodeCert1` ...), for the node's host name (`rabbitmq-<i>`), signed by the CA.",
+    )
+    node_key: str = field("tlsNodeKey", doc="Inter-node TLS with `ca: provided`: node i's private key, `<this><i>`.")
 
 
 @dataclass(frozen=True)
@@ -292,6 +298,14 @@ class Tls:
         PositiveInt(365), doc="Lifetime of issued server and client certificates (`ca: generate`)."
     )
     ca_validity_days: PositiveInt = field(PositiveInt(3650), doc="Lifetime of the generated CA.")
+    inter_node: Optional[bool] = field(
+        None,
+        doc="Erlang distribution between a cluster's nodes (and from their CLI tools) over TLS "
+        "(`-proto_dist inet_tls`): a certificate per node from the stack's CA, `verify_peer` and "
+        "`fail_if_no_peer_cert` both ways. Unset: on whenever TLS is on and `nodes` > 1, since the "
+        "nodes replicate every message to each other; `false` leaves it plaintext, guarded by the "
+        "Erlang cookie alone.",
+    )
 
 
 @dataclass(frozen=True)

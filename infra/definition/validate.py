@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from infra.definition.build import suggest
@@ -194,12 +195,26 @@ class _Checker:
         for i, name in enumerate(tls.server_names):
             if not re.match(r"^[A-Za-z0-9*.:-]+$", name):
                 self.report(at + ("server_names", i), f"expected a host name or an IP address, got {name!r}")
-        keys = [
-            getattr(tls.secrets, f)
-            for f in ("ca_cert", "ca_key", "server_cert", "server_key", "client_cert", "client_key")
-        ]
+        keys = [getattr(tls.secrets, f.name) for f in dataclasses.fields(tls.secrets)]
         if len(set(keys)) != len(keys):
             self.report(at + ("secrets",), "each certificate and key needs a secret key of its own")
+        self.inter_node_tls()
+
+    def inter_node_tls(self) -> None:
+        """`broker.tls.inter_node`: the nodes' certificates come from the stack's CA, so TLS must be on."""
+        tls, at = self.d.broker.tls, ("broker", "tls", "inter_node")
+        if tls.inter_node and not tls.enabled:
+            self.report(
+                at,
+                "inter-node TLS needs the stack's CA to issue (or verify) each node's certificate: "
+                "set broker.tls.enabled: true, or remove inter_node",
+            )
+        elif tls.inter_node and self.d.broker.nodes == 1:
+            self.report(
+                at,
+                "one node has no peer to encrypt its distribution to: inter_node applies to a cluster (broker.nodes ≥ 3)",
+                Severity.WARNING,
+            )
 
     def roles_and_users(self) -> None:
         for name, role in self.d.roles.items():

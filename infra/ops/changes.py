@@ -80,7 +80,7 @@ def _conf_changes(old: str, new: str) -> list[str]:
 
 
 # TLS settings by what they re-issue: the broker's certificate, the app's (and the CA, which both hold).
-SERVER_TLS = ("ca", "secrets", "server_names", "validity_days", "ca_validity_days")
+SERVER_TLS = ("ca", "secrets", "server_names", "validity_days", "ca_validity_days", "node_names")
 CLIENT_TLS = ("ca", "secrets", "client_name", "validity_days", "ca_validity_days")
 
 
@@ -116,6 +116,13 @@ def broker_changes(base: Plan, head: Plan) -> list[Change]:
     if base.broker.image != head.broker.image:
         restart.append(f"image {base.broker.image} → {head.broker.image}")
     restart += [c + " (its certificate is re-issued)" for c in tls_changes(base, head, SERVER_TLS)]
+    was, now = (bool(p.broker.tls and p.broker.tls.inter_node) for p in (base, head))
+    if was != now:  # a TLS node and a plaintext one cannot talk: no rolling restart across this change
+        restart.append(
+            f"inter-node TLS {'on → off' if was else 'off → on'}: a node with it and a node without cannot "
+            f"talk, so the nodes cannot be rolled one by one; stop every node (the last one first, node 1 "
+            f"last, as it boots first), then `pulumi up`: the cluster is down in between, the volumes kept"
+        )
     if base.broker.publish_ip != head.broker.publish_ip:
         restart.append(f"published on {base.broker.publish_ip} → {head.broker.publish_ip}")
     # the admin-only definitions.json the container boots with (name, tags, password key)

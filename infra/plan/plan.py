@@ -70,6 +70,29 @@ CONTAINER = NodeLayout()
 # The TLS files by name, and the secret key (a TlsSecrets field) each one's PEM comes from.
 BROKER_TLS_FILES = {"ca.pem": "ca_cert", "server.pem": "server_cert", "server.key": "server_key"}
 APP_TLS_FILES = {"ca.pem": "ca_cert", "client.pem": "client_cert", "client.key": "client_key"}
+# Inter-node TLS: Erlang's TLS distribution reads its options from this file (`-ssl_dist_optfile`), one per
+# node since each names its own certificate; node i (from 1) reads these under the TLS directory.
+INTER_NODE_OPTFILE = "inter_node_tls-{index}.config"
+CLI_SETUP_S = 20  # seconds a CLI tool gives a TLS distribution connection to set up (Erlang's default: 7)
+
+
+def node_tls_files(index: int) -> dict[str, str]:
+    """Node `index`'s (from 1) inter-node certificate and key, by file name under the TLS directory."""
+    return {f"node-{index}.pem": "node_cert", f"node-{index}.key": "node_key"}
+
+
+_NODE_OWN_FILE = re.compile(r"^(?:tls/node-(\d+)\.(?:pem|key)|inter_node_tls-(\d+)\.config)$")
+
+
+def files_of_node(files: dict, index: int) -> dict:
+    """Of a render's files (name → content), those node `index` (from 1) gets: every shared one and its own
+    inter-node TLS files, never another node's key."""
+
+    def owner(name: str) -> int | None:
+        found = _NODE_OWN_FILE.match(name)
+        return int(found.group(1) or found.group(2)) if found else None
+
+    return {name: content for name, content in files.items() if owner(name) in (None, index)}
 
 
 @dataclass(frozen=True)
@@ -86,9 +109,42 @@ class TlsConfig:
     ca_validity_days: int
     broker_dir: str  # where the broker reads BROKER_TLS_FILES
     app_dir: str  # where the app reads APP_TLS_FILES
+    # Inter-node TLS: node i's certificate names (its host name, its host's address), in node order; empty
+    # when the distribution stays plaintext.
+    node_names: tuple[tuple[str, ...], ...] = ()
+    config_dir: str = "/etc/rabbitmq"  # where the node reads its ssl_dist_optfile
+
+    @property
+    def inter_node(self) -> bool:
+        return bool(self.node_names)
 
     def path(self, name: str) -> str:
         return f"{self.broker_dir}/{name}"
+
+    def node_secret_keys(self, index: int) -> dict[str, str]:
+        """Node `index`'s (from 1) inter-node file names → the secret keys holding their PEMs (`tlsNodeCert2`)."""
+        return {name: f"{getattr(self.secrets, f)}{index}" for name, f in node_tls_files(index).items()}
+
+    def optfile(self, index: int) -> str:
+        return f"{self.config_dir.rstrip('/')}/{INTER_NODE_OPTFILE.format(index=index)}"
+
+    def dist_args(self, index: int) -> str:
+        """The Erlang flags of node `index` and of the CLI tools run beside it: TLS distribution with the
+        node's own options file (RabbitMQ's documented way: the same flags for the server and the CLI)."""
+        return f"-proto_dist inet_tls -ssl_dist_optfile {self.optfile(index)}"
+
+    def dist_env(self, index: int) -> dict[str, str]:
+        """The node's environment for inter-node TLS: the server's flags and the CLI tools' (rabbitmqctl,
+        rabbitmq-diagnostics, rabbitmq-queues, the health check), empty when it is off."""
+        if not self.inter_node:
+            return {}
+        args = self.dist_args(index)
+        # A CLI tool connects once and gives up after Erlang's 7 s setup time; its TLS handshake on a busy
+        # host took longer (Docker, 2 loaded cores), so it waits CLI_SETUP_S (the server keeps 7 s).
+        return {
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": args,
+            "RABBITMQ_CTL_ERL_ARGS": f"{args} -kernel net_setuptime {CLI_SETUP_S}",
+        }
 
     def app_path(self, name: str) -> str:
         return f"{self.app_dir}/{name}"
@@ -307,8 +363,16 @@ class Plan:
         tls = self.broker.tls
         if tls is None:
             return []
-        names = [f.name for f in dataclasses.fields(tls.secrets) if tls.ca == "generate" or f.name != "ca_key"]
-        return [(("broker", "tls", "secrets", n), getattr(tls.secrets, n)) for n in names]
+        node_fields = ("node_cert", "node_key")
+        names = [
+            f.name
+            for f in dataclasses.fields(tls.secrets)
+            if (tls.ca == "generate" or f.name != "ca_key") and f.name not in node_fields
+        ]
+        found = [(("broker", "tls", "secrets", n), getattr(tls.secrets, n)) for n in names]
+        for index in range(1, len(tls.node_names) + 1):  # inter-node TLS: each node's own, `tlsNodeCert1` ...
+            found += [(("broker", "tls", "secrets", f), f"{getattr(tls.secrets, f)}{index}") for f in node_fields]
+        return found
 
     def all_secrets(self) -> list[tuple[tuple, Secret]]:
         """The broker's credentials and the app's (Django secret key, Riot API key)."""
@@ -332,6 +396,24 @@ def server_names(d: StackDefinition) -> tuple[str, ...]:
 TLS_CLIENT_NAME = "app"
 
 
+def inter_node_tls(d: StackDefinition) -> bool:
+    """Whether the cluster's Erlang distribution runs over TLS: as set, or unset, whenever TLS is on and there
+    is more than one node (the nodes replicate every message of a quorum queue to each other)."""
+    t = d.broker.tls
+    on = t.inter_node if t.inter_node is not None else t.enabled
+    return bool(on and t.enabled and d.broker.nodes > 1)
+
+
+def node_cert_names(d: StackDefinition, layout: NodeLayout) -> tuple[tuple[str, ...], ...]:
+    """Each node's certificate names: the host part of its Erlang name (what a peer connects to), and its
+    host's address with `broker.hosts`."""
+    hosts = [str(h.address) for h in d.broker.hosts]
+    return tuple(
+        tuple(dict.fromkeys([name.split("@", 1)[1], *hosts[i : i + 1]]))
+        for i, name in enumerate(layout.cluster_nodes(int(d.broker.nodes)))
+    )
+
+
 def tls_config(d: StackDefinition, layout: NodeLayout) -> Optional[TlsConfig]:
     t = d.broker.tls
     if not t.enabled:
@@ -349,6 +431,8 @@ def tls_config(d: StackDefinition, layout: NodeLayout) -> Optional[TlsConfig]:
         ca_validity_days=int(t.ca_validity_days),
         broker_dir=layout.tls_dir,
         app_dir=layout.app_tls_dir,
+        node_names=node_cert_names(d, layout) if inter_node_tls(d) else (),
+        config_dir=layout.config_dir,
     )
 
 

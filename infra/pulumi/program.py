@@ -80,7 +80,7 @@ def main(
         passwords[admin_key] = pulumi.Output.secret(
             pulumi.Output.all(passwords[admin_key], ca_pem).apply(lambda v: _gated(before_broker, v[0], v[1]))
         )
-    files = {**broker_files(plan, passwords), **(certificates.files(BROKER_TLS_FILES) if certificates else {})}
+    files = {**broker_files(plan, passwords), **(certificates.broker_files(BROKER_TLS_FILES) if certificates else {})}
     cookie = plan.broker.erlang_cookie
     broker = Broker(
         "broker",

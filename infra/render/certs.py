@@ -13,6 +13,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -95,7 +96,7 @@ def san(names) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(entries)
 
 
-def _leaf(ca: Issued, common_name: str, usage, names=(), days: int = 365) -> Issued:
+def _leaf(ca: Issued, common_name: str, usages, names=(), days: int = 365) -> Issued:
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.encode())
     ca_key = serialization.load_pem_private_key(ca.key_pem.encode(), password=None)
     key = _key()
@@ -116,7 +117,7 @@ def _leaf(ca: Issued, common_name: str, usage, names=(), days: int = 365) -> Iss
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
     if names:
@@ -126,11 +127,36 @@ def _leaf(ca: Issued, common_name: str, usage, names=(), days: int = 365) -> Iss
 
 def server_cert(ca: Issued, names, days: int = 365) -> Issued:
     """The broker's certificate: the first name is the subject, every name is a SAN (clients check those)."""
-    return _leaf(ca, names[0], ExtendedKeyUsageOID.SERVER_AUTH, names, days)
+    return _leaf(ca, names[0], [ExtendedKeyUsageOID.SERVER_AUTH], names, days)
 
 
 def client_cert(ca: Issued, common_name: str, days: int = 365) -> Issued:
-    return _leaf(ca, common_name, ExtendedKeyUsageOID.CLIENT_AUTH, (), days)
+    return _leaf(ca, common_name, [ExtendedKeyUsageOID.CLIENT_AUTH], (), days)
+
+
+def node_cert(ca: Issued, names, days: int = 365) -> Issued:
+    """A cluster node's certificate for inter-node TLS: it serves its peers and connects to them, so both
+    uses; the first name (its host name) is the subject."""
+    return _leaf(ca, names[0], [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], names, days)
+
+
+def names_of(cert_pem: str) -> list[str]:
+    """A certificate's SAN entries (DNS names and IP addresses) as text."""
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    try:
+        entries = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(v) for v in entries.get_values_for_type(x509.DNSName) + entries.get_values_for_type(x509.IPAddress)]
+
+
+def signed_by(cert_pem: str, ca_pem: str) -> bool:
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    try:
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem.encode()))
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def issue(tls, values: dict[str, str]) -> dict[str, str]:
@@ -151,4 +177,9 @@ def issue(tls, values: dict[str, str]) -> dict[str, str]:
     if out.keys() & {s.ca_cert} or not have(s.client_cert, s.client_key):
         client = client_cert(ca, tls.client_name, tls.validity_days)
         out.update({s.client_cert: client.cert_pem, s.client_key: client.key_pem})
+    for index, names in enumerate(tls.node_names, start=1):  # inter-node TLS: one per node
+        cert_key, key_key = tls.node_secret_keys(index).values()
+        if out.keys() & {s.ca_cert} or not have(cert_key, key_key) or names_of(values[cert_key]) != list(names):
+            node = node_cert(ca, list(names), tls.validity_days)
+            out.update({cert_key: node.cert_pem, key_key: node.key_pem})
     return out

@@ -16,16 +16,23 @@ from pathlib import Path
 
 import yaml
 
-from infra.plan.plan import APP_TLS_FILES, BROKER_TLS_FILES, Plan, boot_definitions_file
+from infra.plan.plan import (
+    APP_TLS_FILES,
+    BROKER_TLS_FILES,
+    INTER_NODE_OPTFILE,
+    Plan,
+    boot_definitions_file,
+    node_tls_files,
+)
 from infra.plan.services import (
     APP_UID,
     BROKER_CONFIG_DIR,
     BROKER_DATA_DIR,
-    BROKER_HEALTHCHECK,
     CELERY_JSON,
     CONFIG_DIR,
     HealthCheck,
     ServiceSpec,
+    broker_healthcheck,
     broker_hosts,
     broker_ports,
     joins_after,
@@ -45,10 +52,11 @@ def _install_tls(files, target_dir: str, owner: str) -> str:
     )
 
 
-def broker_entrypoint(plan: Plan) -> str:
+def broker_entrypoint(plan: Plan, index: int = 1) -> str:
     """Root inside the container can read the 0600 files whatever their owner on the host; the node's own user
     gets private copies (its boot definitions, a cluster's Erlang cookie where the node and its CLI tools
-    read it, the TLS files). Then the image's usual entry point."""
+    read it, the TLS files: with inter-node TLS node `index`'s own certificate and key). Then the image's
+    usual entry point."""
     b = plan.broker
     name = boot_definitions_file(b.nodes)
     steps = [f"install -o rabbitmq -g rabbitmq -m 0600 /run/secrets/{name} {BROKER_CONFIG_DIR}/{name}"]
@@ -57,7 +65,8 @@ def broker_entrypoint(plan: Plan) -> str:
             f"install -o rabbitmq -g rabbitmq -m 0400 /run/secrets/{ERLANG_COOKIE} {BROKER_DATA_DIR}/.erlang.cookie"
         )
     if b.tls:
-        steps.append(_install_tls(BROKER_TLS_FILES, BROKER_CONFIG_DIR, "rabbitmq"))
+        own = node_tls_files(index) if b.tls.inter_node else {}
+        steps.append(_install_tls({**BROKER_TLS_FILES, **own}, BROKER_CONFIG_DIR, "rabbitmq"))
     return " && ".join(steps + ["exec docker-entrypoint.sh rabbitmq-server"])
 
 
@@ -103,6 +112,11 @@ def _healthcheck(check: HealthCheck) -> dict:
     }
 
 
+def _own(name: str, index: int) -> bool:
+    """A rendered file of node `index`'s alone: its inter-node options file, certificate and key."""
+    return name == INTER_NODE_OPTFILE.format(index=index) or name in {f"tls/{n}" for n in node_tls_files(index)}
+
+
 def broker_services(plan: Plan, mounted: dict[str, str]) -> dict[str, dict]:
     """One service per node (`rabbitmq`, or `rabbitmq-1` ... on a cluster; node i publishes each port + i,
     and starts once node i - 1 is healthy).
@@ -117,26 +131,33 @@ def broker_services(plan: Plan, mounted: dict[str, str]) -> dict[str, dict]:
     )
     services, waits_for = {}, joins_after(b.nodes)
     for index, host in enumerate(broker_hosts(b.nodes)):
+        # inter-node TLS: the node's own options file, and its Erlang flags for the server and the CLI tools
+        optfile = INTER_NODE_OPTFILE.format(index=index + 1)
+        inter_node = [f"./{optfile}:{BROKER_CONFIG_DIR}/{optfile}:ro"] if optfile in mounted else []
         services[host] = {
             "image": b.image,
             "hostname": host,
-            "entrypoint": ["sh", "-c", broker_entrypoint(plan)],
+            "entrypoint": ["sh", "-c", broker_entrypoint(plan, index + 1)],
             "volumes": [
                 f"{host}-data:{BROKER_DATA_DIR}",
                 f"./rabbitmq.conf:{BROKER_CONFIG_DIR}/rabbitmq.conf:ro",
                 f"./enabled_plugins:{BROKER_CONFIG_DIR}/enabled_plugins:ro",
+                *inter_node,
                 *secrets,
             ],
             "ports": [f"{b.publish_ip}:{p + index}:{p}" for p in broker_ports(b)],
-            "healthcheck": _healthcheck(BROKER_HEALTHCHECK),
+            "healthcheck": _healthcheck(broker_healthcheck(b)),
             "restart": "unless-stopped",
             "labels": config_label(
                 mounted["rabbitmq.conf"],
                 mounted["enabled_plugins"],
                 *(mounted[f"tls/{n}"] for n in sorted(BROKER_TLS_FILES) if b.tls),
+                *(mounted[name] for name in sorted(mounted) if _own(name, index + 1)),
             ),
             "networks": {"stack": {"aliases": [host]}},
         }
+        if b.tls and b.tls.inter_node:
+            services[host]["environment"] = b.tls.dist_env(index + 1)
         if host in waits_for:
             services[host]["depends_on"] = {waits_for[host]: {"condition": "service_healthy"}}
     return services
@@ -158,7 +179,8 @@ def app_service(
     with_tls = spec.runs_app and tls is not None
     if with_tls:
         service["user"] = "0:0"
-        service["entrypoint"] = ["sh", "-c", APP_TLS_ENTRYPOINT, spec.name]
+        # `$$`: compose would read the shell's `$@` as its own variable (and refuse the file)
+        service["entrypoint"] = ["sh", "-c", APP_TLS_ENTRYPOINT.replace("$", "$$"), spec.name]
     if spec.command:
         service["command"] = list(spec.command)
     if spec.env:

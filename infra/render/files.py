@@ -9,7 +9,15 @@ from pathlib import Path
 import jinja2
 
 from infra.paths import TEMPLATES
-from infra.plan.plan import APP_TLS_FILES, BROKER_TLS_FILES, Plan, Topology, boot_definitions_file
+from infra.plan.plan import (
+    APP_TLS_FILES,
+    BROKER_TLS_FILES,
+    INTER_NODE_OPTFILE,
+    Plan,
+    Topology,
+    boot_definitions_file,
+    node_tls_files,
+)
 from infra.render.secrets import hash_for
 
 _jinja = jinja2.Environment(
@@ -46,6 +54,8 @@ KEY_FILE_MODE = 0o600
 def file_mode(name: str) -> int:
     if name.startswith(f"{TLS_DIR}/"):
         return KEY_FILE_MODE if name.endswith(".key") else 0o644
+    if name.startswith(INTER_NODE_OPTFILE.split("{")[0]):  # paths only, no key
+        return 0o644
     return (
         ENV_FILE_MODE
         if name.endswith(".env")
@@ -131,9 +141,36 @@ def definitions(topology: Topology, passwords: dict[str, str]) -> dict:
     }
 
 
+def inter_node_optfiles(plan: Plan) -> dict[str, str]:
+    """With inter-node TLS, each node's `-ssl_dist_optfile` (its own certificate, the stack's CA)."""
+    t = plan.broker.tls
+    if t is None or not t.inter_node:
+        return {}
+    files = {}
+    for index, names in enumerate(t.node_names, start=1):
+        cert, key = node_tls_files(index)
+        files[INTER_NODE_OPTFILE.format(index=index)] = dist_optfile(
+            f"node {index} ({names[0]})", t.path("ca.pem"), t.path(cert), t.path(key)
+        )
+    return files
+
+
+def dist_optfile(node: str, ca: str, cert: str, key: str, wildcard: bool = False) -> str:
+    """Erlang's TLS distribution options (an `-ssl_dist_optfile`): `verify_peer` both ways, and the server
+    refuses a peer without a certificate. `wildcard`: the peers' certificate names are wildcards (one
+    certificate for every pod), which Erlang matches only with the `https` rules."""
+    return _jinja.get_template("inter_node_tls.config.j2").render(
+        node=node, ca=ca, cert=cert, key=key, wildcard=wildcard
+    )
+
+
 def config_files(plan: Plan) -> dict[str, str]:
     """The broker's files that hold no credential."""
-    return {"rabbitmq.conf": rabbitmq_conf(plan), "enabled_plugins": enabled_plugins(plan)}
+    return {
+        "rabbitmq.conf": rabbitmq_conf(plan),
+        "enabled_plugins": enabled_plugins(plan),
+        **inter_node_optfiles(plan),
+    }
 
 
 def definitions_json(plan: Plan, passwords: dict[str, str]) -> str:
@@ -177,6 +214,8 @@ def tls_files(plan: Plan, values: dict[str, str]) -> dict[str, str]:
     if tls is None:
         return {}
     keys = {**tls.secret_keys(BROKER_TLS_FILES), **tls.secret_keys(APP_TLS_FILES)}
+    for index in range(1, len(tls.node_names) + 1):  # inter-node TLS: each node's own certificate and key
+        keys.update(tls.node_secret_keys(index))
     return {f"{TLS_DIR}/{name}": values[key] for name, key in sorted(keys.items())}
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import yaml
 
-from infra.plan.plan import Plan, protects_queues
+from infra.plan.plan import CLI_SETUP_S, Plan, protects_queues
 from infra.plan.services import BROKER_HOST, CELERY_JSON, CONFIG_DIR, DATABASE_HOST, HealthCheck, ServiceSpec
-from infra.render.files import broker_settings
+from infra.render.files import broker_settings, dist_optfile
 
 KUBERNETES_FILE = "kubernetes.yaml"
 RABBITMQ_API = "rabbitmq.com/v1beta1"
@@ -26,6 +26,13 @@ OPERATOR_PLUGINS = {"rabbitmq_management", "rabbitmq_prometheus", "rabbitmq_peer
 APP_SECRET = "app"  # the app's own secrets (Django key, Riot key, database), by stack config key
 DATABASE_STORAGE = "10Gi"  # PostgreSQL's volume claim; the Cluster Operator's own default size for the broker
 _NAME_LIMIT = 63  # a DNS label: what Service names and label values allow
+# Inter-node TLS: the Secret the user creates with the nodes' certificate (a `kubernetes.io/tls` Secret with
+# `ca.crt`, as cert-manager writes them), the ConfigMap with the options file, and where the pods mount them.
+INTER_NODE_SECRET = f"{BROKER_HOST}-nodes-tls"
+INTER_NODE_SECRET_KEYS = ("ca.crt", "tls.crt", "tls.key")
+INTER_NODE_CONFIGMAP = f"{BROKER_HOST}-inter-node-tls"
+INTER_NODE_CERTS = "/etc/rabbitmq/inter-node-certs"
+INTER_NODE_OPTFILE = "/etc/rabbitmq/inter-node-tls.config"
 
 
 def object_name(*parts: str) -> str:
@@ -74,6 +81,16 @@ def secrets_to_create(plan: Plan) -> list[SecretToCreate]:
         if u.name != plan.broker.admin_user
     ]
     app_keys = tuple(sorted({ref.secret for _, ref in plan.app_secret_refs}))
+    if inter_node_tls(plan):
+        users.append(
+            SecretToCreate(
+                INTER_NODE_SECRET,
+                INTER_NODE_SECRET_KEYS,
+                f"inter-node TLS: a certificate from the stack's CA (both uses) for "
+                f"*.{BROKER_HOST}-nodes.{plan.environment} and "
+                f"*.{BROKER_HOST}-nodes.{plan.environment}.svc.cluster.local, its key, and the CA",
+            )
+        )
     return users + [
         SecretToCreate(APP_SECRET, app_keys, f"the app's secrets, by stack config key{url_note(*app_keys)}")
     ]
@@ -105,6 +122,67 @@ def _rabbitmq(plan: Plan, kind: str, name: str, spec: dict) -> dict:
     }
 
 
+def inter_node_tls(plan: Plan) -> bool:
+    return bool(plan.broker.tls and plan.broker.tls.inter_node)
+
+
+def _inter_node_override() -> dict:
+    """The Cluster Operator's documented way to inter-node TLS (its `mtls-inter-node` example): the nodes'
+    certificate Secret and the options file's ConfigMap mounted into the `rabbitmq` container."""
+    return {
+        "statefulSet": {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "rabbitmq",
+                                "volumeMounts": [
+                                    {"mountPath": INTER_NODE_CERTS, "name": "inter-node-tls-certs"},
+                                    {
+                                        "mountPath": INTER_NODE_OPTFILE,
+                                        "name": "inter-node-tls-config",
+                                        "subPath": INTER_NODE_OPTFILE.rsplit("/", 1)[1],
+                                    },
+                                ],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "inter-node-tls-config", "configMap": {"name": INTER_NODE_CONFIGMAP}},
+                            {
+                                "name": "inter-node-tls-certs",
+                                "secret": {
+                                    "secretName": INTER_NODE_SECRET,
+                                    "items": [{"key": k, "path": k, "mode": 0o440} for k in INTER_NODE_SECRET_KEYS],
+                                },
+                            },
+                        ],
+                    }
+                }
+            }
+        }
+    }
+
+
+def inter_node_config_map(plan: Plan) -> dict:
+    """The nodes' `-ssl_dist_optfile`: one certificate for every pod (`*.<cluster>-nodes.<namespace>`), so
+    the peers' names are matched with the wildcard rules."""
+    cert_dir = INTER_NODE_CERTS
+    text = dist_optfile(
+        "every node of the RabbitmqCluster",
+        f"{cert_dir}/ca.crt",
+        f"{cert_dir}/tls.crt",
+        f"{cert_dir}/tls.key",
+        wildcard=True,
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(plan, INTER_NODE_CONFIGMAP, "broker"),
+        "data": {INTER_NODE_OPTFILE.rsplit("/", 1)[1]: text},
+    }
+
+
 def cluster(plan: Plan) -> dict:
     b = plan.broker
     # The operator owns listeners, files and peer discovery, and logs to the console.
@@ -112,11 +190,17 @@ def cluster(plan: Plan) -> dict:
     plugins = [p for p in b.plugins if p not in OPERATOR_PLUGINS]
     if plugins:
         rabbitmq["additionalPlugins"] = plugins
+    spec: dict = {"replicas": b.nodes, "image": b.image, "service": {"type": "ClusterIP"}, "rabbitmq": rabbitmq}
+    if inter_node_tls(plan):  # the server's and the CLI tools' flags, as the operator's example sets them
+        args = f"-proto_dist inet_tls -ssl_dist_optfile {INTER_NODE_OPTFILE}"
+        cli = f"{args} -kernel net_setuptime {CLI_SETUP_S}"  # as TlsConfig.dist_env gives the CLI tools
+        rabbitmq["envConfig"] = f'SERVER_ADDITIONAL_ERL_ARGS="{args}"\nRABBITMQ_CTL_ERL_ARGS="{cli}"\n'
+        spec["override"] = _inter_node_override()
     return {
         "apiVersion": RABBITMQ_API,
         "kind": "RabbitmqCluster",
         "metadata": _meta(plan, BROKER_HOST, "broker"),
-        "spec": {"replicas": b.nodes, "image": b.image, "service": {"type": "ClusterIP"}, "rabbitmq": rabbitmq},
+        "spec": spec,
     }
 
 
@@ -328,6 +412,7 @@ def manifests(plan: Plan, app_image: str, celery_json: str) -> list[dict]:
     objects: list[dict] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": plan.environment}},
         cluster(plan),
+        *([inter_node_config_map(plan)] if inter_node_tls(plan) else []),
         *topology_objects(plan),
         {
             "apiVersion": "v1",

@@ -130,4 +130,40 @@ def resolve_tls(plan, known: dict[str, str], source: Source) -> Resolved:
                     f"--secret {key} < file.pem)",
                 )
             )
+    if not findings:
+        findings = _node_cert_findings(tls, values, source)
     return Resolved(values, findings, [])
+
+
+def _node_cert_findings(tls, values: dict[str, str], source: Source) -> list[Finding]:
+    """Provided node certificates a peer would refuse: one not signed by the stack's CA, or not for its
+    node's host name (the peers connect to `rabbitmq-<i>`). Reported here, where the PEMs are known."""
+    from infra.render import certs
+
+    path = ("broker", "tls", "secrets", "node_cert")
+    file, line = source.where(path)
+    findings = []
+    for index, names in enumerate(tls.node_names, start=1):
+        key = tls.node_secret_keys(index)[f"node-{index}.pem"]
+        try:
+            held, signed = certs.names_of(values[key]), certs.signed_by(values[key], values[tls.secrets.ca_cert])
+        except ValueError as exc:
+            findings.append(Finding(file, line, path, f"TLS secret {key!r} is not a PEM certificate: {exc}"))
+            continue
+        if names[0] not in held:
+            findings.append(
+                Finding(
+                    file,
+                    line,
+                    path,
+                    f"TLS secret {key!r} is for {', '.join(held) or 'no host name'}, not node {index}'s host "
+                    f"name {names[0]!r}: its peers would refuse it",
+                )
+            )
+        if not signed:
+            findings.append(
+                Finding(
+                    file, line, path, f"TLS secret {key!r} is not signed by the stack's CA ({tls.secrets.ca_cert!r})"
+                )
+            )
+    return findings

@@ -8,6 +8,7 @@ ids, so tests do not see each other's rows."""
 from __future__ import annotations
 
 import shutil
+import ssl
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -19,6 +20,7 @@ import pytest
 from tests.app.deployment import OVERLAY, Deployment, TunedNode, wait_for
 from tests.app.test_reliability import match_ids, riot, rows  # noqa: F401 (riot: the module's fake Riot API)
 from tests.support.rabbit_cluster import TASK_QUEUES, RabbitCluster
+from tests.support.rabbit_node import RabbitNode
 
 
 @pytest.fixture(scope="module")
@@ -130,17 +132,23 @@ def test_killing_the_task_queues_leader_mid_batch_loses_nothing_and_the_node_rej
     cluster.wait_members_online(TASK_QUEUES)
 
 
-def _publish(port: int, user: str, password: str, body: str, timeout: float = 5) -> bool:
+def _connection(node: RabbitNode, user: str, password: str, **options) -> amqp.Connection:
+    """To `node`: plain AMQP, or AMQPS with the app's client certificate when the node serves TLS alone."""
+    if not node.tls_only:
+        return amqp.Connection(f"127.0.0.1:{node.ports.amqp}", userid=user, password=password, **options)
+    certs = {
+        "ca_certs": str(node.tls_dir / "ca.pem"),
+        "certfile": str(node.tls_dir / "client.pem"),
+        "keyfile": str(node.tls_dir / "client.key"),
+    }
+    tls = {**certs, "server_hostname": "127.0.0.1", "cert_reqs": ssl.CERT_REQUIRED}
+    return amqp.Connection(f"127.0.0.1:{node.ports.amqps}", userid=user, password=password, ssl=tls, **options)
+
+
+def _publish(node: RabbitNode, user: str, password: str, body: str, timeout: float = 5) -> bool:
     """One persistent publish to the default queue, True once the broker confirmed it."""
     try:
-        connection = amqp.Connection(
-            f"127.0.0.1:{port}",
-            userid=user,
-            password=password,
-            virtual_host="/",
-            confirm_publish=True,
-            connect_timeout=timeout,
-        )
+        connection = _connection(node, user, password, virtual_host="/", confirm_publish=True, connect_timeout=timeout)
         connection.connect()
         try:
             channel = connection.channel()
@@ -158,16 +166,16 @@ def test_two_of_three_down_refuses_publishing_and_every_confirmed_message_surviv
     user = app.rendered.plan.broker.admin_user  # reads the queue directly: no app user may
     password = app.rendered.password(user)
     survivor, *others = cluster.nodes
-    confirmed = [b for b in (f"msg-{i}" for i in range(50)) if _publish(survivor.ports.amqp, user, password, b)]
+    confirmed = [b for b in (f"msg-{i}" for i in range(50)) if _publish(survivor, user, password, b)]
     assert len(confirmed) == 50
     for node in others:
         node.stop()
-    refused = [_publish(survivor.ports.amqp, user, password, f"late-{i}") for i in range(3)]
+    refused = [_publish(survivor, user, password, f"late-{i}") for i in range(3)]
     assert refused == [False, False, False], "a minority accepted a publish"
     cluster.start_together(others)
     cluster.wait_running(3)
     cluster.wait_members_online(["default"])
-    connection = amqp.Connection(f"127.0.0.1:{survivor.ports.amqp}", userid=user, password=password, virtual_host="/")
+    connection = _connection(survivor, user, password, virtual_host="/")
     connection.connect()
     try:
         channel, bodies = connection.channel(), []

@@ -1,7 +1,8 @@
-"""The three-node cluster with TLS on (AMQPS and HTTPS only, mutual TLS, one CA for the cluster): the same
-cluster tests as tests/app/test_cluster.py, run against it, with the app's failover URLs over AMQPS; and
-every connection the app makes is TLS with its client certificate. The Erlang distribution between the
-nodes is not TLS here (docs/clustering.md)."""
+"""The three-node cluster with TLS on (AMQPS and HTTPS only, mutual TLS, one CA for the cluster) and so,
+by default, inter-node TLS (the Erlang distribution between the nodes and from their CLI tools over TLS, a
+certificate per node): the cluster tests of tests/app/test_cluster.py, faults included (the leader killed,
+two of three down, a rolling restart), run against it, with the app's failover URLs over AMQPS; and every
+connection the app makes is TLS with its client certificate."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from tests.app.deployment import OVERLAY, TunedNode
 from tests.app.test_cluster import (  # noqa: F401 (fixtures and tests, run here against the TLS cluster)
     app,
     deployment,
+    test_a_rolling_restart_while_tasks_flow_loses_nothing,
     test_killing_the_task_queues_leader_mid_batch_loses_nothing_and_the_node_rejoins,
     test_the_cluster_forms_and_every_quorum_queue_has_a_member_on_each_node,
+    test_two_of_three_down_refuses_publishing_and_every_confirmed_message_survives,
 )
 from tests.app.test_reliability import riot  # noqa: F401 (the module's fake Riot API)
 from tests.broker.test_tls import TLS_ONLY
@@ -26,6 +29,7 @@ def cluster(tmp_path_factory):
     overlay = tmp_path_factory.mktemp("cluster-tls") / "tls.yaml"
     overlay.write_text(TLS_ONLY)
     cluster = RabbitCluster(3, stack="dev", overlays=(OVERLAY, overlay), node_class=TunedNode)
+    assert cluster.inter_node_tls  # the default with TLS on a cluster
     try:
         cluster.start()
         yield cluster

@@ -1,7 +1,7 @@
 """What `diff` tells an operator who resizes a cluster, checked on real nodes: quorum queues keep the members
 they were declared with when nodes join, `rabbitmq-queues grow` places replicas on the new ones, and
 `rabbitmq-queues shrink` then `rabbitmqctl forget_cluster_node` take a leaving node out, the queues
-available throughout."""
+available throughout; with the distribution in plaintext and over TLS."""
 
 from __future__ import annotations
 
@@ -9,12 +9,20 @@ import json
 
 import pytest
 
+from tests.broker.test_tls import TLS_ONLY
 from tests.support.rabbit_cluster import TASK_QUEUES, RabbitCluster
 
 
-@pytest.fixture
-def five():
-    cluster = RabbitCluster(5, stack="dev")
+@pytest.fixture(params=["plaintext", "inter-node TLS"])
+def five(request, tmp_path):
+    """Five nodes, their distribution plaintext or TLS (`broker.tls` on: AMQPS only, inter-node TLS by
+    default), so the CLI tools `diff` names run over either."""
+    overlays = ()
+    if request.param == "inter-node TLS":
+        (tmp_path / "tls.yaml").write_text(TLS_ONLY)
+        overlays = (tmp_path / "tls.yaml",)
+    cluster = RabbitCluster(5, stack="dev", overlays=overlays)
+    assert cluster.inter_node_tls is (request.param == "inter-node TLS")
     try:
         yield cluster
     finally:

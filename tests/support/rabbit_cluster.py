@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 import requests
 
+from infra.ops.join_refusals import join_refusals
+
 from .rabbit_node import Ports, RabbitNode, free_ports, node_name
 from .stacks import Rendered, render_for_node
 from .waiting import wait_for
@@ -42,9 +44,17 @@ class RabbitCluster:
             for p in node_ports[1:]
         ]
         self.tls = first.plan.broker.client_scheme == "amqps"
+        # with inter-node TLS each node (and its CLI tools) runs Erlang's TLS distribution with its own options
+        self.inter_node_tls = bool(first.plan.broker.tls and first.plan.broker.tls.inter_node)
         self.nodes: list[RabbitNode] = [
-            node_class(r.config_dir, p, name, tls_only=not r.plan.broker.plain)
-            for r, p, name in zip(self.rendered, node_ports, self.names)
+            node_class(
+                r.config_dir,
+                p,
+                name,
+                tls_only=not r.plan.broker.plain,
+                dist_env=r.plan.broker.tls.dist_env(i) if r.plan.broker.tls else {},
+            )
+            for i, (r, p, name) in enumerate(zip(self.rendered, node_ports, self.names), start=1)
         ]
 
     # -- life cycle --------------------------------------------------------------------------------
@@ -143,3 +153,13 @@ class RabbitCluster:
             headers={"Content-Type": "application/json"},
         )
         assert response.status_code in (200, 201, 204), response.text
+
+
+def join_refusal(cluster: RabbitCluster, timeout: float = 60) -> str:
+    """Why a node is not in the cluster, from every node's log (`infra.ops.join_refusals`: the TLS alerts
+    of refused connections), waited for (bounded): the reason reported rather than a timeout."""
+
+    def reasons() -> str:
+        return "\n".join(join_refusals({n.name: n.console_output().decode(errors="replace") for n in cluster.nodes}))
+
+    return wait_for(reasons, timeout, "the reason a node is not in the cluster", interval=0.5)

@@ -120,12 +120,15 @@ class RabbitNode:
         name: str | None = None,
         tls_only: bool = False,
         series: Series | None = None,
+        dist_env: dict[str, str] | None = None,
     ):
         """`config_dir` holds rabbitmq.conf, enabled_plugins and definitions.json, rendered with
         `--target host --out config_dir` (so the conf points at config_dir/definitions.json), and, for a
         cluster's node, the rendered erlang.cookie, which becomes the node's (and its CLI tools') cookie.
-        `tls_only`: the plain listeners are off, so boot is awaited on the AMQPS and HTTPS ports."""
+        `tls_only`: the plain listeners are off, so boot is awaited on the AMQPS and HTTPS ports.
+        `dist_env`: with inter-node TLS, the node's and its CLI tools' Erlang flags (`TlsConfig.dist_env`)."""
         self.ports = ports
+        self.dist_env = dict(dist_env or {})
         self.series = series or current()
         self.listening = (ports.amqps, ports.management_tls) if tls_only else (ports.amqp, ports.management)
         self.tls_dir = config_dir / "tls" if (config_dir / "tls" / "ca.pem").exists() else None
@@ -164,8 +167,14 @@ class RabbitNode:
             "RABBITMQ_CONF_ENV_FILE": str(self.base / "rabbitmq-env.conf"),
             "RABBITMQ_DIST_PORT": str(self.ports.dist),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
+            **self.dist_env,
             # Erlang distribution (clustering, CLI tools) on loopback too, not on every interface.
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": " ".join(
+                [
+                    "-kernel inet_dist_use_interface {127,0,0,1}",
+                    self.dist_env.get("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", ""),
+                ]
+            ).strip(),
             **self.series.env,
         }
 

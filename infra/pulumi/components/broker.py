@@ -22,13 +22,14 @@ from typing import Mapping, Optional
 import pulumi
 import pulumi_docker as docker
 
-from infra.plan.plan import BrokerConfig
+from infra.plan.plan import BrokerConfig, files_of_node
 from infra.plan.services import BROKER_CONFIG_DIR as CONFIG_DIR
 from infra.plan.services import BROKER_DATA_DIR as DATA_DIR
 from infra.plan.services import (
     BROKER_HEALTHCHECK,
     DIST_PORT,
     HealthCheck,
+    broker_healthcheck,
     broker_hosts,
     node_addresses,
     node_ports,
@@ -59,7 +60,7 @@ def uploads(
     a cluster's cookie where Erlang reads it; and the entry point that puts the private ones in place."""
     result, private = [], []
     for name, content in sorted(files.items()):
-        if name in PRIVATE_FILES:
+        if name in PRIVATE_FILES or name.endswith(".key"):  # TLS keys, inter-node ones too
             staged = f"{SECRETS_DIR}/{name.replace('/', '-')}"
             result.append(docker.ContainerUploadArgs(file=staged, content=content, permissions="0400"))
             private.append((staged, f"{CONFIG_DIR}/{name}", "0600"))
@@ -70,6 +71,15 @@ def uploads(
         result.append(docker.ContainerUploadArgs(file=staged, content=cookie, permissions="0400"))
         private.append((staged, f"{DATA_DIR}/.erlang.cookie", "0400"))
     return result, entrypoint(private)
+
+
+def node_env(b: BrokerConfig, index: int) -> list[str]:
+    """Node `index`'s (from 0) environment: with `broker.hosts` the distribution port `node_ports` publishes;
+    with inter-node TLS the server's and the CLI tools' Erlang flags (docker exec and the health check
+    inherit them)."""
+    env = {"RABBITMQ_DIST_PORT": str(DIST_PORT)} if b.hosts else {}
+    env.update(b.tls.dist_env(index + 1) if b.tls else {})
+    return [f"{k}={v}" for k, v in env.items()]
 
 
 def published_ports(b: BrokerConfig, index: int = 0) -> list[docker.ContainerPortArgs]:
@@ -153,7 +163,8 @@ class Broker(pulumi.ComponentResource):
                 name=f"{prefix}-{host}-data",
                 opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
             )
-            node_uploads, node_entrypoint = uploads(args.files, args.erlang_cookie if cluster else None)
+            node_files = files_of_node(dict(args.files), index + 1)
+            node_uploads, node_entrypoint = uploads(node_files, args.erlang_cookie if cluster else None)
             container = docker.Container(
                 f"{name}{node}-container",
                 name=f"{prefix}-{host}",
@@ -161,12 +172,12 @@ class Broker(pulumi.ComponentResource):
                 image=image.image_id,
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[host])],
                 volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)],
-                uploads=node_uploads,
+                uploads=node_uploads,  # each node its own inter-node certificate and key, no other node's
                 entrypoints=node_entrypoint,
-                envs=[f"RABBITMQ_DIST_PORT={DIST_PORT}"] if addresses else None,  # the port node_ports publishes
+                envs=node_env(config, index) or None,
                 hosts=host_entries(addresses, skip=host),
                 ports=published_ports(config, index),
-                healthcheck=healthcheck(),
+                healthcheck=healthcheck(broker_healthcheck(config)),
                 wait=True,
                 wait_timeout=WAIT_TIMEOUT_S,
                 restart="unless-stopped",

@@ -2,7 +2,8 @@
 
 `ca: generate` children: `<name>-ca-key` and `<name>-ca` (a self-signed CA), `<name>-server-key`,
 `<name>-server-csr` and `<name>-server` (the broker's certificate, its SANs the plan's server names),
-`<name>-client-key`, `<name>-client-csr` and `<name>-client` (the app's client certificate). Every private
+`<name>-client-key`, `<name>-client-csr` and `<name>-client` (the app's client certificate), and with
+inter-node TLS `<name>-node-<i>-key`, `-csr` and `<name>-node-<i>` per node (its host name). Every private
 key lives in the stack's state as a secret, and leaves this component only as a secret Output.
 `ca: provided`: no child; the five PEMs come from stack config secrets (`pulumi config set --secret KEY <
 file.pem`).
@@ -23,6 +24,7 @@ ALGORITHM, CURVE = "ECDSA", "P256"  # as infra/render/certs.py issues them for l
 CA_USES = ["cert_signing", "crl_signing", "digital_signature"]
 SERVER_USES = ["digital_signature", "key_encipherment", "key_agreement", "server_auth"]
 CLIENT_USES = ["digital_signature", "key_encipherment", "key_agreement", "client_auth"]
+NODE_USES = ["digital_signature", "key_encipherment", "key_agreement", "server_auth", "client_auth"]
 RENEW_BEFORE_HOURS = 30 * 24  # `pulumi up` within 30 days of expiry issues a new certificate
 
 
@@ -53,12 +55,24 @@ class Certificates(pulumi.ComponentResource):
         super().__init__("rabbitmq-celery:tls:Certificates", name, None, opts)
         c = args.config
         self.pems: dict[str, pulumi.Output[str]] = {}  # TlsSecrets field → PEM
+        self.node_pems: dict[str, pulumi.Output[str]] = {}  # inter-node TLS: `tls/node-<i>.pem|key` → PEM
         if c.ca == "provided":
             for f in PEM_FIELDS:
                 value = pulumi.Output.from_input(args.provided[getattr(c.secrets, f)])
                 self.pems[f] = pulumi.Output.secret(value) if f.endswith("_key") else value
+            for index in range(1, len(c.node_names) + 1):
+                for file, key in c.node_secret_keys(index).items():
+                    value = pulumi.Output.from_input(args.provided[key])
+                    self.node_pems[f"tls/{file}"] = pulumi.Output.secret(value) if file.endswith(".key") else value
         else:
             self._issue(name, c, args.stack)
+            for index, names in enumerate(c.node_names, start=1):
+                key = self._key(f"{name}-node-{index}-key")
+                dns, ips = split_names(names)
+                cert = self._sign(f"{name}-node-{index}", key, c, NODE_USES, names[0], dns, ips)
+                file_cert, file_key = c.node_secret_keys(index)
+                self.node_pems[f"tls/{file_cert}"] = cert.cert_pem
+                self.node_pems[f"tls/{file_key}"] = pulumi.Output.secret(key.private_key_pem)
         self.register_outputs(
             {
                 "ca_cert": self.pems["ca_cert"],
@@ -134,3 +148,7 @@ class Certificates(pulumi.ComponentResource):
     def files(self, names: Mapping[str, str]) -> dict[str, pulumi.Output[str]]:
         """`tls/<file>` → PEM, for a plan's file map (BROKER_TLS_FILES or APP_TLS_FILES)."""
         return {f"tls/{file}": self.pems[field_name] for file, field_name in names.items()}
+
+    def broker_files(self, names: Mapping[str, str]) -> dict[str, pulumi.Output[str]]:
+        """`files(names)` and every node's inter-node certificate and key (the Broker gives each node its own)."""
+        return {**self.files(names), **self.node_pems}

@@ -229,3 +229,25 @@ def test_a_tls_change_touches_only_what_it_must(tmp_path, overlay, expected):
     before = deployed(definition())
     after = deployed(definition(overlay=overlay, tmp_path=tmp_path))
     assert changed(before, after) == expected
+
+
+def test_inter_node_tls_issues_a_certificate_per_node_and_each_container_gets_only_its_own(tmp_path):
+    monitor = deployed(definition("staging", "broker:\n  nodes: 3\n  tls: {enabled: true}\n", tmp_path))
+    for index in (1, 2, 3):
+        csr = monitor.named(f"tls-node-{index}-csr").inputs
+        assert csr["subject"]["commonName"] == f"rabbitmq-{index}" and csr["dnsNames"] == [f"rabbitmq-{index}"]
+        assert {"server_auth", "client_auth"} <= set(monitor.named(f"tls-node-{index}").inputs["allowedUses"])
+        container = monitor.named(f"broker-{index}-container")
+        files = uploads(container)
+        own = {f for f in files if "node-" in f or "inter_node_tls-" in f}
+        assert own == {
+            f"/etc/rabbitmq/tls/node-{index}.pem",
+            f"/etc/rabbitmq/tls/node-{index}.key",
+            f"/etc/rabbitmq/inter_node_tls-{index}.config",
+        }
+        key = files[f"/etc/rabbitmq/tls/node-{index}.key"]
+        assert f"tls-node-{index}-key" in unwrap(key["content"]) and key["permissions"] == "0600"
+        args = f"-proto_dist inet_tls -ssl_dist_optfile /etc/rabbitmq/inter_node_tls-{index}.config"
+        env = unwrap(container.inputs["envs"])
+        assert f"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS={args}" in env
+        assert f"RABBITMQ_CTL_ERL_ARGS={args} -kernel net_setuptime 20" in env

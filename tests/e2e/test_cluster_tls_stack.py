@@ -1,0 +1,125 @@
+"""Inter-node TLS on the real Docker engine: the local stack's three broker containers from `render --compose`
+with `broker.tls` on (so inter-node TLS by default) come up healthy (their health check is a CLI tool, over
+TLS distribution), form one cluster, and the CLI tools work in them with the flags the compose file sets and
+not without; a message published on node 1 and consumed on node 3 never shows on the stack's own Docker
+bridge, captured there promiscuously on the distribution port, where what crosses is TLS records.
+The plaintext control of the same capture runs on loopback: tests/broker/test_inter_node_tls.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as random
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pika
+import pytest
+import yaml
+
+from infra.cli.localstack import LocalStack
+from infra.plan.services import broker_hosts
+from tests.e2e.harness import ImagesMissing, docker, free_port_blocks, require_images
+from tests.support.stacks import TEST_SECRETS
+from tests.support.waiting import wait_for
+from tests.support.wire import WireCapture, tls_records
+
+pytestmark = pytest.mark.e2e
+DIST_PORT = 25672  # RabbitMQ's default inside the containers (5672 + 20000)
+QUEUE = "player_sync"
+
+
+@pytest.fixture(scope="module")
+def brokers():
+    try:
+        require_images("local")
+    except ImagesMissing as exc:
+        raise pytest.UsageError(str(exc)) from None
+    amqp, management, prometheus, amqps, https = free_port_blocks(5, 3)
+    work = Path(tempfile.mkdtemp(prefix="e2e-inter-node-"))
+    work.chmod(0o755)
+    overlay = work / "overlay.yaml"
+    listeners = {"bind": "127.0.0.1", "amqp": amqp, "management": management, "prometheus": prometheus}
+    tls = {"enabled": True, "amqps": amqps, "management": https}
+    overlay.write_text(yaml.safe_dump({"broker": {"nodes": 3, "listeners": listeners, "tls": tls}}))
+    secrets_file = work / "secrets.yaml"
+    secrets_file.write_text(yaml.safe_dump({"riotApiKey": TEST_SECRETS["riotApiKey"]}))
+    secrets_file.chmod(0o600)
+    local = LocalStack("local", work / "out", f"rcinternode{os.getpid()}", secrets=secrets_file, overlays=(overlay,))
+    try:
+        local.render()
+        assert local.plan.broker.tls and local.plan.broker.tls.inter_node
+        local.up(*broker_hosts(3))  # one after another (depends_on: service_healthy)
+        local.wait_healthy(progress=lambda line: print(f"[e2e up] {line}", flush=True))
+        local.wait_cluster(3)
+        local.apply_topology()
+        yield local, amqps
+    finally:
+        if os.environ.get("E2E_KEEP_LOGS"):
+            print(local.compose("logs", "--no-color", "--tail=80", check=False).stdout)
+        local.down(volumes=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def exec_in(local: LocalStack, service: str, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    flags = [f"--env={k}={v}" for k, v in (env or {}).items()]
+    return subprocess.run(
+        ["docker", "exec", *flags, local.container(service), *argv], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_nodes_are_healthy_in_one_cluster_and_their_cli_tools_need_the_tls_flags(brokers):
+    local, _ = brokers
+    status = exec_in(local, "rabbitmq-1", "rabbitmqctl", "cluster_status", "--formatter", "json")
+    assert status.returncode == 0, status.stderr
+    assert sorted(json.loads(status.stdout)["running_nodes"]) == [f"rabbit@{h}" for h in broker_hosts(3)]
+    env = docker("inspect", "-f", "{{json .Config.Env}}", local.container("rabbitmq-2"))
+    assert "RABBITMQ_CTL_ERL_ARGS=-proto_dist inet_tls -ssl_dist_optfile /etc/rabbitmq/inter_node_tls-2.config" in env
+    queues = exec_in(local, "rabbitmq-3", "rabbitmq-queues", "quorum_status", QUEUE)
+    assert queues.returncode == 0 and "leader" in queues.stdout, queues.stderr
+    plain = exec_in(
+        local, "rabbitmq-1", "rabbitmq-diagnostics", "-q", "check_running", env={"RABBITMQ_CTL_ERL_ARGS": ""}
+    )
+    assert plain.returncode != 0, plain.stdout  # without the TLS flags the tool cannot reach its own node
+
+
+def bridge_of(local: LocalStack) -> str:
+    """The Linux bridge of the stack's own Docker network (`br-` and the network id's first 12 characters)."""
+    network = f"{local.project}_stack"
+    return "br-" + docker("network", "inspect", "-f", "{{.Id}}", network).strip()[:12]
+
+
+def amqps(local: LocalStack, port: int) -> pika.ConnectionParameters:
+    import ssl
+
+    tls = local.out / "tls"
+    context = ssl.create_default_context(cafile=str(tls / "ca.pem"))
+    context.load_cert_chain(str(tls / "client.pem"), str(tls / "client.key"))
+    admin = local.plan.broker.admin_user
+    password = yaml.safe_load(local.secrets.read_text())[local.plan.topology.password_key(admin)]
+    return pika.ConnectionParameters(
+        "127.0.0.1",
+        port,
+        "/",
+        pika.PlainCredentials(admin, password),
+        ssl_options=pika.SSLOptions(context, "127.0.0.1"),
+    )
+
+
+def test_the_payload_never_shows_on_the_docker_bridge_between_the_nodes(brokers):
+    local, amqps_port = brokers
+    body = b"inter-node-docker-wire-" + random.token_hex(24).encode()
+    with WireCapture({DIST_PORT}, interface=bridge_of(local)) as wire:
+        with pika.BlockingConnection(amqps(local, amqps_port)) as connection:  # node 1
+            channel = connection.channel()
+            channel.confirm_delivery()
+            channel.basic_publish("", QUEUE, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
+        with pika.BlockingConnection(amqps(local, amqps_port + 2)) as connection:  # node 3
+            channel = connection.channel()
+            got = wait_for(lambda: channel.basic_get(QUEUE, auto_ack=True), 30, "the message on node 3", interval=0.2)
+    assert got[2] == body
+    assert wire.payload_bytes() > len(body), "no inter-node traffic captured on the bridge"
+    assert not wire.contains(body) and not wire.contains(body[-24:])
+    assert all(tls_records(s) for s in wire.streams()), [s[:16] for s in wire.streams()]
