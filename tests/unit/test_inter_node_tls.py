@@ -111,8 +111,11 @@ def test_a_docker_node_gets_its_own_key_and_flags_and_no_other_nodes(tmp_path):
         }
         ctl = f"RABBITMQ_CTL_ERL_ARGS=-proto_dist inet_tls -ssl_dist_optfile /etc/rabbitmq/inter_node_tls-{index + 1}.config"
         assert any(e.startswith(ctl) for e in node_env(plan.broker, index))
-        upload = {u.file: u for u in uploads(own)}
-        assert upload[f"/etc/rabbitmq/tls/node-{index + 1}.key"].permissions == "0600"
+        uploaded, entrypoint = uploads(own)
+        upload = {u.file: u for u in uploaded}  # the key staged root-only, installed for rabbitmq by the entry point
+        assert upload[f"/run/secrets/rabbitmq/tls-node-{index + 1}.key"].permissions == "0400"
+        staged = f"/run/secrets/rabbitmq/tls-node-{index + 1}.key /etc/rabbitmq/tls/node-{index + 1}.key"
+        assert f"install -D -o rabbitmq -g rabbitmq -m 0600 {staged}" in entrypoint[2]
 
 
 def test_compose_gives_each_node_its_options_file_its_own_key_and_the_flags(tmp_path):

@@ -242,11 +242,14 @@ def test_inter_node_tls_issues_a_certificate_per_node_and_each_container_gets_on
         own = {f for f in files if "node-" in f or "inter_node_tls-" in f}
         assert own == {
             f"/etc/rabbitmq/tls/node-{index}.pem",
-            f"/etc/rabbitmq/tls/node-{index}.key",
+            f"/run/secrets/rabbitmq/tls-node-{index}.key",  # installed 0600 for rabbitmq by the entry point
             f"/etc/rabbitmq/inter_node_tls-{index}.config",
         }
-        key = files[f"/etc/rabbitmq/tls/node-{index}.key"]
-        assert f"tls-node-{index}-key" in unwrap(key["content"]) and key["permissions"] == "0600"
+        key = files[f"/run/secrets/rabbitmq/tls-node-{index}.key"]
+        assert f"tls-node-{index}-key" in unwrap(key["content"]) and key["permissions"] == "0400"
+        assert f"-m 0600 /run/secrets/rabbitmq/tls-node-{index}.key /etc/rabbitmq/tls/node-{index}.key" in (
+            container.inputs["entrypoints"][2]
+        )
         args = f"-proto_dist inet_tls -ssl_dist_optfile /etc/rabbitmq/inter_node_tls-{index}.config"
         env = unwrap(container.inputs["envs"])
         assert f"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS={args}" in env
