@@ -181,9 +181,10 @@ class ComposeContainers:
         docker(*argv)
 
     def switch(self) -> None:
-        """Blue in maintenance mode (`rabbitmq-upgrade drain`: its client connections closed, its listeners
-        suspended, so no client reconnects there), then the name `rabbitmq` moved to green. Blue's own shovels
-        read its queues without a listener, and reach green by `rabbitmq-green`."""
+        """Blue in maintenance mode (`rabbitmq-upgrade drain`: its client connections closed with
+        CONNECTION_FORCED, its listeners suspended, so no client reconnects there), the name `rabbitmq` moved
+        to green, where the app's clients reconnect, then blue's listeners back (`revive`): its management API
+        for the shovels and the drain, and nothing in the stack reaches it by name any more."""
         blue = self._blue_id()
         aliases = self._aliases(blue) or []
         if self.host in aliases:

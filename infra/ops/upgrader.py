@@ -59,6 +59,9 @@ class BrokerContainers(Protocol):
     def switch(self) -> None:
         """Blue's clients disconnected and refused from now on; the broker's name moved to green."""
 
+    def reopen_blue(self) -> None:
+        """Blue's management API answering again if a switch left it closed (a run killed mid-switch)."""
+
     def green_amqp_uri(self) -> str:
         """Where blue's shovels reach green, with credentials and no vhost, e.g. amqp://admin:…@host:5672."""
 
@@ -104,6 +107,7 @@ class Upgrader:
         steps = remaining(observed)
         if not observed.blue:
             return None, steps
+        self.c.reopen_blue()
         version = self.blue_version()
         path = upgrade_path(version, self.plan.broker.version)
         if path is UpgradePath.DOWNGRADE:
