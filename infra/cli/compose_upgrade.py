@@ -206,6 +206,15 @@ class ComposeContainers:
                 self.network,
                 self.green_name,
             )
+        docker("exec", blue, "rabbitmq-upgrade", "revive", timeout=120)
+
+    def reopen_blue(self) -> None:
+        try:
+            self.blue_api().get("overview", columns="rabbitmq_version")
+        except BrokerAPIError:
+            blue = self._service_id()
+            if blue and (self._inspect(blue) or {}).get("State", {}).get("Running"):
+                docker("exec", blue, "rabbitmq-upgrade", "revive", timeout=120, check=False)
 
     def remove_blue(self) -> None:
         blue = self._service_id()
