@@ -55,6 +55,11 @@ def run_upgrade(args) -> int:
     if not steps:
         _say(f"no upgrade pending on {local.project}: the broker runs {running or b.image}")
         return ExitStatus.OK
+    if b.nodes != 1 or b.tls:
+        _say(
+            f"python -m infra upgrade: {local.project} needs an upgrade, but a cluster or TLS stack is not upgraded yet"
+        )
+        return ExitStatus.ERROR
     _say(f"upgrade pending on {local.project}: RabbitMQ {running or '(blue gone)'} → {b.version} ({b.image}):")
     for i, step in enumerate(steps, 1):
         _say(f"  {i}. {upgrade.describe(step, running or '?', b.version)}")
