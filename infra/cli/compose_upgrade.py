@@ -132,15 +132,18 @@ class ComposeContainers:
         return f"amqp://{quote(b.admin_user, safe='')}:{quote(self.admin_password, safe='')}@{self.host}-green:{b.amqp_port}"
 
     def blue_queue_messages(self) -> dict[tuple[str, str], int]:
-        """From the queues themselves (`rabbitmqctl list_queues`), whatever management metrics collection is."""
+        """From the queues themselves (`rabbitmqctl list_queues`), whatever management metrics collection is;
+        the durable queues, which the shovels empty (a transient one goes with its connection)."""
         blue = self._blue_id()
         counts = {}
         for vhost, _ in self.plan.topology.vhosts:
             listed = docker(
-                "exec", blue, "rabbitmqctl", "list_queues", "-q", "-p", vhost, "--formatter", "json", "name", "messages"
-            )
+                "exec", blue, "rabbitmqctl", "list_queues", "-q", "-p", vhost, "--formatter", "json",
+                "name", "messages", "durable", "auto_delete",
+            )  # fmt: skip
             for q in json.loads(listed or "[]"):
-                counts[(vhost, q["name"])] = int(q.get("messages") or 0)
+                if q.get("durable") and not q.get("auto_delete"):
+                    counts[(vhost, q["name"])] = int(q.get("messages") or 0)
         return counts
 
     # -- acting

@@ -9,6 +9,7 @@ broker.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def run_upgrade(args) -> int:
         return ExitStatus.OK
     try:
         upgrader.run()
-    except (BrokerAPIError, UpgradeTimeout, RuntimeError, TimeoutError) as exc:
+    except (BrokerAPIError, UpgradeTimeout, RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
         _say(f"python -m infra upgrade: {exc}")
         return ExitStatus.ERROR
     _say(f"upgraded: {local.project}'s broker runs {b.image}")
