@@ -72,7 +72,8 @@ class ComposeContainers:
     # -- reading Docker
     def _inspect(self, name: str) -> Optional[dict]:
         out = docker("inspect", name, check=False)
-        return json.loads(out)[0] if out.startswith("[") else None
+        found = json.loads(out) if out.startswith("[") else []  # a missing container: "[]" and an error
+        return found[0] if found else None
 
     def _service_id(self) -> Optional[str]:
         ids = docker(

@@ -131,6 +131,8 @@ def test_a_3_10_stack_upgraded_to_4_0_under_load_loses_nothing():
         try:
             run_the_upgrade(stack, work_effects, db, publisher)
         finally:
+            logs = subprocess.run(["docker", "logs", "--tail", "30", publisher], capture_output=True, text=True)
+            print(f"publisher's log:\n{logs.stdout}{logs.stderr}")
             docker("rm", "-f", publisher, check=False)
             docker("rm", "-f", f"{PROJECT}-upgrade-green", check=False)
             docker("volume", "rm", f"{PROJECT}-upgrade-green-data", check=False)
