@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -121,6 +122,7 @@ def start_upgrade(stack, log: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.timeout(3600)
 def test_a_3_10_stack_upgraded_to_4_0_under_load_loses_nothing():
     work_effects = Path(os.environ.get("TMPDIR", "/tmp")) / f"{PROJECT}-effects-{os.getpid()}"
     work_effects.mkdir(mode=0o777)
@@ -136,6 +138,7 @@ def test_a_3_10_stack_upgraded_to_4_0_under_load_loses_nothing():
             docker("rm", "-f", publisher, check=False)
             docker("rm", "-f", f"{PROJECT}-upgrade-green", check=False)
             docker("volume", "rm", f"{PROJECT}-upgrade-green-data", check=False)
+    shutil.rmtree(work_effects, ignore_errors=True)
 
 
 def run_the_upgrade(stack, work_effects: Path, db: Path, publisher: str) -> None:
@@ -163,7 +166,7 @@ def run_the_upgrade(stack, work_effects: Path, db: Path, publisher: str) -> None
     out = stack.local.out
     docker(
         "run", "-d", "--name", publisher, "--network", f"{stack.project}_stack",
-        "-e", f"BROKER_URL=amqp://admin:{admin}@rabbitmq:5672/%2F", "-e", "CELERY_TOPOLOGY_FILE=/etc/app/celery.json",
+        "-e", f"BROKER_URL=amqp://admin:{admin}@rabbitmq:{stack.ports['amqp']}/%2F", "-e", "CELERY_TOPOLOGY_FILE=/etc/app/celery.json",
         "-e", "PYTHONPATH=/app", "-v", f"{out / 'celery.json'}:/etc/app/celery.json:ro",
         "-v", f"{REPO / 'tests' / 'e2e'}:/e2e-tests:ro", "-v", f"{work_effects}:/e2e-effects",
         app_image_name_for_local(), "python", "/e2e-tests/upgrade_publisher.py", ",".join(TASK_QUEUES), "50",
