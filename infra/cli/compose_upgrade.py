@@ -138,10 +138,13 @@ class ComposeContainers:
         blue = self._blue_id()
         counts = {}
         for vhost, _ in self.plan.topology.vhosts:
-            listed = docker(
-                "exec", blue, "rabbitmqctl", "list_queues", "-q", "-p", vhost, "--formatter", "json",
-                "name", "messages", "durable", "auto_delete",
-            )  # fmt: skip
+            try:
+                listed = docker(
+                    "exec", blue, "rabbitmqctl", "list_queues", "-q", "-p", vhost, "--formatter", "json",
+                    "name", "messages", "durable", "auto_delete",
+                )  # fmt: skip
+            except RuntimeError as exc:  # blue restarting: the executor waits for it, as for its API
+                raise BrokerAPIError(f"blue's queues could not be listed: {exc}") from None
             for q in json.loads(listed or "[]"):
                 if q.get("durable") and not q.get("auto_delete"):
                     counts[(vhost, q["name"])] = int(q.get("messages") or 0)

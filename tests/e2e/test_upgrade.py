@@ -69,6 +69,7 @@ def client(stack) -> Celery:
     app = Celery("upgrade-test", broker=url, set_as_current=False)
     app.conf.update(celery_settings(json.loads((stack.local.out / "celery.json").read_text())))
     app.conf.broker_transport_options = {"confirm_publish": True}
+    app.conf.broker_connection_timeout = 60  # a machine shared with other builds and tests
     return app
 
 

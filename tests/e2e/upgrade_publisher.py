@@ -25,6 +25,7 @@ def main() -> None:
     app = Celery("upgrade-publisher", broker=os.environ["BROKER_URL"], set_as_current=False)
     app.conf.update(celery_settings(json.loads(Path(os.environ["CELERY_TOPOLOGY_FILE"]).read_text())))
     app.conf.broker_transport_options = {"confirm_publish": True}
+    app.conf.broker_connection_timeout = 30
     sent, failures = 0, 0
     start = time.monotonic()
     with open(OUT / "sent.txt", "a", buffering=1) as log, app.producer_or_acquire() as producer:
