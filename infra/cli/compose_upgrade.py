@@ -2,12 +2,11 @@
 
 Blue is the compose service `rabbitmq` on the old image. Green is a container of the project's own
 (`<project>-upgrade-green`, volume `<project>-upgrade-green-data`, its ports picked free on the publish
-address), created from the new render's broker service: the same image, entry point, files and host name
-(so its node is `rabbit@rabbitmq` too and its data can become the service's), on the stack's network as
-`rabbitmq-green`. The switch moves the network alias `rabbitmq`, the name every app service connects to,
-from blue to green: the app's containers are not re-created. Green takes blue's place by a copy of its data
-volume into the service's volume, then compose starts the service on the new image: the end state is what a
-fresh `make local` on the new version makes. Everything is read back from Docker (`docker inspect`).
+address), created from the new render's broker service (the same image, entry point and files), on the
+stack's network as `rabbitmq-green`. A switch moves the network alias `rabbitmq`, the name every app service
+connects to: from blue to green, then from green to the new broker, which compose starts as the service
+`rabbitmq` on the new image with a new volume (the end state is what a fresh `make local` on the new version
+makes). The app's containers are never re-created. Everything is read back from Docker (`docker inspect`).
 """
 
 from __future__ import annotations
@@ -92,12 +91,15 @@ class ComposeContainers:
             raise RuntimeError(f"{self.project} has no {self.host} container")
         return found
 
+    def _container(self, role: str) -> str:
+        return self.green_name if role == "green" else self._blue_id()
+
     def service(self) -> Optional[tuple[bool, bool]]:
         found = self._service_id()
         c = self._inspect(found) if found else None
         if c is None:
             return None
-        return c["Config"]["Image"] == self.plan.broker.image, not c["State"]["StartedAt"].startswith("0001-")
+        return c["Config"]["Image"] == self.plan.broker.image, bool(c["State"]["Running"])
 
     def green(self) -> Optional[tuple[bool, bool]]:
         c = self._inspect(self.green_name)
@@ -118,48 +120,48 @@ class ComposeContainers:
             raise RuntimeError(f"{self.green_name} publishes no port {container_port}")
         return int(bindings[0]["HostPort"])
 
-    # -- the brokers' APIs, as the admin
-    def blue_api(self) -> ManagementClient:
+    # -- the brokers' APIs, as the admin: blue and the new broker on the stack's own ports
+    def api(self, role: str) -> ManagementClient:
         b = self.plan.broker
-        return ManagementClient(b.management_url, b.admin_user, self.admin_password)
+        url = b.management_url
+        if role == "green":
+            url = f"http://{client_host(b.publish_ip)}:{self._green_port(b.management_port)}"
+        return ManagementClient(url, b.admin_user, self.admin_password)
 
-    def green_api(self) -> ManagementClient:
+    def amqp_uri(self, role: str) -> str:
+        """Green by its alias; the new broker by its container name (inside green, whose host name is the
+        stack's broker's too, `rabbitmq` is green itself)."""
         b = self.plan.broker
-        port = self._green_port(b.management_port)
-        return ManagementClient(f"http://{client_host(b.publish_ip)}:{port}", b.admin_user, self.admin_password)
+        host = f"{self.host}-green" if role == "green" else (self._inspect(self._blue_id()) or {})["Name"].lstrip("/")
+        return f"amqp://{quote(b.admin_user, safe='')}:{quote(self.admin_password, safe='')}@{host}:{b.amqp_port}"
 
-    def green_amqp_uri(self) -> str:
-        b = self.plan.broker
-        return f"amqp://{quote(b.admin_user, safe='')}:{quote(self.admin_password, safe='')}@{self.host}-green:{b.amqp_port}"
-
-    def blue_queue_messages(self) -> dict[tuple[str, str], int]:
+    def queue_messages(self, role: str) -> dict[tuple[str, str], int]:
         """From the queues themselves (`rabbitmqctl list_queues`), whatever management metrics collection is;
         the durable queues, which the shovels empty (a transient one goes with its connection)."""
-        blue = self._blue_id()
         counts = {}
         for vhost, _ in self.plan.topology.vhosts:
             try:
                 listed = docker(
-                    "exec", blue, "rabbitmqctl", "list_queues", "-q", "-p", vhost, "--formatter", "json",
-                    "name", "messages", "durable", "auto_delete",
+                    "exec", self._container(role), "rabbitmqctl", "list_queues", "-q", "-p", vhost,
+                    "--formatter", "json", "name", "messages", "durable", "auto_delete",
                 )  # fmt: skip
-            except RuntimeError as exc:  # blue restarting: the executor waits for it, as for its API
-                raise BrokerAPIError(f"blue's queues could not be listed: {exc}") from None
+            except RuntimeError as exc:  # restarting: the executor waits for it, as for its API
+                raise BrokerAPIError(f"{role}'s queues could not be listed: {exc}") from None
             for q in json.loads(listed or "[]"):
                 if q.get("durable") and not q.get("auto_delete"):
                     counts[(vhost, q["name"])] = int(q.get("messages") or 0)
         return counts
 
     # -- acting
-    def _wait_ready(self, api: ManagementClient, what: str) -> None:
+    def _wait_ready(self, role: str) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             try:
-                api.get("overview", columns="rabbitmq_version")
+                self.api(role).get("overview", columns="rabbitmq_version")
                 return
             except (BrokerAPIError, RuntimeError):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{what} not answering after {READY_TIMEOUT_S} s") from None
+                    raise TimeoutError(f"{role} not answering after {READY_TIMEOUT_S} s") from None
                 time.sleep(1)
 
     def start_green(self) -> None:
@@ -168,7 +170,7 @@ class ComposeContainers:
             self._create_green()
         elif not green[1]:
             docker("start", self.green_name)
-        self._wait_ready(self.green_api(), "green")
+        self._wait_ready("green")
 
     def _create_green(self) -> None:
         """`docker run` of the new render's broker service, with green's volume, ports and network alias."""
@@ -187,69 +189,49 @@ class ComposeContainers:
         argv += ["--entrypoint", entrypoint, service["image"], *command]
         docker(*argv)
 
-    def switch(self) -> None:
-        """Blue in maintenance mode (`rabbitmq-upgrade drain`: its client connections closed with
-        CONNECTION_FORCED, its listeners suspended, so no client reconnects there), the name `rabbitmq` moved
-        to green, where the app's clients reconnect, then blue's listeners back (`revive`): its management API
-        for the shovels and the drain, and nothing in the stack reaches it by name any more."""
-        blue = self._blue_id()
-        aliases = self._aliases(blue) or []
+    def start_new(self) -> None:
+        self.compose("up", "-d", "--no-deps", self.host)
+        self._wait_ready("new")
+
+    def switch(self, source: str, target: str) -> None:
+        """`source` in maintenance mode (`rabbitmq-upgrade drain`: its client connections closed with
+        CONNECTION_FORCED, its listeners suspended, so no client reconnects there) and off the name
+        `rabbitmq`; `target` holds it (green gets it; the new broker has it from compose), where the app's
+        clients reconnect; then `source`'s listeners back (`revive`) for the shovels and the drain."""
+        container = self._container(source)
+        aliases = self._aliases(container) or []
         if self.host in aliases:
-            docker("exec", blue, "rabbitmq-upgrade", "drain", timeout=120)
-        if aliases and f"{self.host}-blue" not in aliases:
-            docker("network", "disconnect", self.network, blue)
-        if self._aliases(blue) is None:
-            docker("network", "connect", "--alias", f"{self.host}-blue", self.network, blue)
-        if not self.switched():
+            docker("exec", container, "rabbitmq-upgrade", "drain", timeout=120)
+        if aliases and f"{self.host}-{source}" not in aliases:
+            docker("network", "disconnect", self.network, container)
+        if self._aliases(container) is None:
+            docker("network", "connect", "--alias", f"{self.host}-{source}", self.network, container)
+        if target == "green" and not self.switched():
             if self._aliases(self.green_name) is not None:
                 docker("network", "disconnect", self.network, self.green_name)
             docker(
-                "network",
-                "connect",
-                "--alias",
-                self.host,
-                "--alias",
-                f"{self.host}-green",
-                self.network,
+                "network", "connect", "--alias", self.host, "--alias", f"{self.host}-green", self.network,
                 self.green_name,
-            )
-        docker("exec", blue, "rabbitmq-upgrade", "revive", timeout=120)
+            )  # fmt: skip
+        docker("exec", container, "rabbitmq-upgrade", "revive", timeout=120)
 
-    def reopen_blue(self) -> None:
+    def reopen(self, role: str) -> None:
         try:
-            self.blue_api().get("overview", columns="rabbitmq_version")
+            self.api(role).get("overview", columns="rabbitmq_version")
         except BrokerAPIError:
-            blue = self._service_id()
-            if blue and (self._inspect(blue) or {}).get("State", {}).get("Running"):
-                docker("exec", blue, "rabbitmq-upgrade", "revive", timeout=120, check=False)
+            container = self._container(role)
+            if (self._inspect(container) or {}).get("State", {}).get("Running"):
+                docker("exec", container, "rabbitmq-upgrade", "revive", timeout=120, check=False)
 
-    def remove_blue(self) -> None:
+    def remove(self, role: str) -> None:
+        if role == "green":
+            docker("rm", "-f", self.green_name, check=False)
+            docker("volume", "rm", self.green_volume, check=False)
+            return
         blue = self._service_id()
         if blue and not (self.service() or (False, False))[0]:
             docker("rm", "-f", blue)
         docker("volume", "rm", self.service_volume, check=False)
-
-    def take_place(self) -> None:
-        """Green stopped; the service's container created on the new image (not started) with a fresh volume;
-        green's data copied into it; the service started. Repeated from the start until the service has run
-        once: a copy cut short is made again."""
-        service = self.service()
-        if service is not None and service[1]:
-            return
-        if (self.green() or (False, False))[1]:
-            docker("stop", "-t", "60", self.green_name, timeout=120)
-        self.compose("up", "--no-start", "--no-deps", self.host)
-        copy = "find /to -mindepth 1 -delete && cp -a /from/. /to/"
-        docker(
-            "run", "--rm", "--entrypoint", "sh", "-v", f"{self.green_volume}:/from:ro",
-            "-v", f"{self.service_volume}:/to", self.plan.broker.image, "-c", copy,
-        )  # fmt: skip
-        self.compose("up", "-d", "--no-deps", self.host)
-        self._wait_ready(self.blue_api(), "the upgraded broker")
-
-    def remove_green(self) -> None:
-        docker("rm", "-f", self.green_name, check=False)
-        docker("volume", "rm", self.green_volume, check=False)
 
 
 def _compose_document(out: Path) -> dict:

@@ -12,8 +12,9 @@ beside the old one, the blue-green deployment RabbitMQ's documentation recommend
     4. shovel every durable queue of blue into the same queue on green (ack-mode on-confirm)
     5. wait until blue holds no message, ready or unacknowledged
     6. remove blue (container, volume, shovels)
-    7. green takes blue's place: green stopped, its data copied into the volume a fresh deploy of the new
-       version uses, that broker started under the stack's own name and ports, green removed
+    7. the second hop, green → the stack's own broker: started on the new version with a new volume under
+       the stack's name and ports (what a fresh deploy makes), the topology, the name switched back, green's
+       queues shovelled there, green drained and removed
 
 Every step is decided from what the containers and the brokers hold (`Observed`), never from a local file,
 so running `upgrade` again after a SIGKILL, a broker restart or a reboot carries on where things are, and
@@ -29,9 +30,8 @@ from typing import Optional
 from infra.definition.findings import Finding
 from infra.definition.model import RABBITMQ_SERIES
 
-# The consumers' pauses, from bench/RESULTS.md's upgrade table: the switch (clients reconnect to green) and
-# green taking blue's place (green stopped, its data copied, the new broker started).
-EXPECTED_PAUSE = "two pauses: the switch, a few seconds; green taking blue's place, about 30 s (measured)"
+# The consumers pause at the two switches, while the app's clients reconnect (bench/RESULTS.md).
+EXPECTED_PAUSE = "twice, at each switch of the broker's name: the clients' reconnection (measured: bench/RESULTS.md)"
 
 
 VERSION_KEY = ("broker", "version")
@@ -77,7 +77,11 @@ class Step(Enum):
     SHOVEL = "shovel"
     DRAIN = "drain"
     REMOVE_BLUE = "remove blue"
-    TAKE_PLACE = "take place"
+    START_NEW = "start the stack's broker"
+    NEW_TOPOLOGY = "its topology"
+    SWITCH_BACK = "switch back"
+    SHOVEL_BACK = "shovel back"
+    DRAIN_GREEN = "drain green"
     REMOVE_GREEN = "remove green"
 
 
@@ -87,28 +91,32 @@ def describe(step: Step, old: str, new: str) -> str:
         Step.TOPOLOGY: "import the definition's topology into green (users, vhosts, permissions, policies, queues "
         "as it declares them), and the queues and exchanges Celery declared on blue (celery_delayed_*)",
         Step.SWITCH: "switch: blue's clients disconnected and blue closed to new ones; the broker's name moved to "
-        "green, where every app service reconnects (publishers and workers: the consumers pause here)",
+        "green, where every app service reconnects (publishers and workers: the consumers' first pause)",
         Step.SHOVEL: "shovel every durable queue of blue (task queues, parking queues, celery_delayed_*) into the "
         "same queue on green, each message acknowledged on blue once green confirmed it",
         Step.DRAIN: "wait until blue holds no message, ready or unacknowledged",
         Step.REMOVE_BLUE: "remove blue: its shovels, container and data volume",
-        Step.TAKE_PLACE: "green takes blue's place: green stopped, its data copied into the stack's broker volume, "
-        f"the broker started there under the stack's name and ports on RabbitMQ {new} (the second pause)",
-        Step.REMOVE_GREEN: "remove green's container and volume",
+        Step.START_NEW: f"start the stack's broker on RabbitMQ {new} with a new data volume, under the stack's "
+        "own name and ports (a fresh deploy of the new version)",
+        Step.NEW_TOPOLOGY: "import the same topology into it, and the queues and exchanges Celery declared on green",
+        Step.SWITCH_BACK: "switch back: green's clients disconnected and green closed to new ones; the broker's name "
+        "is the stack's broker's alone (the consumers' second pause)",
+        Step.SHOVEL_BACK: "shovel every durable queue of green into the same queue of the stack's broker (ack on "
+        "confirm)",
+        Step.DRAIN_GREEN: "wait until green holds no message, ready or unacknowledged",
+        Step.REMOVE_GREEN: "remove green: its shovels, container and data volume",
     }[step]
 
 
 @dataclass(frozen=True)
 class Observed:
     """What the containers and brokers say now. `service`: the stack's broker container (the compose service
-    or the program's resource), as (its image is the definition's, it has ever started); `green`: the green
-    container, as (present, running); `switched`: green holds the broker's name; `blue_messages`: messages
-    blue's queues hold, ready or unacknowledged (None: not read)."""
+    or the program's resource), as (it runs the definition's image, it is running); `green`: the green
+    container, as (present, running); `switched`: green holds the broker's name."""
 
     service: Optional[tuple[bool, bool]]
     green: Optional[tuple[bool, bool]]
     switched: bool = False
-    blue_messages: Optional[int] = None
 
     @property
     def blue(self) -> bool:
@@ -116,20 +124,39 @@ class Observed:
         return self.service is not None and not self.service[0]
 
 
+FIRST_HOP = [Step.START_GREEN, Step.TOPOLOGY, Step.SWITCH, Step.SHOVEL, Step.DRAIN, Step.REMOVE_BLUE]
+SECOND_HOP = [
+    Step.START_NEW,
+    Step.NEW_TOPOLOGY,
+    Step.SWITCH_BACK,
+    Step.SHOVEL_BACK,
+    Step.DRAIN_GREEN,
+    Step.REMOVE_GREEN,
+]
+
+
 def remaining(observed: Observed) -> list[Step]:
     """The steps still to do, in order, from what is observed. Empty: nothing to upgrade (the service runs
-    the definition's image and no green is left), or no broker at all (a first deploy: nothing to carry)."""
+    the definition's image and no green is left), or no broker at all (a first deploy: nothing to carry).
+
+    Two hops, blue → green → the stack's own broker, so that no broker ever restarts holding messages:
+    a quorum queue of RabbitMQ 4.0.5 that dead-letters (Celery's delayed delivery) messages that fell due
+    while its node was down can fail to route them at boot and keep them (measured here), so green's data
+    is moved with shovels again rather than copied into the stack's volume and restarted there."""
     o = observed
     if o.blue:
         steps = [] if o.green and o.green[1] else [Step.START_GREEN]  # started again after a reboot
         if not o.switched:
             steps += [Step.TOPOLOGY, Step.SWITCH]
-        return steps + [Step.SHOVEL, Step.DRAIN, Step.REMOVE_BLUE, Step.TAKE_PLACE, Step.REMOVE_GREEN]
+        return steps + FIRST_HOP[3:] + SECOND_HOP
     if o.green is None:
         return []
-    if o.service is None or not o.service[1]:  # the new broker never started: green's data not (fully) copied
-        return [Step.TAKE_PLACE, Step.REMOVE_GREEN]
-    return [Step.REMOVE_GREEN]
+    steps = [] if o.green[1] else [Step.START_GREEN]
+    if o.service is None or not o.service[1]:
+        steps.append(Step.START_NEW)
+    if o.switched:
+        steps += [Step.NEW_TOPOLOGY, Step.SWITCH_BACK]
+    return steps + SECOND_HOP[3:]
 
 
 ALL_STEPS = remaining(Observed(service=(False, True), green=None))

@@ -37,11 +37,12 @@ class Downgrade(Exception):
 
 
 class BrokerContainers(Protocol):
-    """The containers of an upgrade. Blue is the stack's broker container running the old image; green the
-    new version's, beside it; at the end the stack's broker container runs the new image on green's data."""
+    """The containers of an upgrade, by role: "blue" is the stack's broker container on the old image, "green"
+    the new version's beside it, "new" the stack's broker container again, on the new image with a new
+    volume (what a fresh deploy of the new version makes)."""
 
     def service(self) -> Optional[tuple[bool, bool]]:
-        """The stack's broker container: (it runs the definition's image, it has ever started); None: none."""
+        """The stack's broker container: (it runs the definition's image, it is running); None: none."""
 
     def green(self) -> Optional[tuple[bool, bool]]:
         """Green's container: (present, running); None: none."""
@@ -49,31 +50,29 @@ class BrokerContainers(Protocol):
     def switched(self) -> bool:
         """Green holds the broker's name: the app's services connect to it."""
 
-    def blue_api(self) -> ManagementClient: ...
-
-    def green_api(self) -> ManagementClient: ...
+    def api(self, role: str) -> ManagementClient: ...
 
     def start_green(self) -> None:
-        """Green created (if missing), started and healthy."""
+        """Green created (if missing), started and answering."""
 
-    def switch(self) -> None:
-        """Blue's clients disconnected and refused from now on; the broker's name moved to green."""
+    def start_new(self) -> None:
+        """The stack's broker container created on the new image (if missing), started and answering."""
 
-    def reopen_blue(self) -> None:
-        """Blue's management API answering again if a switch left it closed (a run killed mid-switch)."""
+    def switch(self, source: str, target: str) -> None:
+        """`source`'s clients disconnected and refused; the broker's name moved to `target`; `source`'s
+        listeners back for the shovels, with nothing in the stack reaching it by name."""
 
-    def green_amqp_uri(self) -> str:
-        """Where blue's shovels reach green, with credentials and no vhost, e.g. amqp://admin:…@host:5672."""
+    def reopen(self, role: str) -> None:
+        """`role`'s management API answering again if a switch left it closed (a run killed mid-switch)."""
 
-    def blue_queue_messages(self) -> dict[tuple[str, str], int]:
-        """(vhost, queue) → messages ready or unacknowledged, from the queues themselves."""
+    def amqp_uri(self, role: str) -> str:
+        """Where a shovel on the other broker reaches `role`: credentials, no vhost (amqp://admin:…@host:5672)."""
 
-    def remove_blue(self) -> None: ...
+    def queue_messages(self, role: str) -> dict[tuple[str, str], int]:
+        """(vhost, queue) → messages ready or unacknowledged in `role`'s durable queues, from the queues."""
 
-    def take_place(self) -> None:
-        """Green stopped, its data copied into the stack's broker volume, that container started and healthy."""
-
-    def remove_green(self) -> None: ...
+    def remove(self, role: str) -> None:
+        """`role`'s container and data volume removed (blue or green)."""
 
 
 class Upgrader:
@@ -93,7 +92,7 @@ class Upgrader:
 
     # -- where things are
     def blue_version(self) -> str:
-        return self.c.blue_api().get("overview", columns="rabbitmq_version")["rabbitmq_version"]
+        return self.c.api("blue").get("overview", columns="rabbitmq_version")["rabbitmq_version"]
 
     def observe(self) -> Observed:
         service = self.c.service()
@@ -107,7 +106,7 @@ class Upgrader:
         steps = remaining(observed)
         if not observed.blue:
             return None, steps
-        self.c.reopen_blue()
+        self.c.reopen("blue")
         version = self.blue_version()
         path = upgrade_path(version, self.plan.broker.version)
         if path is UpgradePath.DOWNGRADE:
@@ -117,13 +116,14 @@ class Upgrader:
         return version, steps
 
     # -- the steps, each one safe to repeat
-    def _topology(self) -> None:
-        """The new version's definitions, then what Celery declared on blue itself and the plan does not
-        hold (native delayed delivery: its celery_delayed_* queues and exchanges and their bindings), as blue
-        declared them; transient objects (pidbox, events, reply queues) are left: their clients re-declare."""
-        green = self.c.green_api()
+    def _topology(self, source: str, target: str) -> None:
+        """The new version's definitions into `target`, then what Celery declared on `source` itself and the
+        plan does not hold (native delayed delivery: its celery_delayed_* queues and exchanges and their
+        bindings), as declared there; transient objects (pidbox, events, reply queues) are left: their clients
+        declare them again."""
+        green = self.c.api(target)
         green.call("POST", "definitions", json=_json(self.definitions))
-        exported = self.c.blue_api().get("definitions")
+        exported = self.c.api(source).get("definitions")
         planned_queues = {(q.vhost, q.name) for q in self.plan.topology.queues}
         queues = [
             q
@@ -143,25 +143,26 @@ class Upgrader:
             if b["source"] and (b["vhost"], b["source"]) in known and (b["vhost"], b["destination"]) in known
         ]
         self.progress(
-            f"  green: the definition's topology, and {len(queues)} queue(s), {len(exchanges)} exchange(s) "
-            f"and {len(bindings)} binding(s) Celery declared on blue"
+            f"  {target}: the definition's topology, and {len(queues)} queue(s), {len(exchanges)} exchange(s) "
+            f"and {len(bindings)} binding(s) Celery declared on {source}"
         )
         green.call("POST", "definitions", json={"queues": queues, "exchanges": exchanges, "bindings": bindings})
 
-    def _durable_queues(self) -> list[dict]:
+    def _durable_queues(self, role: str) -> list[dict]:
         return [
             q
-            for q in self.c.blue_api().get("queues", columns="vhost,name,durable,auto_delete,exclusive,arguments")
+            for q in self.c.api(role).get("queues", columns="vhost,name,durable,auto_delete,exclusive,arguments")
             if q.get("durable") and not q.get("auto_delete") and not q.get("exclusive")
         ]
 
-    def _shovels(self) -> None:
-        """A shovel per durable queue of blue into the same queue on green (declared there first, as blue
-        declared it, if the topology did not: a message published to a queue that does not exist is lost)."""
-        blue, green = self.c.blue_api(), self.c.green_api()
+    def _shovels(self, source: str, target: str) -> None:
+        """A shovel per durable queue of `source` into the same queue of `target` (declared there first, as
+        `source` declared it, if the topology did not: a message published to a missing queue is lost)."""
+        self.c.reopen(source)
+        blue, green = self.c.api(source), self.c.api(target)
         on_green = {(q["vhost"], q["name"]) for q in green.get("queues", columns="vhost,name")}
-        target = self.c.green_amqp_uri()
-        queues = self._durable_queues()
+        uri = self.c.amqp_uri(target)
+        queues = self._durable_queues(source)
         for q in queues:
             vhost, name = q["vhost"], q["name"]
             if (vhost, name) not in on_green:
@@ -179,7 +180,7 @@ class Upgrader:
                         "src-uri": f"amqp:///{quote(vhost, safe='')}",
                         "src-queue": name,
                         "dest-protocol": "amqp091",
-                        "dest-uri": f"{target}/{quote(vhost, safe='')}",
+                        "dest-uri": f"{uri}/{quote(vhost, safe='')}",
                         "dest-exchange": "",
                         "dest-exchange-key": name,
                         "ack-mode": "on-confirm",
@@ -187,14 +188,14 @@ class Upgrader:
                     }
                 },
             )
-        self.progress(f"  shovel {len(queues)} queue(s) blue → green (ack on confirm)")
+        self.progress(f"  shovel {len(queues)} queue(s) {source} → {target} (ack on confirm)")
 
-    def _wait_drained(self, deadline: float) -> None:
-        """Until blue's queues have held no message for `quiet_s`: a delayed-delivery queue dead-letters
-        into another one on blue meanwhile, and its shovel carries that one across too."""
+    def _wait_drained(self, role: str, deadline: float) -> None:
+        """Until `role`'s queues have held no message for `quiet_s`: a delayed-delivery queue dead-letters
+        into another one there meanwhile, and its shovel carries that one across too."""
         quiet_since, last_report = None, 0.0
         while True:
-            counts = self.c.blue_queue_messages()
+            counts = self.c.queue_messages(role)
             left = sum(counts.values())
             now = time.monotonic()
             if left == 0:
@@ -209,12 +210,12 @@ class Upgrader:
                 last_report = now
             if now > deadline:
                 raise UpgradeTimeout(
-                    f"blue still holds {left} message(s) after {self.timeout_s:.0f} s; run the command again to carry on"
+                    f"{role} still holds {left} message(s) after {self.timeout_s:.0f} s; run the command again to carry on"
                 )
             time.sleep(self.poll_s)
 
-    def _drop_shovels(self) -> None:
-        blue = self.c.blue_api()
+    def _drop_shovels(self, role: str) -> None:
+        blue = self.c.api(role)
         for p in blue.get("parameters/shovel"):
             if p["name"].startswith(SHOVEL_PREFIX):
                 blue.call("DELETE", f"parameters/shovel/{_p(p['vhost'], p['name'])}", ok=(200, 204, 404))
@@ -223,20 +224,29 @@ class Upgrader:
         if step is Step.START_GREEN:
             self.c.start_green()
         elif step is Step.TOPOLOGY:
-            self._topology()
+            self._topology("blue", "green")
         elif step is Step.SWITCH:
-            self.c.switch()
+            self.c.switch("blue", "green")
         elif step is Step.SHOVEL:
-            self._shovels()
+            self._shovels("blue", "green")
         elif step is Step.DRAIN:
-            self._wait_drained(deadline)
+            self._wait_drained("blue", deadline)
         elif step is Step.REMOVE_BLUE:
-            self._drop_shovels()
-            self.c.remove_blue()
-        elif step is Step.TAKE_PLACE:
-            self.c.take_place()
+            self._drop_shovels("blue")
+            self.c.remove("blue")
+        elif step is Step.START_NEW:
+            self.c.start_new()
+        elif step is Step.NEW_TOPOLOGY:
+            self._topology("green", "new")
+        elif step is Step.SWITCH_BACK:
+            self.c.switch("green", "new")
+        elif step is Step.SHOVEL_BACK:
+            self._shovels("green", "new")
+        elif step is Step.DRAIN_GREEN:
+            self._wait_drained("green", deadline)
         elif step is Step.REMOVE_GREEN:
-            self.c.remove_green()
+            self._drop_shovels("green")
+            self.c.remove("green")
 
     def run(self) -> list[Step]:
         """Every remaining step, from wherever things are; the steps done. A broker that stops answering

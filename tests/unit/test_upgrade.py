@@ -29,7 +29,7 @@ def test_which_version_changes_the_broker_takes_in_place(old, new, path):
     assert upgrade_path(old, new) is path
 
 
-BLUE, NEW_NEVER_STARTED, NEW_STARTED = (False, True), (True, False), (True, True)
+BLUE, NEW_RUNNING, NEW_STOPPED = (False, True), (True, True), (True, False)
 RUNNING, STOPPED = (True, True), (True, False)
 
 
@@ -39,9 +39,9 @@ RUNNING, STOPPED = (True, True), (True, False)
         (Observed(service=BLUE, green=None), Step.START_GREEN),
         (Observed(service=BLUE, green=RUNNING), Step.TOPOLOGY),
         (Observed(service=BLUE, green=RUNNING, switched=True), Step.SHOVEL),
-        (Observed(service=None, green=RUNNING, switched=True), Step.TAKE_PLACE),  # blue removed
-        (Observed(service=NEW_NEVER_STARTED, green=STOPPED, switched=True), Step.TAKE_PLACE),  # the copy cut short
-        (Observed(service=NEW_STARTED, green=STOPPED, switched=True), Step.REMOVE_GREEN),
+        (Observed(service=None, green=RUNNING, switched=True), Step.START_NEW),  # blue removed
+        (Observed(service=NEW_RUNNING, green=RUNNING, switched=True), Step.NEW_TOPOLOGY),
+        (Observed(service=NEW_RUNNING, green=RUNNING, switched=False), Step.SHOVEL_BACK),  # switched back
     ],
 )
 def test_the_steps_left_follow_from_what_the_containers_hold(observed, first):
@@ -51,15 +51,14 @@ def test_the_steps_left_follow_from_what_the_containers_hold(observed, first):
 
 
 def test_nothing_to_do_when_the_broker_runs_the_new_image_or_there_is_none():
-    assert remaining(Observed(service=NEW_STARTED, green=None)) == []
+    assert remaining(Observed(service=NEW_RUNNING, green=None)) == []
     assert remaining(Observed(service=None, green=None)) == []  # a first deploy
 
 
-def test_a_green_found_stopped_before_the_switch_is_started_again():
-    steps = remaining(Observed(service=BLUE, green=STOPPED))
-    assert steps[:3] == [Step.START_GREEN, Step.TOPOLOGY, Step.SWITCH]
-    after_switch = remaining(Observed(service=BLUE, green=STOPPED, switched=True))
-    assert after_switch[:2] == [Step.START_GREEN, Step.SHOVEL]
+def test_a_container_found_stopped_after_a_reboot_is_started_again():
+    assert remaining(Observed(service=BLUE, green=STOPPED))[:3] == [Step.START_GREEN, Step.TOPOLOGY, Step.SWITCH]
+    assert remaining(Observed(service=BLUE, green=STOPPED, switched=True))[:2] == [Step.START_GREEN, Step.SHOVEL]
+    assert remaining(Observed(service=NEW_STOPPED, green=RUNNING))[:2] == [Step.START_NEW, Step.SHOVEL_BACK]
 
 
 def test_a_major_version_is_its_own_class_with_its_steps():
