@@ -57,6 +57,11 @@ class ComposeContainers:
         return f"{self.project}_stack"
 
     @property
+    def upgrade_network(self) -> str:
+        """Where the brokers of an upgrade reach each other (the shovels), and the app does not."""
+        return f"{self.project}-upgrade"
+
+    @property
     def green_name(self) -> str:
         return f"{self.project}-upgrade-green"
 
@@ -105,13 +110,15 @@ class ComposeContainers:
         c = self._inspect(self.green_name)
         return None if c is None else (True, bool(c["State"]["Running"]))
 
-    def _aliases(self, name: str) -> Optional[list[str]]:
+    def _networks(self, name: str) -> set[str]:
         c = self._inspect(name)
-        network = (c or {}).get("NetworkSettings", {}).get("Networks", {}).get(self.network)
-        return None if network is None else list(network.get("Aliases") or [])
+        return set((c or {}).get("NetworkSettings", {}).get("Networks", {}) or {})
 
     def switched(self) -> bool:
-        return self.host in (self._aliases(self.green_name) or [])
+        """Green is on the stack's network. Docker answers a container's host name as a name on its networks,
+        and every broker here is `rabbitmq` (the node name its data goes with), so a broker the app must not
+        reach is kept off that network rather than only stripped of an alias."""
+        return self.network in self._networks(self.green_name)
 
     def _green_port(self, container_port: int) -> int:
         c = self._inspect(self.green_name) or {}
@@ -129,10 +136,9 @@ class ComposeContainers:
         return ManagementClient(url, b.admin_user, self.admin_password)
 
     def amqp_uri(self, role: str) -> str:
-        """Green by its alias; the new broker by its container name (inside green, whose host name is the
-        stack's broker's too, `rabbitmq` is green itself)."""
+        """`role` by its alias on the upgrade's network (every broker's host name is `rabbitmq`)."""
         b = self.plan.broker
-        host = f"{self.host}-green" if role == "green" else (self._inspect(self._blue_id()) or {})["Name"].lstrip("/")
+        host = f"{self.host}-{role}"
         return f"amqp://{quote(b.admin_user, safe='')}:{quote(self.admin_password, safe='')}@{host}:{b.amqp_port}"
 
     def queue_messages(self, role: str) -> dict[tuple[str, str], int]:
@@ -177,7 +183,9 @@ class ComposeContainers:
         service = _compose_document(self.out)["services"][self.host]
         b = self.plan.broker
         argv = ["run", "-d", "--name", self.green_name, "--hostname", self.host, "--restart", "unless-stopped"]
-        argv += ["--label", "org.rabbitmq-celery.upgrade=green", "--network", self.network]
+        if not docker("network", "ls", "-q", "--filter", f"name=^{self.upgrade_network}$"):
+            docker("network", "create", "--label", "org.rabbitmq-celery.upgrade=network", self.upgrade_network)
+        argv += ["--label", "org.rabbitmq-celery.upgrade=green", "--network", self.upgrade_network]
         argv += ["--network-alias", f"{self.host}-green", "-v", f"{self.green_volume}:{BROKER_DATA_DIR}"]
         for mount in service["volumes"]:
             source, rest = mount.split(":", 1)
@@ -195,24 +203,19 @@ class ComposeContainers:
 
     def switch(self, source: str, target: str) -> None:
         """`source` in maintenance mode (`rabbitmq-upgrade drain`: its client connections closed with
-        CONNECTION_FORCED, its listeners suspended, so no client reconnects there) and off the name
-        `rabbitmq`; `target` holds it (green gets it; the new broker has it from compose), where the app's
-        clients reconnect; then `source`'s listeners back (`revive`) for the shovels and the drain."""
-        container = self._container(source)
-        aliases = self._aliases(container) or []
-        if self.host in aliases:
+        CONNECTION_FORCED, its listeners suspended, so no client reconnects there) and off the stack's network;
+        `target` on it (green joins it; the new broker is there from compose), where the app's clients
+        reconnect by the name `rabbitmq`; both on the upgrade's own network, where `source`'s shovels reach
+        `target`; then `source`'s listeners back (`revive`) for the shovels and the drain."""
+        container, other = self._container(source), self._container(target)
+        for name, role in ((container, source), (other, target)):
+            if self.upgrade_network not in self._networks(name):
+                docker("network", "connect", "--alias", f"{self.host}-{role}", self.upgrade_network, name)
+        if self.network in self._networks(container):
             docker("exec", container, "rabbitmq-upgrade", "drain", timeout=120)
-        if aliases and f"{self.host}-{source}" not in aliases:
             docker("network", "disconnect", self.network, container)
-        if self._aliases(container) is None:
-            docker("network", "connect", "--alias", f"{self.host}-{source}", self.network, container)
-        if target == "green" and not self.switched():
-            if self._aliases(self.green_name) is not None:
-                docker("network", "disconnect", self.network, self.green_name)
-            docker(
-                "network", "connect", "--alias", self.host, "--alias", f"{self.host}-green", self.network,
-                self.green_name,
-            )  # fmt: skip
+        if self.network not in self._networks(other):
+            docker("network", "connect", "--alias", self.host, self.network, other)
         docker("exec", container, "rabbitmq-upgrade", "revive", timeout=120)
 
     def reopen(self, role: str) -> None:
@@ -227,6 +230,10 @@ class ComposeContainers:
         if role == "green":
             docker("rm", "-f", self.green_name, check=False)
             docker("volume", "rm", self.green_volume, check=False)
+            new = self._service_id()
+            if new and self.upgrade_network in self._networks(new):
+                docker("network", "disconnect", self.upgrade_network, new)
+            docker("network", "rm", self.upgrade_network, check=False)
             return
         blue = self._service_id()
         if blue and not (self.service() or (False, False))[0]:

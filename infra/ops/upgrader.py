@@ -206,7 +206,7 @@ class Upgrader:
                 quiet_since = None
             if now - last_report >= 5:
                 busiest = sorted(((n, q) for q, n in counts.items() if n), reverse=True)[:3]
-                self.progress(f"  blue: {left} message(s) to move" + (f" ({_top(busiest)})" if busiest else ""))
+                self.progress(f"  {role}: {left} message(s) to move" + (f" ({_top(busiest)})" if busiest else ""))
                 last_report = now
             if now > deadline:
                 raise UpgradeTimeout(

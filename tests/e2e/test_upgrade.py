@@ -139,6 +139,7 @@ def test_a_3_10_stack_upgraded_to_4_0_under_load_loses_nothing():
             docker("rm", "-f", publisher, check=False)
             docker("rm", "-f", f"{PROJECT}-upgrade-green", check=False)
             docker("volume", "rm", f"{PROJECT}-upgrade-green-data", check=False)
+            docker("network", "rm", f"{PROJECT}-upgrade", check=False)
     shutil.rmtree(work_effects, ignore_errors=True)
 
 
@@ -243,6 +244,7 @@ def run_the_upgrade(stack, work_effects: Path, db: Path, publisher: str) -> None
     # blue and green gone; the stack's broker container on 4.0 with the stack's volume
     assert docker("ps", "-aq", "--filter", f"name={stack.project}-upgrade-green") == ""
     assert f"{stack.project}-upgrade-green-data" not in docker("volume", "ls", "-q").split()
+    assert f"{stack.project}-upgrade" not in docker("network", "ls", "--format", "{{.Name}}").split()
     inspected = json.loads(docker("inspect", f"{stack.project}_rabbitmq_1"))[0]
     assert inspected["Config"]["Image"] == "rabbitmq-celery-local/rabbitmq:4.0"
     assert any(m.get("Name") == f"{stack.project}_rabbitmq-data" for m in inspected["Mounts"])
