@@ -57,11 +57,6 @@ class ComposeContainers:
         return f"{self.project}_stack"
 
     @property
-    def upgrade_network(self) -> str:
-        """Where the brokers of an upgrade reach each other (the shovels), and the app does not."""
-        return f"{self.project}-upgrade"
-
-    @property
     def green_name(self) -> str:
         return f"{self.project}-upgrade-green"
 
@@ -115,10 +110,17 @@ class ComposeContainers:
         return set((c or {}).get("NetworkSettings", {}).get("Networks", {}) or {})
 
     def switched(self) -> bool:
-        """Green is on the stack's network. Docker answers a container's host name as a name on its networks,
-        and every broker here is `rabbitmq` (the node name its data goes with), so a broker the app must not
-        reach is kept off that network rather than only stripped of an alias."""
-        return self.network in self._networks(self.green_name)
+        """Green is on the stack's network and serves (not in maintenance mode: its API answers). Docker answers
+        a container's host name on its networks, and every broker here is `rabbitmq` (the node name its data
+        goes with): a broker the app must not use is kept in maintenance mode, refusing connections, and the
+        clients' next address is the serving one."""
+        if self.network not in self._networks(self.green_name):
+            return False
+        try:
+            self.api("green").get("overview", columns="rabbitmq_version")
+            return True
+        except BrokerAPIError:
+            return False
 
     def _green_port(self, container_port: int) -> int:
         c = self._inspect(self.green_name) or {}
@@ -136,23 +138,45 @@ class ComposeContainers:
         return ManagementClient(url, b.admin_user, self.admin_password)
 
     def amqp_uri(self, role: str) -> str:
-        """`role` by its alias on the upgrade's network (every broker's host name is `rabbitmq`)."""
+        """Green by its alias, the new broker by its container name, on the stack's network (`rabbitmq` is
+        every broker's own host name)."""
         b = self.plan.broker
-        host = f"{self.host}-{role}"
+        host = f"{self.host}-green" if role == "green" else (self._inspect(self._blue_id()) or {})["Name"].lstrip("/")
         return f"amqp://{quote(b.admin_user, safe='')}:{quote(self.admin_password, safe='')}@{host}:{b.amqp_port}"
+
+    def _ctl(self, role: str, *argv: str, timeout: float = 120) -> str:
+        """A RabbitMQ CLI command in `role`'s container (works in maintenance mode); a broker that cannot be
+        reached (restarting) is reported as the API would be, and waited for."""
+        try:
+            return docker("exec", self._container(role), *argv, timeout=timeout)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            raise BrokerAPIError(f"{role}: {' '.join(argv[:2])}: {exc}") from None
+
+    def version(self, role: str) -> str:
+        return self._ctl(role, "rabbitmqctl", "version").strip().splitlines()[-1]
+
+    def export(self, role: str) -> dict:
+        return json.loads(self._ctl(role, "rabbitmqctl", "export_definitions", "-", "--format", "json", "-q"))
+
+    def set_shovel(self, role: str, vhost: str, name: str, value: dict) -> None:
+        self._ctl(role, "rabbitmqctl", "set_parameter", "-q", "-p", vhost, "shovel", name, json.dumps(value))
+
+    def clear_shovels(self, role: str, prefix: str) -> None:
+        for vhost, _ in self.plan.topology.vhosts:
+            listed = self._ctl(role, "rabbitmqctl", "list_parameters", "-q", "-p", vhost, "--formatter", "json")
+            for p in json.loads(listed or "[]"):
+                if p.get("component") == "shovel" and p["name"].startswith(prefix):
+                    self._ctl(role, "rabbitmqctl", "clear_parameter", "-q", "-p", vhost, "shovel", p["name"])
 
     def queue_messages(self, role: str) -> dict[tuple[str, str], int]:
         """From the queues themselves (`rabbitmqctl list_queues`), whatever management metrics collection is;
         the durable queues, which the shovels empty (a transient one goes with its connection)."""
         counts = {}
         for vhost, _ in self.plan.topology.vhosts:
-            try:
-                listed = docker(
-                    "exec", self._container(role), "rabbitmqctl", "list_queues", "-q", "-p", vhost,
-                    "--formatter", "json", "name", "messages", "durable", "auto_delete",
-                )  # fmt: skip
-            except RuntimeError as exc:  # restarting: the executor waits for it, as for its API
-                raise BrokerAPIError(f"{role}'s queues could not be listed: {exc}") from None
+            listed = self._ctl(
+                role, "rabbitmqctl", "list_queues", "-q", "-p", vhost, "--formatter", "json",
+                "name", "messages", "durable", "auto_delete",
+            )  # fmt: skip
             for q in json.loads(listed or "[]"):
                 if q.get("durable") and not q.get("auto_delete"):
                     counts[(vhost, q["name"])] = int(q.get("messages") or 0)
@@ -176,17 +200,18 @@ class ComposeContainers:
             self._create_green()
         elif not green[1]:
             docker("start", self.green_name)
-        self._wait_ready("green")
+        deadline = time.monotonic() + READY_TIMEOUT_S  # booted, even in maintenance mode (no API then)
+        while docker("exec", self.green_name, "rabbitmq-diagnostics", "-q", "check_running", check=False) == "":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"green not running after {READY_TIMEOUT_S} s")
+            time.sleep(2)
 
     def _create_green(self) -> None:
         """`docker run` of the new render's broker service, with green's volume, ports and network alias."""
         service = _compose_document(self.out)["services"][self.host]
         b = self.plan.broker
         argv = ["run", "-d", "--name", self.green_name, "--hostname", self.host, "--restart", "unless-stopped"]
-        if not docker("network", "ls", "-q", "--filter", f"name=^{self.upgrade_network}$"):
-            docker("network", "create", "--label", "org.rabbitmq-celery.upgrade=network", self.upgrade_network)
-        argv += ["--label", "org.rabbitmq-celery.upgrade=green", "--network", self.upgrade_network]
-        argv += ["--network-alias", f"{self.host}-green", "-v", f"{self.green_volume}:{BROKER_DATA_DIR}"]
+        argv += ["--label", "org.rabbitmq-celery.upgrade=green", "-v", f"{self.green_volume}:{BROKER_DATA_DIR}"]
         for mount in service["volumes"]:
             source, rest = mount.split(":", 1)
             if source.startswith("./"):
@@ -203,37 +228,18 @@ class ComposeContainers:
 
     def switch(self, source: str, target: str) -> None:
         """`source` in maintenance mode (`rabbitmq-upgrade drain`: its client connections closed with
-        CONNECTION_FORCED, its listeners suspended, so no client reconnects there) and off the stack's network;
-        `target` on it (green joins it; the new broker is there from compose), where the app's clients
-        reconnect by the name `rabbitmq`; both on the upgrade's own network, where `source`'s shovels reach
-        `target`; then `source`'s listeners back (`revive`) for the shovels and the drain."""
-        container, other = self._container(source), self._container(target)
-        for name, role in ((container, source), (other, target)):
-            if self.upgrade_network not in self._networks(name):
-                docker("network", "connect", "--alias", f"{self.host}-{role}", self.upgrade_network, name)
-        if self.network in self._networks(container):
-            docker("exec", container, "rabbitmq-upgrade", "drain", timeout=120)
-            docker("network", "disconnect", self.network, container)
-        if self.network not in self._networks(other):
-            docker("network", "connect", "--alias", self.host, self.network, other)
-        docker("exec", container, "rabbitmq-upgrade", "revive", timeout=120)
-
-    def reopen(self, role: str) -> None:
-        try:
-            self.api(role).get("overview", columns="rabbitmq_version")
-        except BrokerAPIError:
-            container = self._container(role)
-            if (self._inspect(container) or {}).get("State", {}).get("Running"):
-                docker("exec", container, "rabbitmq-upgrade", "revive", timeout=120, check=False)
+        CONNECTION_FORCED, its listeners suspended, management's too) for the rest of its life; green joins
+        the stack's network (as `rabbitmq`, its host name, and `rabbitmq-green`); the new broker is there from
+        compose. The app's clients reconnect by the name `rabbitmq`, refused by `source` and served by `target`.
+        `source`'s shovels (and its CLI tools) keep working in maintenance mode."""
+        if target == "green" and self.network not in self._networks(self.green_name):
+            docker("network", "connect", "--alias", f"{self.host}-green", self.network, self.green_name)
+        self._ctl(source, "rabbitmq-upgrade", "drain")
 
     def remove(self, role: str) -> None:
         if role == "green":
             docker("rm", "-f", self.green_name, check=False)
             docker("volume", "rm", self.green_volume, check=False)
-            new = self._service_id()
-            if new and self.upgrade_network in self._networks(new):
-                docker("network", "disconnect", self.upgrade_network, new)
-            docker("network", "rm", self.upgrade_network, check=False)
             return
         blue = self._service_id()
         if blue and not (self.service() or (False, False))[0]:

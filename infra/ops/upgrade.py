@@ -112,7 +112,7 @@ def describe(step: Step, old: str, new: str) -> str:
 class Observed:
     """What the containers and brokers say now. `service`: the stack's broker container (the compose service
     or the program's resource), as (it runs the definition's image, it is running); `green`: the green
-    container, as (present, running); `switched`: green holds the broker's name."""
+    container, as (present, running); `switched`: green holds the broker's name (it serves the app)."""
 
     service: Optional[tuple[bool, bool]]
     green: Optional[tuple[bool, bool]]
@@ -144,19 +144,20 @@ def remaining(observed: Observed) -> list[Step]:
     while its node was down can fail to route them at boot and keep them (measured here), so green's data
     is moved with shovels again rather than copied into the stack's volume and restarted there."""
     o = observed
+    # A switch is repeated on every run (it is idempotent): a broker restarted after it may serve clients again.
     if o.blue:
         steps = [] if o.green and o.green[1] else [Step.START_GREEN]  # started again after a reboot
         if not o.switched:
-            steps += [Step.TOPOLOGY, Step.SWITCH]
-        return steps + FIRST_HOP[3:] + SECOND_HOP
+            steps.append(Step.TOPOLOGY)
+        return steps + FIRST_HOP[2:] + SECOND_HOP
     if o.green is None:
         return []
     steps = [] if o.green[1] else [Step.START_GREEN]
     if o.service is None or not o.service[1]:
         steps.append(Step.START_NEW)
     if o.switched:
-        steps += [Step.NEW_TOPOLOGY, Step.SWITCH_BACK]
-    return steps + SECOND_HOP[3:]
+        steps.append(Step.NEW_TOPOLOGY)
+    return steps + SECOND_HOP[2:]
 
 
 ALL_STEPS = remaining(Observed(service=(False, True), green=None))

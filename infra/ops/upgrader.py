@@ -50,20 +50,27 @@ class BrokerContainers(Protocol):
     def switched(self) -> bool:
         """Green holds the broker's name: the app's services connect to it."""
 
-    def api(self, role: str) -> ManagementClient: ...
+    def api(self, role: str) -> ManagementClient:
+        """A serving broker's management API (green before the second switch, the new broker)."""
+
+    def version(self, role: str) -> str: ...
 
     def start_green(self) -> None:
-        """Green created (if missing), started and answering."""
+        """Green created (if missing), started and booted."""
 
     def start_new(self) -> None:
         """The stack's broker container created on the new image (if missing), started and answering."""
 
     def switch(self, source: str, target: str) -> None:
-        """`source`'s clients disconnected and refused; the broker's name moved to `target`; `source`'s
-        listeners back for the shovels, with nothing in the stack reaching it by name."""
+        """`source` in maintenance mode for good (its clients disconnected, its listeners, management's too,
+        suspended), `target` where the app's clients reconnect by the broker's name."""
 
-    def reopen(self, role: str) -> None:
-        """`role`'s management API answering again if a switch left it closed (a run killed mid-switch)."""
+    def export(self, role: str) -> dict:
+        """`role`'s definitions (it may be in maintenance mode: read with its CLI tools)."""
+
+    def set_shovel(self, role: str, vhost: str, name: str, value: dict) -> None: ...
+
+    def clear_shovels(self, role: str, prefix: str) -> None: ...
 
     def amqp_uri(self, role: str) -> str:
         """Where a shovel on the other broker reaches `role`: credentials, no vhost (amqp://admin:…@host:5672)."""
@@ -92,7 +99,7 @@ class Upgrader:
 
     # -- where things are
     def blue_version(self) -> str:
-        return self.c.api("blue").get("overview", columns="rabbitmq_version")["rabbitmq_version"]
+        return self.c.version("blue")
 
     def observe(self) -> Observed:
         service = self.c.service()
@@ -106,7 +113,6 @@ class Upgrader:
         steps = remaining(observed)
         if not observed.blue:
             return None, steps
-        self.c.reopen("blue")
         version = self.blue_version()
         path = upgrade_path(version, self.plan.broker.version)
         if path is UpgradePath.DOWNGRADE:
@@ -123,7 +129,7 @@ class Upgrader:
         declare them again."""
         green = self.c.api(target)
         green.call("POST", "definitions", json=_json(self.definitions))
-        exported = self.c.api(source).get("definitions")
+        exported = self.c.export(source)
         planned_queues = {(q.vhost, q.name) for q in self.plan.topology.queues}
         queues = [
             q
@@ -149,17 +155,12 @@ class Upgrader:
         green.call("POST", "definitions", json={"queues": queues, "exchanges": exchanges, "bindings": bindings})
 
     def _durable_queues(self, role: str) -> list[dict]:
-        return [
-            q
-            for q in self.c.api(role).get("queues", columns="vhost,name,durable,auto_delete,exclusive,arguments")
-            if q.get("durable") and not q.get("auto_delete") and not q.get("exclusive")
-        ]
+        return [q for q in self.c.export(role).get("queues", []) if q.get("durable") and not q.get("auto_delete")]
 
     def _shovels(self, source: str, target: str) -> None:
         """A shovel per durable queue of `source` into the same queue of `target` (declared there first, as
         `source` declared it, if the topology did not: a message published to a missing queue is lost)."""
-        self.c.reopen(source)
-        blue, green = self.c.api(source), self.c.api(target)
+        green = self.c.api(target)
         on_green = {(q["vhost"], q["name"]) for q in green.get("queues", columns="vhost,name")}
         uri = self.c.amqp_uri(target)
         queues = self._durable_queues(source)
@@ -171,21 +172,20 @@ class Upgrader:
                     f"queues/{_p(vhost, name)}",
                     json={"durable": True, "auto_delete": False, "arguments": q.get("arguments") or {}},
                 )
-            blue.call(
-                "PUT",
-                f"parameters/shovel/{_p(vhost, SHOVEL_PREFIX + name)}",
-                json={
-                    "value": {
-                        "src-protocol": "amqp091",
-                        "src-uri": f"amqp:///{quote(vhost, safe='')}",
-                        "src-queue": name,
-                        "dest-protocol": "amqp091",
-                        "dest-uri": f"{uri}/{quote(vhost, safe='')}",
-                        "dest-exchange": "",
-                        "dest-exchange-key": name,
-                        "ack-mode": "on-confirm",
-                        "src-delete-after": "never",
-                    }
+            self.c.set_shovel(
+                source,
+                vhost,
+                SHOVEL_PREFIX + name,
+                {
+                    "src-protocol": "amqp091",
+                    "src-uri": f"amqp:///{quote(vhost, safe='')}",
+                    "src-queue": name,
+                    "dest-protocol": "amqp091",
+                    "dest-uri": f"{uri}/{quote(vhost, safe='')}",
+                    "dest-exchange": "",
+                    "dest-exchange-key": name,
+                    "ack-mode": "on-confirm",
+                    "src-delete-after": "never",
                 },
             )
         self.progress(f"  shovel {len(queues)} queue(s) {source} → {target} (ack on confirm)")
@@ -214,12 +214,6 @@ class Upgrader:
                 )
             time.sleep(self.poll_s)
 
-    def _drop_shovels(self, role: str) -> None:
-        blue = self.c.api(role)
-        for p in blue.get("parameters/shovel"):
-            if p["name"].startswith(SHOVEL_PREFIX):
-                blue.call("DELETE", f"parameters/shovel/{_p(p['vhost'], p['name'])}", ok=(200, 204, 404))
-
     def do(self, step: Step, deadline: float) -> None:
         if step is Step.START_GREEN:
             self.c.start_green()
@@ -232,7 +226,7 @@ class Upgrader:
         elif step is Step.DRAIN:
             self._wait_drained("blue", deadline)
         elif step is Step.REMOVE_BLUE:
-            self._drop_shovels("blue")
+            self.c.clear_shovels("blue", SHOVEL_PREFIX)
             self.c.remove("blue")
         elif step is Step.START_NEW:
             self.c.start_new()
@@ -245,7 +239,7 @@ class Upgrader:
         elif step is Step.DRAIN_GREEN:
             self._wait_drained("green", deadline)
         elif step is Step.REMOVE_GREEN:
-            self._drop_shovels("green")
+            self.c.clear_shovels("green", SHOVEL_PREFIX)
             self.c.remove("green")
 
     def run(self) -> list[Step]:

@@ -38,10 +38,10 @@ RUNNING, STOPPED = (True, True), (True, False)
     [
         (Observed(service=BLUE, green=None), Step.START_GREEN),
         (Observed(service=BLUE, green=RUNNING), Step.TOPOLOGY),
-        (Observed(service=BLUE, green=RUNNING, switched=True), Step.SHOVEL),
+        (Observed(service=BLUE, green=RUNNING, switched=True), Step.SWITCH),
         (Observed(service=None, green=RUNNING, switched=True), Step.START_NEW),  # blue removed
         (Observed(service=NEW_RUNNING, green=RUNNING, switched=True), Step.NEW_TOPOLOGY),
-        (Observed(service=NEW_RUNNING, green=RUNNING, switched=False), Step.SHOVEL_BACK),  # switched back
+        (Observed(service=NEW_RUNNING, green=RUNNING, switched=False), Step.SWITCH_BACK),  # switched back
     ],
 )
 def test_the_steps_left_follow_from_what_the_containers_hold(observed, first):
@@ -57,8 +57,8 @@ def test_nothing_to_do_when_the_broker_runs_the_new_image_or_there_is_none():
 
 def test_a_container_found_stopped_after_a_reboot_is_started_again():
     assert remaining(Observed(service=BLUE, green=STOPPED))[:3] == [Step.START_GREEN, Step.TOPOLOGY, Step.SWITCH]
-    assert remaining(Observed(service=BLUE, green=STOPPED, switched=True))[:2] == [Step.START_GREEN, Step.SHOVEL]
-    assert remaining(Observed(service=NEW_STOPPED, green=RUNNING))[:2] == [Step.START_NEW, Step.SHOVEL_BACK]
+    assert remaining(Observed(service=BLUE, green=STOPPED, switched=True))[:2] == [Step.START_GREEN, Step.SWITCH]
+    assert remaining(Observed(service=NEW_STOPPED, green=RUNNING))[:2] == [Step.START_NEW, Step.SWITCH_BACK]
 
 
 def test_a_major_version_is_its_own_class_with_its_steps():
