@@ -68,7 +68,8 @@ class BrokerContainers(Protocol):
     def export(self, role: str) -> dict:
         """`role`'s definitions (it may be in maintenance mode: read with its CLI tools)."""
 
-    def set_shovel(self, role: str, vhost: str, name: str, value: dict) -> None: ...
+    def set_shovels(self, role: str, shovels: list[tuple[str, str, dict]]) -> None:
+        """Dynamic shovels (vhost, name, definition) set on `role`, all at once."""
 
     def clear_shovels(self, role: str, prefix: str) -> None: ...
 
@@ -164,6 +165,7 @@ class Upgrader:
         on_green = {(q["vhost"], q["name"]) for q in green.get("queues", columns="vhost,name")}
         uri = self.c.amqp_uri(target)
         queues = self._durable_queues(source)
+        shovels = []
         for q in queues:
             vhost, name = q["vhost"], q["name"]
             if (vhost, name) not in on_green:
@@ -172,22 +174,19 @@ class Upgrader:
                     f"queues/{_p(vhost, name)}",
                     json={"durable": True, "auto_delete": False, "arguments": q.get("arguments") or {}},
                 )
-            self.c.set_shovel(
-                source,
-                vhost,
-                SHOVEL_PREFIX + name,
-                {
-                    "src-protocol": "amqp091",
-                    "src-uri": f"amqp:///{quote(vhost, safe='')}",
-                    "src-queue": name,
-                    "dest-protocol": "amqp091",
-                    "dest-uri": f"{uri}/{quote(vhost, safe='')}",
-                    "dest-exchange": "",
-                    "dest-exchange-key": name,
-                    "ack-mode": "on-confirm",
-                    "src-delete-after": "never",
-                },
-            )
+            value = {
+                "src-protocol": "amqp091",
+                "src-uri": f"amqp:///{quote(vhost, safe='')}",
+                "src-queue": name,
+                "dest-protocol": "amqp091",
+                "dest-uri": f"{uri}/{quote(vhost, safe='')}",
+                "dest-exchange": "",
+                "dest-exchange-key": name,
+                "ack-mode": "on-confirm",
+                "src-delete-after": "never",
+            }
+            shovels.append((vhost, SHOVEL_PREFIX + name, value))
+        self.c.set_shovels(source, shovels)
         self.progress(f"  shovel {len(queues)} queue(s) {source} → {target} (ack on confirm)")
 
     def _wait_drained(self, role: str, deadline: float) -> None:
