@@ -30,8 +30,8 @@ from typing import Optional
 from infra.definition.findings import Finding
 from infra.definition.model import RABBITMQ_SERIES
 
-# The consumers pause at the two switches, while the app's clients reconnect (bench/RESULTS.md).
-EXPECTED_PAUSE = "twice, at each switch of the broker's name: the clients' reconnection (measured: bench/RESULTS.md)"
+# The consumers pause at the two switches, while the app's clients reconnect (measured: docs/upgrades.md).
+EXPECTED_PAUSE = "twice, at each switch of the broker's name, while the clients reconnect (docs/upgrades.md)"
 
 
 VERSION_KEY = ("broker", "version")
