@@ -159,11 +159,11 @@ class ComposeContainers:
         return json.loads(self._ctl(role, "rabbitmqctl", "export_definitions", "-", "--format", "json", "-q"))
 
     def set_shovels(self, role: str, shovels: list[tuple[str, str, dict]]) -> None:
-        """One definitions import of runtime parameters (one CLI call, not one per queue)."""
+        """One definitions import of runtime parameters from standard input (one CLI call, not one per queue)."""
         parameters = [{"vhost": v, "component": "shovel", "name": n, "value": value} for v, n, value in shovels]
         try:
             subprocess.run(
-                ["docker", "exec", "-i", self._container(role), "rabbitmqctl", "import_definitions", "-q", "-"],
+                ["docker", "exec", "-i", self._container(role), "rabbitmqctl", "import_definitions", "-q"],
                 input=json.dumps({"parameters": parameters}),
                 capture_output=True,
                 text=True,
