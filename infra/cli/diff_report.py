@@ -9,6 +9,7 @@ from infra.ops.changes import Change, Impact
 
 MARK = {
     Impact.DATA_LOSS: "🛑 data loss",
+    Impact.UPGRADE: "🔀 upgrade (blue-green)",
     Impact.MIGRATION: "🚚 migration",
     Impact.RESTART: "🔁 restart",
     Impact.IN_PLACE: "✅ in place",

@@ -122,6 +122,7 @@ class LocalStack:
         log in."""
         nodes = self.plan.broker.nodes
         databases = [s.name for s in self.plan.services if s.role == "database"]
+        self.upgrade_broker(progress=progress)  # before `up` re-creates the broker on an image its data refuses
         self.up(*broker_hosts(nodes), *databases)  # the nodes one after another on a cluster (depends_on)
         self.wait_healthy(progress=progress)
         self.wait_cluster(nodes)
@@ -164,6 +165,23 @@ class LocalStack:
             ca_cert=str(self.out / "tls" / "ca.pem") if b.tls else None,
         )
         return cli.run_migrations(self.plan, client)
+
+    def upgrader(self, progress=print, timeout_s: float = 3600):
+        """The blue-green upgrade of this stack's broker (`python -m infra upgrade`), on the last render."""
+        from infra.cli.compose_upgrade import ComposeContainers
+        from infra.ops.upgrader import Upgrader
+
+        containers = ComposeContainers(self.project, self.out, self.plan, self._admin_password, self.compose)
+        rendered = self.out / "definitions.json"
+        definitions = rendered.read_bytes() if rendered.exists() else b"{}"  # a dry run renders nothing
+        return Upgrader(containers, self.plan, definitions, progress=progress, timeout_s=timeout_s)
+
+    def upgrade_broker(self, progress=print) -> list:
+        """A version the running broker cannot take in place, carried out blue-green; nothing otherwise (a
+        single node without TLS: a cluster or TLS stack is not upgraded this way yet)."""
+        if self.plan.broker.nodes != 1 or self.plan.broker.tls:
+            return []
+        return self.upgrader(progress).run()
 
     def management(self, path: str, data: bytes | None = None) -> bytes:
         """A management API call as the admin user (HTTPS verified against the stack's CA with TLS)."""

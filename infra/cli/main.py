@@ -1,4 +1,4 @@
-"""`python -m infra validate|render|plan|diff|migrate|deploy|verify|docs`: parse arguments, call the core, print,
+"""`python -m infra validate|render|plan|diff|migrate|upgrade|deploy|verify|docs`: parse arguments, call the core, print,
 return an exit status."""
 
 from __future__ import annotations
@@ -161,6 +161,20 @@ def parser() -> argparse.ArgumentParser:
     _add_login_arguments(m, "default: the stack's own, from its listeners")
     m.add_argument("--dry-run", action="store_true", help="print the steps and where the broker is; change nothing")
     m.add_argument(
+        "--timeout", metavar="S", type=float, default=3600, help="give up after S seconds (run again to carry on)"
+    )
+    u = commands.add_parser(
+        "upgrade",
+        help="replace the running broker blue-green when broker.version is one it cannot take in place "
+        "(a major version, a skipped series); prints the steps first",
+    )
+    u.add_argument("--stack", metavar="ENV", required=True, help="the stack: stacks/base.yaml + stacks/ENV.yaml")
+    u.add_argument("--overlay", metavar="PATH", type=Path, action="append", default=[], help="a file laid over it")
+    u.add_argument("--secrets", metavar="PATH", type=Path, help="secrets file (default .secrets/<environment>.yaml)")
+    u.add_argument("--out", metavar="DIR", type=Path, help="the compose render directory (default build/ENV)")
+    u.add_argument("--project", metavar="NAME", help="the compose project (default rabbitmq-celery-ENV)")
+    u.add_argument("--dry-run", action="store_true", help="print the steps and where things are; change nothing")
+    u.add_argument(
         "--timeout", metavar="S", type=float, default=3600, help="give up after S seconds (run again to carry on)"
     )
     d = commands.add_parser("deploy", help="validate, then `pulumi up` the stack on a local file backend")
@@ -369,7 +383,7 @@ def cmd_plan(args) -> ExitStatus:
 
 def cmd_diff(args) -> ExitStatus:
     from infra.cli import diff_report
-    from infra.ops import changes, gitref
+    from infra.ops import changes, gitref, upgrade
 
     stacks_dir = args.stacks_dir or STACKS_DIR
     head = _valid(Stack.load(stack=args.stack, stacks_dir=stacks_dir), "nothing compared")
@@ -385,6 +399,14 @@ def cmd_diff(args) -> ExitStatus:
             for finding in base.findings:
                 print(f"{args.base}: " + format_finding(finding).replace(copy_dir + "/", "stacks/"), file=sys.stderr)
             print(f"the definition at {args.base} is invalid; nothing compared", file=sys.stderr)
+            return ExitStatus.INVALID
+    if base is not None:  # a downgrade is refused before anything is compared
+        refused = upgrade.downgrade_finding(
+            head.source, upgrade.VERSION_KEY, base.definition.broker.version, head.definition.broker.version
+        )
+        if refused:
+            _report([refused])
+            print("nothing compared", file=sys.stderr)
             return ExitStatus.INVALID
     base_plan = None if base is None else planning.build_plan(base.definition)
     head_plan = head.plan
@@ -541,6 +563,13 @@ def cmd_migrate(args) -> ExitStatus:
     return ExitStatus.OK
 
 
+def cmd_upgrade(args) -> ExitStatus:
+    """The compose stack's broker upgraded blue-green (infra/cli/upgrade_command.py)."""
+    from infra.cli.upgrade_command import run_upgrade
+
+    return run_upgrade(args)
+
+
 def cmd_verify(args) -> ExitStatus:
     from infra.ops import broker_api, drift
 
@@ -588,6 +617,7 @@ def main(argv: list[str] | None = None) -> int:
         "plan": cmd_plan,
         "diff": cmd_diff,
         "migrate": cmd_migrate,
+        "upgrade": cmd_upgrade,
         "deploy": cmd_deploy,
         "verify": cmd_verify,
     }[args.command]

@@ -365,6 +365,14 @@ class Broker:
         factory=lambda: ["rabbitmq_management", "rabbitmq_prometheus"],
         doc="Enabled plugins; `rabbitmq_management` is required (the deployer uses its API).",
     )
+    management_metrics: bool = field(
+        True,
+        doc="RabbitMQ 4.x: keep the management plugin's metrics collection (a deprecated feature 4.x still "
+        "permits, and logs at boot): the management UI's message rates and per-queue charts come from it. "
+        "`false` renders `deprecated_features.permit.management_metrics_collection = false`; metrics then "
+        "come from Prometheus alone, and `migrate` and `upgrade` still see when a queue is drained. 3.x has "
+        "no such switch (refused).",
+    )
     admin_user: str = field("admin", doc="The user (with the `administrator` tag) the deployer acts as.")
     tls: Tls = field(factory=Tls, doc="TLS for AMQP, management and Prometheus.")
     public_management: bool = field(

@@ -110,6 +110,12 @@ class _Checker:
                     + (f" (node i of {b.nodes} publishes each port + i)" if b.nodes > 1 and not b.hosts else ""),
                 )
         self.tls()
+        if not b.management_metrics and b.version.major < 4:
+            self.report(
+                at + ("management_metrics",),
+                f"broker.version is {b.version}: turning the management metrics collection off is a "
+                f"RabbitMQ 4.x setting (deprecated_features.permit.management_metrics_collection)",
+            )
         if not (self.d.is_dev or b.public_management or b.listeners.bind.is_private_or_loopback):
             self.report(
                 at + ("listeners", "bind"),

@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Optional
 
 from infra.definition.units import Duration, Size
+from infra.ops import upgrade
 from infra.ops.migration import EXPECTED_PAUSE, label, planned_migrations
 from infra.plan.plan import Plan, PolicySpec
 from infra.plan.services import broker_hosts
@@ -21,6 +22,7 @@ from infra.render import files as render
 
 class Impact(Enum):
     DATA_LOSS = "data loss"
+    UPGRADE = "upgrade (blue-green)"
     MIGRATION = "migration"
     RESTART = "restart"
     IN_PLACE = "in place"
@@ -33,6 +35,9 @@ MEANING = {
     "deleted; a cluster losing the majority of its quorum queues' members; a broker node that starts anew "
     "with an empty data volume (1 ↔ N nodes, a node moved to another Docker host, `broker.hosts` set or "
     "removed on a running cluster)",
+    Impact.UPGRADE: "`broker.version` changes in a way the broker cannot take in place (a major version, a "
+    "skipped series): `python -m infra upgrade` replaces the broker blue-green before `pulumi up`, every "
+    "message carried across ([Upgrades](upgrades.md)); the consumers pause twice, briefly. A downgrade is refused",
     Impact.MIGRATION: "a queue's arguments change (its `type`, a classic queue's `max_priority`) or it is "
     "renamed (`renamed_from`): `python -m infra migrate` moves its messages through a temporary queue before "
     "`pulumi up` ([Queue migrations](migrations.md)); its consumers pause briefly",
@@ -107,7 +112,13 @@ def broker_changes(base: Plan, head: Plan) -> list[Change]:
                 f"{'node' if old_nodes == 1 else 'nodes'} are not moved (drain the queues first)",
             )
         ]
+    old_version, new_version = base.broker.version, head.broker.version
+    path = upgrade.upgrade_path(old_version, new_version)
+    if path is upgrade.UpgradePath.BLUE_GREEN:
+        return [version_upgrade(old_version, new_version)]
     restart = []
+    if path is upgrade.UpgradePath.IN_PLACE:
+        restart.append(f"version {old_version} → {new_version} (in place: the next series)")
     old_conf, new_conf = render.rabbitmq_conf(base), render.rabbitmq_conf(head)
     if old_conf != new_conf:
         restart.append("rabbitmq.conf: " + ", ".join(_conf_changes(old_conf, new_conf) or ["comments"]))
@@ -156,6 +167,18 @@ def broker_changes(base: Plan, head: Plan) -> list[Change]:
             tuple(steps),
         )
     ]
+
+
+def version_upgrade(old: str, new: str) -> Change:
+    """A version the broker cannot take in place: the blue-green upgrade, its steps as the change's notes."""
+    return Change(
+        Impact.UPGRADE,
+        "broker",
+        f"version {old} → {new}: {upgrade.why_blue_green(old, new)}; `python -m infra upgrade` replaces the "
+        f"broker blue-green before `pulumi up`, every queued message carried across; the consumers pause "
+        f"{upgrade.EXPECTED_PAUSE} (the steps: `upgrade --dry-run`)",
+        tuple(f"upgrade step {i}: {upgrade.describe(s, old, new)}" for i, s in enumerate(upgrade.ALL_STEPS, 1)),
+    )
 
 
 def resized_cluster(base: Plan, head: Plan) -> tuple[bool, list[str]]:

@@ -71,6 +71,17 @@ class Migrator:
         response = self.api.call("GET", f"queues/{_p(vhost, name)}", ok=(200, 404))
         return response.json() if response.status_code == 200 else None
 
+    def _messages(self, vhost: str, name: str) -> int | None:
+        """The queue's messages, ready or held by a consumer (None: not reported). From its statistics; with
+        RabbitMQ 4.x's deprecated management metrics collection off (`broker.management_metrics: false`) a
+        queue's own page has none, and the queue list's totals (`enable_queue_totals`, what the management
+        UI shows then) are read instead."""
+        queue = self._queue(vhost, name) or {}
+        if "messages" in queue or not queue:
+            return queue.get("messages")
+        listed = self.api.get(f"queues/{_p(vhost)}", disable_stats="true", enable_queue_totals="true")
+        return next((q.get("messages") for q in listed if q["name"] == name), None)
+
     def _bindings(self, vhost: str, queue: str) -> dict[Binding, str]:
         """The queue's bindings (the default exchange's left out), each with its properties key."""
         return {
@@ -152,8 +163,7 @@ class Migrator:
         """Until `name` has reported no message at all (ready, or held by a consumer) for `quiet_s`."""
         quiet_since, last_report = None, 0.0
         while True:
-            queue = self._queue(vhost, name) or {}
-            messages = queue.get("messages")
+            messages = self._messages(vhost, name)
             now = time.monotonic()
             if messages == 0:
                 quiet_since = quiet_since or now

@@ -217,6 +217,7 @@ class BrokerConfig:
     erlang_cookie: Optional[Secret] = None  # on a cluster
     hosts: tuple[NodeHost, ...] = ()  # a cluster's node i on hosts[i]; empty: every node on the default host
     version: str = "3.13"  # the RabbitMQ series (broker.version): some settings exist from a series on
+    management_metrics: bool = True  # 4.x: the deprecated management metrics collection permitted
 
     @property
     def version_major(self) -> int:
@@ -463,6 +464,7 @@ def broker_config(d: StackDefinition, layout: NodeLayout) -> BrokerConfig:
         erlang_cookie=b.erlang_cookie if b.nodes > 1 else None,
         hosts=tuple(NodeHost(h.docker, str(h.address), tuple(h.ssh_opts)) for h in b.hosts),
         version=str(b.version),
+        management_metrics=b.management_metrics,
     )
 
 

@@ -1,0 +1,104 @@
+"""The blue-green upgrade's pure layer: which version changes need it, the steps left from what is observed,
+and `diff`'s class for it (and its refusal of a downgrade)."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.ops import changes
+from infra.ops.changes import Impact
+from infra.ops.upgrade import ALL_STEPS, Observed, Step, UpgradePath, remaining, upgrade_path
+from tests.unit.test_diff import diff, overlay, plans, repo  # noqa: F401 — repo is a fixture
+
+
+@pytest.mark.parametrize(
+    "old, new, path",
+    [
+        ("3.10", "3.10", UpgradePath.SAME),
+        ("3.10.8", "3.10", UpgradePath.SAME),  # a patch release of the series
+        ("3.12", "3.13", UpgradePath.IN_PLACE),
+        ("3.13", "4.0", UpgradePath.BLUE_GREEN),  # a major version
+        ("3.10.8", "4.0", UpgradePath.BLUE_GREEN),
+        ("3.10", "3.12", UpgradePath.BLUE_GREEN),  # skips 3.11
+        ("4.0.5", "4.1", UpgradePath.IN_PLACE),
+        ("4.0", "3.13", UpgradePath.DOWNGRADE),
+        ("3.13.7", "3.10", UpgradePath.DOWNGRADE),
+    ],
+)
+def test_which_version_changes_the_broker_takes_in_place(old, new, path):
+    assert upgrade_path(old, new) is path
+
+
+BLUE, NEW_RUNNING, NEW_STOPPED = (False, True), (True, True), (True, False)
+RUNNING, STOPPED = (True, True), (True, False)
+
+
+@pytest.mark.parametrize(
+    "observed, first",
+    [
+        (Observed(service=BLUE, green=None), Step.START_GREEN),
+        (Observed(service=BLUE, green=RUNNING), Step.TOPOLOGY),
+        (Observed(service=BLUE, green=RUNNING, switched=True), Step.SWITCH),
+        (Observed(service=None, green=RUNNING, switched=True), Step.START_NEW),  # blue removed
+        (Observed(service=NEW_RUNNING, green=RUNNING, switched=True), Step.NEW_TOPOLOGY),
+        (Observed(service=NEW_RUNNING, green=RUNNING, switched=False), Step.SWITCH_BACK),  # switched back
+    ],
+)
+def test_the_steps_left_follow_from_what_the_containers_hold(observed, first):
+    steps = remaining(observed)
+    assert steps[0] is first
+    assert steps == ALL_STEPS[ALL_STEPS.index(first) :]
+
+
+def test_nothing_to_do_when_the_broker_runs_the_new_image_or_there_is_none():
+    assert remaining(Observed(service=NEW_RUNNING, green=None)) == []
+    assert remaining(Observed(service=None, green=None)) == []  # a first deploy
+
+
+def test_a_container_found_stopped_after_a_reboot_is_started_again():
+    assert remaining(Observed(service=BLUE, green=STOPPED))[:3] == [Step.START_GREEN, Step.TOPOLOGY, Step.SWITCH]
+    assert remaining(Observed(service=BLUE, green=STOPPED, switched=True))[:2] == [Step.START_GREEN, Step.SWITCH]
+    assert remaining(Observed(service=NEW_STOPPED, green=RUNNING))[:2] == [Step.START_NEW, Step.SWITCH_BACK]
+
+
+def test_a_major_version_is_its_own_class_with_its_steps():
+    base, head = plans({}, {"broker": {"version": "4.0", "image": "rabbitmq:4.0-management"}})
+    (change,) = [c for c in changes.classify(base, head) if c.subject == "broker"]
+    assert change.impact is Impact.UPGRADE
+    assert change.what.startswith("version 3.13 → 4.0: RabbitMQ 4.0 cannot start on 3.13's data")
+    assert "`python -m infra upgrade`" in change.what and "pause" in change.what
+    assert len(change.warnings) == len(ALL_STEPS) and change.warnings[0].startswith("upgrade step 1: start green")
+
+
+def test_the_next_series_stays_a_restart():
+    base, head = plans(
+        {"broker": {"version": "3.12", "image": "rabbitmq:3.12-management"}},
+        {"broker": {"version": "3.13", "image": "rabbitmq:3.13-management"}},
+    )
+    (change,) = [c for c in changes.classify(base, head) if c.subject == "broker"]
+    assert change.impact is Impact.RESTART
+    assert change.what.startswith("version 3.12 → 3.13 (in place: the next series); ")
+
+
+def test_diff_reports_the_upgrade_and_exits_0(repo):  # noqa: F811
+    overlay(repo, "broker: {version: '4.0', image: 'rabbitmq:4.0-management'}")
+    result = diff(repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "upgrade (blue-green)  broker" in result.stdout
+    assert "1 upgrade (blue-green)" in result.stdout and "Exit 3" not in result.stdout
+
+
+def test_diff_refuses_a_downgrade_with_file_line_and_key(repo):  # noqa: F811
+    overlay(repo, "broker: {version: '4.0', image: 'rabbitmq:4.0-management'}")
+    import subprocess
+
+    from tests.unit.test_diff import GIT
+
+    subprocess.run(GIT + ["-C", str(repo), "commit", "-qam", "4.0"], check=True)
+    overlay(repo, "broker: {version: '3.13', image: 'rabbitmq:3.13-management'}")
+    result = diff(repo)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if "broker.version" in x]
+    assert line.split(": ")[0].endswith("stacks/dev.yaml:" + line.split(":")[1])
+    assert "broker.version: 3.13 is older than the broker's 4.0: a downgrade is refused" in line
+    assert result.stdout == ""
