@@ -75,7 +75,9 @@ def test_a_changed_tarball_is_refused_by_name_and_nothing_unpacked(build, tmp_pa
     sources.mkdir()
     tarball(sources / "pulumi-x-1.0.0.tar.gz", "pulumi-x-1.0.0")
     piece = build.Piece("pulumi-resource-x", "x", [], ["-X v=1.0.0"], tarball="pulumi-x-1.0.0.tar.gz")
-    with pytest.raises(build.BuildError, match=r"pulumi-x-1\.0\.0\.tar\.gz: sha256 [0-9a-f]{64} is not the pinned 0{64}"):
+    with pytest.raises(
+        build.BuildError, match=r"pulumi-x-1\.0\.0\.tar\.gz: sha256 [0-9a-f]{64} is not the pinned 0{64}"
+    ):
         build.unpack(piece, sources, {"pulumi-x-1.0.0.tar.gz": "0" * 64})
     assert not (build.CACHE / "src").exists()
 

@@ -247,8 +247,9 @@ def test_inter_node_tls_issues_a_certificate_per_node_and_each_container_gets_on
         }
         key = files[f"/run/secrets/rabbitmq/tls-node-{index}.key"]
         assert f"tls-node-{index}-key" in unwrap(key["content"]) and key["permissions"] == "0400"
-        assert f"-m 0600 /run/secrets/rabbitmq/tls-node-{index}.key /etc/rabbitmq/tls/node-{index}.key" in (
-            container.inputs["entrypoints"][2]
+        assert (
+            f"-m 0600 /run/secrets/rabbitmq/tls-node-{index}.key /etc/rabbitmq/tls/node-{index}.key"
+            in (container.inputs["entrypoints"][2])
         )
         args = f"-proto_dist inet_tls -ssl_dist_optfile /etc/rabbitmq/inter_node_tls-{index}.config"
         env = unwrap(container.inputs["envs"])
