@@ -95,7 +95,9 @@ def up(
         work_dir=str(REPO),
         opts=auto.LocalWorkspaceOptions(pulumi_command=command, env_vars=env.env_vars, secrets_provider="passphrase"),
     )
+    interrupted = clear_interrupted(stack) if not preview_only else False
     changed = before_up(lambda key: _stack_value(stack, key)) if before_up else False
+    changed = changed or interrupted
     stack.workspace.env_vars[MIGRATIONS_CHECKED] = "1"
     # The engine's errors come on stderr: streamed too, so a failed `up` says why where the user looks.
     errors = partial(print, file=sys.stderr)
@@ -112,3 +114,39 @@ def _stack_value(stack: auto.Stack, key: str) -> Optional[str]:
         return config.value
     output = stack.outputs().get(key)
     return None if output is None else str(output.value)
+
+
+def clear_interrupted(stack: auto.Stack) -> bool:
+    """After an `up` that was killed half-way: its pending operations cleared from the state, so the user has
+    nothing to clear by hand, and True (the caller refreshes from the live resources). A container whose
+    creation was under way may exist without being in the state: it is removed (its data lives in its volume),
+    so this `up` creates it again instead of failing on its name."""
+    state = stack.export_stack()
+    deployment = dict(state.deployment or {})
+    pending = deployment.get("pending_operations") or []
+    if not pending:
+        return False
+    for operation in pending:
+        resource = operation.get("resource", {})
+        name = (resource.get("inputs") or {}).get("name")
+        if operation.get("type") == "creating" and resource.get("type") == CONTAINER and name:
+            _remove_container(name)
+    described = ", ".join(
+        f"{o.get('type')} {o.get('resource', {}).get('urn', '?').rsplit('::', 1)[-1]}" for o in pending
+    )
+    print(f"the last update was interrupted ({described}): cleared, refreshing from what is running", file=sys.stderr)
+    state.deployment = {**deployment, "pending_operations": []}
+    stack.import_stack(state)
+    return True
+
+
+CONTAINER = "docker:index/container:Container"
+
+
+def _remove_container(name: str) -> None:
+    import docker  # the Docker SDK (requirements.txt), on the local engine the stack's containers run on
+
+    try:
+        docker.from_env().containers.get(name).remove(force=True)
+    except docker.errors.NotFound:
+        pass
