@@ -430,9 +430,9 @@ def service_changes(base: Plan, head: Plan) -> list[Change]:
             )
             if getattr(a, field) != getattr(b, field)
         ]
-        if celery_changed and b.runs_app:
+        if celery_changed and b.uses_broker:
             parts.append("celery.json")
-        if b.runs_app:
+        if b.uses_broker:
             parts += [c + " (its client certificate is re-issued)" for c in tls_changes(base, head, CLIENT_TLS)]
         if parts:
             how = (

@@ -150,6 +150,12 @@ class ServiceSpec:
     def runs_app(self) -> bool:
         return self.image is None
 
+    @property
+    def uses_broker(self) -> bool:
+        """Whether it gets celery.json and the broker's TLS files: the app's services, not the sample Riot API
+        (which runs the app's image but no Celery), so a queue added re-creates only what reads them."""
+        return self.runs_app and self.role != "riot-sample"
+
 
 def broker_url_template(user: str, vhost: str, host: str, port: int, scheme: str = "amqp") -> str:
     """An AMQP(S) URL with `{secret}` where the password goes; user and vhost percent-encoded ('/' is %2F)."""

@@ -138,9 +138,9 @@ class Services(pulumi.ComponentResource):
                         volume_name=self.volumes[spec.volume[0]].name, container_path=spec.volume[1]
                     )
                 ],
-                uploads=app_files if spec.runs_app else None,
-                entrypoints=app_entrypoint if spec.runs_app else None,
-                user="0" if spec.runs_app and app_entrypoint else None,  # the entry point drops to the app's user
+                uploads=app_files if spec.uses_broker else None,
+                entrypoints=app_entrypoint if spec.uses_broker else None,
+                user="0" if spec.uses_broker and app_entrypoint else None,  # the entry point drops to the app's user
                 ports=[docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip) for p in spec.ports],
                 healthcheck=healthcheck(HealthCheck(spec.healthcheck)),
                 stop_timeout=spec.stop_timeout_s,
