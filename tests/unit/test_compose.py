@@ -3,6 +3,8 @@ credential is in a 0600 env file beside it, never in the compose file."""
 
 from __future__ import annotations
 
+import re
+
 import subprocess
 import sys
 
@@ -54,7 +56,22 @@ def pulumi_containers(stack: str, ca_dir) -> dict:
         monitor, _ = run(lambda: program.main(ca_dir=ca_dir), stack=stack)
     finally:
         with_config({})
-    return {r.name: r.inputs for r in monitor.of_type("docker:index/container:Container")}
+    containers = {r.name: r.inputs for r in monitor.of_type("docker:index/container:Container")}
+    # the app's image: Pulumi tags the same build `<image>:<project>-<stack>-<digest>` (its own tag per stack)
+    for image in monitor.of_type("docker:index/image:Image"):
+        repository, tag = image.inputs["imageName"].rsplit(":", 1)
+        containers[image.name] = {"image": f"{repository}:{tag.rsplit('-', 1)[1]}"}
+    return containers
+
+
+def final_paths(container: dict) -> set[str]:
+    """Where Pulumi's uploads end up: a private file is staged root-only and moved into place by the container's
+    entry point (`install -D … SOURCE TARGET`)."""
+    files = {u["file"] for u in unwrap(container.get("uploads")) or []}
+    script = (container.get("entrypoints") or ["", "", ""])[2]
+    for source, target in re.findall(r"install -D -o \S+ -g \S+ -m \d+ (\S+) (\S+)", script):
+        files = files - {source} | {target}
+    return files
 
 
 def unescaped(test: list[str]) -> list[str]:
@@ -77,12 +94,12 @@ def test_compose_services_equal_the_pulumi_containers(tmp_path, stack):
     assert set(compose["services"]) == {"rabbitmq"} | {s.name for s in plan.services}
     for spec in plan.services:
         service, container = compose["services"][spec.name], containers[f"app-{spec.name}"]
-        assert service["image"] == (container["image"] if spec.runs_app else spec.image)
+        assert service["image"] == (containers["app-image"]["image"] if spec.runs_app else spec.image)
         assert service.get("command", []) == container.get("command", [])
         env_file = (tmp_path / "out" / service["env_file"][0].removeprefix("./")).read_text()
         compose_env = set(service.get("environment", {})) | {line.split("=", 1)[0] for line in env_file.splitlines()}
         assert compose_env == {e.split("=", 1)[0] for e in unwrap(container["envs"])}, spec.name
-        pulumi_files = {u["file"] for u in unwrap(container.get("uploads")) or []}
+        pulumi_files = final_paths(container)
         mounted = mount_paths(service["volumes"])
         if spec.runs_app and tls:
             assert TLS_MOUNT in mounted and service["entrypoint"][:2] == ["sh", "-c"]
@@ -98,9 +115,7 @@ def test_compose_services_equal_the_pulumi_containers(tmp_path, stack):
     assert unescaped(broker["healthcheck"]["test"]) == container["healthcheck"]["tests"]
     assert mount_paths(broker["volumes"]) - {"/run/secrets/definitions.json", TLS_MOUNT} | {
         "/etc/rabbitmq/definitions.json"
-    } | broker_tls == {v["containerPath"] for v in container["volumes"]} | {
-        u["file"] for u in unwrap(container["uploads"])
-    }
+    } | broker_tls == {v["containerPath"] for v in container["volumes"]} | final_paths(container)
 
 
 def test_credentials_live_in_0600_env_files_only(tmp_path):
