@@ -4,7 +4,6 @@ credential is in a 0600 env file beside it, never in the compose file."""
 from __future__ import annotations
 
 import re
-
 import subprocess
 import sys
 
