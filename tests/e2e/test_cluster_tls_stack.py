@@ -7,11 +7,9 @@ The plaintext control of the same capture runs on loopback: tests/broker/test_in
 
 from __future__ import annotations
 
-import json
 import os
 import secrets as random
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -61,28 +59,6 @@ def brokers():
             print(local.compose("logs", "--no-color", "--tail=80", check=False).stdout)
         local.down(volumes=True)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def exec_in(local: LocalStack, service: str, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    flags = [f"--env={k}={v}" for k, v in (env or {}).items()]
-    return subprocess.run(
-        ["docker", "exec", *flags, local.container(service), *argv], capture_output=True, text=True, timeout=120
-    )
-
-
-def test_the_nodes_are_healthy_in_one_cluster_and_their_cli_tools_need_the_tls_flags(brokers):
-    local, _ = brokers
-    status = exec_in(local, "rabbitmq-1", "rabbitmqctl", "cluster_status", "--formatter", "json")
-    assert status.returncode == 0, status.stderr
-    assert sorted(json.loads(status.stdout)["running_nodes"]) == [f"rabbit@{h}" for h in broker_hosts(3)]
-    env = docker("inspect", "-f", "{{json .Config.Env}}", local.container("rabbitmq-2"))
-    assert "RABBITMQ_CTL_ERL_ARGS=-proto_dist inet_tls -ssl_dist_optfile /etc/rabbitmq/inter_node_tls-2.config" in env
-    queues = exec_in(local, "rabbitmq-3", "rabbitmq-queues", "quorum_status", QUEUE)
-    assert queues.returncode == 0 and "leader" in queues.stdout, queues.stderr
-    plain = exec_in(
-        local, "rabbitmq-1", "rabbitmq-diagnostics", "-q", "check_running", env={"RABBITMQ_CTL_ERL_ARGS": ""}
-    )
-    assert plain.returncode != 0, plain.stdout  # without the TLS flags the tool cannot reach its own node
 
 
 def bridge_of(local: LocalStack) -> str:
