@@ -35,6 +35,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT, ROOT / "bench"):
@@ -54,15 +55,15 @@ def say(line: str) -> None:
     print(f"[bench-pulumi] {line}", file=sys.stderr, flush=True)
 
 
-def seconds(fn, *args, **kwargs) -> float:
+def seconds(fn: Callable[..., object], *args: Any, **kwargs: Any) -> float:
     started = time.monotonic()
     fn(*args, **kwargs)
     return time.monotonic() - started
 
 
-def event_times(log: Path) -> dict[str, float]:
-    """From `pulumi up --event-log`: seconds from the first event to the first resource the program registered,
-    to the last step's end, and the steps' own count."""
+def event_times(log: Path) -> tuple[dict[str, float], list[str]]:
+    """From `pulumi up --event-log` (whole-second timestamps): seconds from the first event to the first resource
+    the program registered, to the last resource's outputs, to the end; and the resources that changed."""
     events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     stamps = [e["timestamp"] for e in events if "timestamp" in e]
     first_resource = next((e["timestamp"] for e in events if "resourcePreEvent" in e), stamps[-1])
@@ -72,12 +73,12 @@ def event_times(log: Path) -> dict[str, float]:
         for e in events
         if "resOutputsEvent" in e and e["resOutputsEvent"]["metadata"]["op"] not in ("same", "read")
     ]
-    return {
+    spans = {
         "to first resource": first_resource - stamps[0],
         "to last resource": (outputs[-1] if outputs else stamps[-1]) - stamps[0],
         "whole": stamps[-1] - stamps[0],
-        "changed": changed,
     }
+    return spans, changed
 
 
 def empty_program_preview(work: Path, env: dict) -> float:
@@ -88,10 +89,13 @@ def empty_program_preview(work: Path, env: dict) -> float:
         f"name: rcbenchempty\nruntime:\n  name: python\n  options:\n    virtualenv: {ROOT / '.venv'}\n"
     )
     (root / "__main__.py").write_text("import pulumi\n")
-    run = dict(cwd=root, env=env, check=True, capture_output=True, timeout=600)
-    subprocess.run(["pulumi", "stack", "init", "bench", "--non-interactive"], **run)
-    took = seconds(subprocess.run, ["pulumi", "preview", "--non-interactive", "-s", "bench"], **run)
-    subprocess.run(["pulumi", "stack", "rm", "--yes", "--force", "-s", "bench", "--non-interactive"], **run)
+
+    def pulumi(*args: str) -> None:
+        subprocess.run(["pulumi", *args, "--non-interactive"], cwd=root, env=env, check=True, capture_output=True)
+
+    pulumi("stack", "init", "bench")
+    took = seconds(pulumi, "preview", "-s", "bench")
+    pulumi("stack", "rm", "--yes", "--force", "-s", "bench")
     return took
 
 
@@ -109,7 +113,10 @@ def stack_part(runs: int) -> list[tuple[str, str]]:
         work = Path(tempfile.mkdtemp(prefix="bench-pulumi-"))
         project = new_project(work)
         try:
-            add("Pulumi: `python -m infra deploy`, nothing → every container healthy", seconds(project.deploy, timeout=1800))
+            add(
+                "Pulumi: `python -m infra deploy`, nothing → every container healthy",
+                seconds(project.deploy, timeout=1800),
+            )
             assert wait_healthy(project, timeout=30)  # `deploy` returned: it must be healthy already
             add("Pulumi: `python -m infra deploy`, no change", seconds(project.deploy))
             add("  of which: `pulumi preview`, no change", seconds(project.pulumi, "preview", env=CHECKED))
@@ -119,11 +126,14 @@ def stack_part(runs: int) -> list[tuple[str, str]]:
             add("Pulumi: `python -m infra deploy`, one policy changed (a TTL)", seconds(project.deploy))
             project.edit_stack({"vhosts": {"/": {"queues": {"player_sync": {"ttl": "40m"}}}}})
             log = work / "events.jsonl"
-            add("  of which: `pulumi up --skip-preview`, one policy changed", seconds(up, project, "--event-log", str(log)))
-            events = event_times(log)
-            for key in ("to first resource", "to last resource", "whole"):
-                add(f"  event log of that `up`: {key}", events[key])
-            notes["changed"] = ", ".join(events["changed"])
+            add(
+                "  of which: `pulumi up --skip-preview`, one policy changed",
+                seconds(up, project, "--event-log", str(log)),
+            )
+            spans, changed = event_times(log)
+            for key, value in spans.items():
+                add(f"  event log of that `up`: {key}", value)
+            notes["changed"] = ", ".join(changed)
         finally:
             project.cleanup()
             shutil.rmtree(work, ignore_errors=True)
@@ -203,7 +213,7 @@ def topology_part(queues: int, parallels: list[int]) -> list[tuple[str, str]]:
             stack = f"p{parallel}"
             flag = ("--parallel", str(parallel)) if parallel else ()
             label = f"--parallel {parallel}" if parallel else "default parallelism"
-            pulumi("stack", "init", stack)
+            pulumi("stack", "init", stack=stack)
             took = seconds(pulumi, "up", "--yes", "--skip-preview", *flag, stack=stack)
             got = len(api.get("queues", columns="name"))
             assert got == counts["queues"], f"{got} queues after `pulumi up`, {counts['queues']} defined"

@@ -19,7 +19,9 @@ from infra.pulumi.components.topology import Topology, TopologyArgs
 
 def main() -> None:
     plan = build_plan(require(load_definition(file=Path(os.environ["BENCH_DEFINITION"]))))
-    passwords = {k: pulumi.Output.secret(v) for k, v in json.loads(Path(os.environ["BENCH_SECRETS"]).read_text()).items()}
+    passwords = {
+        k: pulumi.Output.secret(v) for k, v in json.loads(Path(os.environ["BENCH_SECRETS"]).read_text()).items()
+    }
     admin = plan.broker.admin_user
     provider = rabbitmq.Provider(
         "bench-api",
