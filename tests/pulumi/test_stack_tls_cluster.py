@@ -23,7 +23,8 @@ from tests.e2e.harness import docker
 from tests.pulumi.project import Project, new_project, timed
 from tests.support.rabbit_node import free_ports, port_open
 
-pytestmark = pytest.mark.pulumi
+# The first test of each stack waits for its deploy from nothing, cluster or TLS, on a shared 2-core machine.
+pytestmark = [pytest.mark.pulumi, pytest.mark.timeout(2400)]
 
 DEPLOY_TIMEOUT = 1800  # from nothing on a loaded 2-core machine: the app image build and every health check
 NODES = ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"]
