@@ -130,7 +130,7 @@ bench-local: images
 ## make bench-pulumi: the real Pulumi engine beside make local's compose path (nothing to healthy), no-change and
 ## one-policy deploys, and 1,000 queues through the rabbitmq provider beside one POST (bench/RESULTS.md)
 bench-pulumi: images pulumi rabbitmq-server
-	$(PY) bench/pulumi_stack.py --parallel 16
+	$(PY) bench/pulumi_stack.py --parallel 32
 
 ## make bench-rate-limits: syncs under a development key's real limits against their floor, and the seed's
 ## sync pacing against the limiter's (bench/RESULTS.md, "Riot rate limits"); about 5 minutes

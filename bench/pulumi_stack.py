@@ -10,13 +10,13 @@ Stack (`--part stack`), each run the compose side then the Pulumi side, same loc
   healthy); then a no-change `deploy`, a one-policy change (a queue's TTL) through `deploy`, and where the time
   goes: a `pulumi preview` and a `pulumi up` of the same no-change stack, a `pulumi preview` of an empty Python
   program (the engine and the language host alone), and the engine's event log of the policy change
-  (`--event-log`: when the program's first resource and the one update reached the engine).
+  (`pulumi up --json`: when the program's first resource and the one update reached the engine).
 
 Topology (`--part topology`): the product's Topology component (bench/pulumi_topology_program.py) with the
 plan of tests/support/stackgen.py's seed-7 definition (N queues over 20 vhosts, the policies, exchanges,
 bindings, users and permissions: as bench/topology_load.py), `pulumi up` through the real rabbitmq provider
 against a throwaway node booted with the users only (tests/support/rabbit_node.py), at the CLI's default
-parallelism and at each `--parallel` given; then a no-change `pulumi up`; beside one `POST /api/definitions`
+parallelism (8) and at each `--parallel` given; then a no-change `pulumi up`; beside one `POST /api/definitions`
 of the same objects (in renamed vhosts, to the same node: everything new). Prints Markdown for
 bench/RESULTS.md; progress on stderr.
 """
@@ -61,10 +61,13 @@ def seconds(fn: Callable[..., object], *args: Any, **kwargs: Any) -> float:
     return time.monotonic() - started
 
 
-def event_times(log: Path) -> tuple[dict[str, float], list[str]]:
-    """From `pulumi up --event-log` (whole-second timestamps): seconds from the first event to the first resource
-    the program registered, to the last resource's outputs, to the end; and the resources that changed."""
-    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+def event_times(stream: str) -> tuple[dict[str, float], list[str]]:
+    """From `pulumi up --json`'s engine events (whole-second timestamps): seconds from the first event to the
+    first resource the program registered, to the last resource's outputs, to the end; and what changed."""
+    events, decoder, at = [], json.JSONDecoder(), 0
+    while (at := stream.find("{", at)) >= 0:  # one JSON object after another, however indented
+        event, at = decoder.raw_decode(stream, at)
+        events.append(event)
     stamps = [e["timestamp"] for e in events if "timestamp" in e]
     first_resource = next((e["timestamp"] for e in events if "resourcePreEvent" in e), stamps[-1])
     outputs = [e["timestamp"] for e in events if "resOutputsEvent" in e]
@@ -79,6 +82,65 @@ def event_times(log: Path) -> tuple[dict[str, float], list[str]]:
         "whole": stamps[-1] - stamps[0],
     }
     return spans, changed
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def descendants(root: int) -> dict[int, tuple[str, float]]:
+    """pid → (part, CPU seconds so far) of `root` and every process under it, from /proc."""
+    found: dict[int, tuple[str, float, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            found[int(entry.name)] = (argv, (int(fields[11]) + int(fields[12])) / TICKS, int(fields[1]))
+    tree, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in found:
+            argv, cpu, _ = found[pid]
+            tree[pid] = (part(argv), cpu)
+            todo += [child for child, (_, _, parent) in found.items() if parent == pid]
+    return tree
+
+
+def part(argv: str) -> str:
+    if "pulumi-resource-" in argv:
+        return "provider plugin"
+    if "language-python-exec" in argv:
+        return "Python program (SDK)"
+    if "pulumi-language-python" in argv:
+        return "language host"
+    if "beam.smp" in argv or "rabbitmq" in argv:
+        return "RabbitMQ node"
+    return "engine (pulumi CLI)" if "pulumi" in argv.split(" ", 1)[0] else "other"
+
+
+def cpu_while(argv: list[str], watch: list[int], **kwargs: Any) -> tuple[float, dict[str, float]]:
+    """Wall seconds of `argv`, and the CPU seconds its processes and those under `watch` spent, by part
+    (sampled every half second; the last sample before a process ends is what counts)."""
+    started = time.monotonic()
+    errors = tempfile.TemporaryFile("w+")
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errors, text=True, **kwargs)
+    before = {pid: cpu for root in watch for pid, (_, cpu) in descendants(root).items()}
+    seen: dict[int, tuple[str, float]] = {}
+    while process.poll() is None:
+        for root in [process.pid, *watch]:
+            seen.update(descendants(root))
+        time.sleep(0.5)
+    wall = time.monotonic() - started
+    if process.returncode:
+        errors.seek(0)
+        raise RuntimeError(f"{' '.join(argv)} exited {process.returncode}: {errors.read()[-3000:]}")
+    spent: dict[str, float] = {}
+    for pid, (name, cpu) in seen.items():
+        spent[name] = spent.get(name, 0.0) + cpu - before.get(pid, 0.0)
+    return wall, spent
 
 
 def empty_program_preview(work: Path, env: dict) -> float:
@@ -125,12 +187,10 @@ def stack_part(runs: int) -> list[tuple[str, str]]:
             project.edit_stack({"vhosts": {"/": {"queues": {"player_sync": {"ttl": "45m"}}}}})
             add("Pulumi: `python -m infra deploy`, one policy changed (a TTL)", seconds(project.deploy))
             project.edit_stack({"vhosts": {"/": {"queues": {"player_sync": {"ttl": "40m"}}}}})
-            log = work / "events.jsonl"
-            add(
-                "  of which: `pulumi up --skip-preview`, one policy changed",
-                seconds(up, project, "--event-log", str(log)),
-            )
-            spans, changed = event_times(log)
+            started = time.monotonic()
+            stream = up(project, "--json")
+            add("  of which: `pulumi up --skip-preview --json`, one policy changed", time.monotonic() - started)
+            spans, changed = event_times(stream)
             for key, value in spans.items():
                 add(f"  event log of that `up`: {key}", value)
             notes["changed"] = ", ".join(changed)
@@ -148,8 +208,8 @@ def stack_part(runs: int) -> list[tuple[str, str]]:
 CHECKED = {"RABBITMQ_CELERY_MIGRATIONS_CHECKED": "1"}  # as `deploy` sets it once it has run its migration check
 
 
-def up(project, *extra: str) -> None:
-    project.pulumi("up", "--yes", "--skip-preview", *extra, env=CHECKED)
+def up(project, *extra: str) -> str:
+    return project.pulumi("up", "--yes", "--skip-preview", *extra, env=CHECKED).stdout
 
 
 def spread(values: list[float]) -> str:
@@ -192,14 +252,10 @@ def topology_part(queues: int, parallels: list[int]) -> list[tuple[str, str]]:
         "BENCH_ENDPOINT": f"http://127.0.0.1:{ports.management}",
     }
 
-    def pulumi(*args: str, stack: str) -> None:
-        subprocess.run(
-            ["pulumi", *args, "--stack", stack, "--non-interactive"],
-            cwd=program,
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=3600,
+    def pulumi(*args: str, stack: str) -> tuple[float, dict[str, float]]:
+        assert node.process is not None
+        return cpu_while(
+            ["pulumi", *args, "--stack", stack, "--non-interactive"], [node.process.pid], cwd=program, env=env
         )
 
     admin = rendered.plan.broker.admin_user
@@ -209,21 +265,23 @@ def topology_part(queues: int, parallels: list[int]) -> list[tuple[str, str]]:
         node.start()
         api = node.api(admin, rendered.password(admin))
         resources = sum(n for k, n in counts.items() if k not in ("rabbit_version", "rabbitmq_version"))
-        for parallel in [0, *parallels]:  # 0: the CLI's default (unbounded)
+        for parallel in [0, *parallels]:  # 0: the CLI's default (8)
             stack = f"p{parallel}"
             flag = ("--parallel", str(parallel)) if parallel else ()
             label = f"--parallel {parallel}" if parallel else "default parallelism"
             pulumi("stack", "init", stack=stack)
-            took = seconds(pulumi, "up", "--yes", "--skip-preview", *flag, stack=stack)
+            took, cpu = pulumi("up", "--yes", "--skip-preview", *flag, stack=stack)
             got = len(api.get("queues", columns="name"))
             assert got == counts["queues"], f"{got} queues after `pulumi up`, {counts['queues']} defined"
-            say(f"pulumi up, {label}: {took:.1f} s")
+            say(f"pulumi up, {label}: {took:.1f} s; CPU {cpu}")
             rows.append((f"`pulumi up` of {resources} resources, nothing → all, {label}", f"{took:.1f} s"))
-            took = seconds(pulumi, "up", "--yes", "--skip-preview", *flag, stack=stack)
-            say(f"pulumi up, no change, {label}: {took:.1f} s")
+            rows.append((f"  CPU of that `up` by part, {label}", cpu_text(cpu)))
+            took, cpu = pulumi("up", "--yes", "--skip-preview", *flag, stack=stack)
+            say(f"pulumi up, no change, {label}: {took:.1f} s; CPU {cpu}")
             rows.append((f"`pulumi up`, no change, {label}", f"{took:.1f} s"))
+            rows.append((f"  CPU of that `up` by part, {label}", cpu_text(cpu)))
             if parallel != ([0, *parallels])[-1]:  # empty the node again for the next parallelism
-                took = seconds(pulumi, "destroy", "--yes", "--skip-preview", *flag, stack=stack)
+                took, _ = pulumi("destroy", "--yes", "--skip-preview", *flag, stack=stack)
                 say(f"pulumi destroy, {label}: {took:.1f} s")
                 rows.append((f"`pulumi destroy`, {label}", f"{took:.1f} s"))
         # Users kept on destroy (the admin is retained): the POST's copy lands in renamed vhosts, all new.
@@ -236,6 +294,10 @@ def topology_part(queues: int, parallels: list[int]) -> list[tuple[str, str]]:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(rendered.config_dir.parent, ignore_errors=True)
     return rows
+
+
+def cpu_text(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.0f} s" for name, value in sorted(cpu.items(), key=lambda kv: -kv[1]))
 
 
 def machine() -> str:
@@ -252,7 +314,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--queues", type=int, default=1000)
-    parser.add_argument("--parallel", type=int, action="append", default=[], help="also measure at this --parallel")
+    parser.add_argument(
+        "--parallel", type=int, action="append", default=[], help="also measure at this --parallel (CLI default: 8)"
+    )
     parser.add_argument("--part", choices=("all", "stack", "topology"), default="all")
     args = parser.parse_args()
     rows = []
