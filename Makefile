@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-inter-node-tls bench-migration bench-local bench-rate-limits test test-builds test-offline test-live test-docker test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-inter-node-tls bench-migration bench-local bench-pulumi bench-rate-limits test test-builds test-offline test-live test-docker test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -155,6 +155,11 @@ bench-inter-node-tls: $(VENV)/.installed rabbitmq-server
 
 bench-local: images
 	$(PY) bench/local_stack.py
+
+## make bench-pulumi: the real Pulumi engine beside make local's compose path (nothing to healthy), no-change and
+## one-policy deploys, and 1,000 queues through the rabbitmq provider beside one POST (bench/RESULTS.md)
+bench-pulumi: images pulumi rabbitmq-server
+	$(PY) bench/pulumi_stack.py --parallel 32
 
 ## make bench-rate-limits: syncs under a development key's real limits against their floor, and the seed's
 ## sync pacing against the limiter's (bench/RESULTS.md, "Riot rate limits"); about 5 minutes

@@ -54,6 +54,7 @@ class ServicesArgs:
 
 
 APP_SECRETS_DIR = "/run/secrets/app"
+BROKER_CLIENTS = ("web", "worker", "beat")  # ServiceSpec roles that connect to the broker
 
 
 def app_uploads(
@@ -121,7 +122,9 @@ class Services(pulumi.ComponentResource):
         self.containers: dict[str, docker.Container] = {}
         app_files, app_entrypoint = app_uploads(args.celery_json, args.tls_files)
         for spec in args.specs:
-            depends = list(args.depends_on)
+            # Only the broker's clients wait for its topology: the database boots beside the broker, as compose
+            # starts them, instead of after the broker's boot and every topology call.
+            depends = list(args.depends_on) if spec.role in BROKER_CLIENTS else []
             if spec.runs_app and "postgres" in self.containers:  # migrations need the database up
                 depends.append(self.containers["postgres"])
             self.containers[spec.name] = docker.Container(

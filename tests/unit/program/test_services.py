@@ -210,3 +210,18 @@ def test_postgres_runs_with_its_own_volume_and_the_app_reaches_it_with_a_secret_
     assert web_env["DATABASE_URL"] == "postgres://app:pg%2Fpass%40word@postgres:5432/app"
     assert monitor.named("app-postgres").urn in web.request.dependencies
     assert monitor.named("app-postgres-data").request.retainOnDelete
+
+
+def test_the_database_boots_beside_the_broker_and_only_the_brokers_clients_wait_for_its_topology():
+    with_config(TEST_SECRETS)
+    monitor, _ = run(program.main, stack="prod")
+    topology = monitor.named("topology")
+    waited_for = {r.urn for r in monitor.registered if r.parent == topology.urn} | {
+        monitor.named("broker-container").urn
+    }
+    postgres = monitor.named("app-postgres")
+    assert not waited_for & set(postgres.request.dependencies), postgres.request.dependencies
+    clients = [r for r in monitor.of_type(CONTAINER) if r.parent_name == "app" and r.name != "app-postgres"]
+    assert {r.name for r in clients} >= {"app-web", "app-beat", "app-worker-sync"}
+    for r in clients:
+        assert monitor.named("topology-queue-root-player_sync").urn in r.request.dependencies, r.name
