@@ -78,8 +78,9 @@ def test_deploy_from_nothing_brings_every_service_up_healthy(project):
     assert outputs["management_url"] == project.management_url
 
 
-def test_the_broker_equals_the_definition(project):
-    result = project.infra(
+def verify(project: Project):
+    """`python -m infra verify` against the stack's broker, as its admin."""
+    return project.infra(
         "verify",
         "--stack",
         project.stack,
@@ -88,6 +89,10 @@ def test_the_broker_equals_the_definition(project):
         env={"RABBITMQ_PASSWORD": admin_password(project)},
         check=False,
     )
+
+
+def test_the_broker_equals_the_definition(project):
+    result = verify(project)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -292,16 +297,8 @@ def test_a_policy_deleted_by_hand_is_drift_for_refresh_and_verify_and_up_restore
     requests.delete(
         f"{project.management_url}/api/policies/%2F/{victim}", auth=("admin", admin_password(project)), timeout=30
     ).raise_for_status()
-    verify = project.infra(
-        "verify",
-        "--stack",
-        project.stack,
-        "--management-url",
-        project.management_url,
-        env={"RABBITMQ_PASSWORD": admin_password(project)},
-        check=False,
-    )
-    assert verify.returncode == 4 and victim in verify.stdout, verify.stdout
+    drift = verify(project)
+    assert drift.returncode == 4 and victim in drift.stdout, drift.stdout
     refresh = project.pulumi("refresh", "--yes", "--skip-preview", "--json", check=False)
     assert refresh.returncode == 0, refresh.stderr
     steps = changed(project.preview_steps())
