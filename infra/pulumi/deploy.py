@@ -134,9 +134,17 @@ def clear_interrupted(stack: auto.Stack) -> bool:
     described = ", ".join(
         f"{o.get('type')} {o.get('resource', {}).get('urn', '?').rsplit('::', 1)[-1]}" for o in pending
     )
-    print(f"the last update was interrupted ({described}): cleared, refreshing from what is running", file=sys.stderr)
     state.deployment = {**deployment, "pending_operations": []}
-    stack.import_stack(state)
+    try:
+        stack.import_stack(state)
+    except auto.CommandError as exc:
+        if "currently locked" not in str(exc):
+            raise
+        raise DeployError(
+            f"the stack {stack.name} is still locked by the interrupted update. If no `pulumi` runs on it any more, "
+            f"`pulumi cancel --stack {stack.name} --yes` removes the lock; then run the deploy again."
+        ) from None
+    print(f"the last update was interrupted ({described}): cleared, refreshing from what is running", file=sys.stderr)
     return True
 
 
