@@ -207,3 +207,34 @@ def timed(fn, *args, **kwargs):
     started = time.monotonic()
     result = fn(*args, **kwargs)
     return result, time.monotonic() - started
+
+
+DEPLOY_TIMEOUT = 1800  # from nothing on a loaded 2-core machine: the app image build and every health check
+
+
+def deployed(project: Project):
+    """A module fixture's body: the project deployed from nothing, yielded, then cleaned up whatever happened."""
+    try:
+        _, seconds = timed(project.deploy, timeout=DEPLOY_TIMEOUT)
+        print(f"{project.prefix}: deploy from nothing {seconds:.1f} s")
+        yield project
+    finally:
+        project.cleanup()
+
+
+def assert_every_container_healthy(project: Project, brokers: list[str]) -> None:
+    health = project.health()
+    expected = {*brokers, "postgres", "web", "beat", "riot-sample"}
+    expected |= {f"worker-{pool}" for pool in ("sync", "matches", "background")}
+    assert {name.removeprefix(f"{project.prefix}-") for name in health} == expected, health
+    assert set(health.values()) <= {"healthy", "none"}, health
+
+
+def admin(project: Project) -> tuple[str, str]:
+    return "admin", project.outputs()["rabbitmqAdminPassword"]
+
+
+def assert_destroyed(project: Project) -> None:
+    project.pulumi("destroy", "--yes", "--skip-preview", timeout=900)
+    assert project.containers() == []
+    assert docker("network", "ls", "-q", "--filter", f"name={project.prefix}-") == ""

@@ -4,8 +4,7 @@ plugins `make pulumi` built, the local images) and destroyed.
 TLS: the local stack with `broker.tls` on and `ca: generate` (TLS only, mutual TLS: what staging and prod ship),
 its CA, server and client certificates issued by pulumi_tls. AMQPS is reached with nothing but what the stack
 hands out: `pulumi stack output ca_cert` as the only trusted root, and the app's client certificate from the
-stack's state. Its `pulumi destroy` leaves no container or network. (The 3-node cluster stack's test is not here
-yet: its deploy did not turn healthy in time on a loaded machine.)"""
+stack's state. Its `pulumi destroy` leaves no container or network. The 3-node cluster stack: test_stack_cluster.py."""
 
 from __future__ import annotations
 
@@ -19,23 +18,18 @@ import pika
 import pytest
 import requests
 
-from tests.e2e.harness import docker
-from tests.pulumi.project import Project, new_project, timed
+from tests.pulumi.project import (
+    Project,
+    admin,
+    assert_destroyed,
+    assert_every_container_healthy,
+    deployed,
+    new_project,
+)
 from tests.support.rabbit_node import free_ports, port_open
 
 # The first test waits for the stack's deploy from nothing, on a shared 2-core machine.
 pytestmark = [pytest.mark.pulumi, pytest.mark.timeout(2400)]
-
-DEPLOY_TIMEOUT = 1800  # from nothing on a loaded 2-core machine: the app image build and every health check
-
-
-def deployed(project: Project):
-    try:
-        _, seconds = timed(project.deploy, timeout=DEPLOY_TIMEOUT)
-        print(f"{project.prefix}: deploy from nothing {seconds:.1f} s")
-        yield project
-    finally:
-        project.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -46,18 +40,6 @@ def tls_stack():
     project.ports.update(amqps=amqps, https=https)
     project.edit_stack({"broker": {"tls": {"enabled": True, "ca": "generate", "amqps": amqps, "management": https}}})
     yield from deployed(project)
-
-
-def assert_every_container_healthy(project: Project, brokers: list[str]) -> None:
-    health = project.health()
-    expected = {*brokers, "postgres", "web", "beat", "riot-sample"}
-    expected |= {f"worker-{pool}" for pool in ("sync", "matches", "background")}
-    assert {name.removeprefix(f"{project.prefix}-") for name in health} == expected, health
-    assert set(health.values()) <= {"healthy", "none"}, health
-
-
-def admin(project: Project) -> tuple[str, str]:
-    return "admin", project.outputs()["rabbitmqAdminPassword"]
 
 
 def client_certificate(project: Project) -> tuple[str, str]:
@@ -144,9 +126,3 @@ def test_a_sync_over_amqps_is_stored(tls_stack):
 
 def test_destroy_of_the_tls_stack_leaves_no_container_or_network(tls_stack):
     assert_destroyed(tls_stack)
-
-
-def assert_destroyed(project: Project) -> None:
-    project.pulumi("destroy", "--yes", "--skip-preview", timeout=900)
-    assert project.containers() == []
-    assert docker("network", "ls", "-q", "--filter", f"name={project.prefix}-") == ""
