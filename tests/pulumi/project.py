@@ -238,3 +238,11 @@ def assert_destroyed(project: Project) -> None:
     project.pulumi("destroy", "--yes", "--skip-preview", timeout=900)
     assert project.containers() == []
     assert docker("network", "ls", "-q", "--filter", f"name={project.prefix}-") == ""
+
+
+def tls_listeners(project: Project) -> dict:
+    """`broker.tls` on with a generated CA, on two more free ports (recorded as `amqps` and `https`)."""
+    taken = set(project.ports.values())
+    amqps, https = [p for p in free_ports(8) if p not in taken][:2]
+    project.ports.update(amqps=amqps, https=https)
+    return {"enabled": True, "ca": "generate", "amqps": amqps, "management": https}

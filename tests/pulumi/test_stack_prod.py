@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from tests.e2e.harness import docker
-from tests.pulumi.project import assert_destroyed, deployed, new_project
-from tests.support.rabbit_node import free_ports
+from tests.pulumi.project import assert_destroyed, deployed, new_project, tls_listeners
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.timeout(2400)]
 
@@ -20,9 +19,7 @@ pytestmark = [pytest.mark.pulumi, pytest.mark.timeout(2400)]
 @pytest.fixture(scope="module")
 def prod_stack():
     project = new_project(Path(tempfile.mkdtemp(prefix="pulumi-prod-")))
-    taken = set(project.ports.values())
-    amqps, https = [p for p in free_ports(8) if p not in taken][:2]
-    tls = {"enabled": True, "ca": "generate", "amqps": amqps, "management": https}
+    tls = tls_listeners(project)
     # a parking queue of its own, which the test then removes
     archive = {"archive": {"type": "quorum", "parking": True, "max_length": 1000}}
     project.edit_stack({"environment": "prod", "broker": {"tls": tls}, "vhosts": {"/": {"queues": archive}}})

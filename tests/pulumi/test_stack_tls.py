@@ -25,8 +25,9 @@ from tests.pulumi.project import (
     assert_every_container_healthy,
     deployed,
     new_project,
+    tls_listeners,
 )
-from tests.support.rabbit_node import free_ports, port_open
+from tests.support.rabbit_node import port_open
 
 # The first test waits for the stack's deploy from nothing, on a shared 2-core machine.
 pytestmark = [pytest.mark.pulumi, pytest.mark.timeout(2400)]
@@ -35,10 +36,7 @@ pytestmark = [pytest.mark.pulumi, pytest.mark.timeout(2400)]
 @pytest.fixture(scope="module")
 def tls_stack():
     project = new_project(Path(tempfile.mkdtemp(prefix="pulumi-tls-")))
-    taken = set(project.ports.values())
-    amqps, https = [p for p in free_ports(8) if p not in taken][:2]
-    project.ports.update(amqps=amqps, https=https)
-    project.edit_stack({"broker": {"tls": {"enabled": True, "ca": "generate", "amqps": amqps, "management": https}}})
+    project.edit_stack({"broker": {"tls": tls_listeners(project)}})
     yield from deployed(project)
 
 
@@ -73,16 +71,22 @@ def test_the_tls_stack_comes_up_healthy_with_only_its_tls_listeners(tls_stack):
     assert not port_open("127.0.0.1", project.ports["amqp"]) and not port_open("127.0.0.1", project.ports["management"])
 
 
-def test_amqps_works_with_the_generated_ca(tls_stack, tmp_path):
-    project = tls_stack
-    context = tls_context(project, tmp_path)
-    params = pika.ConnectionParameters(
+def amqps_parameters(project: Project, context: ssl.SSLContext, **extra) -> pika.ConnectionParameters:
+    """The stack's AMQPS listener, as its admin, over `context`."""
+    return pika.ConnectionParameters(
         "127.0.0.1",
         project.ports["amqps"],
         "/",
         pika.PlainCredentials(*admin(project)),
         ssl_options=pika.SSLOptions(context, server_hostname="localhost"),
+        **extra,
     )
+
+
+def test_amqps_works_with_the_generated_ca(tls_stack, tmp_path):
+    project = tls_stack
+    context = tls_context(project, tmp_path)
+    params = amqps_parameters(project, context)
     body = f"over amqps {uuid.uuid4().hex}".encode()
     with pika.BlockingConnection(params) as connection:
         channel = connection.channel()
@@ -107,14 +111,7 @@ def test_amqps_works_with_the_generated_ca(tls_stack, tmp_path):
 def test_a_client_without_the_stacks_certificate_is_refused(tls_stack, tmp_path):
     project = tls_stack
     context = ssl.create_default_context(cadata=project.outputs()["ca_cert"])  # trusts the CA, presents nothing
-    params = pika.ConnectionParameters(
-        "127.0.0.1",
-        project.ports["amqps"],
-        "/",
-        pika.PlainCredentials(*admin(project)),
-        ssl_options=pika.SSLOptions(context, server_hostname="localhost"),
-        connection_attempts=1,
-    )
+    params = amqps_parameters(project, context, connection_attempts=1)
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         pika.BlockingConnection(params).close()
 
