@@ -8,6 +8,7 @@ nothing is ever downloaded (no CLI, no plugin): with neither, the user is told h
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -16,9 +17,10 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
+import yaml
 from pulumi import automation as auto
 
-from infra.paths import LOCAL_CLI_ROOT, LOCAL_STATE, REPO
+from infra.paths import LOCAL_CLI_ROOT, LOCAL_STATE, REPO, STACKS_DIR
 from infra.pulumi import engine
 
 PULUMI_VERSION = "3.272.0"  # the CLI that matches the pinned SDK (requirements.txt: pulumi==3.272.0)
@@ -95,8 +97,9 @@ def up(
         work_dir=str(REPO),
         opts=auto.LocalWorkspaceOptions(pulumi_command=command, env_vars=env.env_vars, secrets_provider="passphrase"),
     )
-    interrupted = clear_interrupted(stack) if not preview_only else False
-    changed = before_up(lambda key: _stack_value(stack, key)) if before_up else False
+    state = stack.export_stack()  # once, secrets decrypted: the interrupted operations and the last outputs
+    interrupted = clear_interrupted(stack, state) if not preview_only else False
+    changed = before_up(partial(_stack_value, stack, last_outputs(state.deployment or {}))) if before_up else False
     changed = changed or interrupted
     stack.workspace.env_vars[MIGRATIONS_CHECKED] = "1"
     # The engine's errors come on stderr: streamed too, so a failed `up` says why where the user looks.
@@ -107,21 +110,43 @@ def up(
         stack.up(on_output=print, on_error=errors, diff=True, show_secrets=False, refresh=changed)
 
 
-def _stack_value(stack: auto.Stack, key: str) -> Optional[str]:
-    """The stack's config value `key` (secrets decrypted), else its output `key` from the last `up`."""
-    config = stack.get_all_config().get(f"{stack.workspace.project_settings().name}:{key}")
-    if config is not None:
-        return config.value
-    output = stack.outputs().get(key)
-    return None if output is None else str(output.value)
+def _stack_value(stack: auto.Stack, outputs: dict[str, object], key: str) -> Optional[str]:
+    """The stack's config value `key` (secrets decrypted), else its output `key` from the last `up`. The CLI
+    is asked for the config only when the stack's file sets the key: each CLI run decrypts the stack anew."""
+    if key in config_keys(STACKS_DIR / f"Pulumi.{stack.name}.yaml"):
+        return stack.get_config(key).value
+    value = outputs.get(key)
+    return None if value is None else str(value)
 
 
-def clear_interrupted(stack: auto.Stack) -> bool:
+def config_keys(settings: Path) -> set[str]:
+    """The keys a stack's settings file sets, without their `project:` namespace."""
+    if not settings.is_file():
+        return set()
+    config = (yaml.safe_load(settings.read_text()) or {}).get("config") or {}
+    return {key.split(":", 1)[-1] for key in config}
+
+
+# How `pulumi stack export --show-secrets` writes a secret value: its signature key, the JSON text in `plaintext`.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def last_outputs(deployment: dict) -> dict[str, object]:
+    """The root stack's outputs in an exported deployment, secrets as their plain values."""
+    for resource in deployment.get("resources") or []:
+        if resource.get("type") == "pulumi:pulumi:Stack":
+            return {
+                key: json.loads(value["plaintext"]) if isinstance(value, dict) and SECRET_SIG in value else value
+                for key, value in (resource.get("outputs") or {}).items()
+            }
+    return {}
+
+
+def clear_interrupted(stack: auto.Stack, state: auto.Deployment) -> bool:
     """After an `up` that was killed half-way: its pending operations cleared from the state, so the user has
     nothing to clear by hand, and True (the caller refreshes from the live resources). A container whose
     creation was under way may exist without being in the state: it is removed (its data lives in its volume),
-    so this `up` creates it again instead of failing on its name."""
-    state = stack.export_stack()
+    so this `up` creates it again instead of failing on its name. `state`: the stack as exported."""
     deployment = dict(state.deployment or {})
     pending = deployment.get("pending_operations") or []
     if not pending:

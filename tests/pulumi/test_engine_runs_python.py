@@ -63,6 +63,8 @@ def test_up_then_no_change_then_destroy_with_the_secret_encrypted(stack, tmp_pat
     assert result.summary.resource_changes == {"create": 3}  # the stack and the two components
     assert result.outputs["size"].value == 3
     assert result.outputs["password"].secret and result.outputs["password"].value == SECRET
+    # deploy's migration check reads the outputs from the one export it makes, secrets decrypted
+    assert deploy.last_outputs(stack.export_stack().deployment) == {"size": 3, "password": SECRET}
 
     state = next((tmp_path / "state").rglob("test.json")).read_text()
     assert SECRET not in state and "ciphertext" in state  # encrypted with the passphrase

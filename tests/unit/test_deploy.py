@@ -94,3 +94,32 @@ def test_stack_config_files_hold_no_plaintext_secret():
         for key, value in config.items():
             if key.split(":", 1)[-1] in secret_keys:
                 assert isinstance(value, dict) and set(value) == {"secure"}, (path, key)
+
+
+def test_config_keys_are_the_settings_files_keys_without_their_namespace(tmp_path):
+    settings = tmp_path / "Pulumi.dev.yaml"
+    assert deploy.config_keys(settings) == set()
+    settings.write_text("config: {}\n")
+    assert deploy.config_keys(settings) == set()
+    settings.write_text("config:\n  rabbitmq-celery:rabbitmqAdminPassword:\n    secure: v1:abc\n  plain: 1\n")
+    assert deploy.config_keys(settings) == {"rabbitmqAdminPassword", "plain"}
+
+
+def test_last_outputs_are_the_root_stacks_with_secrets_as_their_values():
+    deployment = {
+        "resources": [
+            {"type": "docker:index/network:Network", "outputs": {"name": "net"}},
+            {
+                "type": "pulumi:pulumi:Stack",
+                "outputs": {
+                    "url": "http://127.0.0.1:8000",
+                    "rabbitmqAdminPassword": {
+                        deploy.SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270",
+                        "plaintext": '"s3cret"',
+                    },
+                },
+            },
+        ]
+    }
+    assert deploy.last_outputs(deployment) == {"url": "http://127.0.0.1:8000", "rabbitmqAdminPassword": "s3cret"}
+    assert deploy.last_outputs({}) == {}
