@@ -18,21 +18,17 @@ import pika
 import pytest
 
 from infra.cli import main as cli
-from infra.cli.localstack import LocalStack
 from infra.ops.amqp_depth import AMQPError
 from infra.ops.broker_api import ManagementClient
 from infra.ops.migrator import Migrator
 from infra.plan.stack import Stack
-from infra.render.secrets import write_secrets_file
 from tests.app.deployment import print_logs_if_failed
-from tests.app.migration_rig import OVERLAY, QUEUE, Publisher, Rig, kill_when
-from tests.support.rabbit_cluster import RabbitCluster
+from tests.app.migration_rig import QUEUE, Publisher, Rig, kill_when
 from tests.support.stacks import TEST_SECRETS
 from tests.support.waiting import wait_for
 
 BACKLOG = 10_000  # tasks queued before a type change
 RENAME_BACKLOG = 1000
-CLUSTER_MESSAGES = 2000
 PRIORITY_MESSAGES = 500
 CLASSIC = "vhosts: {'/': {queues: {effects: {type: classic}}}}\n"
 QUORUM = "vhosts: {'/': {queues: {effects: {type: quorum}}}}\n"
@@ -164,48 +160,6 @@ def test_a_rename_moves_the_messages_and_the_pool_follows_its_queue(rig):
     assert rig.queue("effects_v2")["type"] == "quorum"
     assert {("tasks", "effects_v2"), ("tasks", QUEUE)} <= rig.bindings("effects_v2")
     assert "0 queue migration(s) pending" in rig.migrate(RENAMED, 60)  # done: running it again does nothing
-
-
-def test_classic_to_quorum_on_a_three_node_cluster_gives_every_node_a_member(workdir):
-    """`make local`'s migration step against a cluster: persistent messages in a classic queue (allowed on a
-    cluster by the stack's switch), a quorum queue with a member on each node afterwards, none lost."""
-    classic, quorum = workdir / "classic.yaml", workdir / "quorum.yaml"
-    classic.write_text("broker: {allow_classic_task_queues: true}\n" + CLASSIC)
-    quorum.write_text(QUORUM)
-    cluster = RabbitCluster(3, stack="dev", overlays=(OVERLAY, classic))
-    try:
-        cluster.start()
-        first = cluster.nodes[0]
-        with pika.BlockingConnection(first.amqp_params("/", "admin", TEST_SECRETS["rabbitmqAdminPassword"])) as c:
-            channel = c.channel()
-            channel.confirm_delivery()
-            for i in range(CLUSTER_MESSAGES):
-                channel.basic_publish("tasks", QUEUE, str(i).encode(), pika.BasicProperties(delivery_mode=2))
-        # as `make local` runs it, before it applies the topology: the first node's ports, the stack's secrets
-        secrets = workdir / "secrets.yaml"
-        write_secrets_file(secrets, TEST_SECRETS)
-        local = LocalStack(
-            "dev",
-            workdir,
-            "unused",
-            secrets,
-            overlays=(
-                cluster.work / "cluster.yaml",
-                cluster.rendered[0].config_dir.parent / "ports.yaml",
-                OVERLAY,
-                quorum,
-            ),
-        )
-        assert [m.describe() for m in local.migrate_queues()] == ["queue /:effects classic → quorum"]
-        queue = wait_for(
-            lambda: (lambda q: q if q.get("messages") == CLUSTER_MESSAGES else None)(cluster.queue(QUEUE)),
-            30,
-            "every message in the quorum queue",
-        )
-        assert queue["type"] == "quorum" and set(queue["members"]) == set(cluster.names)
-        assert not [q for q in cluster.api().get("queues") if q["name"].endswith(".migrating")]
-    finally:
-        cluster.close()
 
 
 @pytest.mark.parametrize("rig", [CLASSIC], indirect=True)

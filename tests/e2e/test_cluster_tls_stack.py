@@ -7,9 +7,11 @@ The plaintext control of the same capture runs on loopback: tests/broker/test_in
 
 from __future__ import annotations
 
+import json
 import os
 import secrets as random
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -59,6 +61,28 @@ def brokers():
             print(local.compose("logs", "--no-color", "--tail=80", check=False).stdout)
         local.down(volumes=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def exec_in(local: LocalStack, service: str, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    flags = [f"--env={k}={v}" for k, v in (env or {}).items()]
+    return subprocess.run(
+        ["docker", "exec", *flags, local.container(service), *argv], capture_output=True, text=True, timeout=180
+    )
+
+
+def test_the_cli_tools_work_in_the_nodes_with_the_compose_files_tls_flags_and_not_without(brokers):
+    local, _ = brokers
+    env = docker("inspect", "-f", "{{json .Config.Env}}", local.container("rabbitmq-2"))
+    assert "RABBITMQ_CTL_ERL_ARGS=-proto_dist inet_tls -ssl_dist_optfile /etc/rabbitmq/inter_node_tls-2.config" in env
+    status = exec_in(local, "rabbitmq-1", "rabbitmqctl", "cluster_status", "--formatter", "json")
+    assert status.returncode == 0, status.stderr
+    assert sorted(json.loads(status.stdout)["running_nodes"]) == sorted(f"rabbit@{h}" for h in broker_hosts(3))
+    queues = exec_in(local, "rabbitmq-3", "rabbitmq-queues", "quorum_status", QUEUE)
+    assert queues.returncode == 0 and "leader" in queues.stdout, queues.stderr
+    plain = exec_in(
+        local, "rabbitmq-1", "rabbitmq-diagnostics", "-q", "check_running", env={"RABBITMQ_CTL_ERL_ARGS": ""}
+    )
+    assert plain.returncode != 0, plain.stdout  # without the TLS flags the tool cannot reach its own node
 
 
 def bridge_of(local: LocalStack) -> str:
