@@ -159,11 +159,14 @@ class ComposeContainers:
         return json.loads(self._ctl(role, "rabbitmqctl", "export_definitions", "-", "--format", "json", "-q"))
 
     def set_shovels(self, role: str, shovels: list[tuple[str, str, dict]]) -> None:
-        """One definitions import of runtime parameters from standard input (one CLI call, not one per queue)."""
+        """One definitions import of runtime parameters (one CLI call, not one per queue), from a file in the
+        container: Debian's 4.0 `rabbitmqctl` runs the tool through `su`, and an import from standard input
+        never sees its end there. The file (the shovels' URIs hold the admin's password) is the node user's
+        alone and removed after."""
         parameters = [{"vhost": v, "component": "shovel", "name": n, "value": value} for v, n, value in shovels]
         try:
             subprocess.run(
-                ["docker", "exec", "-i", self._container(role), "rabbitmqctl", "import_definitions", "-q"],
+                ["docker", "exec", "-i", self._container(role), "sh", "-c", IMPORT_FROM_STDIN_VIA_FILE],
                 input=json.dumps({"parameters": parameters}),
                 capture_output=True,
                 text=True,
@@ -257,6 +260,13 @@ class ComposeContainers:
         if blue and not (self.service() or (False, False))[0]:
             docker("rm", "-f", blue)
         docker("volume", "rm", self.service_volume, check=False)
+
+
+# Standard input into a private file the node's user reads, imported, then removed whatever the import did.
+IMPORT_FROM_STDIN_VIA_FILE = (
+    'f=$(mktemp) && cat > "$f" && chown rabbitmq "$f" && rabbitmqctl import_definitions -q "$f"; '
+    'rc=$?; rm -f "$f"; exit $rc'
+)
 
 
 def _compose_document(out: Path) -> dict:
