@@ -25,7 +25,7 @@ from infra.plan.stack import Stack
 from tests.app.deployment import print_logs_if_failed
 from tests.app.migration_rig import QUEUE, Publisher, Rig, kill_when
 from tests.support.stacks import TEST_SECRETS
-from tests.support.waiting import wait_for
+from tests.support.waiting import WaitTimeout, wait_for
 
 BACKLOG = 10_000  # tasks queued before a type change
 RENAME_BACKLOG = 1000
@@ -59,7 +59,14 @@ def rig(workdir, request):
 def settle(rig: Rig, expected: set[str], unconfirmed: set[str] = frozenset(), timeout: float = 600) -> None:
     """Until every expected task has had its effect; then: no other effect (a publish that failed while the
     broker was down may have landed all the same), nothing left in a temporary queue, nothing parked."""
-    wait_for(lambda: expected <= rig.effects()[0], timeout, f"{len(expected)} effects", interval=1)
+    try:
+        wait_for(lambda: expected <= rig.effects()[0], timeout, f"{len(expected)} effects", interval=1)
+    except WaitTimeout:  # say what is missing and where the broker's messages are, for the next look
+        missing = sorted(expected - rig.effects()[0])
+        queues = {q["name"]: q.get("messages") for q in rig.api.get("queues") if q.get("messages")}
+        raise WaitTimeout(
+            f"{len(missing)} effect(s) missing, e.g. {missing[:5]}; queues holding some: {queues}"
+        ) from None
     effects, runs = rig.effects()
     assert expected <= effects <= expected | unconfirmed, sorted(effects - expected - unconfirmed)[:5]
     print(f"{len(effects)} effects, {runs} runs ({runs - len(effects)} redelivered and run again)")

@@ -1,7 +1,3 @@
-# NOT COLLECTED (no test_ prefix): the blue-green upgrade's end-to-end proof, kept for the session that finishes
-# it. No run of it has passed yet. On an idle machine (2026-12-07) the first hop and the SIGKILL pass; draining
-# green stalls on 19 delayed-delivery messages neither ready nor unacknowledged (docs/upgrades.md, Proof).
-# Rename it back to test_upgrade.py once it passes.
 """`python -m infra upgrade` on the local stack: RabbitMQ 3.10 → 4.0 blue-green, while the app keeps working.
 
 The stack on 3.10 (compose, as `make local` runs it) with every worker pool also running the migration
