@@ -65,7 +65,9 @@ def app(deployment, cluster, request):
         for node in cluster.nodes:  # a test that stopped nodes leaves the next one a whole cluster
             if node not in cluster.alive():
                 node.start()
-        cluster.wait_running(3)
+        # Two nodes restarting together over TLS distribution took longer than 120 s to show as running in
+        # one clean-clone run (not reproduced yet): a longer bound for restoring the cluster, not a test's check.
+        cluster.wait_running(3, timeout=300)
 
 
 def test_the_cluster_forms_and_every_quorum_queue_has_a_member_on_each_node(cluster):
