@@ -33,7 +33,8 @@ class RabbitCluster:
         overlay.write_text(f"broker:\n  nodes: {size}\n")
         self.names = tuple(node_name() for _ in range(size))
         width = len(fields(Ports))
-        ports = free_ports(width * size)  # all at once: ports picked one node at a time could repeat
+        # all at once (ports picked one node at a time could repeat), and `size` apart: see free_ports
+        ports = free_ports(width * size, gap=size)
         node_ports = [Ports(*ports[width * i : width * (i + 1)]) for i in range(size)]
         first = render_for_node(node_ports[0], stack=stack, overlays=(overlay, *overlays), node_names=self.names)
         # the others with the first one's secrets: the same passwords, cookie and (with TLS) CA and certificates

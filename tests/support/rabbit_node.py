@@ -54,9 +54,10 @@ def own_port(port: int) -> bool:
     return chunk % count == index and (chunk // count) % workers == worker
 
 
-def free_ports(count: int, attempts: int = 2000) -> list[int]:
+def free_ports(count: int, attempts: int = 2000, gap: int = 1) -> list[int]:
     """Ports the kernel hands out as free on 127.0.0.1, of this process's share, all held open until every
-    one is picked."""
+    one is picked; any two at least `gap` apart (a definition of n nodes reads each port as the first of
+    n, node i publishing port + i, so n-node ports closer than n would collide)."""
     sockets: list[socket.socket] = []
     try:
         for _ in range(attempts):
@@ -64,7 +65,8 @@ def free_ports(count: int, attempts: int = 2000) -> list[int]:
                 return [s.getsockname()[1] for s in sockets]
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
-            if own_port(s.getsockname()[1]):
+            port = s.getsockname()[1]
+            if own_port(port) and all(abs(port - h.getsockname()[1]) >= gap for h in sockets):
                 sockets.append(s)
             else:
                 s.close()

@@ -41,6 +41,16 @@ def test_each_xdist_worker_picks_ports_no_other_worker_picks(monkeypatch):
     ]  # a quarter each, half
 
 
+def test_a_clusters_ports_are_far_enough_apart_that_no_node_publishes_anothers(monkeypatch):
+    """A definition of n nodes reads each port as the first of n (node i publishes port + i): ports closer
+    than n would make `validate` refuse it (a CI run hit amqps + 1 == management)."""
+    monkeypatch.delenv("TEST_PORT_SHARE", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    for _ in range(20):
+        ports = sorted(rabbit_node.free_ports(18, gap=3))
+        assert len(ports) == 18 and all(b - a >= 3 for a, b in zip(ports, ports[1:]))
+
+
 def test_make_test_runs_every_tier():
     makefile = (REPO / "Makefile").read_text()
     live = re.search(r"^LIVE_TIERS = (.*)$", makefile, re.M).group(1).split()
