@@ -20,13 +20,16 @@ a local file, so running `migrate` again after an interruption takes up where th
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional
+from urllib.parse import quote
 
 from infra.plan.plan import Plan
 
 TEMPORARY_SUFFIX = ".migrating"
 SHOVEL_PREFIX = "migrate-"
+DELAYED_LEVEL = re.compile(r"celery_delayed_\d+")  # a level of Celery's native delayed delivery
 
 # The consumers of a migrated queue get nothing from the moment it is empty until it is declared again
 # (steps 4-5) and the shovel back fills it: the executor waits out the management statistics' interval to
@@ -138,3 +141,29 @@ def live_migrations(head: Plan, live: dict[tuple[str, str], Arguments]) -> list[
         elif temporary in live or (key in live and live[key] != wanted):
             found.append(Migration(q.vhost, q.name, q.name, live.get(key), wanted))
     return found
+
+
+def shovel_value(vhost: str, source: str, dest: str, dest_uri: str = "amqp://") -> dict:
+    """A dynamic shovel's definition: `source` of this broker into queue `dest` of the one at `dest_uri` (this
+    one by default), each message acknowledged once the destination confirmed it. Messages go in through the
+    default exchange by the queue's name, so the shovel never declares `dest` itself.
+
+    A delayed-delivery level moved into its namesake keeps each message's own routing key, which spells out
+    when and where it is due: a level dead-letters by that key into the next one, so a message re-keyed with
+    the queue's name would never route on. It goes through the level's exchange, which routes every key held
+    in its queue back into that queue."""
+    value = {
+        "src-protocol": "amqp091",
+        "src-uri": f"amqp:///{quote(vhost, safe='')}",
+        "src-queue": source,
+        "dest-protocol": "amqp091",
+        "dest-uri": f"{dest_uri}/{quote(vhost, safe='')}",
+        "dest-exchange": "",
+        "dest-exchange-key": dest,
+        "ack-mode": "on-confirm",
+        "src-delete-after": "never",
+    }
+    if dest == source and DELAYED_LEVEL.fullmatch(source):
+        value["dest-exchange"] = source
+        del value["dest-exchange-key"]  # the shovel then publishes with the message's own routing key
+    return value

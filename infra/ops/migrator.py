@@ -14,7 +14,15 @@ from urllib.parse import quote
 
 from infra.ops.amqp_depth import AMQPError
 from infra.ops.broker_api import BrokerAPIError, ManagementClient
-from infra.ops.migration import SHOVEL_PREFIX, Arguments, Migration, label, live_arguments, live_migrations
+from infra.ops.migration import (
+    SHOVEL_PREFIX,
+    Arguments,
+    Migration,
+    label,
+    live_arguments,
+    live_migrations,
+    shovel_value,
+)
 from infra.plan.plan import Plan
 
 # Queue statistics are emitted every 5 s (collect_statistics_interval): a queue counts as drained once it
@@ -124,25 +132,10 @@ class Migrator:
             )
 
     def _shovel(self, vhost: str, source: str, dest: str) -> None:
-        """A dynamic shovel from `source` to `dest` on this broker, acknowledging each message once `dest`
-        confirmed it. It publishes through the default exchange, so it never declares `dest` itself."""
-        uri = f"amqp:///{quote(vhost, safe='')}"
         self.api.call(
             "PUT",
             f"parameters/shovel/{_p(vhost, SHOVEL_PREFIX + source)}",
-            json={
-                "value": {
-                    "src-protocol": "amqp091",
-                    "src-uri": uri,
-                    "src-queue": source,
-                    "dest-protocol": "amqp091",
-                    "dest-uri": uri,
-                    "dest-exchange": "",
-                    "dest-exchange-key": dest,
-                    "ack-mode": "on-confirm",
-                    "src-delete-after": "never",
-                }
-            },
+            json={"value": shovel_value(vhost, source, dest)},
         )
 
     def _drop_shovel(self, vhost: str, source: str) -> None:

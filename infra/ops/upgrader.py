@@ -12,12 +12,12 @@ RabbitMQ 4.x may have turned off) report no message, ready or unacknowledged, fo
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Optional, Protocol
 from urllib.parse import quote
 
 from infra.ops.broker_api import BrokerAPIError, ManagementClient
+from infra.ops.migration import shovel_value
 from infra.ops.upgrade import Observed, Step, UpgradePath, remaining, upgrade_path
 from infra.plan.plan import Plan
 
@@ -175,7 +175,7 @@ class Upgrader:
                     f"queues/{_p(vhost, name)}",
                     json={"durable": True, "auto_delete": False, "arguments": q.get("arguments") or {}},
                 )
-            shovels.append((vhost, SHOVEL_PREFIX + name, shovel_value(vhost, name, uri)))
+            shovels.append((vhost, SHOVEL_PREFIX + name, shovel_value(vhost, name, name, uri)))
         self.c.set_shovels(source, shovels)
         self.progress(f"  shovel {len(queues)} queue(s) {source} → {target} (ack on confirm)")
 
@@ -252,33 +252,6 @@ class Upgrader:
 
 
 # Celery's native delayed delivery: a level's queue, named as the exchange that routes into it.
-DELAYED_LEVEL = re.compile(r"celery_delayed_\d+")
-
-
-def shovel_value(vhost: str, queue: str, dest_uri: str) -> dict:
-    """A dynamic shovel's definition: `queue` of this broker into the same queue of the one at `dest_uri`, each
-    message acknowledged here once the destination confirmed it. A task or parking queue's messages go in by
-    the queue's name. A delayed-delivery level's keep their own routing keys, which spell out when and where
-    each message is due: a level dead-letters by that key into the next one, so a message re-keyed with the
-    queue's name would never route on. They go through the level's exchange, which routes every key held in
-    its queue back into that queue."""
-    value = {
-        "src-protocol": "amqp091",
-        "src-uri": f"amqp:///{quote(vhost, safe='')}",
-        "src-queue": queue,
-        "dest-protocol": "amqp091",
-        "dest-uri": f"{dest_uri}/{quote(vhost, safe='')}",
-        "dest-exchange": "",
-        "dest-exchange-key": queue,
-        "ack-mode": "on-confirm",
-        "src-delete-after": "never",
-    }
-    if DELAYED_LEVEL.fullmatch(queue):
-        value["dest-exchange"] = queue
-        del value["dest-exchange-key"]  # the shovel then publishes with the message's own routing key
-    return value
-
-
 def _p(*parts: str) -> str:
     return "/".join(quote(part, safe="") for part in parts)
 

@@ -20,7 +20,7 @@ from infra.ops.join_refusals import join_refusals
 
 from .rabbit_node import Ports, RabbitNode, free_ports, node_name
 from .stacks import Rendered, render_for_node
-from .waiting import wait_for
+from .waiting import WaitTimeout, wait_for
 
 # The shipped stacks' task queues: quorum queues, so on a cluster each has a member on every node.
 TASK_QUEUES = ["player_sync", "match_processing", "timeline_processing", "default", "recovery", "maintenance"]
@@ -111,7 +111,10 @@ class RabbitCluster:
             except requests.RequestException:  # a node paused by pause_minority serves no API until it resumes
                 return False
 
-        wait_for(running, timeout, f"{count} nodes running in the cluster", interval=0.5)
+        try:
+            wait_for(running, timeout, f"{count} nodes running in the cluster", interval=0.5)
+        except WaitTimeout as exc:  # each node's log says what it waits for
+            raise WaitTimeout(f"{exc}\n" + "\n".join(n.log_tail(15) for n in self.nodes)) from None
 
     def queue(self, name: str, vhost: str = "/", via: RabbitNode | None = None) -> dict:
         return self.api(via).get(f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}")

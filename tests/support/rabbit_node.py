@@ -206,11 +206,20 @@ class RabbitNode:
         while not all(port_open("127.0.0.1", port) for port in self.listening):
             if self.process.poll() is not None or b"BOOT FAILED" in self.console_output():
                 raise BootFailed(f"node {self.name} did not boot:\n{self.console_output()[-4000:].decode()}")
-            if time.monotonic() > deadline:
-                raise BootFailed(f"node {self.name} not listening after {BOOT_TIMEOUT_S}s")
+            if time.monotonic() > deadline:  # what the node was waiting for (peers, tables) is in its log
+                raise BootFailed(f"node {self.name} not listening after {BOOT_TIMEOUT_S}s:\n{self.log_tail()}")
             time.sleep(0.2)
         self.ctl("rabbitmqctl", "await_startup", "--timeout", "60")
         return self
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the node's own log (RABBITMQ_LOG_BASE/<node>.log) and of its console."""
+        tails = []
+        for path in (self.base / "log" / f"{self.name}.log", self.base / "log" / "console.out"):
+            if path.exists():
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+                tails.append(f"--- {path.name}\n" + "\n".join(text))
+        return "\n".join(tails)
 
     def console_output(self) -> bytes:
         path = self.base / "log" / "console.out"

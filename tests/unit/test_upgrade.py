@@ -105,13 +105,22 @@ def test_diff_refuses_a_downgrade_with_file_line_and_key(repo):  # noqa: F811
 
 
 def test_a_task_queue_is_shovelled_by_its_name_and_a_delayed_level_keeps_each_messages_routing_key():
-    from infra.ops.upgrader import shovel_value
+    from infra.ops.migration import shovel_value
 
     uri = "amqp://admin:pw@rabbitmq-green:5672"
-    task = shovel_value("/", "player_sync", uri)
+    task = shovel_value("/", "player_sync", "player_sync", uri)
     assert (task["dest-exchange"], task["dest-exchange-key"]) == ("", "player_sync")
     assert task["dest-uri"] == f"{uri}/%2F" and task["ack-mode"] == "on-confirm"
     # Celery's level 5 dead-letters by the message's own key ("…0.#" to level 4): re-keyed, it would not route
-    level = shovel_value("/", "celery_delayed_5", uri)
+    level = shovel_value("/", "celery_delayed_5", "celery_delayed_5", uri)
     assert level["dest-exchange"] == "celery_delayed_5" and "dest-exchange-key" not in level
-    assert shovel_value("/", "celery_delayed_events", uri)["dest-exchange"] == ""  # not a level
+    assert (
+        shovel_value("/", "celery_delayed_events", "celery_delayed_events", uri)["dest-exchange"] == ""
+    )  # not a level
+    # a migration's shovel: to another queue of the same broker, by that queue's name
+    moved = shovel_value("/", "effects", "effects.migrating")
+    assert (moved["dest-uri"], moved["dest-exchange"], moved["dest-exchange-key"]) == (
+        "amqp:///%2F",
+        "",
+        "effects.migrating",
+    )
