@@ -12,12 +12,14 @@ import json
 import os
 import secrets as random_secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pika
 import requests
 import yaml
 
@@ -240,9 +242,54 @@ def assert_destroyed(project: Project) -> None:
     assert docker("network", "ls", "-q", "--filter", f"name={project.prefix}-") == ""
 
 
-def tls_listeners(project: Project) -> dict:
-    """`broker.tls` on with a generated CA, on two more free ports (recorded as `amqps` and `https`)."""
-    taken = set(project.ports.values())
-    amqps, https = [p for p in free_ports(8) if p not in taken][:2]
-    project.ports.update(amqps=amqps, https=https)
-    return {"enabled": True, "ca": "generate", "amqps": amqps, "management": https}
+def tls_listeners(project: Project, nodes: int = 1) -> dict:
+    """`broker.tls` on with a generated CA, on two more blocks of free ports, one port per node (recorded as
+    `amqps` and `https`: node i listens on each + i - 1)."""
+    taken = {p + i for name, p in project.ports.items() for i in range(1 if name == "web" else nodes)}
+    for _ in range(50):
+        amqps, https = free_port_blocks(2, nodes)
+        if not {p + i for p in (amqps, https) for i in range(nodes)} & taken:
+            project.ports.update(amqps=amqps, https=https)
+            return {"enabled": True, "ca": "generate", "amqps": amqps, "management": https}
+    raise RuntimeError("no free TLS port blocks apart from the stack's own")
+
+
+def management(project: Project, path: str):
+    """GET `path` of the stack's management API (plain HTTP), as its admin."""
+    response = requests.get(f"{project.management_url}/api/{path}", auth=admin(project), timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def client_certificate(project: Project) -> tuple[str, str]:
+    """The app's client certificate and key, as pulumi_tls issued them (the key a secret of the state)."""
+    exported = json.loads(project.pulumi("stack", "export", "--show-secrets").stdout)
+    resources = {r["urn"].rsplit("::", 1)[1]: r.get("outputs", {}) for r in exported["deployment"]["resources"]}
+
+    def plain(value):  # a secret output, shown by --show-secrets, keeps its envelope: {…, "plaintext": JSON}
+        return json.loads(value["plaintext"]) if isinstance(value, dict) else value
+
+    return plain(resources["tls-client"]["certPem"]), plain(resources["tls-client-key"]["privateKeyPem"])
+
+
+def tls_context(project: Project, work: Path) -> ssl.SSLContext:
+    """Trusting only the stack's CA (`pulumi stack output ca_cert`), presenting the app's client certificate."""
+    context = ssl.create_default_context(cadata=project.outputs()["ca_cert"])
+    cert, key = client_certificate(project)
+    (work / "client.pem").write_text(cert)
+    (work / "client.key").write_text(key)
+    (work / "client.key").chmod(0o600)
+    context.load_cert_chain(str(work / "client.pem"), str(work / "client.key"))
+    return context
+
+
+def amqps_parameters(project: Project, context: ssl.SSLContext, node: int = 1, **extra) -> pika.ConnectionParameters:
+    """Node `node`'s AMQPS listener, as the stack's admin, over `context`."""
+    return pika.ConnectionParameters(
+        "127.0.0.1",
+        project.ports["amqps"] + node - 1,
+        "/",
+        pika.PlainCredentials(*admin(project)),
+        ssl_options=pika.SSLOptions(context, server_hostname="localhost"),
+        **extra,
+    )

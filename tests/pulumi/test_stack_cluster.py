@@ -11,11 +11,10 @@ import pytest
 import requests
 
 from tests.pulumi.project import (
-    Project,
-    admin,
     assert_destroyed,
     assert_every_container_healthy,
     deployed,
+    management,
     new_project,
 )
 
@@ -56,9 +55,3 @@ def test_a_sync_through_the_cluster_is_stored(cluster_stack):
 
 def test_destroy_of_the_cluster_stack_leaves_no_container_or_network(cluster_stack):
     assert_destroyed(cluster_stack)
-
-
-def management(project: Project, path: str):
-    response = requests.get(f"{project.management_url}/api/{path}", auth=admin(project), timeout=30)
-    response.raise_for_status()
-    return response.json()

@@ -8,7 +8,6 @@ stack's state. Its `pulumi destroy` leaves no container or network. The 3-node c
 
 from __future__ import annotations
 
-import json
 import ssl
 import tempfile
 import uuid
@@ -19,12 +18,13 @@ import pytest
 import requests
 
 from tests.pulumi.project import (
-    Project,
     admin,
+    amqps_parameters,
     assert_destroyed,
     assert_every_container_healthy,
     deployed,
     new_project,
+    tls_context,
     tls_listeners,
 )
 from tests.support.rabbit_node import port_open
@@ -40,28 +40,6 @@ def tls_stack():
     yield from deployed(project)
 
 
-def client_certificate(project: Project) -> tuple[str, str]:
-    """The app's client certificate and key, as pulumi_tls issued them (the key a secret of the state)."""
-    exported = json.loads(project.pulumi("stack", "export", "--show-secrets").stdout)
-    resources = {r["urn"].rsplit("::", 1)[1]: r.get("outputs", {}) for r in exported["deployment"]["resources"]}
-
-    def plain(value):  # a secret output, shown by --show-secrets, keeps its envelope: {…, "plaintext": JSON}
-        return json.loads(value["plaintext"]) if isinstance(value, dict) else value
-
-    return plain(resources["tls-client"]["certPem"]), plain(resources["tls-client-key"]["privateKeyPem"])
-
-
-def tls_context(project: Project, work: Path) -> ssl.SSLContext:
-    """Trusting only the stack's CA (`pulumi stack output ca_cert`), presenting the app's client certificate."""
-    context = ssl.create_default_context(cadata=project.outputs()["ca_cert"])
-    cert, key = client_certificate(project)
-    (work / "client.pem").write_text(cert)
-    (work / "client.key").write_text(key)
-    (work / "client.key").chmod(0o600)
-    context.load_cert_chain(str(work / "client.pem"), str(work / "client.key"))
-    return context
-
-
 def test_the_tls_stack_comes_up_healthy_with_only_its_tls_listeners(tls_stack):
     project = tls_stack
     assert_every_container_healthy(project, ["rabbitmq"])
@@ -69,18 +47,6 @@ def test_the_tls_stack_comes_up_healthy_with_only_its_tls_listeners(tls_stack):
     assert outputs["management_url"] == f"https://127.0.0.1:{project.ports['https']}"
     assert outputs["ca_cert"].startswith("-----BEGIN CERTIFICATE-----")
     assert not port_open("127.0.0.1", project.ports["amqp"]) and not port_open("127.0.0.1", project.ports["management"])
-
-
-def amqps_parameters(project: Project, context: ssl.SSLContext, **extra) -> pika.ConnectionParameters:
-    """The stack's AMQPS listener, as its admin, over `context`."""
-    return pika.ConnectionParameters(
-        "127.0.0.1",
-        project.ports["amqps"],
-        "/",
-        pika.PlainCredentials(*admin(project)),
-        ssl_options=pika.SSLOptions(context, server_hostname="localhost"),
-        **extra,
-    )
 
 
 def test_amqps_works_with_the_generated_ca(tls_stack, tmp_path):
