@@ -251,7 +251,6 @@ class Upgrader:
                 time.sleep(2)
 
 
-# Celery's native delayed delivery: a level's queue, named as the exchange that routes into it.
 def _p(*parts: str) -> str:
     return "/".join(quote(part, safe="") for part in parts)
 
