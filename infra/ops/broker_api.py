@@ -6,6 +6,8 @@ migration does in `migration.py` and `migrator.py`.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import requests
 
 from infra.ops.drift import Snapshot
@@ -13,6 +15,11 @@ from infra.ops.drift import Snapshot
 
 class BrokerAPIError(Exception):
     """The API could not be read: unreachable, refused the credentials, or answered an error."""
+
+
+def api_path(*parts: str) -> str:
+    """A management API path of names, each quoted whole (a vhost "/" is "%2F")."""
+    return "/".join(quote(part, safe="") for part in parts)
 
 
 def _tags(raw) -> tuple[str, ...]:

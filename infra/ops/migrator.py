@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from infra.ops.amqp_depth import AMQPError
-from infra.ops.broker_api import BrokerAPIError, ManagementClient
+from infra.ops.broker_api import BrokerAPIError, ManagementClient, api_path
 from infra.ops.migration import (
     SHOVEL_PREFIX,
     Arguments,
@@ -28,10 +27,6 @@ from infra.plan.plan import Plan
 # Queue statistics are emitted every 5 s (collect_statistics_interval): a queue counts as drained once it
 # has reported no message, ready or unacknowledged, for longer than that.
 QUIET_S = 6.0
-
-
-def _p(*parts: str) -> str:
-    return "/".join(quote(part, safe="") for part in parts)
 
 
 @dataclass(frozen=True)
@@ -76,7 +71,7 @@ class Migrator:
         return live_migrations(self.plan, self.queue_arguments())
 
     def _queue(self, vhost: str, name: str) -> dict | None:
-        response = self.api.call("GET", f"queues/{_p(vhost, name)}", ok=(200, 404))
+        response = self.api.call("GET", f"queues/{api_path(vhost, name)}", ok=(200, 404))
         return response.json() if response.status_code == 200 else None
 
     def _messages(self, vhost: str, name: str) -> int | None:
@@ -87,7 +82,7 @@ class Migrator:
         queue = self._queue(vhost, name) or {}
         if "messages" in queue or not queue:
             return queue.get("messages")
-        listed = self.api.get(f"queues/{_p(vhost)}", disable_stats="true", enable_queue_totals="true")
+        listed = self.api.get(f"queues/{api_path(vhost)}", disable_stats="true", enable_queue_totals="true")
         return next((q.get("messages") for q in listed if q["name"] == name), None)
 
     def _bindings(self, vhost: str, queue: str) -> dict[Binding, str]:
@@ -96,7 +91,7 @@ class Migrator:
             Binding(b["source"], b["routing_key"], tuple(sorted((b.get("arguments") or {}).items()))): b[
                 "properties_key"
             ]
-            for b in self.api.get(f"queues/{_p(vhost, queue)}/bindings")
+            for b in self.api.get(f"queues/{api_path(vhost, queue)}/bindings")
             if b["source"]
         }
 
@@ -113,7 +108,7 @@ class Migrator:
             self.progress(f"  declare {name} ({label(arguments)})")
             self.api.call(
                 "PUT",
-                f"queues/{_p(vhost, name)}",
+                f"queues/{api_path(vhost, name)}",
                 json={"durable": True, "auto_delete": False, "arguments": dict(arguments)},
             )
 
@@ -124,23 +119,23 @@ class Migrator:
         have = self._bindings(vhost, dest)
         for binding in sorted((set(live) | self._planned(vhost, final)) - set(have), key=repr):
             self.progress(f"  bind {dest} to {binding.source} ({binding.routing_key})")
-            self.api.call("POST", f"bindings/{_p(vhost)}/e/{_p(binding.source)}/q/{_p(dest)}", json=binding.as_json())
+            self.api.call("POST", f"bindings/{api_path(vhost, 'e', binding.source, 'q', dest)}", json=binding.as_json())
         for binding, key in live.items():
             self.progress(f"  unbind {source} from {binding.source} ({binding.routing_key})")
             self.api.call(
-                "DELETE", f"bindings/{_p(vhost)}/e/{_p(binding.source)}/q/{_p(source)}/{_p(key)}", ok=(200, 204, 404)
+                "DELETE", f"bindings/{api_path(vhost, 'e', binding.source, 'q', source, key)}", ok=(200, 204, 404)
             )
 
     def _shovel(self, vhost: str, source: str, dest: str) -> None:
         self.api.call(
             "PUT",
-            f"parameters/shovel/{_p(vhost, SHOVEL_PREFIX + source)}",
+            f"parameters/shovel/{api_path(vhost, SHOVEL_PREFIX + source)}",
             json={"value": shovel_value(vhost, source, dest)},
         )
 
     def _drop_shovel(self, vhost: str, source: str) -> None:
         """Before its source queue is deleted: a running shovel would declare it again (as classic)."""
-        self.api.call("DELETE", f"parameters/shovel/{_p(vhost, SHOVEL_PREFIX + source)}", ok=(200, 204, 404))
+        self.api.call("DELETE", f"parameters/shovel/{api_path(vhost, SHOVEL_PREFIX + source)}", ok=(200, 204, 404))
 
     def _waiting(self, vhost: str, name: str, statistics) -> str:
         """How many messages `name` holds, for a progress line: the queue's own count when it can be asked
@@ -182,7 +177,7 @@ class Migrator:
         self._wait_drained(vhost, source, deadline)
         self._drop_shovel(vhost, source)
         self.progress(f"  delete {source}")
-        self.api.call("DELETE", f"queues/{_p(vhost, source)}", ok=(200, 204, 404))
+        self.api.call("DELETE", f"queues/{api_path(vhost, source)}", ok=(200, 204, 404))
 
     # -- the migration
     def run(self, m: Migration) -> None:

@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import time
 from typing import Optional, Protocol
-from urllib.parse import quote
 
-from infra.ops.broker_api import BrokerAPIError, ManagementClient
+from infra.ops.broker_api import BrokerAPIError, ManagementClient, api_path
 from infra.ops.migration import shovel_value
 from infra.ops.upgrade import Observed, Step, UpgradePath, remaining, upgrade_path
 from infra.plan.plan import Plan
@@ -172,7 +171,7 @@ class Upgrader:
             if (vhost, name) not in on_green:
                 green.call(
                     "PUT",
-                    f"queues/{_p(vhost, name)}",
+                    f"queues/{api_path(vhost, name)}",
                     json={"durable": True, "auto_delete": False, "arguments": q.get("arguments") or {}},
                 )
             shovels.append((vhost, SHOVEL_PREFIX + name, shovel_value(vhost, name, name, uri)))
@@ -249,10 +248,6 @@ class Upgrader:
                     raise
                 self.progress(f"  broker: {exc}; retrying")
                 time.sleep(2)
-
-
-def _p(*parts: str) -> str:
-    return "/".join(quote(part, safe="") for part in parts)
 
 
 def _json(raw: bytes):

@@ -66,6 +66,20 @@ def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
     return result.stdout.strip()
 
 
+DIST_PORT = 25672  # Erlang distribution inside the broker containers: RabbitMQ's default (5672 + 20000)
+
+
+def docker_exec(container: str, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`argv` run in `container` (with its environment, plus `env`), its result whatever the exit status."""
+    flags = [f"--env={k}={v}" for k, v in (env or {}).items()]
+    return subprocess.run(["docker", "exec", *flags, container, *argv], capture_output=True, text=True, timeout=180)
+
+
+def bridge_of(network: str) -> str:
+    """The Linux bridge of Docker network `network`: `br-` and the network id's first 12 characters."""
+    return "br-" + docker("network", "inspect", "-f", "{{.Id}}", network)[:12]
+
+
 @dataclass
 class E2EStack:
     local: LocalStack

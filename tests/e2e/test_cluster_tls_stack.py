@@ -11,7 +11,6 @@ import json
 import os
 import secrets as random
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -21,13 +20,12 @@ import yaml
 
 from infra.cli.localstack import LocalStack
 from infra.plan.services import broker_hosts
-from tests.e2e.harness import ImagesMissing, docker, free_port_blocks, require_images
+from tests.e2e.harness import DIST_PORT, ImagesMissing, bridge_of, docker, docker_exec, free_port_blocks, require_images
 from tests.support.stacks import TEST_SECRETS
 from tests.support.waiting import wait_for
-from tests.support.wire import WireCapture, tls_records
+from tests.support.wire import WireCapture, assert_only_tls_crossed
 
 pytestmark = pytest.mark.e2e
-DIST_PORT = 25672  # RabbitMQ's default inside the containers (5672 + 20000)
 QUEUE = "player_sync"
 
 
@@ -63,32 +61,19 @@ def brokers():
         shutil.rmtree(work, ignore_errors=True)
 
 
-def exec_in(local: LocalStack, service: str, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    flags = [f"--env={k}={v}" for k, v in (env or {}).items()]
-    return subprocess.run(
-        ["docker", "exec", *flags, local.container(service), *argv], capture_output=True, text=True, timeout=180
-    )
-
-
 def test_the_cli_tools_work_in_the_nodes_with_the_compose_files_tls_flags_and_not_without(brokers):
     local, _ = brokers
     env = docker("inspect", "-f", "{{json .Config.Env}}", local.container("rabbitmq-2"))
     assert "RABBITMQ_CTL_ERL_ARGS=-proto_dist inet_tls -ssl_dist_optfile /etc/rabbitmq/inter_node_tls-2.config" in env
-    status = exec_in(local, "rabbitmq-1", "rabbitmqctl", "cluster_status", "--formatter", "json")
+    status = docker_exec(local.container("rabbitmq-1"), "rabbitmqctl", "cluster_status", "--formatter", "json")
     assert status.returncode == 0, status.stderr
     assert sorted(json.loads(status.stdout)["running_nodes"]) == sorted(f"rabbit@{h}" for h in broker_hosts(3))
-    queues = exec_in(local, "rabbitmq-3", "rabbitmq-queues", "quorum_status", QUEUE)
+    queues = docker_exec(local.container("rabbitmq-3"), "rabbitmq-queues", "quorum_status", QUEUE)
     assert queues.returncode == 0 and "leader" in queues.stdout, queues.stderr
-    plain = exec_in(
-        local, "rabbitmq-1", "rabbitmq-diagnostics", "-q", "check_running", env={"RABBITMQ_CTL_ERL_ARGS": ""}
+    plain = docker_exec(
+        local.container("rabbitmq-1"), "rabbitmq-diagnostics", "-q", "check_running", env={"RABBITMQ_CTL_ERL_ARGS": ""}
     )
     assert plain.returncode != 0, plain.stdout  # without the TLS flags the tool cannot reach its own node
-
-
-def bridge_of(local: LocalStack) -> str:
-    """The Linux bridge of the stack's own Docker network (`br-` and the network id's first 12 characters)."""
-    network = f"{local.project}_stack"
-    return "br-" + docker("network", "inspect", "-f", "{{.Id}}", network).strip()[:12]
 
 
 def amqps(local: LocalStack, port: int) -> pika.ConnectionParameters:
@@ -111,7 +96,7 @@ def amqps(local: LocalStack, port: int) -> pika.ConnectionParameters:
 def test_the_payload_never_shows_on_the_docker_bridge_between_the_nodes(brokers):
     local, amqps_port = brokers
     body = b"inter-node-docker-wire-" + random.token_hex(24).encode()
-    with WireCapture({DIST_PORT}, interface=bridge_of(local)) as wire:
+    with WireCapture({DIST_PORT}, interface=bridge_of(f"{local.project}_stack")) as wire:
         with pika.BlockingConnection(amqps(local, amqps_port)) as connection:  # node 1
             channel = connection.channel()
             channel.confirm_delivery()
@@ -120,6 +105,4 @@ def test_the_payload_never_shows_on_the_docker_bridge_between_the_nodes(brokers)
             channel = connection.channel()
             got = wait_for(lambda: channel.basic_get(QUEUE, auto_ack=True), 30, "the message on node 3", interval=0.2)
     assert got[2] == body
-    assert wire.payload_bytes() > len(body), "no inter-node traffic captured on the bridge"
-    assert not wire.contains(body) and not wire.contains(body[-24:])
-    assert all(tls_records(s) for s in wire.streams()), [s[:16] for s in wire.streams()]
+    assert_only_tls_crossed(wire, body)

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import secrets as random
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pika
 import pytest
 
-from tests.e2e.harness import docker
+from tests.e2e.harness import DIST_PORT, bridge_of, docker, docker_exec
 from tests.pulumi.project import (
-    Project,
     amqps_parameters,
     assert_destroyed,
     assert_every_container_healthy,
@@ -28,13 +26,12 @@ from tests.pulumi.project import (
     tls_listeners,
 )
 from tests.support.waiting import wait_for
-from tests.support.wire import WireCapture, tls_records
+from tests.support.wire import WireCapture, assert_only_tls_crossed
 
 # The first test waits for the stack's deploy from nothing, on a shared 2-core machine.
 pytestmark = [pytest.mark.pulumi, pytest.mark.timeout(2400)]
 
 NODES = ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"]
-DIST_PORT = 25672  # RabbitMQ's default inside the containers (5672 + 20000)
 
 
 @pytest.fixture(scope="module")
@@ -44,23 +41,16 @@ def tls_cluster_stack():
     yield from deployed(project)
 
 
-def exec_in(project: Project, node: str, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    flags = [f"--env={k}={v}" for k, v in (env or {}).items()]
-    return subprocess.run(
-        ["docker", "exec", *flags, f"{project.prefix}-{node}", *argv], capture_output=True, text=True, timeout=180
-    )
-
-
 def test_the_tls_cluster_stack_forms_one_cluster_over_tls_distribution(tls_cluster_stack):
     project = tls_cluster_stack
     assert_every_container_healthy(project, NODES)  # each node's health check: a CLI tool over TLS distribution
-    status = exec_in(project, "rabbitmq-1", "rabbitmqctl", "cluster_status", "--formatter", "json")
+    status = docker_exec(f"{project.prefix}-rabbitmq-1", "rabbitmqctl", "cluster_status", "--formatter", "json")
     assert status.returncode == 0, status.stderr
     assert sorted(json.loads(status.stdout)["running_nodes"]) == [f"rabbit@{n}" for n in NODES]
     env = docker("inspect", "-f", "{{json .Config.Env}}", f"{project.prefix}-rabbitmq-2")
     assert "-proto_dist inet_tls -ssl_dist_optfile" in env
-    plain = exec_in(
-        project, "rabbitmq-1", "rabbitmq-diagnostics", "-q", "check_running", env={"RABBITMQ_CTL_ERL_ARGS": ""}
+    plain = docker_exec(
+        f"{project.prefix}-rabbitmq-1", "rabbitmq-diagnostics", "-q", "check_running", env={"RABBITMQ_CTL_ERL_ARGS": ""}
     )
     assert plain.returncode != 0, plain.stdout  # without the TLS flags the tool cannot reach its own node
 
@@ -70,8 +60,7 @@ def test_a_message_crosses_from_node_1_to_node_3_and_never_shows_on_the_bridge(t
     context = tls_context(project, tmp_path)
     queue = f"wire-{random.token_hex(4)}"  # the stack's own queues have workers on them
     body = b"inter-node-pulumi-wire-" + random.token_hex(24).encode()
-    network = docker("network", "inspect", "-f", "{{.Id}}", f"{project.prefix}-net").strip()
-    with WireCapture({DIST_PORT}, interface="br-" + network[:12]) as wire:
+    with WireCapture({DIST_PORT}, interface=bridge_of(f"{project.prefix}-net")) as wire:
         with pika.BlockingConnection(amqps_parameters(project, context, node=1)) as connection:
             channel = connection.channel()
             channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
@@ -82,9 +71,7 @@ def test_a_message_crosses_from_node_1_to_node_3_and_never_shows_on_the_bridge(t
             got = wait_for(lambda: channel.basic_get(queue, auto_ack=True), 30, "the message on node 3", interval=0.2)
             channel.queue_delete(queue)
     assert got[2] == body
-    assert wire.payload_bytes() > len(body), "no inter-node traffic captured on the bridge"
-    assert not wire.contains(body) and not wire.contains(body[-24:])
-    assert all(tls_records(s) for s in wire.streams()), [s[:16] for s in wire.streams()]
+    assert_only_tls_crossed(wire, body)
 
 
 def test_destroy_of_the_tls_cluster_stack_leaves_no_container_or_network(tls_cluster_stack):

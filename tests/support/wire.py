@@ -99,3 +99,11 @@ def tls_records(stream: bytes) -> int | None:
             return None
         offset, count = offset + 5 + length, count + 1
     return count
+
+
+def assert_only_tls_crossed(wire: WireCapture, body: bytes) -> None:
+    """The nodes talked while `wire` captured, and what crossed was TLS records, `body` nowhere in clear (nor
+    its last 24 bytes)."""
+    assert wire.payload_bytes() > len(body), f"no inter-node traffic captured on {wire.interface}"
+    assert not wire.contains(body) and not wire.contains(body[-24:])
+    assert all(tls_records(s) for s in wire.streams()), [s[:16] for s in wire.streams()]
