@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+import warnings
 from dataclasses import fields
 from pathlib import Path
 from urllib.parse import quote
@@ -21,6 +22,9 @@ from infra.ops.join_refusals import join_refusals
 from .rabbit_node import Ports, RabbitNode, free_ports, node_name
 from .stacks import Rendered, render_for_node
 from .waiting import WaitTimeout, wait_for
+
+# What a paused node logs when its one resume attempt crashed (see await_resume).
+RESUME_CRASHED = b"rabbit_outside_app_process:"
 
 # The shipped stacks' task queues: quorum queues, so on a cluster each has a member on every node.
 TASK_QUEUES = ["player_sync", "match_processing", "timeline_processing", "default", "recovery", "maintenance"]
@@ -115,6 +119,25 @@ class RabbitCluster:
             wait_for(running, timeout, f"{count} nodes running in the cluster", interval=0.5)
         except WaitTimeout as exc:  # each node's log says what it waits for
             raise WaitTimeout(f"{exc}\n" + "\n".join(n.log_tail(15) for n in self.nodes)) from None
+
+    def await_resume(self, paused: RabbitNode, since: int, timeout: float = 120) -> None:
+        """A node that pause_minority stopped resumes once a majority is back. RabbitMQ 3.10 tries that
+        once (`rabbit_node_monitor`, no retry), and the start can crash in the feature flags' sync with
+        peers still booting (`rabbit_outside_app_process` in its log, after `since`, a console offset):
+        the node then stays up with RabbitMQ stopped. The operator's recovery (docs/clustering.md) is
+        `rabbitmqctl start_app` on it: done here, and said as a warning."""
+
+        def resumed_or_crashed() -> str:
+            if RESUME_CRASHED in paused.console_output()[since:]:
+                return "crashed"
+            try:
+                return "resumed" if paused.name in self.running_nodes(via=paused) else ""
+            except requests.RequestException:  # no API while paused
+                return ""
+
+        if wait_for(resumed_or_crashed, timeout, f"{paused.name} resumed", interval=0.5) == "crashed":
+            warnings.warn(f"{paused.name}: RabbitMQ's resume after pause_minority crashed; start_app run", stacklevel=2)
+            paused.ctl("rabbitmqctl", "start_app", timeout=180)
 
     def queue(self, name: str, vhost: str = "/", via: RabbitNode | None = None) -> dict:
         return self.api(via).get(f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}")
