@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-inter-node-tls bench-migration bench-local bench-pulumi bench-rate-limits test test-builds test-offline test-live test-docker test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-inter-node-tls bench-migration bench-local bench-pulumi bench-rate-limits bench-upgrade test test-builds test-offline test-live test-docker test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -76,10 +76,11 @@ NEED_PULUMI := $(if $(shell command -v pulumi 2>/dev/null),,pulumi)
 ## make test: install and build what the tests need while lint, the docs site and the unit tier run, then the
 ## live tiers on TEST_WORKERS parallel workers (every tier; docs/testing.md)
 # Everything on RabbitMQ 3.10, then on 4.0 what 4.0 may do differently: the shipped stacks, the broker's
-# behaviour, priorities and compression, the app's reliability on real workers, and the local stack coming
-# up on the 4.0 image with a sync stored (about 7 minutes on 2 cores).
+# behaviour, priorities and compression, the app's reliability on real workers, a cluster over TLS
+# distribution (and its plaintext control), and the local stack coming up on the 4.0 image with a sync stored.
 SERIES_4_TESTS = tests/broker/test_shipped_stacks.py tests/broker/test_behaviour.py \
 	tests/broker/test_priorities.py tests/app/test_reliability.py \
+	tests/broker/test_inter_node_tls.py::test_the_payload_never_crosses_the_wire_in_clear_with_inter_node_tls \
 	tests/e2e/test_local_stack.py::test_the_stack_comes_up_healthy_with_the_broker_as_defined \
 	tests/e2e/test_local_stack.py::test_a_sync_is_stored_in_postgres_by_the_worker_containers
 # The builds (CPU: the Pulumi CLI's Go build, the images, the 4.0 root; each skipped when current) run while
@@ -146,15 +147,21 @@ bench-migration: $(VENV)/.installed rabbitmq-server
 	$(PY) bench/migration.py --runs 5 --sizes 10000
 	$(PY) bench/migration.py --runs 2 --sizes 100000
 
-## make bench-local: cold and warm times of the local stack (bench/RESULTS.md)
 bench-cluster: $(VENV)/.installed rabbitmq-server
 	$(PY) bench/cluster.py --runs 5
 
 bench-inter-node-tls: $(VENV)/.installed rabbitmq-server
 	$(PY) bench/inter_node_tls.py --runs 5
 
+## make bench-local: cold and warm times of the local stack (bench/RESULTS.md)
 bench-local: images
 	$(PY) bench/local_stack.py
+
+## make bench-upgrade: the local stack upgraded 3.10 → 4.0 with 10,000 and 100,000 tasks queued, against the
+## manual blue-green steps (bench/RESULTS.md); about 30 minutes
+bench-upgrade: images
+	$(PY) bench/upgrade.py --runs 2 --sizes 10000
+	$(PY) bench/upgrade.py --runs 1 --sizes 100000
 
 ## make bench-pulumi: the real Pulumi engine beside make local's compose path (nothing to healthy), no-change and
 ## one-policy deploys, and 1,000 queues through the rabbitmq provider beside one POST (bench/RESULTS.md)

@@ -8,14 +8,16 @@ from __future__ import annotations
 import re
 
 # Erlang's ssl logs `TLS server: In state … SERVER ALERT: Fatal - Unknown CA` (or CLIENT ALERT) on the node
-# that refused or was refused.
+# that refused or was refused, then the reason: ` - {bad_cert,hostname_check_failed}` on Erlang 25,
+# ` - {bad_cert,\n {hostname_check_failed,\n …` with its details on Debian trixie's (RabbitMQ 4.0).
 _ALERT = re.compile(
     r"TLS (?:server|client): In state \S+.*?(?:SERVER|CLIENT) ALERT: Fatal - ([A-Za-z ]+?)\s*(?:\x1b\[0m)?$"
-    r"(?:\s*- \{bad_cert,(\w+)\})?",
+    r"(?:\s*- \{bad_cert,\s*\{?(\w+))?",
     re.MULTILINE,
 )
 
-# What each alert means for a node joining (seen with Debian's Erlang 25 and RabbitMQ 3.10).
+# What each alert means for a node joining (seen with Debian's Erlang 25 and RabbitMQ 3.10; trixie's Erlang
+# and RabbitMQ 4.0 send Bad Certificate where Erlang 25 sent Handshake Failure for a host name).
 MEANINGS = {
     "Unknown CA": "a node's certificate is not signed by the stack's CA (it has another CA)",
     "Unexpected Message": "a node speaks plaintext Erlang distribution to a TLS node (inter-node TLS is off on it)",

@@ -133,12 +133,23 @@ def test_the_seeds_commands_run_from_app(app, riot):
 def test_worker_loss_mid_batch_loses_nothing_and_duplicates_nothing(app, riot):
     ids = match_ids("2", 8)
     riot.add_player("Loss", "EUW", "puuid-loss", ids)
-    riot.slow(r"/matches/EUW1_2\d{3}$", 1.5)  # slow match downloads: the kill lands mid-task
+    downloads = r"/matches/EUW1_2\d{3}$"
+    riot.slow(downloads, 1.5)  # slow match downloads: the kill lands mid-task
+    arrived: list[str] = []  # a download is logged (seen) when answered, 1.5 s after it arrived
+    riot.on_request(downloads, arrived.append)
     app.start_worker("sync")
     doomed = app.start_worker("matches")
     job_id = app.sync("Loss", "EUW", "euw1")
-    wait_for(lambda: len(riot.seen(r"/matches/EUW1_2\d{3}$")) >= 3, 60, "three match downloads started")
-    doomed.kill()  # SIGKILL to the worker and its pool: two tasks in flight, unacked
+    try:  # killed with no download in flight, only prefetched tasks come back: each downloads once
+        wait_for(
+            lambda: len(riot.seen(downloads)) >= 3 and len(arrived) > len(riot.seen(downloads)),
+            60,
+            "three match downloads done and one in flight",
+            interval=0.05,
+        )
+    finally:
+        riot.clear_hooks()
+    doomed.kill()  # SIGKILL to the worker and its pool mid-download: tasks in flight, unacked
     assert not doomed.alive()
     app.start_worker("matches")  # what the container's restart policy does
     job = app.wait_job(job_id, 90, matches_processed=8)
@@ -153,7 +164,7 @@ def test_worker_loss_mid_batch_loses_nothing_and_duplicates_nothing(app, riot):
     # at-least-once: the killed worker's tasks were delivered again (and ran again, to the same effect)
     redelivered = [a for a in attempts(app, "matches.tasks.process_match", "EUW1_2") if a[2]]
     assert redelivered, "no task was in flight when the worker was killed"
-    assert len(riot.seen(r"/matches/EUW1_2\d{3}$")) > 8
+    assert len(riot.seen(downloads)) > 8  # the download the kill cut off, done again
 
 
 def test_broker_restart_mid_batch_workers_reconnect_nothing_lost_nothing_duplicated(app, riot):

@@ -208,11 +208,14 @@ def _bindable(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_stack(players: list[dict] | None, slow: dict[str, float], project: str, nodes: int = 1, prepare=None):
+def running_stack(
+    players: list[dict] | None, slow: dict[str, float], project: str, nodes: int = 1, prepare=None, overlays=()
+):
     """The local stack up and healthy, with a fake Riot API serving `players`; everything removed after.
     `nodes`: the broker's nodes (`broker.nodes`). `players=None`: as on a fresh clone, no Riot key, and the
     stack's own sample Riot API service (`make local`'s default). `prepare(local)`: runs between the render
-    and the start (bench/local_stack.py changes the compose file there)."""
+    and the start (bench/local_stack.py changes the compose file there). `overlays`: laid over the stack
+    after the test's own."""
     series_overlays = SERIES_OVERLAYS.get(current_series().name, ())
     require_images("local", series_overlays)
     amqp, management, prometheus = free_port_blocks(3, nodes)
@@ -251,7 +254,7 @@ def running_stack(players: list[dict] | None, slow: dict[str, float], project: s
         work / "out",
         project,
         secrets=secrets_file,
-        overlays=(*series_overlays, overlay) + ((sample,) if sample else ()),
+        overlays=(*series_overlays, overlay, *overlays) + ((sample,) if sample else ()),
     )
     fake = f"{project}-fake-riot"
     try:

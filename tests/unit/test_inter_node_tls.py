@@ -226,6 +226,11 @@ REFUSED_LOGS = {
         "ssl_handshake.erl:2113 generated CLIENT ALERT: Fatal - Handshake Failure\n"
         " - {bad_cert,hostname_check_failed}\n"
     ),
+    # and Debian trixie's RabbitMQ 4.0: another alert, the reason with its details over several lines
+    "rabbit@rabbitmq-4": (
+        "TLS client: In state wait_cert at ssl_handshake.erl:2183 generated CLIENT ALERT: Fatal - Bad Certificate\n"
+        ' - {bad_cert,\n       {hostname_check_failed,\n           {requested,"t5814x2"},\n'
+    ),
 }
 
 
@@ -236,6 +241,8 @@ def test_a_refused_nodes_reason_is_read_from_the_logs_once_per_alert():
         "rabbit@rabbitmq-2: TLS alert 'Unexpected Message': a node speaks plaintext Erlang distribution to a TLS "
         "node (inter-node TLS is off on it)",
         "rabbit@rabbitmq-3: TLS alert 'Handshake Failure' (hostname_check_failed): a node's certificate is not for "
+        "its host name (the part of its node name after @)",
+        "rabbit@rabbitmq-4: TLS alert 'Bad Certificate' (hostname_check_failed): a node's certificate is not for "
         "its host name (the part of its node name after @)",
     ]
     assert join_refusals({"rabbit@rabbitmq-1": "2026 [info] <0.1.0> Server startup complete\n"}) == []

@@ -143,3 +143,13 @@ def test_tls_only_on_4_turns_off_the_plain_prometheus_listener(tmp_path, version
     overlay.write_text(f'broker: {{version: "{version}", image: "rabbitmq:{version}-management"}}\n')
     plan = build_plan(require(load_definition(stack="prod", overlays=(overlay,))))
     assert ("prometheus.tcp.listener = none" in render.rabbitmq_conf(plan)) == closed
+
+
+@pytest.mark.parametrize("version, shortened", [("3.13", False), ("4.0", True)])
+def test_a_4_cluster_does_not_wait_out_peer_discovery_for_nodes_that_start_after_it(tmp_path, version, shortened):
+    # 4.x peer discovery retries 30 times for a second listed node; ours start one after another
+    overlay = tmp_path / "cluster.yaml"
+    overlay.write_text(f'broker: {{version: "{version}", image: "rabbitmq:{version}-management", nodes: 3}}\n')
+    conf = render.rabbitmq_conf(build_plan(require(load_definition(stack="dev", overlays=(overlay,)))))
+    assert "cluster_formation.classic_config.nodes.3" in conf
+    assert ("cluster_formation.discovery_retry_limit = 1" in conf) == shortened

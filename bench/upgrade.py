@@ -1,0 +1,169 @@
+"""A RabbitMQ 3.10 → 4.0 upgrade of the local stack (compose) holding a backlog: `python -m infra upgrade`
+against the manual blue-green steps of RabbitMQ's upgrade guide (issue 22), for 10,000 and 100,000 tasks.
+
+Each run brings the local stack up on 3.10 with every worker pool also running the upgrade test's idempotent
+task (tests/e2e/test_upgrade.py: one row per run in a SQLite file), the task queues' max lengths raised so
+100,000 tasks fit, queues N tasks across player_sync, match_processing and default, and starts a publisher
+at 50 tasks/s on the stack's network. Then, on `broker.version: "4.0"`:
+- toolkit: `python -m infra upgrade`, timed until it exits 0: green beside blue, the topology, the clients
+  switched, blue shovelled to green and removed, the stack's broker again on 4.0, the clients switched back,
+  green shovelled to it and removed. The consumers' longest pause is the longest gap between two task runs.
+- manual: the guide's steps through the same primitives: green started, the definitions imported, a
+  shovel per queue blue → green (on-confirm), timed until blue is empty. The publisher is stopped first (the
+  guide moves publishers to green before the drain; done by hand, not timed); the workers stay on blue,
+  competing with the shovels. Moving them, and putting green under the stack's name and ports, is left to
+  the operator and not timed, so this is a floor, not the same end state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import machine  # noqa: E402
+from stats import median, table  # noqa: E402
+
+from infra.cli.localstack import LocalStack  # noqa: E402
+from infra.ops.upgrade import Step  # noqa: E402
+from tests.e2e.harness import REPO, docker, running_stack  # noqa: E402
+from tests.e2e.test_upgrade import (  # noqa: E402
+    FOUR,
+    TASK_QUEUES,
+    app_image_name_for_local,
+    backlog_queue,
+    client,
+    effect_workers,
+    longest_pause,
+    start_upgrade,
+)
+from tests.support.waiting import wait_for  # noqa: E402
+
+PROJECT = "upgrade-bench"
+MANUAL_STEPS = (Step.START_GREEN, Step.TOPOLOGY, Step.SHOVEL, Step.DRAIN)
+
+
+def big_queues(work: Path) -> Path:
+    """The backlog's queues holding 200,000 each (the seed's 1,000 / 5,000 / 10,000 refuse a larger one)."""
+    overlay = work / "big-queues.yaml"
+    overlay.write_text(
+        'vhosts:\n  "/":\n    queues:\n' + "".join(f"      {q}: {{max_length: 200000}}\n" for q in TASK_QUEUES)
+    )
+    return overlay
+
+
+def queue_backlog(stack, size: int) -> None:
+    app = client(stack)
+    with app.producer_or_acquire() as producer:
+        for i in range(size):
+            app.send_task("migration.record", args=[f"backlog-{i}"], queue=backlog_queue(i), producer=producer)
+
+
+def start_publisher(stack, effects: Path) -> str:
+    name = f"{stack.project}-publisher"
+    admin = stack.secrets["rabbitmqAdminPassword"]
+    docker(
+        "run", "-d", "--name", name, "--network", f"{stack.project}_stack",
+        "-e", f"BROKER_URL=amqp://admin:{admin}@rabbitmq:{stack.ports['amqp']}/%2F",
+        "-e", "CELERY_TOPOLOGY_FILE=/etc/app/celery.json", "-e", "PYTHONPATH=/app",
+        "-v", f"{stack.local.out / 'celery.json'}:/etc/app/celery.json:ro",
+        "-v", f"{REPO / 'tests' / 'e2e'}:/e2e-tests:ro", "-v", f"{effects}:/e2e-effects",
+        app_image_name_for_local(), "python", "/e2e-tests/upgrade_publisher.py", ",".join(TASK_QUEUES), "50",
+    )  # fmt: skip
+    wait_for(lambda: (effects / "sent.txt").exists() and (effects / "sent.txt").stat().st_size > 0, 120, "publishing")
+    return name
+
+
+def stop_publisher(name: str, effects: Path) -> None:
+    (effects / "stop").touch()
+    wait_for(lambda: "sent " in docker("logs", name, check=False), 60, "the publisher stopped")
+
+
+def toolkit(stack) -> None:
+    log = stack.work / "upgrade.log"
+    if start_upgrade(stack, log).wait(timeout=3600) != 0:
+        raise RuntimeError(f"python -m infra upgrade failed:\n{log.read_text()[-3000:]}")
+
+
+def manual(stack) -> None:
+    """The guide's steps, with the toolkit's primitives (each what `docker run`, an import and `rabbitmqctl
+    set_parameter shovel` would do by hand); the publisher already moved."""
+    local = LocalStack(
+        "local",
+        stack.local.out,
+        stack.project,
+        secrets=stack.work / "secrets.yaml",
+        overlays=(FOUR, *stack.local.overlays),
+    )
+    local.render()  # green's files: the new version's
+    upgrader = local.upgrader(progress=lambda line: None, timeout_s=3600)
+    deadline = time.monotonic() + 3600
+    for step in MANUAL_STEPS:
+        upgrader.do(step, deadline)
+
+
+def one_run(size: int, how: str) -> tuple[float, float]:
+    """(seconds, consumers' longest pause) of one upgrade of a stack holding `size` tasks."""
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    effects = tmp / f"{PROJECT}-effects"
+    shutil.rmtree(effects, ignore_errors=True)
+    effects.mkdir(mode=0o777)
+    effects.chmod(0o777)  # the workers' user writes there
+    with running_stack(None, {}, PROJECT, prepare=effect_workers(effects), overlays=(big_queues(tmp),)) as stack:
+        publisher = None
+        try:
+            queue_backlog(stack, size)
+            publisher = start_publisher(stack, effects)
+            if how == "manual":
+                stop_publisher(publisher, effects)
+            started = time.time()
+            toolkit(stack) if how == "toolkit" else manual(stack)
+            finished = time.time()
+            return finished - started, longest_pause(effects / "db", started, finished)
+        finally:
+            if publisher:
+                docker("rm", "-f", publisher, check=False)
+            docker("rm", "-f", f"{PROJECT}-upgrade-green", check=False)  # the manual run leaves green
+            docker("volume", "rm", f"{PROJECT}-upgrade-green-data", check=False)
+            docker("network", "rm", f"{PROJECT}-upgrade", check=False)
+            shutil.rmtree(effects, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    args = parser.parse_args()
+    print(f"{machine()}; {args.runs} run(s) per figure\n")
+    rows = []
+    for size in args.sizes:
+        figures: dict[str, list[tuple[float, float]]] = {"toolkit": [], "manual": []}
+        for run in range(args.runs):
+            for how in figures:  # interleaved, run by run
+                seconds, pause = one_run(size, how)
+                print(f"{size:,} {how} run {run + 1}: {seconds:.1f} s, longest pause {pause:.1f} s", file=sys.stderr)
+                figures[how].append((seconds, pause))
+        tk, mn = figures["toolkit"], figures["manual"]
+        rows.append(
+            [
+                f"{size:,}",
+                f"{median([s for s, _ in tk]):.1f} s",
+                f"{median([p for _, p in tk]):.1f} s (max {max(p for _, p in tk):.1f})",
+                f"{median([s for s, _ in mn]):.1f} s",
+                f"{median([s for s, _ in tk]) / median([s for s, _ in mn]):.1f}×",
+            ]
+        )
+    print(
+        table(
+            ["tasks queued", "toolkit: upgrade", "toolkit: consumers' longest pause", "manual: blue drained", "ratio"],
+            rows,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
