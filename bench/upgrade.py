@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ from tests.e2e.test_upgrade import (  # noqa: E402
     client,
     effect_workers,
     longest_pause,
-    start_upgrade,
+    upgrade_argv,
 )
 from tests.support.waiting import wait_for  # noqa: E402
 
@@ -83,13 +84,31 @@ def stop_publisher(name: str, effects: Path) -> None:
     wait_for(lambda: "sent " in docker("logs", name, check=False), 60, "the publisher stopped")
 
 
-def toolkit(stack) -> None:
-    log = stack.work / "upgrade.log"
-    if start_upgrade(stack, log).wait(timeout=3600) != 0:
-        raise RuntimeError(f"python -m infra upgrade failed:\n{log.read_text()[-3000:]}")
+def toolkit(stack) -> dict[str, float]:
+    """`python -m infra upgrade`, run to the end; each step's seconds, from its progress lines."""
+    process = subprocess.Popen(
+        upgrade_argv(stack),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    steps: dict[str, float] = {}
+    lines, step, since = [], None, time.monotonic()
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("upgrade: ") or line.startswith("upgraded: "):
+            now = time.monotonic()
+            if step:
+                steps[step] = now - since
+            step, since = line.removeprefix("upgrade: ").strip(), now
+    if process.wait(timeout=60) != 0:
+        raise RuntimeError("python -m infra upgrade failed:\n" + "".join(lines[-40:]))
+    return steps
 
 
-def manual(stack) -> None:
+def manual(stack) -> dict[str, float]:
     """The guide's steps, with the toolkit's primitives (each what `docker run`, an import and `rabbitmqctl
     set_parameter shovel` would do by hand); the publisher already moved."""
     local = LocalStack(
@@ -101,13 +120,17 @@ def manual(stack) -> None:
     )
     local.render()  # green's files: the new version's
     upgrader = local.upgrader(progress=lambda line: None, timeout_s=3600)
-    deadline = time.monotonic() + 3600
+    deadline, steps = time.monotonic() + 3600, {}
     for step in MANUAL_STEPS:
+        since = time.monotonic()
         upgrader.do(step, deadline)
+        steps[step.value] = time.monotonic() - since
+    return steps
 
 
-def one_run(size: int, how: str) -> tuple[float, float]:
-    """(seconds, consumers' longest pause) of one upgrade of a stack holding `size` tasks."""
+def one_run(size: int, how: str) -> tuple[float, float, dict[str, float]]:
+    """(seconds, consumers' longest pause, the toolkit's seconds per step) of one upgrade of a stack holding
+    `size` tasks."""
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
     effects = tmp / f"{PROJECT}-effects"
     shutil.rmtree(effects, ignore_errors=True)
@@ -121,9 +144,9 @@ def one_run(size: int, how: str) -> tuple[float, float]:
             if how == "manual":
                 stop_publisher(publisher, effects)
             started = time.time()
-            toolkit(stack) if how == "toolkit" else manual(stack)
+            steps = toolkit(stack) if how == "toolkit" else manual(stack)
             finished = time.time()
-            return finished - started, longest_pause(effects / "db", started, finished)
+            return finished - started, longest_pause(effects / "db", started, finished), steps
         finally:
             if publisher:
                 docker("rm", "-f", publisher, check=False)
@@ -144,8 +167,9 @@ def main() -> None:
         figures: dict[str, list[tuple[float, float]]] = {"toolkit": [], "manual": []}
         for run in range(args.runs):
             for how in figures:  # interleaved, run by run
-                seconds, pause = one_run(size, how)
-                print(f"{size:,} {how} run {run + 1}: {seconds:.1f} s, longest pause {pause:.1f} s", file=sys.stderr)
+                seconds, pause, steps = one_run(size, how)
+                each = ", ".join(f"{name} {t:.1f}" for name, t in steps.items())
+                print(f"{size:,} {how} run {run + 1}: {seconds:.1f} s, longest pause {pause:.1f} s ({each})")
                 figures[how].append((seconds, pause))
         tk, mn = figures["toolkit"], figures["manual"]
         rows.append(
