@@ -176,13 +176,6 @@ class ComposeContainers:
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             raise BrokerAPIError(f"{role}: the shovels could not be set: {getattr(exc, 'stderr', exc)}") from None
 
-    def clear_shovels(self, role: str, prefix: str) -> None:
-        for vhost, _ in self.plan.topology.vhosts:
-            listed = self._ctl(role, "rabbitmqctl", "list_parameters", "-q", "-p", vhost, "--formatter", "json")
-            for p in json.loads(listed or "[]"):
-                if p.get("component") == "shovel" and p["name"].startswith(prefix):
-                    self._ctl(role, "rabbitmqctl", "clear_parameter", "-q", "-p", vhost, "shovel", p["name"])
-
     def queue_messages(self, role: str) -> dict[tuple[str, str], int]:
         """From the queues themselves (`rabbitmqctl list_queues`), whatever management metrics collection is;
         the durable queues, which the shovels empty (a transient one goes with its connection)."""

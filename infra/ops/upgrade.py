@@ -95,7 +95,7 @@ def describe(step: Step, old: str, new: str) -> str:
         Step.SHOVEL: "shovel every durable queue of blue (task queues, parking queues, celery_delayed_*) into the "
         "same queue on green, each message acknowledged on blue once green confirmed it",
         Step.DRAIN: "wait until blue holds no message, ready or unacknowledged",
-        Step.REMOVE_BLUE: "remove blue: its shovels, container and data volume",
+        Step.REMOVE_BLUE: "remove blue: its container and data volume (its shovels with them)",
         Step.START_NEW: f"start the stack's broker on RabbitMQ {new} with a new data volume, under the stack's "
         "own name and ports (a fresh deploy of the new version)",
         Step.NEW_TOPOLOGY: "import the same topology into it, and the queues and exchanges Celery declared on green",
@@ -104,7 +104,7 @@ def describe(step: Step, old: str, new: str) -> str:
         Step.SHOVEL_BACK: "shovel every durable queue of green into the same queue of the stack's broker (ack on "
         "confirm)",
         Step.DRAIN_GREEN: "wait until green holds no message, ready or unacknowledged",
-        Step.REMOVE_GREEN: "remove green: its shovels, container and data volume",
+        Step.REMOVE_GREEN: "remove green: its container and data volume (its shovels with them)",
     }[step]
 
 

@@ -71,8 +71,6 @@ class BrokerContainers(Protocol):
     def set_shovels(self, role: str, shovels: list[tuple[str, str, dict]]) -> None:
         """Dynamic shovels (vhost, name, definition) set on `role`, all at once."""
 
-    def clear_shovels(self, role: str, prefix: str) -> None: ...
-
     def amqp_uri(self, role: str) -> str:
         """Where a shovel on the other broker reaches `role`: credentials, no vhost (amqp://admin:…@host:5672)."""
 
@@ -213,8 +211,7 @@ class Upgrader:
             self._shovels("blue", "green")
         elif step is Step.DRAIN:
             self._wait_drained("blue", deadline)
-        elif step is Step.REMOVE_BLUE:
-            self.c.clear_shovels("blue", SHOVEL_PREFIX)
+        elif step is Step.REMOVE_BLUE:  # its shovels go with it: drained, they hold nothing in flight
             self.c.remove("blue")
         elif step is Step.START_NEW:
             self.c.start_new()
@@ -227,7 +224,6 @@ class Upgrader:
         elif step is Step.DRAIN_GREEN:
             self._wait_drained("green", deadline)
         elif step is Step.REMOVE_GREEN:
-            self.c.clear_shovels("green", SHOVEL_PREFIX)
             self.c.remove("green")
 
     def run(self) -> list[Step]:
