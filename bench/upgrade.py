@@ -35,14 +35,14 @@ from tests.e2e.harness import REPO, docker, running_stack  # noqa: E402
 from tests.e2e.test_upgrade import (  # noqa: E402
     FOUR,
     TASK_QUEUES,
-    app_image_name_for_local,
     backlog_queue,
     client,
     effect_workers,
     longest_pause,
+    start_publisher,
+    stop_publisher,
     upgrade_argv,
 )
-from tests.support.waiting import wait_for  # noqa: E402
 
 PROJECT = "upgrade-bench"
 MANUAL_STEPS = (Step.START_GREEN, Step.TOPOLOGY, Step.SHOVEL, Step.DRAIN)
@@ -62,26 +62,6 @@ def queue_backlog(stack, size: int) -> None:
     with app.producer_or_acquire() as producer:
         for i in range(size):
             app.send_task("migration.record", args=[f"backlog-{i}"], queue=backlog_queue(i), producer=producer)
-
-
-def start_publisher(stack, effects: Path) -> str:
-    name = f"{stack.project}-publisher"
-    admin = stack.secrets["rabbitmqAdminPassword"]
-    docker(
-        "run", "-d", "--name", name, "--network", f"{stack.project}_stack",
-        "-e", f"BROKER_URL=amqp://admin:{admin}@rabbitmq:{stack.ports['amqp']}/%2F",
-        "-e", "CELERY_TOPOLOGY_FILE=/etc/app/celery.json", "-e", "PYTHONPATH=/app",
-        "-v", f"{stack.local.out / 'celery.json'}:/etc/app/celery.json:ro",
-        "-v", f"{REPO / 'tests' / 'e2e'}:/e2e-tests:ro", "-v", f"{effects}:/e2e-effects",
-        app_image_name_for_local(), "python", "/e2e-tests/upgrade_publisher.py", ",".join(TASK_QUEUES), "50",
-    )  # fmt: skip
-    wait_for(lambda: (effects / "sent.txt").exists() and (effects / "sent.txt").stat().st_size > 0, 120, "publishing")
-    return name
-
-
-def stop_publisher(name: str, effects: Path) -> None:
-    (effects / "stop").touch()
-    wait_for(lambda: "sent " in docker("logs", name, check=False), 60, "the publisher stopped")
 
 
 def toolkit(stack) -> dict[str, float]:

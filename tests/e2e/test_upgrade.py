@@ -170,17 +170,7 @@ def run_the_upgrade(stack, work_effects: Path, db: Path, publisher: str) -> None
             channel.basic_publish("", "dead_letters", f"parked-{i}".encode(), pika.BasicProperties(delivery_mode=2))
     delayed = [q for q in stack.management.get("queues") if q["name"].startswith("celery_delayed_")]
     assert delayed, "countdown tasks go through Celery's native delayed delivery"
-    # the live publisher, on the stack's network as the web service is
-    out = stack.local.out
-    docker(
-        "run", "-d", "--name", publisher, "--network", f"{stack.project}_stack",
-        "-e", f"BROKER_URL=amqp://admin:{admin}@rabbitmq:{stack.ports['amqp']}/%2F", "-e", "CELERY_TOPOLOGY_FILE=/etc/app/celery.json",
-        "-e", "PYTHONPATH=/app", "-v", f"{out / 'celery.json'}:/etc/app/celery.json:ro",
-        "-v", f"{REPO / 'tests' / 'e2e'}:/e2e-tests:ro", "-v", f"{work_effects}:/e2e-effects",
-        app_image_name_for_local(), "python", "/e2e-tests/upgrade_publisher.py", ",".join(TASK_QUEUES), "50",
-    )  # fmt: skip
-    wait_for(lambda: (work_effects / "sent.txt").exists() and (work_effects / "sent.txt").stat().st_size > 0,
-             120, "the publisher publishing")  # fmt: skip
+    assert start_publisher(stack, work_effects) == publisher
 
     dry = subprocess.run(upgrade_argv(stack, "--dry-run"), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert dry.returncode == 0, dry.stderr
@@ -217,8 +207,7 @@ def run_the_upgrade(stack, work_effects: Path, db: Path, publisher: str) -> None
     assert "upgrade: start green" not in output and "upgrade: shovel" in output  # carried on, not started over
     upgraded = time.time()
 
-    (work_effects / "stop").touch()
-    wait_for(lambda: "sent " in docker("logs", publisher, check=False), 60, "the publisher stopped")
+    stop_publisher(publisher, work_effects)
     sent = set((work_effects / "sent.txt").read_text().split())
     api = stack.management  # the stack's own port: the new broker
     assert api.get("overview")["rabbitmq_version"] == "4.0.5"
@@ -266,6 +255,29 @@ def run_the_upgrade(stack, work_effects: Path, db: Path, publisher: str) -> None
         cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def start_publisher(stack, effects: Path) -> str:
+    """The live publisher (upgrade_publisher.py, 50 tasks/s), on the stack's network as the web service is,
+    publishing; its container's name."""
+    name = f"{stack.project}-publisher"
+    admin = stack.secrets["rabbitmqAdminPassword"]
+    docker(
+        "run", "-d", "--name", name, "--network", f"{stack.project}_stack",
+        "-e", f"BROKER_URL=amqp://admin:{admin}@rabbitmq:{stack.ports['amqp']}/%2F",
+        "-e", "CELERY_TOPOLOGY_FILE=/etc/app/celery.json", "-e", "PYTHONPATH=/app",
+        "-v", f"{stack.local.out / 'celery.json'}:/etc/app/celery.json:ro",
+        "-v", f"{REPO / 'tests' / 'e2e'}:/e2e-tests:ro", "-v", f"{effects}:/e2e-effects",
+        app_image_name_for_local(), "python", "/e2e-tests/upgrade_publisher.py", ",".join(TASK_QUEUES), "50",
+    )  # fmt: skip
+    sent = effects / "sent.txt"
+    wait_for(lambda: sent.exists() and sent.stat().st_size > 0, 120, "the publisher publishing")
+    return name
+
+
+def stop_publisher(name: str, effects: Path) -> None:
+    (effects / "stop").touch()
+    wait_for(lambda: "sent " in docker("logs", name, check=False), 60, "the publisher stopped")
 
 
 def app_image_name_for_local() -> str:
