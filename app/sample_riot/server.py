@@ -105,6 +105,7 @@ class FakeRiot:
         self.players: dict[tuple[str, str], dict] = {}  # (game name lower, tag lower) → account
         self.match_ids: dict[str, list[str]] = {}  # puuid → ids
         self.requests: list[Request] = []
+        self.arrivals: list[str] = []  # every request's path as it arrives, before its answer is worked out
         self._scripts: list[tuple[re.Pattern, list]] = []  # scripted answers, consumed in order
         self._always: dict[str, int] = {}
         self._slow: dict[str, float] = {}
@@ -187,6 +188,12 @@ class FakeRiot:
     def seen(self, pattern: str) -> list[Request]:
         with self._lock:
             return [r for r in self.requests if re.search(pattern, r.path)]
+
+    def arrived(self, pattern: str) -> list[str]:
+        """Matching requests as they arrived: `seen` logs one once answered (after any `slow` delay), and
+        one whose client was killed meanwhile later still."""
+        with self._lock:
+            return [path for path in self.arrivals if re.search(pattern, path)]
 
     # -- rate limits -------------------------------------------------------------------------------
     def _limiter(self, key: str, limits: str) -> Limiter:
@@ -275,6 +282,8 @@ class FakeRiot:
                 routing, _, rest = url.path.lstrip("/").partition("/")
                 path = "/" + rest
                 arrived = time.monotonic()
+                with fake._lock:
+                    fake.arrivals.append(path)
                 limit_headers, refused = fake._admit(routing, path, arrived) if routing in ROUTINGS else ({}, None)
                 try:
                     status, headers, body = refused or fake._answer(routing, path, url.query)

@@ -135,20 +135,16 @@ def test_worker_loss_mid_batch_loses_nothing_and_duplicates_nothing(app, riot):
     riot.add_player("Loss", "EUW", "puuid-loss", ids)
     downloads = r"/matches/EUW1_2\d{3}$"
     riot.slow(downloads, 1.5)  # slow match downloads: the kill lands mid-task
-    arrived: list[str] = []  # a download is logged (seen) when answered, 1.5 s after it arrived
-    riot.on_request(downloads, arrived.append)
     app.start_worker("sync")
     doomed = app.start_worker("matches")
     job_id = app.sync("Loss", "EUW", "euw1")
-    try:  # killed with no download in flight, only prefetched tasks come back: each downloads once
-        wait_for(
-            lambda: len(riot.seen(downloads)) >= 3 and len(arrived) > len(riot.seen(downloads)),
-            60,
-            "three match downloads done and one in flight",
-            interval=0.05,
-        )
-    finally:
-        riot.clear_hooks()
+    # killed with no download in flight, only prefetched tasks would come back: each downloads once
+    wait_for(
+        lambda: len(riot.seen(downloads)) >= 3 and len(riot.arrived(downloads)) > len(riot.seen(downloads)),
+        60,
+        "three match downloads done and one in flight",
+        interval=0.05,
+    )
     doomed.kill()  # SIGKILL to the worker and its pool mid-download: tasks in flight, unacked
     assert not doomed.alive()
     app.start_worker("matches")  # what the container's restart policy does
@@ -229,10 +225,8 @@ def test_poison_message_is_dead_lettered_after_the_delivery_limit(app, riot):
     poison = "EUW1_5001"
     riot.add_player("Poison", "EUW", "puuid-poison", [poison])
     worker = app.start_worker("matches")
-    arrivals: list[str] = []  # counted as they arrive: `seen` logs a request once answered, 0.5 s later here
 
     def kill_the_pool(path):  # the task takes its worker process down, every time it runs
-        arrivals.append(path)
         for pid in worker.children():
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -244,9 +238,9 @@ def test_poison_message_is_dead_lettered_after_the_delivery_limit(app, riot):
     app.client_app().send_task("matches.tasks.process_match", args=[poison, None])
     try:
         parked = wait_for(lambda: app.parked(), 120, "the poison message parked", interval=1)
-        deliveries = len(arrivals)
+        deliveries = len(riot.arrived(f"/matches/{poison}$"))  # `seen` logs the last one 0.5 s later
         time.sleep(2)
-        assert len(arrivals) == deliveries  # not looping any more
+        assert len(riot.arrived(f"/matches/{poison}$")) == deliveries  # not looping any more
     finally:
         riot.clear_hooks()
     assert [(p["task"], p["queue"], p["reason"]) for p in parked] == [
