@@ -171,7 +171,9 @@ class LocalStack:
         from infra.cli.compose_upgrade import ComposeContainers
         from infra.ops.upgrader import Upgrader
 
-        containers = ComposeContainers(self.project, self.out, self.plan, self._admin_password, self.compose)
+        containers = ComposeContainers(
+            self.plan, self._admin_password, project=self.project, out=self.out, compose=self.compose
+        )
         rendered = self.out / "definitions.json"
         definitions = rendered.read_bytes() if rendered.exists() else b"{}"  # a dry run renders nothing
         return Upgrader(containers, self.plan, definitions, progress=progress, timeout_s=timeout_s)

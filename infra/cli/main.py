@@ -416,18 +416,60 @@ def cmd_diff(args) -> ExitStatus:
     return diff_exit([c.impact for c in found], args.allow_data_loss)
 
 
+class VersionRefused(Exception):
+    """`deploy` stopped on a downgrade of the running broker: a finding on broker.version."""
+
+
+def upgrades_blue_green(b) -> bool:
+    """A stack whose broker `deploy` upgrades blue-green (infra/cli/pulumi_upgrade.py): one node, no TLS."""
+    return b.nodes == 1 and not b.tls and not b.hosts
+
+
+def _blue_green(loaded: Stack, password: str, engine, dry_run: bool) -> bool:
+    """The blue-green upgrade the running broker needs, from wherever the containers are (printed only with
+    --preview); True when it changed the broker. A downgrade is refused with its finding."""
+    from pulumi.automation import CommandError
+
+    from infra.cli.pulumi_upgrade import PulumiContainers
+    from infra.cli.upgrade_command import say, say_pending
+    from infra.ops import upgrade
+    from infra.ops.broker_api import BrokerAPIError
+    from infra.ops.upgrader import Downgrade, Upgrader, UpgradeTimeout
+    from infra.pulumi.deploy import DeployError
+
+    the_plan = loaded.plan
+    containers = PulumiContainers(the_plan, password, engine=engine)
+    try:
+        running, steps = Upgrader(containers, the_plan, b"{}").pending()
+    except Downgrade as exc:
+        finding = upgrade.downgrade_finding(loaded.source, upgrade.VERSION_KEY, exc.running, exc.wanted)
+        raise VersionRefused(format_finding(finding)) from None
+    if not steps:
+        return False
+    say_pending(engine.prefix, running, steps, the_plan.broker)
+    if dry_run:
+        return False
+    try:
+        Upgrader(containers, the_plan, containers.definitions(), progress=say).run()
+    except (BrokerAPIError, UpgradeTimeout, RuntimeError, TimeoutError, CommandError) as exc:
+        raise DeployError(f"upgrade: {exc}; run the deploy again to carry it on") from None
+    say(f"upgraded: the broker runs {the_plan.broker.image}")
+    return True
+
+
 def _migrations_before_up(loaded: Stack, dry_run: bool):
-    """`deploy`'s first step: the queue migrations the live broker needs, carried out (printed only with
-    --preview). The admin's password from $RABBITMQ_PASSWORD, the stack's config, or the secrets file; no
-    broker answering yet (a first deploy) means nothing to migrate. Here, not in infra/pulumi: the program's
-    layer does not reach into ops."""
-    from infra.ops import broker_api, migrator
+    """`deploy`'s first steps: the blue-green upgrade a single node without TLS needs, carried out (a version
+    another stack cannot take in place refused: infra/ops/upgrade.py `pulumi_refusal`), then the queue
+    migrations the live broker needs (printed only with --preview). The admin's password from
+    $RABBITMQ_PASSWORD, the stack's config, or the secrets file; no broker answering yet (a first deploy) means
+    nothing to migrate. Here, not in infra/pulumi: the program's layer does not reach into ops."""
+    from infra.ops import broker_api, migrator, upgrade
     from infra.pulumi.deploy import DeployError
 
     the_plan = loaded.plan
     b = the_plan.broker
 
-    def before_up(stack_value) -> bool:
+    def before_up(stack_value, engine=None) -> bool:
         key = the_plan.topology.password_key(b.admin_user)
         path = secrets.SECRETS_DIR / f"{the_plan.environment}.yaml"
         known = secrets.read_secrets_file(path) if path.exists() else {}
@@ -440,6 +482,8 @@ def _migrations_before_up(loaded: Stack, dry_run: bool):
         if password is None:  # a first deploy: the program generates it, and nothing is there to migrate
             print(f"no broker answers at {b.management_url} yet: no queue to migrate", file=sys.stderr)
             return False
+        # No engine: the hook run on its own (tests/app/test_migrate.py), on a broker no stack's containers hold.
+        upgraded = engine is not None and upgrades_blue_green(b) and _blue_green(loaded, password, engine, dry_run)
         with tempfile.NamedTemporaryFile("w", suffix=".pem") as ca:
             if b.tls:  # the stack's own CA, as the last `up` exported it
                 ca.write(stack_value("ca_cert") or known.get(b.tls.secrets.ca_cert, ""))
@@ -448,11 +492,17 @@ def _migrations_before_up(loaded: Stack, dry_run: bool):
                 b.management_url, b.admin_user, password, ca_cert=ca.name if b.tls else None
             )
             try:
-                return bool(run_migrations(the_plan, client, dry_run=dry_run)) and not dry_run
+                if not upgrades_blue_green(b):
+                    live = upgrade.running_version(client)
+                    stack = engine.stack.name if engine else the_plan.environment
+                    refusal = upgrade.pulumi_refusal(loaded.source, live, b.version, stack)
+                    if refusal is not None:
+                        raise (VersionRefused if refusal.invalid else DeployError)(refusal.text)
+                return (bool(run_migrations(the_plan, client, dry_run=dry_run)) or upgraded) and not dry_run
             except broker_api.BrokerAPIError as exc:
                 if str(exc).startswith("cannot reach"):
                     print(f"no broker answers at {b.management_url} yet: no queue to migrate", file=sys.stderr)
-                    return False
+                    return upgraded
                 raise DeployError(f"queue migration: {exc}") from None
             except migrator.MigrationTimeout as exc:
                 raise DeployError(f"queue migration: {exc}") from None
@@ -470,6 +520,9 @@ def cmd_deploy(args) -> ExitStatus:
         return ExitStatus.INVALID
     try:
         deploy.up(args.stack, preview_only=args.preview, before_up=_migrations_before_up(loaded, args.preview))
+    except VersionRefused as exc:
+        print(f"{exc}\nnothing deployed", file=sys.stderr)
+        return ExitStatus.INVALID
     except deploy.DeployError as exc:
         print(f"python -m infra deploy: {exc}", file=sys.stderr)
         return ExitStatus.ERROR

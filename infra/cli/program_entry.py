@@ -8,6 +8,7 @@ so (MIGRATIONS_CHECKED), and a first `up` of the local stack without a Riot key 
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from typing import Optional
 
@@ -18,11 +19,15 @@ from infra.cli.localstack import sample_overlay
 from infra.paths import REPO
 from infra.plan.stack import Stack
 from infra.pulumi import program
-from infra.pulumi.deploy import MIGRATIONS_CHECKED
+from infra.pulumi.deploy import MIGRATIONS_CHECKED, UPGRADE_GREEN
 
 
 class MigrationPending(Exception):
     pass
+
+
+class UpgradeRefused(Exception):
+    """A downgrade, or a version the running broker cannot take in place (infra/ops/upgrade.py)."""
 
 
 def load(stack: str, config: pulumi.Config) -> Stack:
@@ -36,16 +41,22 @@ def load(stack: str, config: pulumi.Config) -> Stack:
     return Stack.load(stack=stack, overlays=overlays)
 
 
-def migration_gate(loaded: Stack):
-    """A check for program.main's `before_broker`: raises MigrationPending, naming the command, when the live
-    broker holds a queue whose type, arguments or name must change by migration; a broker that does not
-    answer yet (a first `up`) has nothing to migrate."""
-    from infra.ops import broker_api
+def broker_gate(loaded: Stack):
+    """A check for program.main's `before_broker`: raises UpgradeRefused when the live broker's version cannot
+    become the definition's in place (or would go down), and MigrationPending, naming the command, when it holds
+    a queue whose type, arguments or name must change by migration; a broker that does not answer yet (a first
+    `up`) has nothing to check."""
+    from infra.ops import broker_api, upgrade
     from infra.ops.migrator import Migrator
 
     plan, stack = loaded.plan, pulumi.get_stack()
 
     def check(password: str, ca_pem: Optional[str]) -> None:
+        if green_container(f"{pulumi.get_project()}-{stack}") is not None:
+            raise UpgradeRefused(
+                f"a blue-green upgrade of the broker is under way: nothing was changed. Run `python -m infra deploy "
+                f"--stack {stack}` (or `make deploy STACK={stack}`): it carries the upgrade on, then runs pulumi up."
+            )
         with tempfile.NamedTemporaryFile("w", suffix=".pem") as ca:
             ca.write(ca_pem or "")
             ca.flush()
@@ -53,6 +64,11 @@ def migration_gate(loaded: Stack):
                 plan.broker.management_url, plan.broker.admin_user, password, ca_cert=ca.name if ca_pem else None
             )
             try:
+                refusal = upgrade.pulumi_refusal(
+                    loaded.source, upgrade.running_version(client), plan.broker.version, stack
+                )
+                if refusal is not None:
+                    raise UpgradeRefused(refusal.text)
                 pending = Migrator(client, plan).pending()
             except broker_api.BrokerAPIError as exc:
                 if str(exc).startswith("cannot reach"):
@@ -68,10 +84,24 @@ def migration_gate(loaded: Stack):
     return check
 
 
+def green_container(prefix: str):
+    """The green node of an upgrade under way on this stack (infra/cli/pulumi_upgrade.py), or None. A plain `up`,
+    which does not declare it, would delete it and the messages it holds."""
+    from infra.cli.pulumi_upgrade import green_name
+
+    try:
+        found = subprocess.run(
+            ["docker", "inspect", "--format", "{{.Id}}", green_name(prefix)], capture_output=True, text=True
+        )
+    except FileNotFoundError:  # no Docker CLI here: no upgrade either (`deploy` drives it with that CLI)
+        return None
+    return found.stdout.strip() or None
+
+
 def run() -> None:
     stack = pulumi.get_stack()
     loaded = cli._valid(load(stack, pulumi.Config()), "nothing deployed")
     if loaded is None:
         raise SystemExit(1)
-    gate = None if os.environ.get(MIGRATIONS_CHECKED) else migration_gate(loaded)
-    program.main(loaded.definition, loaded.plan, before_broker=gate)
+    gate = None if os.environ.get(MIGRATIONS_CHECKED) else broker_gate(loaded)
+    program.main(loaded.definition, loaded.plan, before_broker=gate, green=bool(os.environ.get(UPGRADE_GREEN)))

@@ -20,8 +20,15 @@ from infra.ops.upgrader import Downgrade, UpgradeTimeout
 from infra.plan.stack import Stack
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def say_pending(where: str, running, steps: list, b) -> None:
+    """The upgrade's remaining steps, numbered (`b`: the new version's BrokerConfig)."""
+    say(f"upgrade pending on {where}: RabbitMQ {running or '(blue gone)'} → {b.version} ({b.image}):")
+    for i, step in enumerate(steps, 1):
+        say(f"  {i}. {upgrade.describe(step, running or '?', b.version)}")
 
 
 def run_upgrade(args) -> int:
@@ -42,34 +49,32 @@ def run_upgrade(args) -> int:
     )
     if not args.dry_run:
         local.render()  # the new version's files, which green mounts
-    upgrader = local.upgrader(progress=_say, timeout_s=args.timeout)
+    upgrader = local.upgrader(progress=say, timeout_s=args.timeout)
     b = local.plan.broker
     try:
         running, steps = upgrader.pending()
     except Downgrade as exc:
         _report([upgrade.downgrade_finding(loaded.source, upgrade.VERSION_KEY, exc.running, exc.wanted)])
-        _say("nothing upgraded")
+        say("nothing upgraded")
         return ExitStatus.INVALID
     except (BrokerAPIError, RuntimeError) as exc:
-        _say(f"python -m infra upgrade: {exc}")
+        say(f"python -m infra upgrade: {exc}")
         return ExitStatus.ERROR
     if not steps:
-        _say(f"no upgrade pending on {local.project}: the broker runs {running or b.image}")
+        say(f"no upgrade pending on {local.project}: the broker runs {running or b.image}")
         return ExitStatus.OK
     if b.nodes != 1 or b.tls:
-        _say(
+        say(
             f"python -m infra upgrade: {local.project} needs an upgrade, but a cluster or TLS stack is not upgraded yet"
         )
         return ExitStatus.ERROR
-    _say(f"upgrade pending on {local.project}: RabbitMQ {running or '(blue gone)'} → {b.version} ({b.image}):")
-    for i, step in enumerate(steps, 1):
-        _say(f"  {i}. {upgrade.describe(step, running or '?', b.version)}")
+    say_pending(local.project, running, steps, b)
     if args.dry_run:
         return ExitStatus.OK
     try:
         upgrader.run()
     except (BrokerAPIError, UpgradeTimeout, RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
-        _say(f"python -m infra upgrade: {exc}")
+        say(f"python -m infra upgrade: {exc}")
         return ExitStatus.ERROR
-    _say(f"upgraded: {local.project}'s broker runs {b.image}")
+    say(f"upgraded: {local.project}'s broker runs {b.image}")
     return ExitStatus.OK

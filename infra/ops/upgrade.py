@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Optional
 
-from infra.definition.findings import Finding
+from infra.definition.findings import Finding, format_finding
 from infra.definition.model import RABBITMQ_SERIES
 
 # The consumers pause at the two switches, while the app's clients reconnect (measured: docs/upgrades.md).
@@ -174,4 +174,39 @@ def downgrade_finding(source, version_path: tuple, live: str, wanted: str) -> Op
         version_path,
         f"{wanted} is older than the broker's {live}: a downgrade is refused (RabbitMQ cannot start an older "
         f"series on a newer one's data); deploy a new stack and move the app to it instead",
+    )
+
+
+def running_version(client) -> str:
+    """The RabbitMQ version a broker's management API reports (`client`: a ManagementClient)."""
+    return client.get("overview", columns="rabbitmq_version")["rabbitmq_version"]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why `pulumi up` must stop before it touches the broker. `invalid`: a downgrade, a finding on
+    broker.version (`text` is `file:line: broker.version: ...`)."""
+
+    text: str
+    invalid: bool
+
+
+def pulumi_refusal(source, live: str, wanted: str, stack: str) -> Optional[Refusal]:
+    """A downgrade, or a blue-green jump, from the running `live` version to the definition's `wanted`; None
+    when `pulumi up` may go on. The program replaces the broker's container when its image changes, on the
+    same data volume: fine along RabbitMQ's in-place path, but a blue-green jump would start the new series on
+    data it refuses (the node does not boot: the broker is down). `deploy` carries out the blue-green upgrade
+    of a single node without TLS before its `up` (infra/cli/pulumi_upgrade.py); a plain `pulumi up` cannot."""
+    finding = downgrade_finding(source, VERSION_KEY, live, wanted)
+    if finding is not None:
+        return Refusal(format_finding(finding), invalid=True)
+    if upgrade_path(live, wanted) is not UpgradePath.BLUE_GREEN:
+        return None
+    return Refusal(
+        f"the broker runs RabbitMQ {live} and the definition asks for {wanted}, which it cannot take in place "
+        f"({why_blue_green(live, wanted)}): nothing was changed. `python -m infra deploy --stack {stack}` "
+        f"(make deploy) upgrades a single node without TLS blue-green first (docs/upgrades.md); a cluster or TLS "
+        f"stack is not upgraded that way yet: keep broker.version at {series_of(live)} there, or deploy a new "
+        f"stack on {wanted} and move the app to it.",
+        invalid=False,
     )

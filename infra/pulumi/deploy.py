@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -32,6 +33,8 @@ INSTALL_HINT = (
 # Set for the program once `deploy` has carried out the pending queue migrations (or printed them, for a preview):
 # without it the program checks for them itself and stops before touching the broker (infra/cli/program_entry.py).
 MIGRATIONS_CHECKED = "RABBITMQ_CELERY_MIGRATIONS_CHECKED"
+# Set by a blue-green upgrade's own `pulumi up` runs (infra/cli/pulumi_upgrade.py): the program declares green too.
+UPGRADE_GREEN = "RABBITMQ_CELERY_UPGRADE_GREEN"
 # Nothing is fetched behind the user's back: no update check, no plugin download (`make pulumi` installs them).
 OFFLINE = {"PULUMI_SKIP_UPDATE_CHECK": "true", "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true"}
 
@@ -46,13 +49,17 @@ class Environment:
     env_vars: dict[str, str]
 
 
-def pulumi_command(install_root: Path = LOCAL_CLI_ROOT) -> auto.PulumiCommand:
-    """The CLI on PATH, else the one `make pulumi` built under `install_root`/bin; never a download."""
+def cli_root(install_root: Path = LOCAL_CLI_ROOT) -> Optional[str]:
+    """Where the CLI is: None for the one on PATH, else `install_root` (`make pulumi`'s build); never a download."""
     if shutil.which("pulumi"):
-        return auto.PulumiCommand()
+        return None
     if (install_root / "bin" / "pulumi").is_file():
-        return auto.PulumiCommand(root=str(install_root))
+        return str(install_root)
     raise DeployError(f"The Pulumi CLI is not on PATH and none is built in {install_root / 'bin'}. {INSTALL_HINT}")
+
+
+def pulumi_command(install_root: Path = LOCAL_CLI_ROOT) -> auto.PulumiCommand:
+    return auto.PulumiCommand(root=cli_root(install_root))
 
 
 def environment(env: dict[str, str] | None = None) -> Environment:
@@ -74,15 +81,22 @@ def up(
     *,
     preview_only: bool = False,
     install_root: Path = LOCAL_CLI_ROOT,
-    before_up: Callable[[Callable[[str], Optional[str]]], bool] | None = None,
+    before_up: Callable[[Callable[[str], Optional[str]], "Engine"], bool] | None = None,
 ) -> None:
     """Select or create the stack on the backend and run `pulumi up` (or `preview`), streaming its output.
-    `before_up(stack_value)` runs first (the queue migrations), with the stack's config and outputs by key; when
-    it changed the broker it returns True and `up` refreshes the state from the broker first, so a queue
-    re-created with its new type is not replaced again."""
+    `before_up(stack_value, engine)` runs first (a blue-green upgrade, the queue migrations), with the stack's
+    config and outputs by key and `Engine` for targeted `up`s; when it changed the broker it returns True and
+    `up` refreshes the state from the broker first, so a queue re-created with its new type is not replaced
+    again."""
     env = environment()
-    command = pulumi_command(install_root)
-    missing = engine.missing_parts(command.command, {**os.environ, **env.env_vars})
+    root = cli_root(install_root)
+    cli = os.path.join(root, "bin", "pulumi") if root else "pulumi"
+    # The plugin check (`pulumi plugin ls`) runs beside the CLI's version check (`pulumi version`, which
+    # PulumiCommand makes): two CLI processes of about 0.2 s each. Nothing is written before both have passed.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        missing_parts = pool.submit(engine.missing_parts, cli, {**os.environ, **env.env_vars})
+        command = auto.PulumiCommand(root=root)
+        missing = missing_parts.result()
     if missing:
         raise DeployError(
             f"The Pulumi CLI {command.version or ''} is here, but not {', '.join(missing)}; "
@@ -99,7 +113,8 @@ def up(
     )
     state = stack.export_stack()  # once, secrets decrypted: the interrupted operations and the last outputs
     interrupted = clear_interrupted(stack, state) if not preview_only else False
-    changed = before_up(partial(_stack_value, stack, last_outputs(state.deployment or {}))) if before_up else False
+    outputs = last_outputs(state.deployment or {})
+    changed = before_up(partial(_stack_value, stack, outputs), Engine(stack)) if before_up else False
     changed = changed or interrupted
     stack.workspace.env_vars[MIGRATIONS_CHECKED] = "1"
     # The engine's errors come on stderr: streamed too, so a failed `up` says why where the user looks.
@@ -107,7 +122,51 @@ def up(
     if preview_only:
         stack.preview(on_output=print, on_error=errors, diff=True, refresh=changed)
     else:
-        stack.up(on_output=print, on_error=errors, diff=True, show_secrets=False, refresh=changed)
+        run_up(stack, refresh=changed, on_error=errors)
+
+
+def run_up(
+    stack: auto.Stack,
+    refresh: bool,
+    on_error: Callable[[str], object],
+    targets: tuple[str, ...] = (),
+    env: Optional[dict[str, str]] = None,
+    on_output: Callable[[str], object] = print,
+) -> None:
+    """`pulumi up` as `Stack.up` runs it (of `targets` alone, if given), without the three CLI runs (`stack
+    output` twice, `stack history`, about 1 s) that `Stack.up` makes after it for a result this command does not
+    use. A failure raises `CommandError`, as `Stack.up` does."""
+    args = ["up", "--yes", "--skip-preview", "--exec-kind", "auto.local", "--stack", stack.name]
+    # The whole stack's `up` shows each change's properties; an upgrade step's, which replaces a container the
+    # user did not edit, its steps alone.
+    args += ["--diff"] * (not targets) + ["--refresh"] * refresh + [a for urn in targets for a in ("--target", urn)]
+    workspace = stack.workspace
+    variables = {**workspace.env_vars, **(env or {})}
+    workspace.pulumi_command.run(args, workspace.work_dir, variables, on_output=on_output, on_error=on_error)
+
+
+@dataclass
+class Engine:
+    """What `before_up` may run on the engine: `pulumi up` of chosen resources of the program, which then
+    declares a blue-green upgrade's green node too when asked (UPGRADE_GREEN). Its output goes to stderr, with
+    the upgrade's progress."""
+
+    stack: auto.Stack
+
+    @property
+    def prefix(self) -> str:
+        """The Docker objects' name prefix the program uses: `<project>-<stack>`."""
+        return f"{self.stack.workspace.project_settings().name}-{self.stack.name}"
+
+    def urn(self, parent_type: str, type_token: str, name: str) -> str:
+        """The URN of a child `name` of a top-level component of type `parent_type`."""
+        project = self.stack.workspace.project_settings().name
+        return f"urn:pulumi:{self.stack.name}::{project}::{parent_type}${type_token}::{name}"
+
+    def up(self, urns: list[str], *, green: bool) -> None:
+        env = {MIGRATIONS_CHECKED: "1", **({UPGRADE_GREEN: "1"} if green else {})}
+        to_stderr = partial(print, file=sys.stderr)
+        run_up(self.stack, False, on_error=to_stderr, targets=tuple(urns), env=env, on_output=to_stderr)
 
 
 def _stack_value(stack: auto.Stack, outputs: dict[str, object], key: str) -> Optional[str]:

@@ -59,10 +59,11 @@ def main(
     plan: Plan | None = None,
     ca_dir: Path | None = None,
     before_broker: BrokerGate | None = None,
+    green: bool = False,
 ) -> None:
     """`pulumi up`'s entry point: the stack's definition (loaded here when not given) and its plan, the CA
     certificate written under CA_DIR. `python -m infra plan` passes the definition and plan it has already
-    built, and a scratch `ca_dir`."""
+    built, and a scratch `ca_dir`. `green`: a blue-green upgrade's green node too (infra/cli/pulumi_upgrade.py)."""
     stack = pulumi.get_stack()
     definition = definition or require(load_definition(stack=stack))
     plan = plan or build_plan(definition)
@@ -85,7 +86,11 @@ def main(
     broker = Broker(
         "broker",
         BrokerArgs(
-            plan.broker, files, resource_prefix=prefix, erlang_cookie=passwords[cookie.secret] if cookie else None
+            plan.broker,
+            files,
+            resource_prefix=prefix,
+            erlang_cookie=passwords[cookie.secret] if cookie else None,
+            green=green,
         ),
     )
     # With TLS the provider talks HTTPS to the management API and verifies it against the stack's CA. Every

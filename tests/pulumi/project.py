@@ -68,6 +68,18 @@ class Project:
     def deploy(self, **kwargs):
         return self.infra("deploy", "--stack", self.stack, **kwargs)
 
+    def start_deploy(self) -> subprocess.Popen:
+        """`python -m infra deploy` started in a session of its own (SIGKILL its group), output and errors piped."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "infra", "deploy", "--stack", self.stack],
+            cwd=self.root,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
     def outputs(self) -> dict:
         return json.loads(self.pulumi("stack", "output", "--json", "--show-secrets").stdout)
 

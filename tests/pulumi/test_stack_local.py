@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -326,15 +325,7 @@ def test_destroy_leaves_no_container_or_network_but_keeps_the_volumes(project):
 
 
 def test_an_up_killed_midway_converges_on_the_next_deploy(project):
-    process = subprocess.Popen(
-        [os.sys.executable, "-m", "infra", "deploy", "--stack", project.stack],
-        cwd=project.root,
-        env=project.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    process = project.start_deploy()
     broker = f"{project.prefix}-rabbitmq"
 
     def broker_up():

@@ -124,3 +124,23 @@ def test_a_task_queue_is_shovelled_by_its_name_and_a_delayed_level_keeps_each_me
         "",
         "effects.migrating",
     )
+
+
+def test_pulumi_up_is_refused_a_blue_green_jump_and_a_downgrade_before_it_reaches_the_broker():
+    """`deploy` and the program's gate stop on these (the program would start the new image on the old data)."""
+    from infra.ops.upgrade import pulumi_refusal
+    from infra.plan.stack import Stack
+
+    source = Stack.load(stack="local").source
+    assert pulumi_refusal(source, "3.10.8", "3.10", "local") is None
+    # in place: the container restarts on the new image
+    assert pulumi_refusal(source, "3.12.1", "3.13", "local") is None
+    jump = pulumi_refusal(source, "3.10.8", "4.0", "local")
+    assert jump is not None and not jump.invalid
+    assert "RabbitMQ 3.10.8" in jump.text and "cannot take in place" in jump.text and "nothing was changed" in jump.text
+    assert "python -m infra deploy --stack local" in jump.text
+    down = pulumi_refusal(source, "4.0.5", "3.10", "local")
+    assert down is not None and down.invalid
+    file_line, key, message = down.text.split(": ", 2)
+    assert file_line.split(":")[0].endswith("stacks/local.yaml") and key == "broker.version"
+    assert message.startswith("3.10 is older than the broker's 4.0.5: a downgrade is refused")

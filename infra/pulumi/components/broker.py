@@ -120,6 +120,59 @@ def management_url(b: BrokerConfig) -> str:
     return f"{b.management_scheme}://{host}:{port}"
 
 
+GREEN_LABEL = "org.rabbitmq-celery.upgrade"
+
+
+BROKER_TYPE = "rabbitmq-celery:broker:Broker"
+IMAGE, VOLUME, CONTAINER = (
+    "docker:index/remoteImage:RemoteImage",
+    "docker:index/volume:Volume",
+    "docker:index/container:Container",
+)
+
+
+def node_names(name: str, role: str = "") -> dict[str, str]:
+    """A single node's resources by Pulumi type token (`role` "green": an upgrade's green node's), the names
+    `Broker` gives them: what a blue-green upgrade's `pulumi up --target` names."""
+    stem = f"{name}-{role}" if role else name
+    return {IMAGE: f"{stem}-image", VOLUME: f"{stem}-data", CONTAINER: f"{stem}-container"}
+
+
+def green_node(name: str, args: "BrokerArgs", network: docker.Network, parent) -> docker.Container:
+    """The new version's node beside the stack's broker during a blue-green upgrade (a single node): the same
+    image, files and health check as the stack's broker on this definition, its own volume (not kept: it is
+    drained before it goes), its AMQP and management ports published on ports Docker picks, and on the stack's
+    network as `<host>-green` with the broker's host name (its node name)."""
+    config, host = args.config, broker_hosts(1)[0]
+    names = node_names(name, "green")
+    opts = pulumi.ResourceOptions(parent=parent)
+    image = docker.RemoteImage(names[IMAGE], name=config.image, keep_locally=True, opts=opts)
+    volume = docker.Volume(names[VOLUME], name=f"{args.resource_prefix}-{host}-green-data", opts=opts)
+    node_uploads, node_entrypoint = uploads(files_of_node(dict(args.files), 1))
+    wanted = (config.amqp_port, config.management_port)
+    return docker.Container(
+        names[CONTAINER],
+        name=f"{args.resource_prefix}-{host}-green",
+        hostname=host,
+        image=image.image_id,
+        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[f"{host}-green"])],
+        volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)],
+        uploads=node_uploads,
+        entrypoints=node_entrypoint,
+        ports=[
+            docker.ContainerPortArgs(internal=p.internal, ip=p.ip)
+            for p in node_ports(config, 0)
+            if p.internal in wanted
+        ],
+        labels=[docker.ContainerLabelArgs(label=GREEN_LABEL, value="green")],
+        healthcheck=healthcheck(broker_healthcheck(config)),
+        wait=True,
+        wait_timeout=WAIT_TIMEOUT_S,
+        restart="unless-stopped",
+        opts=opts,
+    )
+
+
 @dataclass
 class BrokerArgs:
     config: BrokerConfig
@@ -127,11 +180,12 @@ class BrokerArgs:
     # secrets)
     resource_prefix: str  # Docker object names: `<prefix>-rabbitmq`, `<prefix>-rabbitmq-data`, ...
     erlang_cookie: Optional[pulumi.Input[str]] = None  # a cluster's shared secret
+    green: bool = False  # a blue-green upgrade's green node beside the broker (infra/cli/pulumi_upgrade.py)
 
 
 class Broker(pulumi.ComponentResource):
     def __init__(self, name: str, args: BrokerArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("rabbitmq-celery:broker:Broker", name, None, opts)
+        super().__init__(BROKER_TYPE, name, None, opts)
         prefix, config = args.resource_prefix, args.config
         cluster = config.nodes > 1
         addresses = node_addresses(config)
@@ -189,5 +243,7 @@ class Broker(pulumi.ComponentResource):
             self.volumes.append(volume)
             self.containers.append(container)
         self.network, self.volume, self.container = self.networks[0], self.volumes[0], self.containers[0]
+        if args.green:
+            self.green = green_node(name, args, self.network, self)
         self.management_url = management_url(config)
         self.register_outputs({"containers": [c.name for c in self.containers], "management_url": self.management_url})
