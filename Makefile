@@ -186,7 +186,8 @@ plan: $(VENV)/.installed
 render: $(VENV)/.installed
 	$(PY) -m infra render --stack $(STACK) --out build/$(STACK)
 
-## make deploy STACK=env: validate, then `pulumi up` on the local file backend (.pulumi-state/);
+## make deploy STACK=env: validate, upgrade the broker blue-green and migrate queues where needed, then `pulumi up`
+## on the local file backend (.pulumi-state/);
 ## needs PULUMI_CONFIG_PASSPHRASE. make preview STACK=env: `pulumi preview --diff` instead.
 deploy: $(VENV)/.installed $(NEED_PULUMI)
 	$(PY) -m infra deploy --stack $(STACK)

@@ -165,8 +165,8 @@ def parser() -> argparse.ArgumentParser:
     )
     u = commands.add_parser(
         "upgrade",
-        help="replace the running broker blue-green when broker.version is one it cannot take in place "
-        "(a major version, a skipped series); prints the steps first",
+        help="replace a compose stack's broker blue-green when broker.version is one it cannot take in place "
+        "(a major version, a skipped series); prints the steps first (deploy does it on a Pulumi stack)",
     )
     u.add_argument("--stack", metavar="ENV", required=True, help="the stack: stacks/base.yaml + stacks/ENV.yaml")
     u.add_argument("--overlay", metavar="PATH", type=Path, action="append", default=[], help="a file laid over it")
@@ -177,7 +177,11 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument(
         "--timeout", metavar="S", type=float, default=3600, help="give up after S seconds (run again to carry on)"
     )
-    d = commands.add_parser("deploy", help="validate, then `pulumi up` the stack on a local file backend")
+    d = commands.add_parser(
+        "deploy",
+        help="validate, upgrade the broker blue-green and migrate queues if it must, then `pulumi up` the stack "
+        "on a local file backend",
+    )
     d.add_argument("--stack", metavar="ENV", required=True, help="the stack: stacks/base.yaml + stacks/ENV.yaml")
     d.add_argument("--preview", action="store_true", help="`pulumi preview --diff` instead of `up`")
     y = commands.add_parser("verify", help="compare a live broker with the definition; exit 4 on drift")
