@@ -29,9 +29,9 @@ def _free_port(ip: str) -> int:
 
 @dataclass
 class ComposeContainers(DockerBrokers):
-    project: str = ""
-    out: Path = Path()  # the new version's render directory: docker-compose.yml and the files it mounts
-    compose: Callable[..., object] = print  # LocalStack.compose: docker-compose on the project's file
+    project: str
+    out: Path  # the new version's render directory: docker-compose.yml and the files it mounts
+    compose: Callable[..., object]  # LocalStack.compose: docker-compose on the project's file
 
     @property
     def network(self) -> str:

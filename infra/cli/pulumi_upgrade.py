@@ -36,11 +36,10 @@ def green_name(prefix: str) -> str:
 
 @dataclass
 class PulumiContainers(DockerBrokers):
-    engine: Optional[Engine] = None
+    engine: Engine
 
     @property
     def prefix(self) -> str:
-        assert self.engine is not None
         return self.engine.prefix
 
     @property
@@ -57,7 +56,6 @@ class PulumiContainers(DockerBrokers):
     def _urns(self, role: str = "") -> list[str]:
         from infra.pulumi.components.broker import BROKER_TYPE, node_names
 
-        assert self.engine is not None
         return [self.engine.urn(BROKER_TYPE, kind, name) for kind, name in node_names(BROKER, role).items()]
 
     def service(self) -> Optional[tuple[bool, bool]]:
@@ -91,14 +89,12 @@ class PulumiContainers(DockerBrokers):
     def start_green(self) -> None:
         green = self.green()
         if green is None:
-            assert self.engine is not None
             self.engine.up(self._urns("green"), green=True)
         elif not green[1]:
             docker("start", self.green_name)
         self._wait_booted(self.green_name)
 
     def start_new(self) -> None:
-        assert self.engine is not None
         self.engine.up(self._urns(), green=True)
         self._wait_ready("new")
 
@@ -107,7 +103,6 @@ class PulumiContainers(DockerBrokers):
 
     def remove(self, role: str) -> None:
         if role == "green":
-            assert self.engine is not None
             self.engine.up(self._urns("green"), green=False)
             return
         service = self.service()

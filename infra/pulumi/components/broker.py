@@ -120,10 +120,8 @@ def management_url(b: BrokerConfig) -> str:
     return f"{b.management_scheme}://{host}:{port}"
 
 
-GREEN_LABEL = "org.rabbitmq-celery.upgrade"
-
-
 BROKER_TYPE = "rabbitmq-celery:broker:Broker"
+GREEN_LABEL = "org.rabbitmq-celery.upgrade"  # on green's container, as the compose path labels its own
 IMAGE, VOLUME, CONTAINER = (
     "docker:index/remoteImage:RemoteImage",
     "docker:index/volume:Volume",
