@@ -8,7 +8,6 @@ so (MIGRATIONS_CHECKED), and a first `up` of the local stack without a Riot key 
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 from typing import Optional
 
@@ -87,15 +86,13 @@ def broker_gate(loaded: Stack):
 def green_container(prefix: str):
     """The green node of an upgrade under way on this stack (infra/cli/pulumi_upgrade.py), or None. A plain `up`,
     which does not declare it, would delete it and the messages it holds."""
+    from infra.cli.docker_brokers import inspect
     from infra.cli.pulumi_upgrade import green_name
 
     try:
-        found = subprocess.run(
-            ["docker", "inspect", "--format", "{{.Id}}", green_name(prefix)], capture_output=True, text=True
-        )
+        return inspect(green_name(prefix))
     except FileNotFoundError:  # no Docker CLI here: no upgrade either (`deploy` drives it with that CLI)
         return None
-    return found.stdout.strip() or None
 
 
 def run() -> None:

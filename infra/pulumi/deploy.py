@@ -14,7 +14,7 @@ import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -153,15 +153,18 @@ class Engine:
 
     stack: auto.Stack
 
+    @cached_property
+    def project(self) -> str:
+        return self.stack.workspace.project_settings().name  # Pulumi.yaml, read once
+
     @property
     def prefix(self) -> str:
         """The Docker objects' name prefix the program uses: `<project>-<stack>`."""
-        return f"{self.stack.workspace.project_settings().name}-{self.stack.name}"
+        return f"{self.project}-{self.stack.name}"
 
     def urn(self, parent_type: str, type_token: str, name: str) -> str:
         """The URN of a child `name` of a top-level component of type `parent_type`."""
-        project = self.stack.workspace.project_settings().name
-        return f"urn:pulumi:{self.stack.name}::{project}::{parent_type}${type_token}::{name}"
+        return f"urn:pulumi:{self.stack.name}::{self.project}::{parent_type}${type_token}::{name}"
 
     def up(self, urns: list[str], *, green: bool) -> None:
         env = {MIGRATIONS_CHECKED: "1", **({UPGRADE_GREEN: "1"} if green else {})}
