@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-inter-node-tls bench-migration bench-local bench-pulumi bench-rate-limits bench-upgrade test test-builds test-offline test-live test-docker test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-inter-node-tls bench-migration bench-local bench-pulumi bench-rate-limits bench-upgrade test test-builds test-offline test-live test-docker test-series-4 test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -86,24 +86,25 @@ SERIES_4_TESTS = tests/broker/test_shipped_stacks.py tests/broker/test_behaviour
 # The builds (CPU: the Pulumi CLI's Go build, the images, the 4.0 root; each skipped when current) run while
 # lint, the docs and the unit tier, which need none of them, run. Then the live tiers, which wait on brokers,
 # containers and timers far more than they compute: the nodes' tiers on TEST_WORKERS pytest-xdist workers,
-# each test file on one worker (its module's booted node shared as before), side by side with the e2e tier,
-# one Docker stack at a time. Each run and worker on its own ports (TEST_PORT_SHARE,
-# tests/support/rabbit_node.py), node names and Compose projects. docs/testing.md has the measured split.
-# LIVE_JOBS=2 runs the e2e tier beside the others (a machine with cores to spare); the default runs it after
-# them, since on 2 cores the Docker stacks did not come up healthy in time beside the app tier.
+# each test file on one worker (its module's booted node shared as before); then the e2e tier, one Docker
+# stack at a time, side by side with the RabbitMQ 4.0 pass. Each run and worker on its own ports
+# (TEST_PORT_SHARE, tests/support/rabbit_node.py), node names and Compose projects. The e2e tier does not run
+# beside the nodes' tiers: on 2 cores its Docker stacks did not come up healthy in time there.
+# docs/testing.md has the measured split.
 TEST_WORKERS ?= 2
-LIVE_JOBS ?= 1
 LIVE_TIERS = tests/broker tests/app tests/pulumi
 DOCKER_TIERS = tests/e2e
 test: $(VENV)/.installed
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-builds test-offline
-	$(MAKE) --no-print-directory -j$(LIVE_JOBS) --output-sync=recurse test-live test-docker
-	RABBITMQ_SERIES=4.0 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(SERIES_4_TESTS)
+	$(MAKE) --no-print-directory test-live
+	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-docker test-series-4
 
 test-live:
 	TEST_PORT_SHARE=0/2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(LIVE_TIERS)
 test-docker:
 	TEST_PORT_SHARE=1/2 $(PY) -m pytest $(DOCKER_TIERS)
+test-series-4:
+	RABBITMQ_SERIES=4.0 TEST_PORT_SHARE=0/2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(SERIES_4_TESTS)
 
 # make test's two halves of its first step, each one target after another (apt-get runs one at a time).
 test-builds: $(VENV)/.installed
