@@ -192,6 +192,7 @@ class RabbitNode:
 
     # -- life cycle --------------------------------------------------------------------------------
     def start(self) -> "RabbitNode":
+        since = len(self.console_output())  # an earlier boot's BOOT FAILED (a crashed resume) is not this one's
         log = open(self.base / "log" / "console.out", "ab")
         self.process = subprocess.Popen(
             self._argv("rabbitmq-server"),
@@ -204,8 +205,9 @@ class RabbitNode:
         log.close()
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         while not all(port_open("127.0.0.1", port) for port in self.listening):
-            if self.process.poll() is not None or b"BOOT FAILED" in self.console_output():
-                raise BootFailed(f"node {self.name} did not boot:\n{self.console_output()[-4000:].decode()}")
+            if self.process.poll() is not None or b"BOOT FAILED" in self.console_output()[since:]:
+                console = self.console_output()[since:][-4000:].decode(errors="replace")
+                raise BootFailed(f"node {self.name} did not boot:\n{console}")
             if time.monotonic() > deadline:  # what the node was waiting for (peers, tables) is in its log
                 raise BootFailed(f"node {self.name} not listening after {BOOT_TIMEOUT_S}s:\n{self.log_tail()}")
             time.sleep(0.2)
