@@ -9,6 +9,7 @@ gluing its two sides together. Loopback frames are seen twice (sent and received
 
 from __future__ import annotations
 
+import ctypes
 import socket
 import struct
 import threading
@@ -17,7 +18,7 @@ from collections import defaultdict
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SOL_PACKET, PACKET_ADD_MEMBERSHIP, PACKET_MR_PROMISC, PACKET_STATISTICS = 263, 1, 1, 6
-SO_RCVBUFFORCE = 33
+SO_RCVBUFFORCE, SO_ATTACH_FILTER = 33, 26
 RECEIVE_BUFFER = 32 * 1024 * 1024  # so a reader thread the GIL holds back for a moment loses no frame
 ETH_HEADER = 14
 SNAPLEN = 256 * 1024  # lo's MTU is 64 KiB: a whole frame fits
@@ -31,9 +32,11 @@ class WireCapture:
         self.drops = 0  # frames the kernel had for this socket but dropped: a capture with drops proves nothing
         self._segments: dict[tuple, dict[int, bytes]] = defaultdict(dict)  # stream → seq → payload
         self._stop = threading.Event()
-        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(ETH_P_ALL))
+        # protocol 0: the socket takes no frame until bound, with its filter, to the one interface
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         self._sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
-        self._sock.bind((interface, 0))
+        _attach(self._sock, tcp_ports_filter(self.ports))
+        self._sock.bind((interface, ETH_P_ALL))  # Python puts it in network order
         if interface != "lo":  # a bridge hands up the frames it forwards between its ports only when promiscuous
             membership = struct.pack("iHH8s", socket.if_nametoindex(interface), PACKET_MR_PROMISC, 0, b"")
             self._sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, membership)
@@ -86,6 +89,26 @@ class WireCapture:
 
     def contains(self, pattern: bytes) -> bool:
         return any(pattern in stream for stream in self.streams())
+
+
+def tcp_ports_filter(ports: set[int]) -> list[tuple[int, int, int, int]]:
+    """A classic BPF program (code, jt, jf, k) that keeps IPv4 TCP frames from or to `ports`, whole, and drops
+    every other frame in the kernel: the busy loopback of other tests never fills the socket's buffer."""
+    n, ports = len(ports), sorted(ports)
+    reject, accept = 7 + 2 * n, 8 + 2 * n  # the two return instructions' indexes
+    program = [(0x28, 0, 0, 12), (0x15, 0, reject - 2, 0x0800), (0x30, 0, 0, 23), (0x15, 0, reject - 4, 6)]
+    program.append((0xB1, 0, 0, ETH_HEADER))  # x = the IP header's length
+    for field in (ETH_HEADER, ETH_HEADER + 2):  # source port, then destination port
+        program.append((0x48, 0, 0, field))
+        for port in ports:  # a jump counts from the next instruction
+            program.append((0x15, accept - len(program) - 1, 0, port))
+    return [*program, (0x06, 0, 0, 0), (0x06, 0, 0, SNAPLEN)]
+
+
+def _attach(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *op) for op in program))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(code))  # struct sock_fprog
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def _runs(segments: dict[int, bytes]) -> list[bytes]:

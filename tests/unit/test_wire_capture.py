@@ -2,9 +2,11 @@
 TLS stream from a plaintext one whatever way the capture cut it."""
 
 import random
+import socket
 import struct
 
-from tests.support.wire import _runs, tls_records
+from tests.support.waiting import wait_for
+from tests.support.wire import WireCapture, _runs, tls_records
 
 rng = random.Random(7)
 
@@ -48,3 +50,20 @@ def test_plaintext_and_a_stream_with_foreign_bytes_are_not_tls():
     between = len(STREAM) - 12  # past the first record's length: no longer a tail the capture joined inside
     assert tls_records(STREAM[:between] + b"plaintext between records" + STREAM[between:]) is None
     assert tls_records(b"\x17\x03") is None  # not even one record header
+
+
+def test_the_capture_takes_its_ports_whole_and_leaves_the_kernel_every_other_frame():
+    watched, other = socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0))
+    ours, theirs = socket.create_connection(watched.getsockname()), socket.create_connection(other.getsockname())
+    accepted = [watched.accept()[0], other.accept()[0]]
+    try:
+        with WireCapture({watched.getsockname()[1]}) as wire:
+            for i in range(2000):
+                ours.sendall(b"ours-%d;" % i)
+                theirs.sendall(b"theirs-%d;" % i)
+            wait_for(lambda: wire.contains(b"ours-1999;"), 10, "the last message captured", interval=0.05)
+    finally:
+        for sock in (ours, theirs, *accepted, watched, other):
+            sock.close()
+    assert wire.drops == 0 and b"".join(wire.streams()).count(b";") == 2000
+    assert not wire.contains(b"theirs-")  # dropped by the filter, before the socket
