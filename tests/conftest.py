@@ -46,3 +46,23 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(
             f"rabbitmq-server {series.name} is not installed: run `{series.install_hint}` (`make test` does)"
         )
+
+
+# Each file's seconds (setup, call and teardown of its tests), summed where the reports arrive: in one process,
+# or in xdist's controller. A run of the live tiers lists the longest, to see what bounds its workers.
+FILE_SECONDS: dict[str, float] = {}
+LONGEST_FILES = 12
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::", 1)[0]
+    FILE_SECONDS[path] = FILE_SECONDS.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if sum(FILE_SECONDS.values()) < 300:  # the unit tier: nothing to balance
+        return
+    terminalreporter.section(f"longest {LONGEST_FILES} files (s, summed over their tests)")
+    for path, seconds in sorted(FILE_SECONDS.items(), key=lambda item: -item[1])[:LONGEST_FILES]:
+        terminalreporter.write_line(f"{seconds:8.1f}  {path}")
+    terminalreporter.write_line(f"{sum(FILE_SECONDS.values()):8.1f}  every file")
