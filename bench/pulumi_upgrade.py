@@ -10,8 +10,6 @@ new broker), then times the upgrade to its end, each step from its progress line
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,9 +20,9 @@ import pika
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import machine  # noqa: E402
 from stats import median, table  # noqa: E402
+from upgrade import step_times, toolkit  # noqa: E402
 
-from tests.e2e.harness import REPO, running_stack  # noqa: E402
-from tests.e2e.test_upgrade import upgrade_argv  # noqa: E402
+from tests.e2e.harness import running_stack  # noqa: E402
 from tests.pulumi.project import DEPLOY_TIMEOUT, new_project  # noqa: E402
 from tests.pulumi.test_stack_local import admin_password  # noqa: E402
 from tests.pulumi.test_stack_upgrade import FOUR  # noqa: E402
@@ -44,35 +42,16 @@ def fill(port: int, password: str, count: int) -> None:
             channel.basic_publish("", PROBE, f"m-{i}".encode(), pika.BasicProperties(delivery_mode=2))
 
 
-def timed_steps(process: subprocess.Popen, what: str) -> tuple[float, dict[str, float]]:
-    """(seconds to the process's exit 0, each step's seconds) from its progress lines."""
+def timed(run) -> tuple[float, dict[str, float]]:
     started = time.monotonic()
-    steps: dict[str, float] = {}
-    lines, step, since = [], None, started
-    for line in process.stdout:
-        lines.append(line)
-        if line.startswith(("upgrade: ", "upgraded: ")):
-            now = time.monotonic()
-            if step:
-                steps[step] = now - since
-            step, since = line.removeprefix("upgrade: ").strip(), now
-    if process.wait(timeout=60) != 0:
-        raise RuntimeError(f"{what} failed:\n" + "".join(lines[-40:]))
+    steps = run()
     return time.monotonic() - started, steps
 
 
 def compose_run(size: int) -> tuple[float, dict[str, float]]:
     with running_stack(None, {}, PROJECT) as stack:
         fill(stack.ports["amqp"], stack.secrets["rabbitmqAdminPassword"], size)
-        process = subprocess.Popen(
-            upgrade_argv(stack),
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-        return timed_steps(process, "python -m infra upgrade")
+        return timed(lambda: toolkit(stack))
 
 
 def pulumi_run(size: int) -> tuple[float, dict[str, float]]:
@@ -81,7 +60,7 @@ def pulumi_run(size: int) -> tuple[float, dict[str, float]]:
         project.deploy(timeout=DEPLOY_TIMEOUT)
         fill(project.ports["amqp"], admin_password(project), size)
         project.edit_stack(FOUR)
-        return timed_steps(project.start_deploy(), "python -m infra deploy")
+        return timed(lambda: step_times(project.start_deploy(), "python -m infra deploy"))
     finally:
         project.cleanup()
 

@@ -74,17 +74,22 @@ def toolkit(stack) -> dict[str, float]:
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
+    return step_times(process, "python -m infra upgrade")
+
+
+def step_times(process: subprocess.Popen, what: str) -> dict[str, float]:
+    """Each step's seconds from the progress lines (`upgrade: STEP`) of `process`, run until it exits 0."""
     steps: dict[str, float] = {}
     lines, step, since = [], None, time.monotonic()
     for line in process.stdout:
         lines.append(line)
-        if line.startswith("upgrade: ") or line.startswith("upgraded: "):
+        if line.startswith(("upgrade: ", "upgraded: ")):
             now = time.monotonic()
             if step:
                 steps[step] = now - since
             step, since = line.removeprefix("upgrade: ").strip(), now
     if process.wait(timeout=60) != 0:
-        raise RuntimeError("python -m infra upgrade failed:\n" + "".join(lines[-40:]))
+        raise RuntimeError(f"{what} failed:\n" + "".join(lines[-40:]))
     return steps
 
 
