@@ -15,12 +15,23 @@ SCHEMA = (
 )
 
 
-def connect(path: str) -> sqlite3.Connection:
+def connect(path: str, attempts: int = 600) -> sqlite3.Connection:
+    """The file, made WAL with the schema on first use. Workers in several containers may do that at the same
+    moment, and SQLite refuses a journal-mode change it cannot make at once ("database is locked") without
+    waiting for its busy timeout: tried again every 0.1 s, for up to a minute."""
     connection = sqlite3.connect(path, timeout=60, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    for statement in SCHEMA:
-        connection.execute(statement)
-    return connection
+    for attempt in range(attempts):
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            for statement in SCHEMA:
+                connection.execute(statement)
+            return connection
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                connection.close()
+                raise
+            time.sleep(0.1)
+    raise AssertionError("unreachable")
 
 
 @shared_task(name="migration.record")
