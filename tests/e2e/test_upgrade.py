@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,34 +23,20 @@ from pathlib import Path
 import pika
 import pytest
 import yaml
-from celery import Celery
 
-from config.topology import celery_settings
 from infra.render.compose import COMPOSE_FILE
 from infra.render.images import app_image_name
 from tests.e2e.harness import REPO, SERIES_OVERLAYS, docker, running_stack
+from tests.support import upgrade_load as load
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
 BACKLOG = int(os.environ.get("UPGRADE_BACKLOG", "10000"))  # tasks queued before the upgrade
 PARKED = 40
-COUNTDOWNS = tuple(range(20, 100, 4))  # whole seconds: 20 tasks, due during and after the upgrade
-# A countdown task runs no earlier than asked, and at most its own countdown later (shovelled from a
-# delayed-delivery level of blue into the same level of green, it waits that level's time again: less than
-# 2^level ≤ countdown), plus the consumers' pauses and this busy machine's scheduling.
-PAUSES_S = 90
-TASK_QUEUES = ("player_sync", "match_processing", "default")  # one per worker pool
-COUNTDOWN_QUEUE = "player_sync_sea"  # no backlog ahead of a countdown task once it is due
 PROJECT = "upgrade-e2e"
 FOUR = SERIES_OVERLAYS["4.0"][0]
 TASKS_DIR = REPO / "tests" / "app"  # migrationtasks.py
-
-
-def backlog_queue(i: int) -> str:
-    """Where backlog task i goes: 1 in 20 to player_sync (its max length is 1,000, and a full queue refuses
-    publishes), the rest split between match_processing (5,000) and default (10,000)."""
-    return TASK_QUEUES[0] if i % 20 == 0 else TASK_QUEUES[1 + i % 2]
 
 
 def effect_workers(effects: Path):
@@ -70,39 +55,9 @@ def effect_workers(effects: Path):
     return prepare
 
 
-def client(stack) -> Celery:
+def client(stack):
     url = f"amqp://admin:{stack.secrets['rabbitmqAdminPassword']}@127.0.0.1:{stack.ports['amqp']}/%2F"
-    app = Celery("upgrade-test", broker=url, set_as_current=False)
-    app.conf.update(celery_settings(json.loads((stack.local.out / "celery.json").read_text())))
-    app.conf.broker_transport_options = {"confirm_publish": True}
-    app.conf.broker_connection_timeout = 60  # a machine shared with other builds and tests
-    return app
-
-
-def effects(db: Path) -> tuple[dict[str, float], int]:
-    """(tag → its first run's time, how many runs there were)."""
-    if not db.exists():
-        return {}, 0
-    connection = sqlite3.connect(db, timeout=60)
-    try:
-        first = dict(connection.execute("SELECT tag, MIN(at) FROM runs GROUP BY tag").fetchall())
-        return first, connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-    except sqlite3.OperationalError:
-        return {}, 0
-    finally:
-        connection.close()
-
-
-def longest_pause(db: Path, after: float, before: float) -> float:
-    connection = sqlite3.connect(db, timeout=60)
-    try:
-        times = [
-            t
-            for (t,) in connection.execute("SELECT at FROM runs WHERE at BETWEEN ? AND ? ORDER BY at", (after, before))
-        ]
-    finally:
-        connection.close()
-    return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+    return load.client(url, json.loads((stack.local.out / "celery.json").read_text()))
 
 
 def overlays(stack) -> list[str]:
@@ -140,9 +95,7 @@ def test_a_3_10_stack_upgraded_to_4_0_under_load_loses_nothing():
         try:
             run_the_upgrade(stack, work_effects, db, publisher)
         finally:
-            logs = subprocess.run(["docker", "logs", "--tail", "30", publisher], capture_output=True, text=True)
-            print(f"publisher's log:\n{logs.stdout}{logs.stderr}")
-            docker("rm", "-f", publisher, check=False)
+            load.remove_publisher(publisher)
             docker("rm", "-f", f"{PROJECT}-upgrade-green", check=False)
             docker("volume", "rm", f"{PROJECT}-upgrade-green-data", check=False)
             docker("network", "rm", f"{PROJECT}-upgrade", check=False)
@@ -151,17 +104,7 @@ def test_a_3_10_stack_upgraded_to_4_0_under_load_loses_nothing():
 
 def run_the_upgrade(stack, work_effects: Path, db: Path, publisher: str) -> None:
     admin = stack.secrets["rabbitmqAdminPassword"]
-    app = client(stack)
-    # the backlog, across the seed's queues; countdown tasks; parked messages
-    with app.producer_or_acquire() as producer:
-        for i in range(BACKLOG):
-            app.send_task("migration.record", args=[f"backlog-{i}"], queue=backlog_queue(i), producer=producer)
-        due = {}
-        for i, seconds in enumerate(COUNTDOWNS):
-            due[f"countdown-{i}"] = time.time() + seconds
-            app.send_task(
-                "migration.record", args=[f"countdown-{i}"], countdown=seconds, queue=COUNTDOWN_QUEUE, producer=producer
-            )
+    due = load.queue_backlog_and_countdowns(client(stack), BACKLOG)  # across the seed's queues
     params = pika.URLParameters(f"amqp://admin:{admin}@127.0.0.1:{stack.ports['amqp']}/%2F")
     with pika.BlockingConnection(params) as connection:
         channel = connection.channel()
@@ -170,7 +113,11 @@ def run_the_upgrade(stack, work_effects: Path, db: Path, publisher: str) -> None
             channel.basic_publish("", "dead_letters", f"parked-{i}".encode(), pika.BasicProperties(delivery_mode=2))
     delayed = [q for q in stack.management.get("queues") if q["name"].startswith("celery_delayed_")]
     assert delayed, "countdown tasks go through Celery's native delayed delivery"
-    assert start_publisher(stack, work_effects) == publisher
+    broker_url = f"amqp://admin:{admin}@rabbitmq:{stack.ports['amqp']}/%2F"
+    image = app_image_name_for_local()
+    load.start_publisher(
+        publisher, f"{stack.project}_stack", broker_url, stack.local.out / "celery.json", work_effects, image
+    )
 
     dry = subprocess.run(upgrade_argv(stack, "--dry-run"), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert dry.returncode == 0, dry.stderr
@@ -207,32 +154,13 @@ def run_the_upgrade(stack, work_effects: Path, db: Path, publisher: str) -> None
     assert "upgrade: start green" not in output and "upgrade: shovel" in output  # carried on, not started over
     upgraded = time.time()
 
-    stop_publisher(publisher, work_effects)
-    sent = set((work_effects / "sent.txt").read_text().split())
+    sent = load.stop_publisher(publisher, work_effects)
     api = stack.management  # the stack's own port: the new broker
     assert api.get("overview")["rabbitmq_version"] == "4.0.5"
-
-    # tasks published after the upgrade run too: the workers consume the new broker
-    app = client(stack)
-    after = [f"after-{i}" for i in range(30)]
-    with app.producer_or_acquire() as producer:
-        for i, tag in enumerate(after):
-            app.send_task("migration.record", args=[tag], queue=TASK_QUEUES[i % 3], producer=producer)
-    expected = {f"backlog-{i}" for i in range(BACKLOG)} | set(due) | sent | set(after)
-    wait_for(lambda: expected <= set(effects(db)[0]), 1200, f"{len(expected)} effects", interval=2)
-    first_runs, runs = effects(db)
-    extra = set(first_runs) - expected
-    assert all(t.startswith("live-") for t in extra), sorted(extra)[:5]  # a publish unconfirmed but landed
-    print(
-        f"{len(first_runs)} effects, {runs} runs ({runs - len(first_runs)} duplicates: redelivered and run again); "
-        f"upgrade {upgraded - started:.0f} s; consumers' longest pause {longest_pause(db, started, upgraded):.1f} s"
+    after = load.send_after(client(stack))  # they run too: the workers consume the new broker
+    load.assert_every_effect(
+        db, {f"backlog-{i}" for i in range(BACKLOG)} | set(due) | sent | after, due, started, upgraded
     )
-    for tag, at in due.items():
-        ran = first_runs[tag]
-        countdown = COUNTDOWNS[int(tag.split("-")[1])]
-        assert ran >= at - 1, f"{tag} ran {at - ran:.1f} s early"  # Celery's whole-second eta
-        assert ran <= at + countdown + PAUSES_S, f"{tag} ran {ran - at:.0f} s late (countdown {countdown} s)"
-    print("countdown lateness (s):", sorted(round(first_runs[t] - at) for t, at in due.items()))
 
     with pika.BlockingConnection(params) as connection:
         assert connection.channel().queue_declare("dead_letters", passive=True).method.message_count == PARKED
@@ -245,7 +173,7 @@ def run_the_upgrade(stack, work_effects: Path, db: Path, publisher: str) -> None
     assert any(m.get("Name") == f"{stack.project}_rabbitmq-data" for m in inspected["Mounts"])
     assert api.get("parameters/shovel") == []
     consumed = {c["queue"]["name"] for c in api.get("consumers")}
-    assert set(TASK_QUEUES) <= consumed, consumed
+    assert set(load.TASK_QUEUES) <= consumed, consumed
     verify = subprocess.run(
         [
             sys.executable, "-m", "infra", "verify", "--stack", "local", *overlays(stack),
@@ -255,29 +183,6 @@ def run_the_upgrade(stack, work_effects: Path, db: Path, publisher: str) -> None
         cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert verify.returncode == 0, verify.stdout + verify.stderr
-
-
-def start_publisher(stack, effects: Path) -> str:
-    """The live publisher (upgrade_publisher.py, 50 tasks/s), on the stack's network as the web service is,
-    publishing; its container's name."""
-    name = f"{stack.project}-publisher"
-    admin = stack.secrets["rabbitmqAdminPassword"]
-    docker(
-        "run", "-d", "--name", name, "--network", f"{stack.project}_stack",
-        "-e", f"BROKER_URL=amqp://admin:{admin}@rabbitmq:{stack.ports['amqp']}/%2F",
-        "-e", "CELERY_TOPOLOGY_FILE=/etc/app/celery.json", "-e", "PYTHONPATH=/app",
-        "-v", f"{stack.local.out / 'celery.json'}:/etc/app/celery.json:ro",
-        "-v", f"{REPO / 'tests' / 'e2e'}:/e2e-tests:ro", "-v", f"{effects}:/e2e-effects",
-        app_image_name_for_local(), "python", "/e2e-tests/upgrade_publisher.py", ",".join(TASK_QUEUES), "50",
-    )  # fmt: skip
-    sent = effects / "sent.txt"
-    wait_for(lambda: sent.exists() and sent.stat().st_size > 0, 120, "the publisher publishing")
-    return name
-
-
-def stop_publisher(name: str, effects: Path) -> None:
-    (effects / "stop").touch()
-    wait_for(lambda: "sent " in docker("logs", name, check=False), 60, "the publisher stopped")
 
 
 def app_image_name_for_local() -> str:
