@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-inter-node-tls bench-migration bench-local bench-pulumi bench-rate-limits bench-upgrade test test-builds test-offline test-live test-live-early test-live-late test-docker test-series-4 test-beside-docker test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-inter-node-tls bench-migration bench-local bench-pulumi bench-rate-limits bench-upgrade test test-builds test-offline test-live test-docker test-series-4 test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -87,34 +87,24 @@ SERIES_4_TESTS = tests/broker/test_shipped_stacks.py tests/broker/test_behaviour
 # lint, the docs and the unit tier, which need none of them, run. Then the live tiers, which wait on brokers,
 # containers and timers far more than they compute: the nodes' tiers on TEST_WORKERS pytest-xdist workers,
 # each test file on one worker (its module's booted node shared as before); then the e2e tier, one Docker
-# stack at a time, side by side with the RabbitMQ 4.0 pass and then LIVE_LATE, files of the nodes' tiers that
-# fill the e2e tier's time (it takes about 14 minutes, the 4.0 pass about 7). Each run and worker on its own
-# ports (TEST_PORT_SHARE, tests/support/rabbit_node.py), node names and Compose projects. The e2e tier does not
-# run beside the whole of the nodes' tiers: on 2 cores its Docker stacks did not come up healthy in time there.
+# stack at a time, side by side with the RabbitMQ 4.0 pass. Each run and worker on its own ports
+# (TEST_PORT_SHARE, tests/support/rabbit_node.py), node names and Compose projects. The e2e tier does not run
+# beside the nodes' tiers: on 2 cores its Docker stacks did not come up healthy in time there.
 # docs/testing.md has the measured split.
 TEST_WORKERS ?= 2
 LIVE_TIERS = tests/broker tests/app tests/pulumi
-LIVE_LATE = tests/broker/test_inter_node_tls.py tests/app/test_least_privilege.py tests/app/test_cluster_tls.py
 DOCKER_TIERS = tests/e2e
-LIVE_PYTEST = TEST_PORT_SHARE=0/2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 test: $(VENV)/.installed
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-builds test-offline
-	$(MAKE) --no-print-directory test-live-early
-	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-docker test-beside-docker
+	$(MAKE) --no-print-directory test-live
+	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-docker test-series-4
 
-## make test-live: the tiers of nodes (broker, app, pulumi) on TEST_WORKERS workers, in make test's two parts
 test-live:
-	@for target in test-live-early test-live-late; do $(MAKE) --no-print-directory $$target || exit 1; done
-test-live-early:
-	$(LIVE_PYTEST) $(LIVE_TIERS) $(addprefix --ignore=,$(LIVE_LATE))
-test-live-late:
-	$(LIVE_PYTEST) $(LIVE_LATE)
+	TEST_PORT_SHARE=0/2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(LIVE_TIERS)
 test-docker:
 	TEST_PORT_SHARE=1/2 $(PY) -m pytest $(DOCKER_TIERS)
 test-series-4:
-	RABBITMQ_SERIES=4.0 $(LIVE_PYTEST) $(SERIES_4_TESTS)
-test-beside-docker:
-	@for target in test-series-4 test-live-late; do $(MAKE) --no-print-directory $$target || exit 1; done
+	RABBITMQ_SERIES=4.0 TEST_PORT_SHARE=0/2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(SERIES_4_TESTS)
 
 # make test's two halves of its first step, each one target after another (apt-get runs one at a time).
 test-builds: $(VENV)/.installed

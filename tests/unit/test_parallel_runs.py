@@ -58,22 +58,5 @@ def test_make_test_runs_every_tier():
     fast = re.search(r"^test-fast:.*\n\t\$\(PY\) -m pytest -q (\S+)$", makefile, re.M).group(1)
     assert re.search(r"^test-offline:.*\n.*\btest-fast\b", makefile, re.M)
     assert sorted([fast, *live]) == sorted(folder.rstrip("/") for folder, _ in TIERS.values())
-    assert "LIVE_PYTEST = TEST_PORT_SHARE=0/2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile" in makefile
-    assert "$(LIVE_PYTEST) $(LIVE_TIERS)" in makefile
+    assert "$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(LIVE_TIERS)" in makefile
     assert "$(PY) -m pytest $(DOCKER_TIERS)" in makefile
-
-
-def test_make_test_runs_the_files_its_first_live_pass_leaves_for_later():
-    """`test-live-early` ignores LIVE_LATE's files and `test-beside-docker` runs them: each such file is in a
-    live tier, and `make test` runs both parts, so the split drops no file."""
-    makefile = (REPO / "Makefile").read_text()
-    late = re.search(r"^LIVE_LATE = (.*)$", makefile, re.M).group(1).split()
-    live = re.search(r"^LIVE_TIERS = (.*)$", makefile, re.M).group(1).split()
-    assert late and all((REPO / f).is_file() and any(f.startswith(t + "/") for t in live) for f in late)
-    early = re.search(r"^test-live-early:\n\t(.*)$", makefile, re.M).group(1)
-    assert "$(LIVE_TIERS) $(addprefix --ignore=,$(LIVE_LATE))" in early
-    assert re.search(r"^test-live-late:\n\t\$\(LIVE_PYTEST\) \$\(LIVE_LATE\)$", makefile, re.M)
-    test = re.search(r"^test: .*\n((?:\t.*\n)+)", makefile, re.M).group(1)
-    assert "test-live-early" in test and "test-beside-docker" in test
-    beside = re.search(r"^test-beside-docker:\n\t(.*)$", makefile, re.M).group(1)
-    assert "test-series-4 test-live-late" in beside
