@@ -98,16 +98,16 @@ class DockerBrokers:
     def export(self, role: str) -> dict:
         return json.loads(self._ctl(role, "rabbitmqctl", "export_definitions", "-", "--format", "json", "-q"))
 
-    def set_shovels(self, role: str, shovels: list[tuple[str, str, dict]]) -> None:
-        """One definitions import of runtime parameters (one CLI call, not one per queue), from a file in the
-        container: Debian's 4.0 `rabbitmqctl` runs the tool through `su`, and an import from standard input
-        never sees its end there. The file (the shovels' URIs hold the admin's password) is the node user's
-        alone and removed after."""
+    def set_shovels(self, role: str, shovels: list[tuple[str, str, dict]], policies: list[dict]) -> None:
+        """One definitions import of runtime parameters and policies (one CLI call, not one per queue), from a
+        file in the container: Debian's 4.0 `rabbitmqctl` runs the tool through `su`, and an import from standard
+        input never sees its end there. The file (the shovels' URIs hold the admin's password) is the node
+        user's alone and removed after."""
         parameters = [{"vhost": v, "component": "shovel", "name": n, "value": value} for v, n, value in shovels]
         try:
             subprocess.run(
                 ["docker", "exec", "-i", self._container(role), "sh", "-c", IMPORT_FROM_STDIN_VIA_FILE],
-                input=json.dumps({"parameters": parameters}),
+                input=json.dumps({"parameters": parameters, "policies": policies}),
                 capture_output=True,
                 text=True,
                 timeout=300,

@@ -124,6 +124,31 @@ class Observed:
         return self.service is not None and not self.service[0]
 
 
+# While a broker drains into the next one, a message the next one refuses (its queue full: reject-publish) goes
+# back to the source's queue, and on a quorum queue each return counts toward the source's delivery-limit: past
+# it the message would be dead-lettered instead of moved (seen under load: tasks parked, not run). The source
+# serves no client by then, so a policy above every other lifts its limits for the drain; it goes with the
+# source. Only the delivery limit is kept, far out of reach: a policy cannot be empty.
+DRAIN_POLICY = "upgrade-drain"
+DRAIN_POLICY_PRIORITY = 1000  # above any policy of the definition's
+DRAIN_DELIVERY_LIMIT = 1_000_000
+
+
+def drain_policies(vhosts: list[str]) -> list[dict]:
+    """The drain policy for every vhost, as a definitions file lists policies."""
+    return [
+        {
+            "vhost": vhost,
+            "name": DRAIN_POLICY,
+            "pattern": ".*",
+            "apply-to": "queues",
+            "priority": DRAIN_POLICY_PRIORITY,
+            "definition": {"delivery-limit": DRAIN_DELIVERY_LIMIT},
+        }
+        for vhost in sorted(set(vhosts))
+    ]
+
+
 FIRST_HOP = [Step.START_GREEN, Step.TOPOLOGY, Step.SWITCH, Step.SHOVEL, Step.DRAIN, Step.REMOVE_BLUE]
 SECOND_HOP = [
     Step.START_NEW,

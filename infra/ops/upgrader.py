@@ -17,7 +17,7 @@ from typing import Optional, Protocol
 
 from infra.ops.broker_api import BrokerAPIError, ManagementClient, api_path
 from infra.ops.migration import shovel_value
-from infra.ops.upgrade import Observed, Step, UpgradePath, remaining, upgrade_path
+from infra.ops.upgrade import Observed, Step, UpgradePath, drain_policies, remaining, upgrade_path
 from infra.plan.plan import Plan
 
 SHOVEL_PREFIX = "upgrade-"
@@ -68,8 +68,9 @@ class BrokerContainers(Protocol):
     def export(self, role: str) -> dict:
         """`role`'s definitions (it may be in maintenance mode: read with its CLI tools)."""
 
-    def set_shovels(self, role: str, shovels: list[tuple[str, str, dict]]) -> None:
-        """Dynamic shovels (vhost, name, definition) set on `role`, all at once."""
+    def set_shovels(self, role: str, shovels: list[tuple[str, str, dict]], policies: list[dict]) -> None:
+        """Dynamic shovels (vhost, name, definition) and `policies` (as a definitions file lists them) set on
+        `role`, all at once."""
 
     def amqp_uri(self, role: str) -> str:
         """Where a shovel on the other broker reaches `role`: credentials, no vhost (amqp://admin:…@host:5672)."""
@@ -173,8 +174,8 @@ class Upgrader:
                     json={"durable": True, "auto_delete": False, "arguments": q.get("arguments") or {}},
                 )
             shovels.append((vhost, SHOVEL_PREFIX + name, shovel_value(vhost, name, name, uri)))
-        self.c.set_shovels(source, shovels)
-        self.progress(f"  shovel {len(queues)} queue(s) {source} → {target} (ack on confirm)")
+        self.c.set_shovels(source, shovels, drain_policies([v for v, _, _ in shovels]))
+        self.progress(f"  shovel {len(queues)} queue(s) {source} → {target} (ack on confirm; {source}'s limits lifted)")
 
     def _wait_drained(self, role: str, deadline: float) -> None:
         """Until `role`'s queues have held no message for `quiet_s`: a delayed-delivery queue dead-letters

@@ -7,7 +7,8 @@ counted, and every countdown task checked to run no earlier than asked and withi
 
 from __future__ import annotations
 
-import sqlite3
+import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -66,29 +67,46 @@ def send_after(app: Celery, count: int = 30) -> set[str]:
     return set(tags)
 
 
+# Run as the file's owner (the workers' user): a reader as root would create the WAL index (-shm) root's own,
+# and the next worker to write would fail with "attempt to write a readonly database" (its task dead-lettered).
+READ_EFFECTS = """
+import json, sqlite3, sys
+connection = sqlite3.connect(sys.argv[1], timeout=60)
+try:
+    first = dict(connection.execute("SELECT tag, MIN(at) FROM runs GROUP BY tag").fetchall())
+    runs = connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    pauses = [t for (t,) in connection.execute(
+        "SELECT at FROM runs WHERE at BETWEEN ? AND ? ORDER BY at", (float(sys.argv[2]), float(sys.argv[3])))]
+except sqlite3.OperationalError:
+    first, runs, pauses = {}, 0, []
+print(json.dumps([first, runs, max((b - a for a, b in zip(pauses, pauses[1:])), default=0.0)]))
+"""
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, which any user may run (the venv's interpreter lives under /root)
+
+
+def _read(db: Path, after: float = 0.0, before: float = 0.0) -> tuple[dict[str, float], int, float]:
+    if not db.exists():
+        return {}, 0, 0.0
+    owner = db.stat()
+    result = subprocess.run(
+        [SYSTEM_PYTHON, "-c", READ_EFFECTS, str(db), str(after), str(before)], cwd="/",
+        user=owner.st_uid, group=owner.st_gid, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    first, runs, pause = json.loads(result.stdout)
+    return first, runs, pause
+
+
 def effects(db: Path) -> tuple[dict[str, float], int]:
     """(tag → its first run's time, how many runs there were)."""
-    if not db.exists():
-        return {}, 0
-    connection = sqlite3.connect(db, timeout=60)
-    try:
-        first = dict(connection.execute("SELECT tag, MIN(at) FROM runs GROUP BY tag").fetchall())
-        return first, connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-    except sqlite3.OperationalError:
-        return {}, 0
-    finally:
-        connection.close()
+    first, runs, _ = _read(db)
+    return first, runs
 
 
 def longest_pause(db: Path, after: float, before: float) -> float:
     """The longest time between two runs of any task in [after, before]: the consumers' longest pause."""
-    connection = sqlite3.connect(db, timeout=60)
-    try:
-        rows = connection.execute("SELECT at FROM runs WHERE at BETWEEN ? AND ? ORDER BY at", (after, before))
-        times = [t for (t,) in rows]
-    finally:
-        connection.close()
-    return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+    return _read(db, after, before)[2]
 
 
 def start_publisher(name: str, network: str, broker_url: str, celery_json: Path, out: Path, image: str) -> str:

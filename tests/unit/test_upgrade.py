@@ -7,7 +7,16 @@ import pytest
 
 from infra.ops import changes
 from infra.ops.changes import Impact
-from infra.ops.upgrade import ALL_STEPS, Observed, Step, UpgradePath, remaining, upgrade_path
+from infra.ops.upgrade import (
+    ALL_STEPS,
+    DRAIN_DELIVERY_LIMIT,
+    Observed,
+    Step,
+    UpgradePath,
+    drain_policies,
+    remaining,
+    upgrade_path,
+)
 from tests.unit.test_diff import diff, overlay, plans, repo  # noqa: F401 — repo is a fixture
 
 
@@ -144,3 +153,25 @@ def test_pulumi_up_is_refused_a_blue_green_jump_and_a_downgrade_before_it_reache
     file_line, key, message = down.text.split(": ", 2)
     assert file_line.split(":")[0].endswith("stacks/local.yaml") and key == "broker.version"
     assert message.startswith("3.10 is older than the broker's 4.0.5: a downgrade is refused")
+
+
+@pytest.mark.parametrize("stack", ["dev", "local", "staging", "prod"])
+def test_the_drain_policy_outranks_every_policy_of_the_stack_and_keeps_only_a_delivery_limit_out_of_reach(stack):
+    """A shovel's message refused by the next broker returns to the source's queue, each return counting
+    toward its delivery-limit: while the source drains, its policy must be the drain policy, in every vhost."""
+    from collections import defaultdict
+
+    from infra.definition.load import load_definition, require
+    from infra.plan.plan import build_plan
+    from infra.render.files import definitions
+
+    plan = build_plan(require(load_definition(stack=stack)))
+    rendered = definitions(plan.topology, defaultdict(str))
+    vhosts = [v["name"] for v in rendered["vhosts"]]
+    policies = drain_policies(vhosts + vhosts[:1])  # a vhost named twice: one policy
+    assert [p["vhost"] for p in policies] == sorted(vhosts)
+    assert all(p["priority"] > q["priority"] for p in policies for q in rendered["policies"])
+    limits = [q["definition"].get("delivery-limit", 0) for q in rendered["policies"]]
+    for p in policies:
+        assert p["pattern"] == ".*" and p["apply-to"] == "queues"
+        assert p["definition"] == {"delivery-limit": DRAIN_DELIVERY_LIMIT} and DRAIN_DELIVERY_LIMIT > 1000 * max(limits)
