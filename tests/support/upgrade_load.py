@@ -67,8 +67,8 @@ def send_after(app: Celery, count: int = 30) -> set[str]:
     return set(tags)
 
 
-# Run as the file's owner (the workers' user): a reader as root would create the WAL index (-shm) root's own,
-# and the next worker to write would fail with "attempt to write a readonly database" (its task dead-lettered).
+# Run as the file's owner (the workers' user) where it can: a reader as root may create the WAL index (-shm) root's
+# own, and the next worker to write fails with "attempt to write a readonly database" (its task dead-lettered).
 READ_EFFECTS = """
 import json, sqlite3, sys
 connection = sqlite3.connect(sys.argv[1], timeout=60)
@@ -87,14 +87,22 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, which any user may run (the venv
 
 
 def _read(db: Path, after: float = 0.0, before: float = 0.0) -> tuple[dict[str, float], int, float]:
+    """READ_EFFECTS as the file's owner; where that user cannot reach the file (a Docker volume's directory is
+    root's alone), in this process."""
     if not db.exists():
         return {}, 0, 0.0
     owner = db.stat()
-    result = subprocess.run(
-        [SYSTEM_PYTHON, "-c", READ_EFFECTS, str(db), str(after), str(before)], cwd="/",
-        user=owner.st_uid, group=owner.st_gid, capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    first, runs, pause = json.loads(result.stdout)
+    argv = [str(db), str(after), str(before)]
+    try:
+        out = subprocess.run(
+            [SYSTEM_PYTHON, "-c", READ_EFFECTS, *argv], cwd="/",
+            user=owner.st_uid, group=owner.st_gid, capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+    except subprocess.CalledProcessError:
+        out = subprocess.run(
+            [SYSTEM_PYTHON, "-c", READ_EFFECTS, *argv], capture_output=True, text=True, timeout=120, check=True
+        ).stdout
+    first, runs, pause = json.loads(out)
     return first, runs, pause
 
 
