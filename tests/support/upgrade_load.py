@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -98,9 +99,9 @@ def _read(db: Path, after: float = 0.0, before: float = 0.0) -> tuple[dict[str, 
             [SYSTEM_PYTHON, "-c", READ_EFFECTS, *argv], cwd="/",
             user=owner.st_uid, group=owner.st_gid, capture_output=True, text=True, timeout=120, check=True,
         ).stdout  # fmt: skip
-    except subprocess.CalledProcessError:
+    except (subprocess.CalledProcessError, OSError):  # OSError: no Debian python3 on this machine
         out = subprocess.run(
-            [SYSTEM_PYTHON, "-c", READ_EFFECTS, *argv], capture_output=True, text=True, timeout=120, check=True
+            [sys.executable, "-c", READ_EFFECTS, *argv], capture_output=True, text=True, timeout=120, check=True
         ).stdout
     first, runs, pause = json.loads(out)
     return first, runs, pause
