@@ -32,17 +32,8 @@ from stats import median, table  # noqa: E402
 from infra.cli.localstack import LocalStack  # noqa: E402
 from infra.ops.upgrade import Step  # noqa: E402
 from tests.e2e.harness import REPO, docker, running_stack  # noqa: E402
-from tests.e2e.test_upgrade import (  # noqa: E402
-    FOUR,
-    TASK_QUEUES,
-    backlog_queue,
-    client,
-    effect_workers,
-    longest_pause,
-    start_publisher,
-    stop_publisher,
-    upgrade_argv,
-)
+from tests.e2e.test_upgrade import FOUR, client, effect_workers, start_publisher, upgrade_argv  # noqa: E402
+from tests.support.upgrade_load import TASK_QUEUES, backlog_queue, longest_pause, stop_publisher  # noqa: E402
 
 PROJECT = "upgrade-bench"
 MANUAL_STEPS = (Step.START_GREEN, Step.TOPOLOGY, Step.SHOVEL, Step.DRAIN)

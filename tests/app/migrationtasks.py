@@ -20,18 +20,18 @@ def connect(path: str, attempts: int = 600) -> sqlite3.Connection:
     moment, and SQLite refuses a journal-mode change it cannot make at once ("database is locked") without
     waiting for its busy timeout: tried again every 0.1 s, for up to a minute."""
     connection = sqlite3.connect(path, timeout=60, isolation_level=None)
-    for attempt in range(attempts):
+    for attempt in range(1, attempts + 1):
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             for statement in SCHEMA:
                 connection.execute(statement)
             return connection
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == attempts - 1:
+            if "locked" not in str(exc) or attempt == attempts:
                 connection.close()
                 raise
             time.sleep(0.1)
-    raise AssertionError("unreachable")
+    raise ValueError(f"attempts must be at least 1, not {attempts}")
 
 
 @shared_task(name="migration.record")

@@ -113,11 +113,7 @@ def run_the_upgrade(stack, work_effects: Path, db: Path, publisher: str) -> None
             channel.basic_publish("", "dead_letters", f"parked-{i}".encode(), pika.BasicProperties(delivery_mode=2))
     delayed = [q for q in stack.management.get("queues") if q["name"].startswith("celery_delayed_")]
     assert delayed, "countdown tasks go through Celery's native delayed delivery"
-    broker_url = f"amqp://admin:{admin}@rabbitmq:{stack.ports['amqp']}/%2F"
-    image = app_image_name_for_local()
-    load.start_publisher(
-        publisher, f"{stack.project}_stack", broker_url, stack.local.out / "celery.json", work_effects, image
-    )
+    assert start_publisher(stack, work_effects) == publisher
 
     dry = subprocess.run(upgrade_argv(stack, "--dry-run"), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert dry.returncode == 0, dry.stderr
@@ -183,6 +179,16 @@ def run_the_upgrade(stack, work_effects: Path, db: Path, publisher: str) -> None
         cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def start_publisher(stack, effects: Path) -> str:
+    """upgrade_load's publisher on the compose stack's network, as the stack's admin; its container's name."""
+    url = f"amqp://admin:{stack.secrets['rabbitmqAdminPassword']}@rabbitmq:{stack.ports['amqp']}/%2F"
+    celery_json = stack.local.out / "celery.json"
+    image = app_image_name_for_local()
+    return load.start_publisher(
+        f"{stack.project}-publisher", f"{stack.project}_stack", url, celery_json, effects, image
+    )
 
 
 def app_image_name_for_local() -> str:
