@@ -444,10 +444,12 @@ def _blue_green(loaded: Stack, password: str, engine, dry_run: bool) -> bool:
     the_plan = loaded.plan
     containers = PulumiContainers(the_plan, password, engine=engine)
     try:
-        running, steps = Upgrader(containers, the_plan, b"{}").pending()
+        running, steps = Upgrader(containers, the_plan, b"{}", progress=say).pending_when_answering()
     except Downgrade as exc:
         finding = upgrade.downgrade_finding(loaded.source, upgrade.VERSION_KEY, exc.running, exc.wanted)
         raise VersionRefused(format_finding(finding)) from None
+    except BrokerAPIError as exc:
+        raise DeployError(f"upgrade: {exc}; nothing was changed") from None
     if not steps:
         return False
     say_pending(engine.prefix, running, steps, the_plan.broker)

@@ -52,7 +52,7 @@ def run_upgrade(args) -> int:
     upgrader = local.upgrader(progress=say, timeout_s=args.timeout)
     b = local.plan.broker
     try:
-        running, steps = upgrader.pending()
+        running, steps = upgrader.pending_when_answering()
     except Downgrade as exc:
         _report([upgrade.downgrade_finding(loaded.source, upgrade.VERSION_KEY, exc.running, exc.wanted)])
         say("nothing upgraded")

@@ -21,6 +21,8 @@ from infra.ops.upgrade import Observed, Step, UpgradePath, drain_policies, remai
 from infra.plan.plan import Plan
 
 SHOVEL_PREFIX = "upgrade-"
+RETRY_S = 2.0
+PENDING_WAIT_S = 300.0  # a loaded machine's `rabbitmqctl` can miss _ctl's 120 s: a few more tries
 QUIET_S = 3.0  # the queues' own counts are exact: a short quiet spell covers a shovel between two reads
 
 
@@ -105,6 +107,11 @@ class Upgrader:
         service = self.c.service()
         green = self.c.green()
         return Observed(service, green, switched=bool(green) and self.c.switched())
+
+    def pending_when_answering(self, within_s: float = PENDING_WAIT_S) -> tuple[Optional[str], list[Step]]:
+        """`pending`, asked again while a broker does not answer (restarting, or too loaded to answer its CLI
+        within `_ctl`'s timeout), for up to `within_s`: a busy broker is not a reason to stop a deploy."""
+        return self._answering(self.pending, time.monotonic() + within_s)
 
     def pending(self) -> tuple[Optional[str], list[Step]]:
         """(blue's running version, the steps still to do). A blue whose version the new series takes in place
@@ -232,19 +239,27 @@ class Upgrader:
         (restarting) is waited for within the timeout, and each pass re-reads where things are."""
         deadline = time.monotonic() + self.timeout_s
         done: list[Step] = []
+
+        def remaining_steps() -> list[Step]:
+            _, steps = self.pending()
+            for step in steps:
+                self.progress(f"upgrade: {step.value}")
+                self.do(step, deadline)
+                done.append(step)
+            return done
+
+        return self._answering(remaining_steps, deadline)
+
+    def _answering(self, attempt, deadline: float):
+        """`attempt()`, made again every RETRY_S while a broker does not answer, until `deadline`."""
         while True:
             try:
-                _, steps = self.pending()
-                for step in steps:
-                    self.progress(f"upgrade: {step.value}")
-                    self.do(step, deadline)
-                    done.append(step)
-                return done
+                return attempt()
             except BrokerAPIError as exc:
                 if time.monotonic() > deadline:
                     raise
                 self.progress(f"  broker: {exc}; retrying")
-                time.sleep(2)
+                time.sleep(RETRY_S)
 
 
 def _json(raw: bytes):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from infra.ops import changes
+from infra.ops.broker_api import BrokerAPIError
 from infra.ops.changes import Impact
 from infra.ops.upgrade import (
     ALL_STEPS,
@@ -175,3 +176,38 @@ def test_the_drain_policy_outranks_every_policy_of_the_stack_and_keeps_only_a_de
     for p in policies:
         assert p["pattern"] == ".*" and p["apply-to"] == "queues"
         assert p["definition"] == {"delivery-limit": DRAIN_DELIVERY_LIMIT} and DRAIN_DELIVERY_LIMIT > 1000 * max(limits)
+
+
+class _BusyBlue:
+    """Blue's container as the upgrade's first look sees it on a loaded machine: running, on the old image,
+    its `rabbitmqctl version` timing out `busy` times before it answers (BrokerContainers' three reads)."""
+
+    def __init__(self, busy: int):
+        self.busy = busy
+
+    def service(self):
+        return (False, True)
+
+    def green(self):
+        return None
+
+    def version(self, role):
+        if self.busy:
+            self.busy -= 1
+            raise BrokerAPIError("blue: rabbitmqctl version: Command timed out after 120 seconds")
+        return "3.10.8"
+
+
+def test_the_first_look_waits_out_a_broker_too_busy_to_answer_and_says_so(monkeypatch):
+    """`deploy`'s and `upgrade`'s first look (`pending_when_answering`) asks again while blue does not answer,
+    within its bound; past it, the broker's own error is raised, as before."""
+    from infra.ops import upgrader
+
+    monkeypatch.setattr(upgrader, "RETRY_S", 0)
+    (plan,) = plans({}, {"broker": {"version": "4.0", "image": "rabbitmq:4.0-management"}})[1:]
+    said: list[str] = []
+    found = upgrader.Upgrader(_BusyBlue(busy=2), plan, b"{}", progress=said.append).pending_when_answering()
+    assert found == ("3.10.8", ALL_STEPS)
+    assert said == ["  broker: blue: rabbitmqctl version: Command timed out after 120 seconds; retrying"] * 2
+    with pytest.raises(BrokerAPIError, match="timed out"):
+        upgrader.Upgrader(_BusyBlue(busy=1), plan, b"{}", progress=said.append).pending_when_answering(within_s=-1)
