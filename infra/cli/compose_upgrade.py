@@ -15,9 +15,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
-from urllib.parse import quote
 
-from infra.cli.docker_brokers import DockerBrokers, docker, inspect
+from infra.cli.docker_brokers import SHOVEL_TLS_FILES, DockerBrokers, docker, inspect
 from infra.plan.services import BROKER_DATA_DIR
 
 
@@ -85,12 +84,15 @@ class ComposeContainers(DockerBrokers):
         clients' next address is the serving one."""
         return self.network in self._networks(self.green_name) and self.answers("green")
 
-    def amqp_uri(self, role: str) -> str:
-        """Green by its alias, the new broker by its container name, on the stack's network (`rabbitmq` is
-        every broker's own host name)."""
-        b = self.plan.broker
-        host = f"{self.host}-green" if role == "green" else (inspect(self._blue_id()) or {})["Name"].lstrip("/")
-        return f"amqp://{quote(b.admin_user, safe='')}:{quote(self.admin_password, safe='')}@{host}:{b.amqp_port}"
+    def _shovel_host(self, role: str) -> str:
+        """Green by its alias, the new broker by its container name (`rabbitmq` is every broker's host name)."""
+        return f"{self.host}-green" if role == "green" else (inspect(self._blue_id()) or {})["Name"].lstrip("/")
+
+    def tls_files(self) -> dict[str, str]:
+        return {name: (self.out / "tls" / name).read_text() for name in SHOVEL_TLS_FILES}
+
+    def ca_file(self) -> Optional[str]:
+        return str(self.out / "tls" / "ca.pem")
 
     # -- acting
     def start_green(self) -> None:
@@ -111,7 +113,7 @@ class ComposeContainers(DockerBrokers):
             source, rest = mount.split(":", 1)
             if source.startswith("./"):
                 argv += ["-v", f"{(self.out / source).resolve()}:{rest}"]
-        for port in (b.amqp_port, b.management_port):
+        for port in (b.client_port, b.management_client_port):
             argv += ["-p", f"{b.publish_ip}:{_free_port(b.publish_ip)}:{port}"]
         entrypoint, *command = service["entrypoint"]
         argv += ["--entrypoint", entrypoint, service["image"], *command]

@@ -10,12 +10,17 @@ import subprocess
 import time
 from dataclasses import dataclass
 from typing import Optional
+from urllib.parse import quote, urlencode
 
 from infra.ops.broker_api import BrokerAPIError, ManagementClient
 from infra.plan.plan import Plan
-from infra.plan.services import broker_hosts, client_host
+from infra.plan.services import BROKER_DATA_DIR, broker_hosts, client_host
 
 READY_TIMEOUT_S = 180
+# With TLS, where a broker's shovels read the CA and the client certificate they present to the other broker
+# (mutual TLS): on its data volume, the node user's alone; it goes with the broker.
+SHOVEL_TLS_DIR = f"{BROKER_DATA_DIR}/upgrade-tls"
+SHOVEL_TLS_FILES = ("ca.pem", "client.pem", "client.key")
 
 # Standard input into a private file the node's user reads, imported, then removed whatever the import did.
 IMPORT_FROM_STDIN_VIA_FILE = (
@@ -76,13 +81,38 @@ class DockerBrokers:
             raise BrokerAPIError(f"green publishes no port {container_port} (not running)")
         return int(bound[0]["HostPort"])
 
+    def tls_files(self) -> dict[str, str]:
+        """With TLS, SHOVEL_TLS_FILES' contents (PEM): the stack's CA and the app's client certificate and key."""
+        raise NotImplementedError
+
+    def ca_file(self) -> Optional[str]:
+        """With TLS, a file holding the stack's CA, which the management API's certificate is checked against."""
+        raise NotImplementedError
+
+    def _shovel_host(self, role: str) -> str:
+        """Where a shovel on the other broker reaches `role`, on the stack's network."""
+        raise NotImplementedError
+
     def api(self, role: str) -> ManagementClient:
-        """A broker's management API as the admin: blue and the new broker on the stack's own ports."""
+        """A broker's management API as the admin: blue and the new broker on the stack's own ports; with TLS
+        over HTTPS, checked against the stack's CA (every broker has the stack's server certificate)."""
         b = self.plan.broker
         url = b.management_url
         if role == "green":
-            url = f"http://{client_host(b.publish_ip)}:{self._green_port(b.management_port)}"
-        return ManagementClient(url, b.admin_user, self.admin_password)
+            url = f"{b.management_scheme}://{client_host(b.publish_ip)}:{self._green_port(b.management_client_port)}"
+        return ManagementClient(url, b.admin_user, self.admin_password, ca_cert=self.ca_file() if b.tls else None)
+
+    def amqp_uri(self, role: str) -> str:
+        """`role` as a shovel on the other broker reaches it: the admin's credentials, no vhost; with TLS, AMQPS
+        verified against the stack's CA for the host name every broker's certificate carries (`rabbitmq`), the
+        client certificate presented."""
+        b = self.plan.broker
+        credentials = f"{quote(b.admin_user, safe='')}:{quote(self.admin_password, safe='')}"
+        uri = f"{b.client_scheme}://{credentials}@{self._shovel_host(role)}:{b.client_port}"
+        if not b.tls:
+            return uri
+        files = dict(zip(("cacertfile", "certfile", "keyfile"), (f"{SHOVEL_TLS_DIR}/{n}" for n in SHOVEL_TLS_FILES)))
+        return f"{uri}?{urlencode({**files, 'verify': 'verify_peer', 'server_name_indication': self.host})}"
 
     def _ctl(self, role: str, *argv: str, timeout: float = 120) -> str:
         """A RabbitMQ CLI command in `role`'s container (works in maintenance mode); a broker that cannot be
@@ -104,6 +134,8 @@ class DockerBrokers:
         input never sees its end there. The file (the shovels' URIs hold the admin's password) is the node
         user's alone and removed after."""
         parameters = [{"vhost": v, "component": "shovel", "name": n, "value": value} for v, n, value in shovels]
+        if self.plan.broker.tls:
+            self._install_shovel_tls(role)
         try:
             subprocess.run(
                 ["docker", "exec", "-i", self._container(role), "sh", "-c", IMPORT_FROM_STDIN_VIA_FILE],
@@ -115,6 +147,18 @@ class DockerBrokers:
             )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             raise BrokerAPIError(f"{role}: the shovels could not be set: {getattr(exc, 'stderr', exc)}") from None
+
+    def _install_shovel_tls(self, role: str) -> None:
+        """SHOVEL_TLS_FILES into `role`'s SHOVEL_TLS_DIR, from standard input, the node user's alone."""
+        for name, content in self.tls_files().items():
+            script = (
+                f"umask 077 && mkdir -p {SHOVEL_TLS_DIR} && cat > {SHOVEL_TLS_DIR}/{name} && "
+                f"chown -R rabbitmq:rabbitmq {SHOVEL_TLS_DIR}"
+            )
+            argv = ["docker", "exec", "-i", self._container(role), "sh", "-c", script]
+            done = subprocess.run(argv, input=content, capture_output=True, text=True, timeout=120)
+            if done.returncode:
+                raise BrokerAPIError(f"{role}: the shovels' TLS files could not be written: {done.stderr.strip()}")
 
     def queue_messages(self, role: str) -> dict[tuple[str, str], int]:
         """From the queues themselves (`rabbitmqctl list_queues`), whatever management metrics collection is;

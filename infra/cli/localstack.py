@@ -180,8 +180,8 @@ class LocalStack:
 
     def upgrade_broker(self, progress=print) -> list:
         """A version the running broker cannot take in place, carried out blue-green; nothing otherwise (a
-        single node without TLS: a cluster or TLS stack is not upgraded this way yet)."""
-        if self.plan.broker.nodes != 1 or self.plan.broker.tls:
+        single node: a cluster stack is not upgraded this way yet)."""
+        if self.plan.broker.nodes != 1:
             return []
         return self.upgrader(progress).run()
 

@@ -425,16 +425,16 @@ class VersionRefused(Exception):
 
 
 def upgrades_blue_green(b) -> bool:
-    """A stack whose broker `deploy` upgrades blue-green (infra/cli/pulumi_upgrade.py): one node, no TLS."""
-    return b.nodes == 1 and not b.tls and not b.hosts
+    """A stack whose broker `deploy` upgrades blue-green (infra/cli/pulumi_upgrade.py): one node."""
+    return b.nodes == 1 and not b.hosts
 
 
-def _blue_green(loaded: Stack, password: str, engine, dry_run: bool) -> bool:
+def _blue_green(loaded: Stack, password: str, engine, stack_value, dry_run: bool) -> bool:
     """The blue-green upgrade the running broker needs, from wherever the containers are (printed only with
     --preview); True when it changed the broker. A downgrade is refused with its finding."""
     from pulumi.automation import CommandError
 
-    from infra.cli.pulumi_upgrade import PulumiContainers
+    from infra.cli.pulumi_upgrade import PulumiContainers, shovel_pems
     from infra.cli.upgrade_command import say, say_pending
     from infra.ops import upgrade
     from infra.ops.broker_api import BrokerAPIError
@@ -456,6 +456,7 @@ def _blue_green(loaded: Stack, password: str, engine, dry_run: bool) -> bool:
     if dry_run:
         return False
     try:
+        containers.pems = shovel_pems(the_plan.broker, stack_value, engine)
         Upgrader(containers, the_plan, containers.definitions(), progress=say).run()
     except (BrokerAPIError, UpgradeTimeout, RuntimeError, TimeoutError, CommandError) as exc:
         raise DeployError(f"upgrade: {exc}; run the deploy again to carry it on") from None
@@ -464,7 +465,7 @@ def _blue_green(loaded: Stack, password: str, engine, dry_run: bool) -> bool:
 
 
 def _migrations_before_up(loaded: Stack, dry_run: bool):
-    """`deploy`'s first steps: the blue-green upgrade a single node without TLS needs, carried out (a version
+    """`deploy`'s first steps: the blue-green upgrade a single node needs, carried out (a version
     another stack cannot take in place refused: infra/ops/upgrade.py `pulumi_refusal`), then the queue
     migrations the live broker needs (printed only with --preview). The admin's password from
     $RABBITMQ_PASSWORD, the stack's config, or the secrets file; no broker answering yet (a first deploy) means
@@ -489,7 +490,11 @@ def _migrations_before_up(loaded: Stack, dry_run: bool):
             print(f"no broker answers at {b.management_url} yet: no queue to migrate", file=sys.stderr)
             return False
         # No engine: the hook run on its own (tests/app/test_migrate.py), on a broker no stack's containers hold.
-        upgraded = engine is not None and upgrades_blue_green(b) and _blue_green(loaded, password, engine, dry_run)
+        upgraded = (
+            engine is not None
+            and upgrades_blue_green(b)
+            and _blue_green(loaded, password, engine, stack_value, dry_run)
+        )
         with tempfile.NamedTemporaryFile("w", suffix=".pem") as ca:
             if b.tls:  # the stack's own CA, as the last `up` exported it
                 ca.write(stack_value("ca_cert") or known.get(b.tls.secrets.ca_cert, ""))

@@ -15,18 +15,22 @@ container's delete finds it gone). Green goes with a targeted `up` that no longe
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import tempfile
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Optional
-from urllib.parse import quote
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Callable, Optional
 
-from infra.cli.docker_brokers import DockerBrokers, docker, inspect
+from infra.cli.docker_brokers import SHOVEL_TLS_FILES, DockerBrokers, docker, inspect
+from infra.plan.plan import BrokerConfig
 from infra.plan.services import broker_hosts
 from infra.pulumi.deploy import Engine
 from infra.render import files as render
 
-BROKER = "broker"  # program.main's Broker component
+BROKER, TLS = "broker", "tls"  # program.main's Broker and Certificates components
 
 
 def green_name(prefix: str) -> str:
@@ -34,9 +38,27 @@ def green_name(prefix: str) -> str:
     return f"{prefix}-{broker_hosts(1)[0]}-green"
 
 
+def shovel_pems(b: BrokerConfig, stack_value: Callable[[str], Optional[str]], engine: Engine) -> dict[str, str]:
+    """With TLS, SHOVEL_TLS_FILES' PEMs: the stack's CA and the app's client certificate and key, from the stack
+    config (`ca: provided`) or as the program's pulumi_tls resources hold them in the state (their names:
+    `Certificates("tls")` in infra/pulumi/program.py); {} without TLS."""
+    if not b.tls:
+        return {}
+    s = b.tls.secrets
+    if b.tls.ca == "provided":
+        values = [stack_value(s.ca_cert), stack_value(s.client_cert), stack_value(s.client_key)]
+    else:
+        client, key = engine.outputs_of(f"{TLS}-client"), engine.outputs_of(f"{TLS}-client-key")
+        values = [stack_value("ca_cert"), str(client.get("certPem") or ""), str(key.get("privateKeyPem") or "")]
+    if not all(values):
+        raise RuntimeError("the stack's CA or the app's client certificate is not in its state: run `deploy` once")
+    return dict(zip(SHOVEL_TLS_FILES, (str(v) for v in values)))
+
+
 @dataclass
 class PulumiContainers(DockerBrokers):
     engine: Engine
+    pems: dict[str, str] = field(default_factory=dict)  # shovel_pems
 
     @property
     def prefix(self) -> str:
@@ -68,11 +90,24 @@ class PulumiContainers(DockerBrokers):
         service = self.service()
         return not (service is not None and not service[0] and self.answers("blue"))
 
-    def amqp_uri(self, role: str) -> str:
-        """Green by its alias, the stack's broker by its container name, on the stack's network."""
-        b = self.plan.broker
-        host = f"{self.host}-green" if role == "green" else self.service_name
-        return f"amqp://{quote(b.admin_user, safe='')}:{quote(self.admin_password, safe='')}@{host}:{b.amqp_port}"
+    def _shovel_host(self, role: str) -> str:
+        """Green by its alias, the stack's broker by its container name."""
+        return f"{self.host}-green" if role == "green" else self.service_name
+
+    def tls_files(self) -> dict[str, str]:
+        return self.pems
+
+    @cached_property
+    def _ca(self) -> str:
+        """The CA in a file of its own for this process (a certificate: nothing secret), removed at its exit."""
+        handle, path = tempfile.mkstemp(prefix="upgrade-ca-", suffix=".pem")
+        with os.fdopen(handle, "w") as out:
+            out.write(self.pems["ca.pem"])
+        atexit.register(os.unlink, path)
+        return path
+
+    def ca_file(self) -> Optional[str]:
+        return self._ca
 
     def definitions(self) -> bytes:
         """What green and then the stack's new broker get: the definition's topology as the new version declares

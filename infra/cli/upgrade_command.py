@@ -63,10 +63,8 @@ def run_upgrade(args) -> int:
     if not steps:
         say(f"no upgrade pending on {local.project}: the broker runs {running or b.image}")
         return ExitStatus.OK
-    if b.nodes != 1 or b.tls:
-        say(
-            f"python -m infra upgrade: {local.project} needs an upgrade, but a cluster or TLS stack is not upgraded yet"
-        )
+    if b.nodes != 1:
+        say(f"python -m infra upgrade: {local.project} needs an upgrade, but a cluster stack is not upgraded yet")
         return ExitStatus.ERROR
     say_pending(local.project, running, steps, b)
     if args.dry_run:

@@ -152,12 +152,13 @@ def shovel_value(vhost: str, source: str, dest: str, dest_uri: str = "amqp://") 
     when and where it is due: a level dead-letters by that key into the next one, so a message re-keyed with
     the queue's name would never route on. It goes through the level's exchange, which routes every key held
     in its queue back into that queue."""
+    base, _, options = dest_uri.partition("?")  # TLS options follow the vhost
     value = {
         "src-protocol": "amqp091",
         "src-uri": f"amqp:///{quote(vhost, safe='')}",
         "src-queue": source,
         "dest-protocol": "amqp091",
-        "dest-uri": f"{dest_uri}/{quote(vhost, safe='')}",
+        "dest-uri": f"{base}/{quote(vhost, safe='')}" + (f"?{options}" if options else ""),
         "dest-exchange": "",
         "dest-exchange-key": dest,
         "ack-mode": "on-confirm",

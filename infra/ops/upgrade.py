@@ -221,7 +221,7 @@ def pulumi_refusal(source, live: str, wanted: str, stack: str) -> Optional[Refus
     when `pulumi up` may go on. The program replaces the broker's container when its image changes, on the
     same data volume: fine along RabbitMQ's in-place path, but a blue-green jump would start the new series on
     data it refuses (the node does not boot: the broker is down). `deploy` carries out the blue-green upgrade
-    of a single node without TLS before its `up` (infra/cli/pulumi_upgrade.py); a plain `pulumi up` cannot."""
+    of a single node before its `up` (infra/cli/pulumi_upgrade.py); a plain `pulumi up` cannot."""
     finding = downgrade_finding(source, VERSION_KEY, live, wanted)
     if finding is not None:
         return Refusal(format_finding(finding), invalid=True)
@@ -230,7 +230,7 @@ def pulumi_refusal(source, live: str, wanted: str, stack: str) -> Optional[Refus
     return Refusal(
         f"the broker runs RabbitMQ {live} and the definition asks for {wanted}, which it cannot take in place "
         f"({why_blue_green(live, wanted)}): nothing was changed. `python -m infra deploy --stack {stack}` "
-        f"(make deploy) upgrades a single node without TLS blue-green first (docs/upgrades.md); a cluster or TLS "
+        f"(make deploy) upgrades a single node blue-green first (docs/upgrades.md); a cluster "
         f"stack is not upgraded that way yet: keep broker.version at {series_of(live)} there, or deploy a new "
         f"stack on {wanted} and move the app to it.",
         invalid=False,

@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Callable, Optional
@@ -114,7 +114,8 @@ def up(
     state = stack.export_stack()  # once, secrets decrypted: the interrupted operations and the last outputs
     interrupted = clear_interrupted(stack, state) if not preview_only else False
     outputs = last_outputs(state.deployment or {})
-    changed = before_up(partial(_stack_value, stack, outputs), Engine(stack)) if before_up else False
+    on_engine = Engine(stack, state.deployment or {})
+    changed = before_up(partial(_stack_value, stack, outputs), on_engine) if before_up else False
     changed = changed or interrupted
     stack.workspace.env_vars[MIGRATIONS_CHECKED] = "1"
     # The engine's errors come on stderr: streamed too, so a failed `up` says why where the user looks.
@@ -152,6 +153,11 @@ class Engine:
     the upgrade's progress."""
 
     stack: auto.Stack
+    deployment: dict = field(default_factory=dict)  # the stack as exported before `before_up`, secrets plain
+
+    def outputs_of(self, name: str) -> dict[str, object]:
+        """The last `up`'s outputs of the program's resource `name` (deploy.resource_outputs)."""
+        return resource_outputs(self.deployment, name)
 
     @cached_property
     def project(self) -> str:
@@ -195,8 +201,18 @@ SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 def last_outputs(deployment: dict) -> dict[str, object]:
     """The root stack's outputs in an exported deployment, secrets as their plain values."""
+    return _outputs_where(deployment, lambda r: r.get("type") == "pulumi:pulumi:Stack")
+
+
+def resource_outputs(deployment: dict, name: str) -> dict[str, object]:
+    """The outputs of the resource named `name` (its URN's last part) in an exported deployment, secrets as
+    their plain values; {} when there is none."""
+    return _outputs_where(deployment, lambda r: r.get("urn", "").rsplit("::", 1)[-1] == name)
+
+
+def _outputs_where(deployment: dict, match: Callable[[dict], bool]) -> dict[str, object]:
     for resource in deployment.get("resources") or []:
-        if resource.get("type") == "pulumi:pulumi:Stack":
+        if match(resource):
             return {
                 key: json.loads(value["plaintext"]) if isinstance(value, dict) and SECRET_SIG in value else value
                 for key, value in (resource.get("outputs") or {}).items()

@@ -3,6 +3,9 @@ and `diff`'s class for it (and its refusal of a downgrade)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from infra.ops import changes
@@ -136,6 +139,32 @@ def test_a_task_queue_is_shovelled_by_its_name_and_a_delayed_level_keeps_each_me
     )
 
 
+def test_on_a_tls_stack_the_shovels_cross_over_amqps_verifying_the_broker_and_presenting_the_apps_certificate():
+    """prod's TLS (AMQPS only, mutual TLS): a shovel's URI checks the other broker's certificate against the
+    stack's CA for the name every broker's certificate carries, presents the app's client certificate, from
+    files on the shovel's own broker; the vhost goes before the options."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from infra.cli.compose_upgrade import ComposeContainers
+    from infra.cli.docker_brokers import SHOVEL_TLS_DIR
+    from infra.ops.migration import shovel_value
+
+    (plan,) = plans({}, {"broker": {"tls": {"enabled": True, "plain_listeners": False, "verify_peer": True}}})[1:]
+    containers = ComposeContainers(plan, "p@ss/word", project="p", out=Path("out"), compose=print)
+    uri = shovel_value("/", "player_sync", "player_sync", containers.amqp_uri("green"))["dest-uri"]
+    parts = urlsplit(uri)
+    assert (parts.scheme, parts.hostname, parts.port, parts.path) == ("amqps", "rabbitmq-green", 5671, "/%2F")
+    assert parts.password == "p%40ss%2Fword"
+    assert parse_qs(parts.query) == {
+        "cacertfile": [f"{SHOVEL_TLS_DIR}/ca.pem"],
+        "certfile": [f"{SHOVEL_TLS_DIR}/client.pem"],
+        "keyfile": [f"{SHOVEL_TLS_DIR}/client.key"],
+        "verify": ["verify_peer"],
+        "server_name_indication": ["rabbitmq"],
+    }
+    assert "rabbitmq" in plan.broker.tls.server_names  # the name checked is on the broker's certificate
+
+
 def test_pulumi_up_is_refused_a_blue_green_jump_and_a_downgrade_before_it_reaches_the_broker():
     """`deploy` and the program's gate stop on these (the program would start the new image on the old data)."""
     from infra.ops.upgrade import pulumi_refusal
@@ -211,3 +240,34 @@ def test_the_first_look_waits_out_a_broker_too_busy_to_answer_and_says_so(monkey
     assert said == ["  broker: blue: rabbitmqctl version: Command timed out after 120 seconds; retrying"] * 2
     with pytest.raises(BrokerAPIError, match="timed out"):
         upgrader.Upgrader(_BusyBlue(busy=1), plan, b"{}", progress=said.append).pending_when_answering(within_s=-1)
+
+
+@pytest.mark.parametrize("ca", ["generate", "provided"])
+def test_a_pulumi_stacks_shovels_get_the_stacks_ca_and_the_apps_client_certificate(ca):
+    """`deploy` hands the shovels the PEMs from where the stack keeps them: with `ca: generate` the pulumi_tls
+    resources in the exported state (a secret as the export writes it), with `ca: provided` the stack config."""
+    from infra.cli.pulumi_upgrade import shovel_pems
+    from infra.pulumi.deploy import SECRET_SIG, Engine
+
+    (plan,) = plans({}, {"broker": {"tls": {"enabled": True, "ca": ca}}})[1:]
+
+    def secret(text: str) -> dict:
+        return {SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270", "plaintext": json.dumps(text)}
+
+    resources = [
+        {"urn": "urn:pulumi:dev::p::rabbitmq-celery:tls:Certificates$tls:index/locallySignedCert:LocallySignedCert::tls-client",
+         "outputs": {"certPem": "STATE CLIENT CERT"}},
+        {"urn": "urn:pulumi:dev::p::rabbitmq-celery:tls:Certificates$tls:index/privateKey:PrivateKey::tls-client-key",
+         "outputs": {"privateKeyPem": secret("STATE CLIENT KEY")}},
+    ]  # fmt: skip
+    config = {"tlsCaCert": "CONFIG CA", "tlsClientCert": "CONFIG CLIENT CERT", "tlsClientKey": "CONFIG CLIENT KEY"}
+    outputs = {"ca_cert": "OUTPUT CA"}
+    pems = shovel_pems(
+        plan.broker, lambda key: config.get(key) or outputs.get(key), Engine(None, {"resources": resources})
+    )
+    if ca == "generate":
+        assert pems == {"ca.pem": "OUTPUT CA", "client.pem": "STATE CLIENT CERT", "client.key": "STATE CLIENT KEY"}
+    else:
+        assert pems == {"ca.pem": "CONFIG CA", "client.pem": "CONFIG CLIENT CERT", "client.key": "CONFIG CLIENT KEY"}
+    with pytest.raises(RuntimeError, match="not in its state"):
+        shovel_pems(plan.broker, lambda key: None, Engine(None, {}))

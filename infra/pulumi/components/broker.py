@@ -139,7 +139,7 @@ def node_names(name: str, role: str = "") -> dict[str, str]:
 def green_node(name: str, args: "BrokerArgs", network: docker.Network, parent) -> docker.Container:
     """The new version's node beside the stack's broker during a blue-green upgrade (a single node): the same
     image, files and health check as the stack's broker on this definition, its own volume (not kept: it is
-    drained before it goes), its AMQP and management ports published on ports Docker picks, and on the stack's
+    drained before it goes), the ports clients use (AMQP or AMQPS, management) published on ports Docker picks, and on the stack's
     network as `<host>-green` with the broker's host name (its node name)."""
     config, host = args.config, broker_hosts(1)[0]
     names = node_names(name, "green")
@@ -147,7 +147,7 @@ def green_node(name: str, args: "BrokerArgs", network: docker.Network, parent) -
     image = docker.RemoteImage(names[IMAGE], name=config.image, keep_locally=True, opts=opts)
     volume = docker.Volume(names[VOLUME], name=f"{args.resource_prefix}-{host}-green-data", opts=opts)
     node_uploads, node_entrypoint = uploads(files_of_node(dict(args.files), 1))
-    wanted = (config.amqp_port, config.management_port)
+    wanted = (config.client_port, config.management_client_port)  # AMQPS and HTTPS only with TLS
     return docker.Container(
         names[CONTAINER],
         name=f"{args.resource_prefix}-{host}-green",
