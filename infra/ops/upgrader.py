@@ -75,7 +75,8 @@ class BrokerContainers(Protocol):
         `role`, all at once."""
 
     def amqp_uri(self, role: str) -> str:
-        """Where a shovel on the other broker reaches `role`: credentials, no vhost (amqp://admin:…@host:5672)."""
+        """Where a shovel on the other broker reaches `role`: credentials, no vhost (amqp://admin:…@host:5672;
+        with TLS amqps://admin:…@host:5671?<TLS options>: the vhost goes before the options)."""
 
     def queue_messages(self, role: str) -> dict[tuple[str, str], int]:
         """(vhost, queue) → messages ready or unacknowledged in `role`'s durable queues, from the queues."""
