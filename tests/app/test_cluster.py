@@ -175,8 +175,7 @@ def test_two_of_three_down_refuses_publishing_and_every_confirmed_message_surviv
     refused = [_publish(survivor, user, password, f"late-{i}") for i in range(3)]
     assert refused == [False, False, False], "a minority accepted a publish"
     paused_at = len(survivor.console_output())
-    cluster.start_together(others)
-    cluster.await_resume(survivor, since=paused_at)
+    cluster.start_together(others, resuming=(survivor, paused_at))
     cluster.wait_running(3)
     cluster.wait_members_online(["default"])
     connection = _connection(survivor, user, password, virtual_host="/")

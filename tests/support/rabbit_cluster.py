@@ -71,21 +71,27 @@ class RabbitCluster:
         self.apply_topology()
         return self
 
-    def start_together(self, nodes: list[RabbitNode]) -> None:
-        """Nodes that must boot at once: a restarted node waits for the peers it last saw running."""
+    def start_together(self, nodes: list[RabbitNode], resuming: tuple[RabbitNode, int] | None = None) -> None:
+        """Nodes that must boot at once: a restarted node waits for the peers it last saw running.
+        `resuming`: a node pause_minority stopped and its console offset at the pause, watched while the others
+        boot (`await_resume`): its resume starts as soon as they connect, and if it crashes, the booting nodes
+        wait for its tables, so it must be recovered while they boot, not after (seen once in a clean-clone
+        run: both nodes out of their 90 s boot, waiting on the crashed survivor)."""
         errors: list[BaseException] = []
 
-        def boot(node: RabbitNode) -> None:
+        def run(step, *args) -> None:
             try:
-                node.start()
+                step(*args)
             except BaseException as exc:  # noqa: BLE001 (re-raised below, in the caller's thread)
                 errors.append(exc)
 
-        threads = [threading.Thread(target=boot, args=(n,)) for n in nodes]
+        threads = [threading.Thread(target=run, args=(n.start,)) for n in nodes]
+        if resuming is not None:
+            threads.append(threading.Thread(target=run, args=(self.await_resume, *resuming)))
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=200)
+            t.join(timeout=360)  # a boot (90 s), or a resume watched (120 s) and recovered (start_app, 180 s)
         if errors:
             raise errors[0]
 
