@@ -26,7 +26,7 @@ from infra.render.images import app_image_name
 from tests.support.rabbit_node import ManagementAPI, free_ports, own_port
 from tests.support.rabbit_series import current as current_series
 from tests.support.stacks import TEST_SECRETS
-from tests.support.waiting import wait_for
+from tests.support.waiting import WaitTimeout, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 # RABBITMQ_SERIES=4.0: the local stack's broker on the trixie image (scripts/build-local-images builds it)
@@ -73,6 +73,26 @@ def docker_exec(container: str, *argv: str, env: dict | None = None) -> subproce
     """`argv` run in `container` (with its environment, plus `env`), its result whatever the exit status."""
     flags = [f"--env={k}={v}" for k, v in (env or {}).items()]
     return subprocess.run(["docker", "exec", *flags, container, *argv], capture_output=True, text=True, timeout=180)
+
+
+DIST_FAILED = "Erlang distribution failed"  # a CLI tool's diagnostics when its connection to the node failed
+
+
+def cli_run(container: str, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """A RabbitMQ CLI tool run in `container`, again every 2 s while its connection to the node fails, for up to
+    `timeout`: a loaded machine can hold a TLS distribution handshake past the tool's setup time (seen once in
+    a clean-clone run, right after the node's own health check, the same tool, had passed). Its last result."""
+    runs: list[subprocess.CompletedProcess] = []
+
+    def connected() -> bool:
+        runs.append(docker_exec(container, *argv))
+        return DIST_FAILED not in runs[-1].stderr
+
+    try:
+        wait_for(connected, timeout, f"{argv[0]} connected in {container}", interval=2)
+    except WaitTimeout:
+        pass  # the caller asserts on the last run, which says why
+    return runs[-1]
 
 
 def bridge_of(network: str) -> str:

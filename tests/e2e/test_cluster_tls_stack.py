@@ -20,7 +20,16 @@ import yaml
 
 from infra.cli.localstack import LocalStack
 from infra.plan.services import broker_hosts
-from tests.e2e.harness import DIST_PORT, ImagesMissing, bridge_of, docker, docker_exec, free_port_blocks, require_images
+from tests.e2e.harness import (
+    DIST_PORT,
+    ImagesMissing,
+    bridge_of,
+    cli_run,
+    docker,
+    docker_exec,
+    free_port_blocks,
+    require_images,
+)
 from tests.support.stacks import TEST_SECRETS
 from tests.support.waiting import wait_for
 from tests.support.wire import WireCapture, assert_only_tls_crossed
@@ -65,10 +74,10 @@ def test_the_cli_tools_work_in_the_nodes_with_the_compose_files_tls_flags_and_no
     local, _ = brokers
     env = docker("inspect", "-f", "{{json .Config.Env}}", local.container("rabbitmq-2"))
     assert "RABBITMQ_CTL_ERL_ARGS=-proto_dist inet_tls -ssl_dist_optfile /etc/rabbitmq/inter_node_tls-2.config" in env
-    status = docker_exec(local.container("rabbitmq-1"), "rabbitmqctl", "cluster_status", "--formatter", "json")
+    status = cli_run(local.container("rabbitmq-1"), "rabbitmqctl", "cluster_status", "--formatter", "json")
     assert status.returncode == 0, status.stderr
     assert sorted(json.loads(status.stdout)["running_nodes"]) == sorted(f"rabbit@{h}" for h in broker_hosts(3))
-    queues = docker_exec(local.container("rabbitmq-3"), "rabbitmq-queues", "quorum_status", QUEUE)
+    queues = cli_run(local.container("rabbitmq-3"), "rabbitmq-queues", "quorum_status", QUEUE)
     assert queues.returncode == 0 and "leader" in queues.stdout, queues.stderr
     plain = docker_exec(
         local.container("rabbitmq-1"), "rabbitmq-diagnostics", "-q", "check_running", env={"RABBITMQ_CTL_ERL_ARGS": ""}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pika
 import pytest
 
-from tests.e2e.harness import DIST_PORT, bridge_of, docker, docker_exec
+from tests.e2e.harness import DIST_PORT, bridge_of, cli_run, docker, docker_exec
 from tests.pulumi.project import (
     amqps_parameters,
     assert_destroyed,
@@ -44,7 +44,7 @@ def tls_cluster_stack():
 def test_the_tls_cluster_stack_forms_one_cluster_over_tls_distribution(tls_cluster_stack):
     project = tls_cluster_stack
     assert_every_container_healthy(project, NODES)  # each node's health check: a CLI tool over TLS distribution
-    status = docker_exec(f"{project.prefix}-rabbitmq-1", "rabbitmqctl", "cluster_status", "--formatter", "json")
+    status = cli_run(f"{project.prefix}-rabbitmq-1", "rabbitmqctl", "cluster_status", "--formatter", "json")
     assert status.returncode == 0, status.stderr
     assert sorted(json.loads(status.stdout)["running_nodes"]) == [f"rabbit@{n}" for n in NODES]
     env = docker("inspect", "-f", "{{json .Config.Env}}", f"{project.prefix}-rabbitmq-2")
