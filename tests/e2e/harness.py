@@ -10,12 +10,14 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pika
 import requests
 import yaml
 
@@ -93,6 +95,22 @@ def cli_run(container: str, *argv: str, timeout: float = 120) -> subprocess.Comp
     except WaitTimeout:
         pass  # the caller asserts on the last run, which says why
     return runs[-1]
+
+
+def amqps_parameters(local: LocalStack, port: int) -> pika.ConnectionParameters:
+    """A TLS stack's AMQPS port as its admin: the rendered CA trusted, the app's client certificate presented."""
+    tls = local.out / "tls"
+    context = ssl.create_default_context(cafile=str(tls / "ca.pem"))
+    context.load_cert_chain(str(tls / "client.pem"), str(tls / "client.key"))
+    admin = local.plan.broker.admin_user
+    password = yaml.safe_load(local.secrets.read_text())[local.plan.topology.password_key(admin)]
+    return pika.ConnectionParameters(
+        "127.0.0.1",
+        port,
+        "/",
+        pika.PlainCredentials(admin, password),
+        ssl_options=pika.SSLOptions(context, "127.0.0.1"),
+    )
 
 
 def bridge_of(network: str) -> str:

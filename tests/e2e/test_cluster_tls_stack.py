@@ -23,6 +23,7 @@ from infra.plan.services import broker_hosts
 from tests.e2e.harness import (
     DIST_PORT,
     ImagesMissing,
+    amqps_parameters,
     bridge_of,
     cli_run,
     docker,
@@ -85,32 +86,15 @@ def test_the_cli_tools_work_in_the_nodes_with_the_compose_files_tls_flags_and_no
     assert plain.returncode != 0, plain.stdout  # without the TLS flags the tool cannot reach its own node
 
 
-def amqps(local: LocalStack, port: int) -> pika.ConnectionParameters:
-    import ssl
-
-    tls = local.out / "tls"
-    context = ssl.create_default_context(cafile=str(tls / "ca.pem"))
-    context.load_cert_chain(str(tls / "client.pem"), str(tls / "client.key"))
-    admin = local.plan.broker.admin_user
-    password = yaml.safe_load(local.secrets.read_text())[local.plan.topology.password_key(admin)]
-    return pika.ConnectionParameters(
-        "127.0.0.1",
-        port,
-        "/",
-        pika.PlainCredentials(admin, password),
-        ssl_options=pika.SSLOptions(context, "127.0.0.1"),
-    )
-
-
 def test_the_payload_never_shows_on_the_docker_bridge_between_the_nodes(brokers):
     local, amqps_port = brokers
     body = b"inter-node-docker-wire-" + random.token_hex(24).encode()
     with WireCapture({DIST_PORT}, interface=bridge_of(f"{local.project}_stack")) as wire:
-        with pika.BlockingConnection(amqps(local, amqps_port)) as connection:  # node 1
+        with pika.BlockingConnection(amqps_parameters(local, amqps_port)) as connection:  # node 1
             channel = connection.channel()
             channel.confirm_delivery()
             channel.basic_publish("", QUEUE, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
-        with pika.BlockingConnection(amqps(local, amqps_port + 2)) as connection:  # node 3
+        with pika.BlockingConnection(amqps_parameters(local, amqps_port + 2)) as connection:  # node 3
             channel = connection.channel()
             got = wait_for(lambda: channel.basic_get(QUEUE, auto_ack=True), 30, "the message on node 3", interval=0.2)
     assert got[2] == body

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from infra.ops.broker_api import ManagementClient
-from tests.e2e.harness import REPO, docker, running_stack
+from tests.e2e.harness import REPO, amqps_parameters, docker, running_stack
 from tests.e2e.test_upgrade import effect_workers, overlays, upgrade_argv
 from tests.support import upgrade_load as load
 from tests.support.rabbit_node import free_ports
@@ -60,19 +60,6 @@ def management(stack) -> ManagementClient:
     )
 
 
-def amqps(stack) -> pika.ConnectionParameters:
-    files = tls_files(stack)
-    context = ssl.create_default_context(cafile=files["ca.pem"])
-    context.load_cert_chain(files["client.pem"], files["client.key"])
-    return pika.ConnectionParameters(
-        "127.0.0.1",
-        stack.local.plan.broker.client_port,
-        "/",
-        pika.PlainCredentials("admin", stack.secrets["rabbitmqAdminPassword"]),
-        ssl_options=pika.SSLOptions(context, server_hostname="localhost"),
-    )
-
-
 @pytest.mark.timeout(1800)
 def test_a_tls_stack_upgraded_to_4_0_moves_every_message_over_amqps():
     effects = Path(os.environ.get("TMPDIR", "/tmp")) / f"{PROJECT}-effects-{os.getpid()}"
@@ -98,7 +85,7 @@ def upgrade_and_check(stack, db: Path) -> None:
     b = stack.local.plan.broker
     assert b.tls and not b.plain and b.tls.verify_peer  # prod's TLS
     due = load.queue_backlog_and_countdowns(client(stack), BACKLOG)
-    with pika.BlockingConnection(amqps(stack)) as connection:
+    with pika.BlockingConnection(amqps_parameters(stack.local, stack.local.plan.broker.client_port)) as connection:
         channel = connection.channel()
         channel.confirm_delivery()
         for i in range(PARKED):
@@ -124,7 +111,7 @@ def upgrade_and_check(stack, db: Path) -> None:
     assert ("amqp/ssl", b.client_port) in listeners and not {p for p, _ in listeners} & {"amqp", "http"}
     after = load.send_after(client(stack))
     load.assert_every_effect(db, {f"backlog-{i}" for i in range(BACKLOG)} | set(due) | after, due, started, upgraded)
-    with pika.BlockingConnection(amqps(stack)) as connection:
+    with pika.BlockingConnection(amqps_parameters(stack.local, stack.local.plan.broker.client_port)) as connection:
         assert connection.channel().queue_declare("dead_letters", passive=True).method.message_count == PARKED
     assert api.get("parameters/shovel") == []
     assert docker("ps", "-aq", "--filter", f"name={stack.project}-upgrade-green") == ""
