@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-inter-node-tls bench-migration bench-local bench-pulumi bench-rate-limits bench-upgrade test test-builds test-offline test-live test-docker test-series-4 test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
+.PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-inter-node-tls bench-migration bench-local bench-pulumi bench-rate-limits bench-upgrade bench-suite-cpu test test-builds test-offline test-live test-docker test-series-4 test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
 # The virtualenv, rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
@@ -165,6 +165,16 @@ bench-upgrade: images pulumi
 	$(PY) bench/upgrade.py --runs 2 --sizes 10000
 	$(PY) bench/upgrade.py --runs 1 --sizes 100000
 	$(PY) bench/pulumi_upgrade.py --runs 2 --size 10000
+
+## make bench-suite-cpu [SUITE_TARGET=test-live]: what a make target of the tests computes while it runs: how busy
+## the cores were and the CPU seconds by kind of process, from Linux process accounting (docs/testing.md)
+SUITE_TARGET ?= test-live
+bench-suite-cpu: $(VENV)/.installed
+	@command -v accton >/dev/null || { \
+	  echo "Installing Debian's acct (process accounting)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends acct; }
+	$(SUDO) $(PY) bench/suite_cpu.py -- $(MAKE) --no-print-directory $(SUITE_TARGET)
 
 ## make bench-pulumi: the real Pulumi engine beside make local's compose path (nothing to healthy), no-change and
 ## one-policy deploys, and 1,000 queues through the rabbitmq provider beside one POST (bench/RESULTS.md)
