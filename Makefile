@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages installed when missing: $(APT_INSTALL) package...
+APT_INSTALL = $(SUDO) apt-get update -qq && \
+  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
 
 .PHONY: pulumi rabbitmq4 bench gnu-time bench-cluster bench-inter-node-tls bench-migration bench-local bench-pulumi bench-rate-limits bench-upgrade bench-suite-cpu test test-builds test-offline test-live test-docker test-series-4 test-fast lint docs-serve validate render plan deploy preview golden docs clean rabbitmq-server prometheus docker images local local-down
 
@@ -17,8 +20,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt
 rabbitmq-server:
 	@test -x /usr/lib/rabbitmq/bin/rabbitmq-server || { \
 	  echo "Installing Debian's rabbitmq-server for the broker tests"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends rabbitmq-server; }
+	  $(APT_INSTALL) rabbitmq-server; }
 
 # Debian trixie's rabbitmq-server 4.0 in a debootstrapped root, for the tests' 4.0 nodes
 # (tests/support/rabbit_series.py chroots into it); rebuilt only when missing. Debian's mirror, as apt's.
@@ -26,8 +28,7 @@ RABBITMQ4_ROOT = .rabbitmq/4.0
 DEBIAN_MIRROR ?= $(shell awk '($$1 == "URIs:" || $$1 == "deb") && $$2 ~ /^https?:/ && $$2 !~ /security/ { print $$2; exit }' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null)
 rabbitmq4: $(RABBITMQ4_ROOT)/usr/lib/rabbitmq/bin/rabbitmq-server
 $(RABBITMQ4_ROOT)/usr/lib/rabbitmq/bin/rabbitmq-server:
-	@command -v debootstrap >/dev/null || { $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends debootstrap; }
+	@command -v debootstrap >/dev/null || { $(APT_INSTALL) debootstrap; }
 	rm -rf $(RABBITMQ4_ROOT).tmp && mkdir -p $(dir $(RABBITMQ4_ROOT))
 	$(SUDO) debootstrap --variant=minbase --include=rabbitmq-server trixie $(CURDIR)/$(RABBITMQ4_ROOT).tmp $(DEBIAN_MIRROR)
 	rm -rf $(RABBITMQ4_ROOT) && mv $(RABBITMQ4_ROOT).tmp $(RABBITMQ4_ROOT)
@@ -36,16 +37,14 @@ $(RABBITMQ4_ROOT)/usr/lib/rabbitmq/bin/rabbitmq-server:
 gnu-time:
 	@test -x /usr/bin/time || { \
 	  echo "Installing Debian's time for the benchmarks"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends time; }
+	  $(APT_INSTALL) time; }
 
 # Debian's prometheus (2.42): promtool checks the rendered monitoring files, and the server scrapes a test
 # node (the package's own service is not used).
 prometheus:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
 	  echo "Installing Debian's prometheus for the monitoring tests"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+	  $(APT_INSTALL) prometheus; }
 
 # Debian's Docker engine, docker-compose and debootstrap, for the local images and the end-to-end tests
 # (and iproute2: `broker.hosts`'s test makes its Docker hosts in network namespaces); the engine is started
@@ -54,8 +53,7 @@ docker:
 	@command -v dockerd >/dev/null && command -v docker-compose >/dev/null && command -v debootstrap >/dev/null \
 	  && command -v ip >/dev/null || { \
 	  echo "Installing Debian's docker.io, docker-compose, debootstrap and iproute2"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	  $(APT_INSTALL) \
 	    docker.io docker-compose debootstrap iptables iproute2; }
 	@$(SUDO) scripts/start-docker
 
@@ -172,8 +170,7 @@ SUITE_TARGET ?= test-live
 bench-suite-cpu: $(VENV)/.installed
 	@command -v accton >/dev/null || { \
 	  echo "Installing Debian's acct (process accounting)"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends acct; }
+	  $(APT_INSTALL) acct; }
 	$(SUDO) $(PY) bench/suite_cpu.py -- $(MAKE) --no-print-directory $(SUITE_TARGET)
 
 ## make bench-pulumi: the real Pulumi engine beside make local's compose path (nothing to healthy), no-change and

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT, ROOT / "bench"):
     sys.path.insert(0, str(path))
 
+from stats import proc_stat  # noqa: E402
 from topology_load import in_new_vhosts, timed_calls  # noqa: E402
 
 from infra.paths import LOCAL_CLI_ROOT  # noqa: E402
@@ -84,9 +85,6 @@ def event_times(stream: str) -> tuple[dict[str, float], list[str]]:
     return spans, changed
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
 def descendants(root: int) -> dict[int, tuple[str, float]]:
     """pid → (part, CPU seconds so far) of `root` and every process under it, from /proc."""
     found: dict[int, tuple[str, float, int]] = {}
@@ -97,8 +95,8 @@ def descendants(root: int) -> dict[int, tuple[str, float]]:
                 argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            found[int(entry.name)] = (argv, (int(fields[11]) + int(fields[12])) / TICKS, int(fields[1]))
+            parent, cpu = proc_stat(stat)
+            found[int(entry.name)] = (argv, cpu, parent)
     tree, todo = {}, [root]
     while todo:
         pid = todo.pop()

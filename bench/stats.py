@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Sequence
 
 
@@ -61,3 +62,13 @@ def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
 def growth_exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
     """The slope of log(y) over log(x): 1 for linear growth, 2 for quadratic."""
     return linear_fit([math.log(x) for x in xs], [math.log(y) for y in ys])[0]
+
+
+TICKS = os.sysconf("SC_CLK_TCK")  # the clock ticks /proc and process accounting count in
+
+
+def proc_stat(text: str) -> tuple[int, float]:
+    """A /proc/<pid>/stat line read: (parent pid, CPU seconds so far, user + system). The fields after the name,
+    which may hold spaces and parentheses, start after its last ")"."""
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stats import table  # noqa: E402
+from stats import TICKS, proc_stat, table  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")  # the clock ticks dump-acct and /proc count in
 # An Erlang VM that used less CPU than this was a CLI tool (rabbitmqctl, rabbitmq-diagnostics: about 1 s each);
 # a RabbitMQ node's boot alone costs more (about 10 s measured here).
 ERLANG_CLI_CPU_S = 4.0
@@ -73,8 +72,9 @@ def split(processes: list[Process]) -> tuple[Counter, Counter]:
     """(CPU seconds by kind, processes by kind)."""
     seconds, count = Counter(), Counter()
     for p in processes:
-        seconds[kind(p)] += p.cpu_s
-        count[kind(p)] += 1
+        k = kind(p)
+        seconds[k] += p.cpu_s
+        count[k] += 1
     return seconds, count
 
 
@@ -90,8 +90,7 @@ def daemons_cpu() -> dict[str, float]:
         try:
             comm = (proc / "comm").read_text().strip()
             if comm in DAEMONS:
-                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                found[comm] = found.get(comm, 0.0) + (int(stat[11]) + int(stat[12])) / TICKS
+                found[comm] = found.get(comm, 0.0) + proc_stat((proc / "stat").read_text())[1]
         except (OSError, IndexError, ValueError):
             continue
     return found

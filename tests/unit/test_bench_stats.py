@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from stats import growth_exponent, linear_fit, median, percentile, spread, table  # noqa: E402
+from stats import TICKS, growth_exponent, linear_fit, median, percentile, proc_stat, spread, table  # noqa: E402
 
 
 def test_median_odd_and_even():
@@ -48,3 +48,8 @@ def test_linear_fit_and_growth_exponent():
     assert growth_exponent([10, 100, 1000], [1, 100, 10000]) == pytest.approx(2)
     with pytest.raises(ValueError):
         linear_fit([1], [1])
+
+
+def test_a_proc_stat_line_gives_the_parent_and_the_cpu_even_with_a_name_holding_spaces_and_parentheses():
+    line = "4242 (a (b) c) S 17 4242 4242 0 -1 4194560 900 0 0 0 " + f"{3 * TICKS} {TICKS} 0 0 20 0 1 0 100 0 0"
+    assert proc_stat(line) == (17, 4.0)
